@@ -1,0 +1,21 @@
+export type { AmqpProperties, DeliveredEvent, EventInit, HeraldEvent } from './envelope.ts';
+export {
+  assertSize,
+  createEvent,
+  DEAD_EXCHANGE,
+  DEAD_QUEUE,
+  DEFAULT_CONTENT_TYPE,
+  DEFAULT_MAX_EVENT_BYTES,
+  EVENTS_EXCHANGE,
+  fromAmqp,
+  Headers,
+  INGEST_EXCHANGE,
+  isJsonContentType,
+  toAmqp,
+} from './envelope.ts';
+export type { ErrorCode } from './errors.ts';
+export { ErrorCodes, HeraldError, hasCode, ValidationError } from './errors.ts';
+export { assertSender, assertType, MAX_ROUTING_KEY_BYTES, parseRoutingKey, routingKeyOf } from './names.ts';
+export type { Matcher, Pattern, Selector, SelectorInput, SqlPredicate } from './selector.ts';
+export { bindingKeys, compileMatcher, matches, parsePattern, parseSelector, selectorPatterns, sqlPredicate } from './selector.ts';
+export { isUuid, uuidv7 } from './uuid.ts';
