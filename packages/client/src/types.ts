@@ -1,0 +1,102 @@
+import type { DeliveredEvent, EventInit, SelectorInput } from '@herald/core';
+
+/** Where to reach RabbitMQ. Default: `HERALD_AMQP_URL`, else `amqp://guest:guest@127.0.0.1:5672`. */
+export interface ConnectionOptions {
+  /** AMQP URL. Default: `process.env.HERALD_AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672'`. */
+  url?: string;
+  /** Reconnect backoff: first delay in ms. Default 100. */
+  reconnectInitialDelayMs?: number;
+  /** Reconnect backoff: longest delay in ms. Default 5000. */
+  reconnectMaxDelayMs?: number;
+  /** Connection name shown in RabbitMQ's management UI. Default: `herald-<role>-<pid>`. */
+  connectionName?: string;
+}
+
+export interface PublisherOptions extends ConnectionOptions {
+  /** The sender this publisher speaks for (DESIGN.md §1). Required. */
+  sender: string;
+  /**
+   * How many publishes may wait, unconfirmed or buffered during an outage, before `publish` waits
+   * for room (backpressure). Default 10,000.
+   */
+  maxPending?: number;
+  /** A publish not confirmed within this many ms rejects with TIMEOUT. Default 30,000 (0 = never). */
+  confirmTimeoutMs?: number;
+  /** Largest event body in bytes; larger publishes reject with EVENT_TOO_LARGE. Default 1 MiB. */
+  maxEventBytes?: number;
+  /** Set AMQP `user_id` to the URL's user, so RabbitMQ vouches for the publisher. Default true. */
+  setUserId?: boolean;
+}
+
+/** Per-publish options: everything of EventInit but sender and type. */
+export type PublishOptions = Omit<EventInit, 'sender' | 'type' | 'data'>;
+
+/** What a confirmed publish resolves with. */
+export interface PublishReceipt {
+  /** The event id (the idempotency key). */
+  readonly id: string;
+}
+
+/**
+ * Publishes events to `herald.ingest` with publisher confirms.
+ *
+ * `publish` resolves once RabbitMQ confirmed the event (it is on disk) and rejects with a
+ * HeraldError otherwise (PUBLISH_FAILED on nack, TIMEOUT, CLOSED, INVALID_* for bad input).
+ * Confirms are pipelined: many publishes are in flight at once. When the connection drops, the
+ * publisher reconnects with backoff and re-sends everything not yet confirmed (safe: the event id
+ * is the idempotency key); publishes issued meanwhile wait in a bounded buffer, and once it is full
+ * `publish` waits for room instead of growing memory.
+ */
+export interface Publisher {
+  publish(type: string, data?: unknown, options?: PublishOptions): Promise<PublishReceipt>;
+  /** Waits until everything published so far is confirmed or failed. */
+  flush(): Promise<void>;
+  /** Flushes, then closes the connection. Publishing after close rejects with CLOSED. */
+  close(): Promise<void>;
+  /** Publishes waiting for a confirm or for a connection. */
+  readonly pending: number;
+}
+
+/**
+ * The ack contract, said once: the handler resolving acknowledges the event; the handler throwing
+ * retries it after `retryDelayMs`, up to `maxAttempts` attempts in all, then the event goes to
+ * `herald.dead` with the reason and the attempt count in its headers. Nothing is redelivered
+ * forever and nothing is dropped silently.
+ */
+export type Handler = (event: DeliveredEvent) => Promise<void> | void;
+
+export interface SubscriberOptions extends ConnectionOptions {
+  /** Which events to receive (DESIGN.md §1). Required. */
+  selector: SelectorInput;
+  /**
+   * The queue's name. A named queue is durable and reused by name (events wait there while the
+   * subscriber is away). Default: a server-named exclusive queue that lives as long as the
+   * subscriber (events published while it is away are not kept).
+   */
+  queue?: string;
+  /** Handlers running at once. 1 (the default) keeps events in order. */
+  concurrency?: number;
+  /** Unacknowledged deliveries RabbitMQ sends ahead. Default: max(concurrency × 2, 50). */
+  prefetch?: number;
+  /** Attempts before an event goes to the dead letters. Default 5. */
+  maxAttempts?: number;
+  /** Delay before a failed event is tried again, ms. Default 1000. */
+  retryDelayMs?: number;
+}
+
+/** A subscriber with a handler: runs until closed, surviving reconnects. */
+export interface Subscriber {
+  /** The queue being consumed (resolved once the first connection is set up). */
+  readonly queue: Promise<string>;
+  /** Stops taking deliveries, waits for handlers in flight, then closes. */
+  close(): Promise<void>;
+}
+
+/** An event from an async-iterator subscription; call `ack()` when done (or `nack(err)` to retry). */
+export interface ReceivedEvent extends DeliveredEvent {
+  ack(): void;
+  /** Counts as a failed attempt: retried after a delay, then dead-lettered. */
+  nack(reason?: unknown): void;
+  /** The delivery attempt, starting at 1. */
+  readonly attempt: number;
+}

@@ -1,0 +1,84 @@
+import type { HeraldEvent, SelectorInput } from '@herald/core';
+
+/** An event as kept in the log. */
+export interface StoredEvent extends HeraldEvent {
+  /** Position in the log: dense (no gaps) and increasing in commit order, from 1. */
+  readonly offset: bigint;
+  /** When the hub stored it, epoch ms. */
+  readonly storedAt: number;
+}
+
+/** What an append did: the events newly stored (with offsets, in order) and the ids already there. */
+export interface AppendResult {
+  readonly stored: StoredEvent[];
+  /** Ids that were in the log already, or twice in the batch: not stored again. */
+  readonly duplicates: string[];
+}
+
+/** A query over the log. Results are in ascending offset order. */
+export interface EventQuery {
+  selector?: SelectorInput | undefined;
+  /** Only offsets greater than this. */
+  after?: bigint | undefined;
+  /** Only offsets up to and including this. */
+  upTo?: bigint | undefined;
+  /** Only events whose time is at or after this (epoch ms). */
+  since?: number | undefined;
+  /** Only events whose time is before this (epoch ms). */
+  until?: number | undefined;
+  /** The last N matching events (still returned in ascending order). */
+  last?: number | undefined;
+  /** At most this many events. */
+  limit: number;
+}
+
+/** A message the hub could not take as an event, kept with its reason. */
+export interface DeadLetter {
+  readonly reason: string;
+  readonly code: string;
+  readonly exchange: string;
+  readonly routingKey: string;
+  readonly messageId?: string | undefined;
+  readonly properties: Record<string, unknown>;
+  readonly body: Buffer;
+  /** Epoch ms. */
+  readonly at: number;
+}
+
+/**
+ * The log and the hub's state, behind one interface with two drivers: `pg` (PostgreSQL server)
+ * and PGlite (embedded, the default). Both run the same SQL and the same migrations.
+ *
+ * Failure: every method rejects when the database is unreachable; nothing is half-written (each
+ * write is one transaction). The `pg` driver reconnects on the next call once the server is back.
+ */
+export interface Store {
+  /** `postgres` or `embedded`. */
+  readonly kind: 'postgres' | 'embedded';
+  /** Applies pending migrations, in order. Idempotent. */
+  migrate(): Promise<void>;
+  /**
+   * Takes the writer lease (one writer assigns offsets at a time). Resolves true when held; false
+   * when another process holds it. Released on close or when the connection drops.
+   */
+  acquireWriterLease(): Promise<boolean>;
+  /**
+   * Stores a batch in one transaction: drops ids already in the log (and repeats in the batch),
+   * assigns the next dense offsets in batch order. Needs the writer lease.
+   */
+  append(events: readonly HeraldEvent[]): Promise<AppendResult>;
+  query(q: EventQuery): Promise<StoredEvent[]>;
+  getByOffset(offset: bigint): Promise<StoredEvent | undefined>;
+  getById(id: string): Promise<StoredEvent | undefined>;
+  /** The highest offset in the log; 0n when empty. */
+  headOffset(): Promise<bigint>;
+  /** Keeps messages that are not events, with their reasons. */
+  addDeadLetters(letters: readonly DeadLetter[]): Promise<void>;
+  listDeadLetters(limit: number): Promise<(DeadLetter & { id: bigint })[]>;
+  /** Small named values of the hub's state (checkpoints), as JSON. */
+  getState<T>(key: string): Promise<T | undefined>;
+  setState(key: string, value: unknown): Promise<void>;
+  /** Resolves when the database answers. */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
