@@ -26,6 +26,16 @@ export interface PublisherOptions extends ConnectionOptions {
   maxEventBytes?: number;
   /** Set AMQP `user_id` to the URL's user, so RabbitMQ vouches for the publisher. Default true. */
   setUserId?: boolean;
+  /**
+   * Declare the exchanges Herald needs (not the archive binding) on every connect instead of only
+   * checking that `herald.ingest` exists. Default false: the hub or `herald topology` owns them.
+   */
+  declareTopology?: boolean;
+  /**
+   * Told about trouble that does not belong to one publish: a lost connection, a missing exchange.
+   * Default: ignored (the publishes concerned reject or are re-sent on their own).
+   */
+  onError?: (err: Error) => void;
 }
 
 /** Per-publish options: everything of EventInit but sender and type. */
@@ -82,6 +92,13 @@ export interface SubscriberOptions extends ConnectionOptions {
   maxAttempts?: number;
   /** Delay before a failed event is tried again, ms. Default 1000. */
   retryDelayMs?: number;
+  /** Largest event body accepted; larger deliveries go to the dead letters. Default 1 MiB. */
+  maxEventBytes?: number;
+  /**
+   * Told about trouble outside a handler: a lost connection, a queue that cannot be declared, a
+   * dead letter that could not be published. Default: ignored (the subscriber keeps reconnecting).
+   */
+  onError?: (err: Error) => void;
 }
 
 /** A subscriber with a handler: runs until closed, surviving reconnects. */

@@ -18,4 +18,6 @@ export { ErrorCodes, HeraldError, hasCode, ValidationError } from './errors.ts';
 export { assertSender, assertType, MAX_ROUTING_KEY_BYTES, parseRoutingKey, routingKeyOf } from './names.ts';
 export type { Matcher, Pattern, Selector, SelectorInput, SqlPredicate } from './selector.ts';
 export { bindingKeys, compileMatcher, matches, parsePattern, parseSelector, selectorPatterns, sqlPredicate } from './selector.ts';
+export type { BindingDeclaration, ExchangeDeclaration, HubMode, QueueDeclaration, Topology } from './topology.ts';
+export { ARCHIVE_BINDING, HUB_MODES, RECEIVER_TOPOLOGY, wireTopology } from './topology.ts';
 export { isUuid, uuidv7 } from './uuid.ts';

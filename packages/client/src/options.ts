@@ -1,0 +1,227 @@
+import {
+  assertSender,
+  bindingKeys as bindingKeysOf,
+  DEFAULT_MAX_EVENT_BYTES,
+  ErrorCodes,
+  HUB_MODES,
+  type HubMode,
+  parseSelector,
+  type Selector,
+  ValidationError,
+} from '@herald/core';
+import type { ConnectionOptions, PublisherOptions, SubscriberOptions } from './types.ts';
+
+/** The AMQP URL used when neither the options nor `HERALD_AMQP_URL` give one. */
+export const DEFAULT_AMQP_URL = 'amqp://guest:guest@127.0.0.1:5672';
+
+/** Connection settings with every default filled in. */
+export interface NormalizedConnection {
+  readonly url: string;
+  /** The user RabbitMQ will authenticate, as `user_id` must name it. */
+  readonly user: string;
+  readonly reconnectInitialDelayMs: number;
+  readonly reconnectMaxDelayMs: number;
+  readonly connectionName: string;
+}
+
+export interface NormalizedPublisher extends NormalizedConnection {
+  readonly sender: string;
+  readonly maxPending: number;
+  readonly confirmTimeoutMs: number;
+  readonly maxEventBytes: number;
+  readonly setUserId: boolean;
+  readonly declareTopology: boolean;
+  readonly onError: ((err: Error) => void) | undefined;
+}
+
+export interface NormalizedSubscriber extends NormalizedConnection {
+  readonly selector: Selector;
+  readonly bindingKeys: readonly string[];
+  readonly queue: string | undefined;
+  readonly concurrency: number;
+  readonly prefetch: number;
+  readonly maxAttempts: number;
+  readonly retryDelayMs: number;
+  readonly maxEventBytes: number;
+  readonly onError: ((err: Error) => void) | undefined;
+}
+
+function bad(field: string, message: string, value: unknown): never {
+  throw new ValidationError(ErrorCodes.INVALID_CONFIG, `invalid option ${field}: ${message} (got ${describe(value)})`, {
+    details: { field, value },
+  });
+}
+
+function describe(value: unknown): string {
+  if (typeof value === 'function') return 'a function';
+  try {
+    return JSON.stringify(value) ?? String(value);
+  } catch {
+    return String(value);
+  }
+}
+
+function int(o: Record<string, unknown>, field: string, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  const v = o[field];
+  if (v === undefined) return fallback;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
+    bad(field, `expected an integer from ${min}${max === Number.MAX_SAFE_INTEGER ? '' : ` to ${max}`}`, v);
+  }
+  return v;
+}
+
+function bool(o: Record<string, unknown>, field: string, fallback: boolean): boolean {
+  const v = o[field];
+  if (v === undefined) return fallback;
+  if (typeof v !== 'boolean') bad(field, 'expected true or false', v);
+  return v;
+}
+
+function callback(o: Record<string, unknown>, field: string): ((err: Error) => void) | undefined {
+  const v = o[field];
+  if (v === undefined) return undefined;
+  if (typeof v !== 'function') bad(field, 'expected a function', v);
+  return v as (err: Error) => void;
+}
+
+// Unknown fields are rejected so that a typo (`concurency: 4`) fails loudly instead of silently
+// running with the default.
+function rejectUnknown(o: Record<string, unknown>, known: readonly string[], what: string): void {
+  for (const key of Object.keys(o)) {
+    if (!known.includes(key) && o[key] !== undefined) {
+      throw new ValidationError(ErrorCodes.INVALID_CONFIG, `unknown ${what} option ${JSON.stringify(key)}; known: ${known.join(', ')}`, {
+        details: { field: key },
+      });
+    }
+  }
+}
+
+function record(options: unknown, what: string): Record<string, unknown> {
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) {
+    throw new ValidationError(ErrorCodes.INVALID_CONFIG, `invalid ${what} options: expected an object (got ${describe(options)})`);
+  }
+  return options as Record<string, unknown>;
+}
+
+const CONNECTION_FIELDS = ['url', 'reconnectInitialDelayMs', 'reconnectMaxDelayMs', 'connectionName'] as const;
+
+/** Fills in and checks the connection fields shared by every client; `role` names the connection. */
+export function normalizeConnection(options: ConnectionOptions, role: string): NormalizedConnection {
+  const o = options as Record<string, unknown>;
+  const url = o.url ?? process.env.HERALD_AMQP_URL ?? DEFAULT_AMQP_URL;
+  if (typeof url !== 'string') bad('url', 'expected an amqp:// or amqps:// URL', url);
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    bad('url', 'expected an amqp:// or amqps:// URL', redact(url));
+  }
+  if (parsed.protocol !== 'amqp:' && parsed.protocol !== 'amqps:') bad('url', 'expected an amqp:// or amqps:// URL', redact(url));
+  const reconnectInitialDelayMs = int(o, 'reconnectInitialDelayMs', 100, 0);
+  const reconnectMaxDelayMs = int(o, 'reconnectMaxDelayMs', Math.max(5000, reconnectInitialDelayMs), 1);
+  if (reconnectMaxDelayMs < reconnectInitialDelayMs) {
+    bad('reconnectMaxDelayMs', `must be at least reconnectInitialDelayMs (${reconnectInitialDelayMs})`, reconnectMaxDelayMs);
+  }
+  const connectionName = o.connectionName ?? `herald-${role}-${process.pid}`;
+  if (typeof connectionName !== 'string' || connectionName === '') bad('connectionName', 'expected a non-empty string', connectionName);
+  return {
+    url,
+    // amqplib logs in as guest when the URL names no user.
+    user: decodeURIComponent(parsed.username) || 'guest',
+    reconnectInitialDelayMs,
+    reconnectMaxDelayMs,
+    connectionName,
+  };
+}
+
+/** The URL without its password, for messages. */
+export function redact(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.href;
+  } catch {
+    return '<unparseable URL>';
+  }
+}
+
+const PUBLISHER_FIELDS = [
+  ...CONNECTION_FIELDS,
+  'sender',
+  'maxPending',
+  'confirmTimeoutMs',
+  'maxEventBytes',
+  'setUserId',
+  'declareTopology',
+  'onError',
+] as const;
+
+/**
+ * The one normalizer of PublisherOptions: fills in the defaults and throws a ValidationError
+ * (INVALID_CONFIG, or INVALID_SENDER for the sender) naming the first bad field.
+ */
+export function normalizePublisherOptions(options: PublisherOptions): NormalizedPublisher {
+  const o = record(options, 'publisher');
+  rejectUnknown(o, PUBLISHER_FIELDS, 'publisher');
+  assertSender(o.sender);
+  return {
+    ...normalizeConnection(options, 'publisher'),
+    sender: o.sender,
+    maxPending: int(o, 'maxPending', 10_000, 1),
+    confirmTimeoutMs: int(o, 'confirmTimeoutMs', 30_000, 0),
+    maxEventBytes: int(o, 'maxEventBytes', DEFAULT_MAX_EVENT_BYTES, 1),
+    setUserId: bool(o, 'setUserId', true),
+    declareTopology: bool(o, 'declareTopology', false),
+    onError: callback(o, 'onError'),
+  };
+}
+
+const SUBSCRIBER_FIELDS = [
+  ...CONNECTION_FIELDS,
+  'selector',
+  'queue',
+  'concurrency',
+  'prefetch',
+  'maxAttempts',
+  'retryDelayMs',
+  'maxEventBytes',
+  'onError',
+] as const;
+
+/**
+ * The one normalizer of SubscriberOptions: parses the selector (INVALID_SELECTOR), fills in the
+ * defaults and throws a ValidationError (INVALID_CONFIG) naming the first bad field.
+ */
+export function normalizeSubscriberOptions(options: SubscriberOptions): NormalizedSubscriber {
+  const o = record(options, 'subscriber');
+  rejectUnknown(o, SUBSCRIBER_FIELDS, 'subscriber');
+  if (o.selector === undefined) bad('selector', 'required, e.g. "billing:*" or ["*:invoice.paid"]', o.selector);
+  const selector = parseSelector(options.selector);
+  const queue = o.queue;
+  if (queue !== undefined) {
+    if (typeof queue !== 'string' || queue === '' || Buffer.byteLength(queue) > 255) bad('queue', 'expected a name of 1-255 bytes', queue);
+    if (queue.startsWith('amq.')) bad('queue', 'names starting with "amq." are reserved by RabbitMQ', queue);
+  }
+  const concurrency = int(o, 'concurrency', 1, 1, 65_535);
+  const prefetch = int(o, 'prefetch', Math.max(concurrency * 2, 50), 1, 65_535);
+  if (prefetch < concurrency) bad('prefetch', `must be at least concurrency (${concurrency}) or handlers would sit idle`, prefetch);
+  return {
+    ...normalizeConnection(options, 'subscriber'),
+    selector,
+    bindingKeys: bindingKeysOf(selector),
+    queue: queue as string | undefined,
+    concurrency,
+    prefetch,
+    maxAttempts: int(o, 'maxAttempts', 5, 1),
+    retryDelayMs: int(o, 'retryDelayMs', 1000, 0),
+    maxEventBytes: int(o, 'maxEventBytes', DEFAULT_MAX_EVENT_BYTES, 1),
+    onError: callback(o, 'onError'),
+  };
+}
+
+/** Checks a hub mode given to declareTopology. */
+export function normalizeMode(mode: unknown): HubMode {
+  if (mode === undefined) return 'router';
+  if (!HUB_MODES.includes(mode as HubMode)) bad('mode', 'expected router or archive', mode);
+  return mode as HubMode;
+}

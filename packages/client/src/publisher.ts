@@ -1,0 +1,335 @@
+import { createEvent, ErrorCodes, HeraldError, INGEST_EXCHANGE, toAmqp, wireTopology } from '@herald/core';
+import type { ChannelModel, ConfirmChannel, Options } from 'amqplib';
+import { later, type ManagedConnection, openConnection } from './connection.ts';
+import { type NormalizedPublisher, normalizePublisherOptions, redact } from './options.ts';
+import { applyTopology } from './topology.ts';
+import type { Publisher, PublisherOptions, PublishOptions, PublishReceipt } from './types.ts';
+
+/** The message amqplib gives a confirm callback on a nack (any other error means the channel closed). */
+const NACKED = 'message nacked';
+const MISSING_EXCHANGE = `exchange ${INGEST_EXCHANGE} does not exist: run \`herald topology\` or start the hub`;
+
+/** One publish on its way: built once, sent once per connection until confirmed. */
+class Pending {
+  settled = false;
+  /** The confirm callback, made once per publish and reused if the event is re-sent. */
+  readonly done: (err: Error | null) => void;
+
+  constructor(
+    owner: PublisherImpl,
+    readonly id: string,
+    readonly routingKey: string,
+    readonly content: Buffer,
+    readonly properties: Options.Publish,
+    readonly deadline: number,
+    readonly resolve: (receipt: PublishReceipt) => void,
+    readonly reject: (err: unknown) => void,
+  ) {
+    this.done = (err) => owner.onConfirm(this, err);
+  }
+}
+
+/**
+ * The publisher's state machine. Invariant that keeps order across reconnects: events leave
+ * `queue` from its front only, so whatever is on the wire is older than whatever is still queued;
+ * when a channel dies, its unconfirmed events (handed back in delivery-tag order) go back in front.
+ */
+class PublisherImpl implements Publisher {
+  private readonly s: NormalizedPublisher;
+  private readonly conn: ManagedConnection;
+  private ch: ConfirmChannel | undefined;
+  /** Set between a server-side channel error and that channel's 'close': its publishes fail, not retry. */
+  private channelError: HeraldError | undefined;
+  /** Set while `herald.ingest` is known to be missing: publishes reject at once. */
+  private fatal: HeraldError | undefined;
+  private draining = false;
+  private queue: (Pending | undefined)[] = [];
+  private head = 0;
+  private returned: Pending[] = [];
+  /** Admitted and not settled; its size is bounded by maxPending. Insertion order = publish order. */
+  private readonly live = new Set<Pending>();
+  /** Waiting for room (FIFO, so order holds). */
+  private blocked: Pending[] = [];
+  private blockedHead = 0;
+  private flushWaiters: (() => void)[] = [];
+  private closing: Promise<void> | undefined;
+  private attachFailures = 0;
+  private readonly sweeper: NodeJS.Timeout | undefined;
+
+  constructor(options: PublisherOptions) {
+    this.s = normalizePublisherOptions(options);
+    if (this.s.confirmTimeoutMs > 0) {
+      this.sweeper = setInterval(() => this.sweep(), Math.min(1000, Math.max(10, this.s.confirmTimeoutMs / 4)));
+      this.sweeper.unref();
+    }
+    this.conn = openConnection(this.s, {
+      onConnect: (model) => void this.attach(model),
+      onDisconnect: (err) =>
+        this.report(new HeraldError(ErrorCodes.UNAVAILABLE, `lost RabbitMQ connection: ${err.message}`, { cause: err })),
+      onError: (err) =>
+        this.report(new HeraldError(ErrorCodes.UNAVAILABLE, `RabbitMQ at ${redact(this.s.url)}: ${err.message}`, { cause: err })),
+    });
+  }
+
+  get pending(): number {
+    return this.live.size;
+  }
+
+  publish(type: string, data?: unknown, options?: PublishOptions): Promise<PublishReceipt> {
+    if (this.closing) return Promise.reject(new HeraldError(ErrorCodes.CLOSED, 'publisher is closed'));
+    if (this.fatal) return Promise.reject(this.fatal);
+    let message: ReturnType<typeof toAmqp>;
+    try {
+      const event = createEvent(
+        options === undefined ? { sender: this.s.sender, type, data } : { ...options, sender: this.s.sender, type, data },
+        { maxBytes: this.s.maxEventBytes },
+      );
+      message = toAmqp(event, this.s.setUserId ? { userId: this.s.user } : {});
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    const deadline = this.s.confirmTimeoutMs > 0 ? Date.now() + this.s.confirmTimeoutMs : 0;
+    return new Promise<PublishReceipt>((resolve, reject) => {
+      const p = new Pending(
+        this,
+        message.properties.messageId as string,
+        message.routingKey,
+        message.content,
+        message.properties as Options.Publish,
+        deadline,
+        resolve,
+        reject,
+      );
+      if (this.blockedHead === this.blocked.length && this.live.size < this.s.maxPending) this.admit(p);
+      else this.blocked.push(p);
+    });
+  }
+
+  flush(): Promise<void> {
+    if (this.idle()) return Promise.resolve();
+    return new Promise((resolve) => this.flushWaiters.push(resolve));
+  }
+
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      await this.flush();
+      if (this.sweeper) clearInterval(this.sweeper);
+      const ch = this.ch;
+      this.ch = undefined;
+      await ch?.close().catch(() => undefined);
+      await this.conn.close();
+    })();
+    return this.closing;
+  }
+
+  /** amqplib's confirm callback: ack, nack, or the channel went away with the event unconfirmed. */
+  onConfirm(p: Pending, err: Error | null): void {
+    if (p.settled) return;
+    if (!err) this.settle(p, undefined);
+    else if (err.message === NACKED)
+      this.settle(p, new HeraldError(ErrorCodes.PUBLISH_FAILED, `RabbitMQ refused event ${p.id} (nack)`, { details: { id: p.id } }));
+    else if (this.channelError) this.settle(p, this.channelError);
+    // The connection dropped: the event may or may not have arrived. Re-send it (same id).
+    else this.returned.push(p);
+  }
+
+  private idle(): boolean {
+    return this.live.size === 0 && this.blockedHead === this.blocked.length;
+  }
+
+  private admit(p: Pending): void {
+    this.live.add(p);
+    this.queue.push(p);
+    if (this.ch && !this.draining) this.pump();
+  }
+
+  private settle(p: Pending, err: HeraldError | undefined): void {
+    if (p.settled) return;
+    p.settled = true;
+    this.live.delete(p);
+    if (err) p.reject(err);
+    else p.resolve({ id: p.id });
+    while (this.blockedHead < this.blocked.length && this.live.size < this.s.maxPending) {
+      const next = this.blocked[this.blockedHead++] as Pending;
+      if (!next.settled) this.admit(next);
+    }
+    if (this.blockedHead === this.blocked.length && this.blockedHead > 0) {
+      this.blocked = [];
+      this.blockedHead = 0;
+    }
+    if (this.flushWaiters.length > 0 && this.idle()) {
+      const waiters = this.flushWaiters;
+      this.flushWaiters = [];
+      for (const w of waiters) w();
+    }
+  }
+
+  /** Sends queued events in order until the queue is empty or the socket asks us to wait. */
+  private pump(): void {
+    const ch = this.ch;
+    if (!ch || this.draining) return;
+    if (this.returned.length > 0) this.absorbReturned();
+    const q = this.queue;
+    while (this.head < q.length) {
+      const p = q[this.head] as Pending;
+      q[this.head++] = undefined;
+      if (p.settled) continue;
+      let ok: boolean;
+      try {
+        ok = ch.publish(INGEST_EXCHANGE, p.routingKey, p.content, p.properties, p.done);
+      } catch {
+        // The channel is closing; its 'close' will bring us back here on a new one.
+        q[--this.head] = p;
+        return;
+      }
+      if (!ok) {
+        this.draining = true;
+        ch.once('drain', () => {
+          if (this.ch !== ch) return;
+          this.draining = false;
+          this.pump();
+        });
+        break;
+      }
+    }
+    if (this.head === q.length) {
+      q.length = 0;
+      this.head = 0;
+    }
+  }
+
+  private absorbReturned(): void {
+    const back = this.returned.filter((p) => !p.settled);
+    this.returned = [];
+    this.queue = (back as (Pending | undefined)[]).concat(this.queue.slice(this.head));
+    this.head = 0;
+  }
+
+  private async attach(model: ChannelModel): Promise<void> {
+    const stale = () => model !== this.conn.current || (this.closing !== undefined && this.idle());
+    try {
+      const probe = await model.createChannel();
+      probe.on('error', () => undefined);
+      if (this.s.declareTopology) {
+        await applyTopology(probe, wireTopology('router'));
+      } else {
+        try {
+          await probe.checkExchange(INGEST_EXCHANGE);
+        } catch (cause) {
+          if (stale() || (cause as { code?: number }).code !== 404) throw cause;
+          throw new HeraldError(ErrorCodes.PUBLISH_FAILED, MISSING_EXCHANGE, { cause });
+        }
+      }
+      await probe.close().catch(() => undefined);
+      const ch = await model.createConfirmChannel();
+      if (stale()) {
+        await ch.close().catch(() => undefined);
+        return;
+      }
+      ch.on('error', (err: Error & { code?: number }) => {
+        // RabbitMQ closed the channel because of what was published (404 no exchange, 403 topic
+        // permission, 406 user_id): retrying would fail the same way, so in-flight events fail.
+        const reason = err.code === 404 ? MISSING_EXCHANGE : `RabbitMQ closed the publish channel: ${err.message}`;
+        this.channelError = new HeraldError(ErrorCodes.PUBLISH_FAILED, reason, { cause: err });
+        this.report(this.channelError);
+      });
+      ch.on('close', () => {
+        const failed = this.channelError;
+        this.channelError = undefined;
+        if (this.ch === ch) this.ch = undefined;
+        this.draining = false;
+        if (this.returned.length > 0) this.absorbReturned();
+        // A channel error leaves the connection up: open a new channel on it. A dropped
+        // connection closes its channels first; recovery's 'connect' will attach again.
+        if (failed) this.retryAttach(model);
+      });
+      this.ch = ch;
+      this.fatal = undefined;
+      this.attachFailures = 0;
+      this.pump();
+    } catch (err) {
+      if (stale()) return;
+      const e =
+        err instanceof HeraldError
+          ? err
+          : new HeraldError(ErrorCodes.PUBLISH_FAILED, `cannot open a publish channel: ${(err as Error).message}`, { cause: err });
+      if (e.message === MISSING_EXCHANGE) {
+        this.fatal = e;
+        this.failAll(e);
+      }
+      this.report(e);
+      this.retryAttach(model);
+    }
+  }
+
+  private retryAttach(model: ChannelModel): void {
+    const delay = Math.min(this.s.reconnectMaxDelayMs, this.s.reconnectInitialDelayMs * 2 ** this.attachFailures++);
+    later(delay, () => {
+      if (model === this.conn.current && !this.ch) void this.attach(model);
+    });
+  }
+
+  /**
+   * Rejects everything not on the wire: used when no retry could succeed (the exchange is missing).
+   * Settling admits blocked publishes into the queue, and the loop rejects those too.
+   */
+  private failAll(err: HeraldError): void {
+    this.absorbReturned();
+    for (let i = this.head; i < this.queue.length; i++) {
+      const p = this.queue[i];
+      if (p) this.settle(p, err);
+    }
+    this.queue = [];
+    this.head = 0;
+  }
+
+  private sweep(): void {
+    const now = Date.now();
+    const timedOut = (p: Pending) =>
+      new HeraldError(ErrorCodes.TIMEOUT, `event ${p.id} not confirmed within ${this.s.confirmTimeoutMs} ms`, { details: { id: p.id } });
+    // Deadlines grow with publish order, and both collections are in publish order: stop early.
+    for (const p of this.live) {
+      if (p.deadline > now) break;
+      this.settle(p, timedOut(p));
+    }
+    while (this.blockedHead < this.blocked.length) {
+      const p = this.blocked[this.blockedHead] as Pending;
+      if (!p.settled && p.deadline > now) break;
+      this.blockedHead++;
+      if (!p.settled) {
+        p.settled = true;
+        p.reject(timedOut(p));
+      }
+    }
+  }
+
+  private report(err: Error): void {
+    try {
+      this.s.onError?.(err);
+    } catch {
+      // A throwing error callback must not break the publisher.
+    }
+  }
+}
+
+/**
+ * Creates a publisher for one sender. It connects in the background and returns at once; publishes
+ * issued before the connection is up wait in the bounded buffer.
+ *
+ * Failure: bad options throw a ValidationError at once (INVALID_CONFIG / INVALID_SENDER). Each
+ * `publish` resolves when RabbitMQ confirmed the event (persistent, so it is on disk) and rejects
+ * with a HeraldError: INVALID_* / EVENT_TOO_LARGE for bad input (nothing is sent), PUBLISH_FAILED
+ * on a nack or when RabbitMQ closes the channel because of the publish (e.g. `herald.ingest` does
+ * not exist — then later publishes reject at once until a reconnect finds the exchange), TIMEOUT
+ * after `confirmTimeoutMs`, CLOSED after close().
+ *
+ * Reconnect: the connection recovers with backoff, forever. Events unconfirmed when it dropped are
+ * re-sent first, in their original order and with the same id (so the log de-duplicates them),
+ * then those published during the outage. At most `maxPending` events are admitted (buffered or
+ * unconfirmed); further publishes wait, in order, for room. `pending` counts admitted events only.
+ * close() waits for every pending publish to settle: during an outage that is until the
+ * reconnect, or until `confirmTimeoutMs` (with 0, possibly forever).
+ */
+export function createPublisher(options: PublisherOptions): Publisher {
+  return new PublisherImpl(options);
+}

@@ -1,0 +1,63 @@
+import { ARCHIVE_BINDING, ErrorCodes, HeraldError, type HubMode, type Topology, wireTopology } from '@herald/core';
+import { type Channel, connect } from 'amqplib';
+import { normalizeConnection, normalizeMode, redact } from './options.ts';
+
+/**
+ * Declares `topology` on `ch`, idempotently. Rejects (and RabbitMQ closes the channel) when an
+ * object exists with other arguments, e.g. `herald.events` declared as a fanout.
+ */
+export async function applyTopology(ch: Channel, topology: Topology): Promise<void> {
+  for (const x of topology.exchanges) await ch.assertExchange(x.name, x.type, { durable: x.durable });
+  for (const q of topology.queues) await ch.assertQueue(q.name, { durable: q.durable });
+  for (const b of topology.bindings) {
+    if (b.destinationKind === 'queue') await ch.bindQueue(b.destination, b.source, b.pattern);
+    else await ch.bindExchange(b.destination, b.source, b.pattern);
+  }
+}
+
+/** Options of declareTopology. */
+export interface DeclareTopologyOptions {
+  /** AMQP URL. Default: `HERALD_AMQP_URL`, else `amqp://guest:guest@127.0.0.1:5672`. */
+  url?: string;
+  /** The hub mode the broker is set up for. Default `router`. */
+  mode?: HubMode;
+}
+
+/**
+ * Declares Herald's wire topology (DESIGN.md §2) for a hub mode, over a short-lived connection:
+ * the three exchanges, the dead-letter queue, and in archive mode the binding herald.ingest →
+ * herald.events. In router mode it removes that binding if present, since a router hub forwards
+ * events itself and the binding would deliver each one twice. Idempotent.
+ *
+ * Fails with a HeraldError: INVALID_CONFIG for a bad url or mode, UNAVAILABLE when RabbitMQ cannot
+ * be reached (no retry: this is a one-shot setup step), CONFLICT when an object exists with other
+ * arguments (RabbitMQ's reason is in the message and `cause`).
+ */
+export async function declareTopology(options: DeclareTopologyOptions = {}): Promise<void> {
+  const mode = normalizeMode(options.mode);
+  const settings = normalizeConnection({ ...(options.url === undefined ? {} : { url: options.url }) }, 'topology');
+  let conn: Awaited<ReturnType<typeof connect>>;
+  try {
+    conn = await connect(settings.url, { noDelay: true, clientProperties: { connection_name: settings.connectionName } });
+  } catch (cause) {
+    throw new HeraldError(ErrorCodes.UNAVAILABLE, `cannot reach RabbitMQ at ${redact(settings.url)}: ${(cause as Error).message}`, {
+      cause,
+    });
+  }
+  conn.on('error', () => undefined);
+  try {
+    const ch = await conn.createChannel();
+    ch.on('error', () => undefined);
+    await applyTopology(ch, wireTopology(mode));
+    if (mode === 'router') {
+      const b = ARCHIVE_BINDING;
+      // Unbinding what is not bound is a no-op in RabbitMQ, so this needs no check first.
+      await ch.unbindExchange(b.destination, b.source, b.pattern);
+    }
+    await ch.close();
+  } catch (cause) {
+    throw new HeraldError(ErrorCodes.CONFLICT, `cannot declare Herald's topology (${mode} mode): ${(cause as Error).message}`, { cause });
+  } finally {
+    await conn.close().catch(() => undefined);
+  }
+}
