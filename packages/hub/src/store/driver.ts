@@ -1,0 +1,19 @@
+/**
+ * What the store needs of a database connection, answered by both drivers (`pg` and PGlite) with
+ * the same SQL. Rows come back with bigint columns as strings or numbers (callers convert) and bytea
+ * as bytes.
+ */
+export interface SqlExecutor {
+  query<T = Record<string, unknown>>(sql: string, params?: unknown[]): Promise<{ rows: T[] }>;
+}
+
+/** A connection that can also run several statements without parameters (migrations). */
+export interface ScriptExecutor extends SqlExecutor {
+  exec(sql: string): Promise<void>;
+}
+
+export interface Driver extends ScriptExecutor {
+  /** Runs `fn` in one transaction: committed when it resolves, rolled back when it throws. */
+  transaction<T>(fn: (tx: ScriptExecutor) => Promise<T>): Promise<T>;
+  close(): Promise<void>;
+}

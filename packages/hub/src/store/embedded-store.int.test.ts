@@ -1,0 +1,32 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { openStore } from './open.ts';
+import { storeSuite } from './store.suite.ts';
+
+const dir = mkdtempSync(join(tmpdir(), 'herald-embedded-'));
+storeSuite(
+  'embedded',
+  () => openStore({ dataDir: dir }),
+  async () => rmSync(dir, { recursive: true, force: true }),
+);
+
+test('a second process cannot open the same embedded store; a stale lock is taken over', async () => {
+  const d = mkdtempSync(join(tmpdir(), 'herald-lock-'));
+  try {
+    const { writeFileSync } = await import('node:fs');
+    // pid 1 always runs: the directory counts as in use.
+    writeFileSync(join(d, 'herald.lock'), '1');
+    await assert.rejects(openStore({ dataDir: d }), /in use by process 1/);
+    // A pid that cannot exist: the lock is stale and taken over.
+    writeFileSync(join(d, 'herald.lock'), '2147483646');
+    const s = await openStore({ dataDir: d });
+    await s.migrate();
+    assert.equal(await s.headOffset(), 0n);
+    await s.close();
+  } finally {
+    rmSync(d, { recursive: true, force: true });
+  }
+});

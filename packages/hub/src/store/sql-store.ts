@@ -1,0 +1,269 @@
+import { ErrorCodes, HeraldError, type HeraldEvent, parseSelector, selectorPatterns, sqlPredicate } from '@herald/core';
+import type { Driver, SqlExecutor } from './driver.ts';
+import { migrate } from './migrate.ts';
+import type { AppendResult, DeadLetter, EventQuery, Store, StoredEvent } from './types.ts';
+
+/** PostgreSQL caps a statement at 65,535 parameters; 11 per event leaves room for 5,000 rows. */
+const ROWS_PER_INSERT = 4000;
+const EVENT_COLUMNS = `"offset"::text AS "offset", id::text AS id, sender, type,
+  (extract(epoch from time) * 1000)::float8 AS time_ms, (extract(epoch from stored_at) * 1000)::float8 AS stored_ms,
+  content_type, subject, correlation_id, causation_id, headers, data`;
+
+interface EventRow {
+  offset: string;
+  id: string;
+  sender: string;
+  type: string;
+  time_ms: number;
+  stored_ms: number;
+  content_type: string;
+  subject: string | null;
+  correlation_id: string | null;
+  causation_id: string | null;
+  headers: Record<string, string> | string;
+  data: Uint8Array;
+}
+
+function toBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+function rowToEvent(r: EventRow): StoredEvent {
+  return {
+    offset: BigInt(r.offset),
+    id: r.id,
+    sender: r.sender,
+    type: r.type,
+    time: Math.round(Number(r.time_ms)),
+    storedAt: Math.round(Number(r.stored_ms)),
+    data: toBuffer(r.data),
+    contentType: r.content_type,
+    subject: r.subject ?? undefined,
+    correlationId: r.correlation_id ?? undefined,
+    causationId: r.causation_id ?? undefined,
+    headers: typeof r.headers === 'string' ? JSON.parse(r.headers) : r.headers,
+  };
+}
+
+/** The lease on writing: how each driver holds it. */
+export interface WriterLease {
+  /** Resolves true when this process now holds the lease. */
+  acquire(): Promise<boolean>;
+  /** True while held. */
+  readonly held: boolean;
+  release(): Promise<void>;
+}
+
+/**
+ * The Store over any Driver: the same SQL for PostgreSQL and PGlite. The head offset is kept in
+ * memory while the lease is held and re-read after any failed append, so offsets stay dense.
+ */
+export class SqlStore implements Store {
+  readonly kind: 'postgres' | 'embedded';
+  /** The hub's own modules (dispatcher, pauses, replays) run their SQL through this. */
+  readonly sql: SqlExecutor;
+  private head: bigint | undefined;
+
+  constructor(
+    kind: 'postgres' | 'embedded',
+    private readonly db: Driver,
+    private readonly lease: WriterLease,
+    private readonly onClose: () => Promise<void> = async () => {},
+  ) {
+    this.kind = kind;
+    this.sql = db;
+  }
+
+  async migrate(): Promise<void> {
+    await migrate(this.db);
+  }
+
+  async acquireWriterLease(): Promise<boolean> {
+    const ok = await this.lease.acquire();
+    this.head = undefined;
+    return ok;
+  }
+
+  async append(events: readonly HeraldEvent[]): Promise<AppendResult> {
+    if (!this.lease.held) {
+      throw new HeraldError(ErrorCodes.CONFLICT, 'cannot append: this process does not hold the writer lease');
+    }
+    if (events.length === 0) return { stored: [], duplicates: [] };
+    try {
+      return await this.db.transaction(async (tx) => {
+        let head = this.head;
+        if (head === undefined) {
+          const { rows } = await tx.query<{ head: string }>('SELECT COALESCE(MAX("offset"), 0)::text AS head FROM events');
+          head = BigInt(rows[0]?.head ?? '0');
+        }
+        const ids = events.map((e) => e.id);
+        const { rows: existing } = await tx.query<{ id: string }>('SELECT id::text AS id FROM events WHERE id = ANY($1::uuid[])', [ids]);
+        const seen = new Set(existing.map((r) => r.id.toLowerCase()));
+        const stored: StoredEvent[] = [];
+        const duplicates: string[] = [];
+        const storedAt = Date.now();
+        for (const e of events) {
+          const key = e.id.toLowerCase();
+          if (seen.has(key)) {
+            duplicates.push(e.id);
+            continue;
+          }
+          seen.add(key);
+          head += 1n;
+          stored.push({ ...e, offset: head, storedAt });
+        }
+        for (let i = 0; i < stored.length; i += ROWS_PER_INSERT) {
+          await insertEvents(tx, stored.slice(i, i + ROWS_PER_INSERT), storedAt);
+        }
+        this.head = head;
+        return { stored, duplicates };
+      });
+    } catch (err) {
+      this.head = undefined;
+      throw err;
+    }
+  }
+
+  async query(q: EventQuery): Promise<StoredEvent[]> {
+    const limit = Math.max(0, Math.trunc(q.last !== undefined ? Math.min(q.last, q.limit) : q.limit));
+    if (limit === 0) return [];
+    const params: unknown[] = [];
+    const p = (v: unknown) => {
+      params.push(v);
+      return `$${params.length}`;
+    };
+    const bounds: string[] = [];
+    if (q.after !== undefined) bounds.push(`"offset" > ${p(q.after.toString())}::bigint`);
+    if (q.upTo !== undefined) bounds.push(`"offset" <= ${p(q.upTo.toString())}::bigint`);
+    if (q.since !== undefined) bounds.push(`time >= to_timestamp(${p(q.since / 1000)}::float8)`);
+    if (q.until !== undefined) bounds.push(`time < to_timestamp(${p(q.until / 1000)}::float8)`);
+    const dir = q.last !== undefined ? 'DESC' : 'ASC';
+    const patterns = q.selector === undefined ? ['*:*'] : selectorPatterns(parseSelector(q.selector));
+    // One index-ordered subquery per pattern, each stopping after `limit` rows, then merged: the
+    // planner cannot do this for an OR of patterns and would scan the log backwards instead.
+    const branches = patterns.map((pattern) => {
+      const pred = sqlPredicate(pattern, { firstParam: params.length + 1 });
+      params.push(...pred.params);
+      const where = [pred.sql, ...bounds].filter((c) => c !== 'TRUE');
+      return `(SELECT "offset" FROM events ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY "offset" ${dir} LIMIT ${limit})`;
+    });
+    const offsets =
+      branches.length === 1 ? branches[0] : `SELECT "offset" FROM (${branches.join(' UNION ')}) u ORDER BY "offset" ${dir} LIMIT ${limit}`;
+    const { rows } = await this.db.query<EventRow>(
+      `SELECT ${EVENT_COLUMNS} FROM events WHERE "offset" IN (${offsets}) ORDER BY events."offset" ASC`,
+      params,
+    );
+    return rows.map(rowToEvent);
+  }
+
+  async getByOffset(offset: bigint): Promise<StoredEvent | undefined> {
+    const { rows } = await this.db.query<EventRow>(`SELECT ${EVENT_COLUMNS} FROM events WHERE "offset" = $1::bigint`, [offset.toString()]);
+    return rows[0] === undefined ? undefined : rowToEvent(rows[0]);
+  }
+
+  async getById(id: string): Promise<StoredEvent | undefined> {
+    const { rows } = await this.db.query<EventRow>(`SELECT ${EVENT_COLUMNS} FROM events WHERE id = $1::uuid`, [id]);
+    return rows[0] === undefined ? undefined : rowToEvent(rows[0]);
+  }
+
+  async headOffset(): Promise<bigint> {
+    const { rows } = await this.db.query<{ head: string }>('SELECT COALESCE(MAX("offset"), 0)::text AS head FROM events');
+    return BigInt(rows[0]?.head ?? '0');
+  }
+
+  async addDeadLetters(letters: readonly DeadLetter[]): Promise<void> {
+    if (letters.length === 0) return;
+    const params: unknown[] = [];
+    const values = letters.map((l) => {
+      const base = params.length;
+      params.push(l.at / 1000, l.reason, l.code, l.exchange, l.routingKey, l.messageId ?? null, JSON.stringify(l.properties), l.body);
+      return `(to_timestamp($${base + 1}::float8), $${base + 2}, $${base + 3}, $${base + 4}, $${base + 5}, $${base + 6}, $${base + 7}::jsonb, $${base + 8})`;
+    });
+    await this.db.query(
+      `INSERT INTO dead_letters (at, reason, code, exchange, routing_key, message_id, properties, body) VALUES ${values.join(', ')}`,
+      params,
+    );
+  }
+
+  async listDeadLetters(limit: number): Promise<(DeadLetter & { id: bigint })[]> {
+    const { rows } = await this.db.query<{
+      id: string;
+      at_ms: number;
+      reason: string;
+      code: string;
+      exchange: string;
+      routing_key: string;
+      message_id: string | null;
+      properties: Record<string, unknown> | string;
+      body: Uint8Array;
+    }>(
+      `SELECT id::text AS id, (extract(epoch from at) * 1000)::float8 AS at_ms, reason, code, exchange, routing_key, message_id, properties, body
+       FROM dead_letters ORDER BY id DESC LIMIT $1`,
+      [limit],
+    );
+    return rows.map((r) => ({
+      id: BigInt(r.id),
+      at: Math.round(Number(r.at_ms)),
+      reason: r.reason,
+      code: r.code,
+      exchange: r.exchange,
+      routingKey: r.routing_key,
+      messageId: r.message_id ?? undefined,
+      properties: typeof r.properties === 'string' ? JSON.parse(r.properties) : r.properties,
+      body: toBuffer(r.body),
+    }));
+  }
+
+  async getState<T>(key: string): Promise<T | undefined> {
+    const { rows } = await this.db.query<{ value: unknown }>('SELECT value FROM hub_state WHERE key = $1', [key]);
+    if (rows[0] === undefined) return undefined;
+    const v = rows[0].value;
+    return (typeof v === 'string' ? JSON.parse(v) : v) as T;
+  }
+
+  async setState(key: string, value: unknown): Promise<void> {
+    await this.db.query(
+      `INSERT INTO hub_state (key, value, updated_at) VALUES ($1, $2::jsonb, now())
+       ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()`,
+      [key, JSON.stringify(value)],
+    );
+  }
+
+  async ping(): Promise<void> {
+    await this.db.query('SELECT 1');
+  }
+
+  async close(): Promise<void> {
+    await this.lease.release().catch(() => {});
+    await this.db.close();
+    await this.onClose();
+  }
+}
+
+async function insertEvents(tx: SqlExecutor, rows: StoredEvent[], storedAt: number): Promise<void> {
+  const params: unknown[] = [storedAt / 1000];
+  const values: string[] = [];
+  for (const e of rows) {
+    const b = params.length;
+    params.push(
+      e.offset.toString(),
+      e.id,
+      e.sender,
+      e.type,
+      e.time / 1000,
+      e.contentType,
+      e.subject ?? null,
+      e.correlationId ?? null,
+      e.causationId ?? null,
+      JSON.stringify(e.headers),
+      e.data,
+    );
+    values.push(
+      `($${b + 1}::bigint, $${b + 2}::uuid, $${b + 3}, $${b + 4}, to_timestamp($${b + 5}::float8), to_timestamp($1::float8), $${b + 6}, $${b + 7}, $${b + 8}, $${b + 9}, $${b + 10}::jsonb, $${b + 11}::bytea)`,
+    );
+  }
+  await tx.query(
+    `INSERT INTO events ("offset", id, sender, type, time, stored_at, content_type, subject, correlation_id, causation_id, headers, data) VALUES ${values.join(', ')}`,
+    params,
+  );
+}
