@@ -1,0 +1,99 @@
+import type { FastifyInstance, RouteOptions } from 'fastify';
+
+interface Collected {
+  method: string;
+  url: string;
+  schema: Record<string, unknown>;
+}
+
+/**
+ * Builds the OpenAPI 3.1 document from the routes' own schemas, so the document cannot drift from
+ * what is validated. Call before routes are registered; serves `/openapi.json`.
+ */
+export function installOpenApi(app: FastifyInstance, info: { title: string; version: string }): void {
+  const routes: Collected[] = [];
+  app.addHook('onRoute', (route: RouteOptions) => {
+    const schema = route.schema as Record<string, unknown> | undefined;
+    if (!schema || schema.hide === true) return;
+    const methods = Array.isArray(route.method) ? route.method : [route.method];
+    for (const method of methods) {
+      if (method === 'HEAD') continue;
+      routes.push({ method: method.toLowerCase(), url: route.url, schema });
+    }
+  });
+  app.get('/openapi.json', { schema: { hide: true } }, async () => document(routes, info));
+}
+
+function document(routes: Collected[], info: { title: string; version: string }): Record<string, unknown> {
+  const paths: Record<string, Record<string, unknown>> = {};
+  for (const r of routes) {
+    const path = r.url.replace(/:([A-Za-z0-9_]+)/g, '{$1}');
+    const parameters: unknown[] = [];
+    for (const [where, key] of [
+      ['path', 'params'],
+      ['query', 'querystring'],
+    ] as const) {
+      const s = r.schema[key] as { properties?: Record<string, { description?: string }>; required?: string[] } | undefined;
+      for (const [name, prop] of Object.entries(s?.properties ?? {})) {
+        parameters.push({
+          name,
+          in: where,
+          required: where === 'path' || (s?.required ?? []).includes(name),
+          description: prop.description,
+          schema: prop,
+        });
+      }
+    }
+    const responses: Record<string, unknown> = {};
+    for (const [status, schema] of Object.entries((r.schema.response as Record<string, unknown>) ?? {})) {
+      const s = schema as { description?: string };
+      responses[status] = { description: s.description ?? status, content: { 'application/json': { schema } } };
+    }
+    responses.default = {
+      description: 'An error, as an RFC 7807 problem document',
+      content: { 'application/problem+json': { schema: { $ref: '#/components/schemas/Problem' } } },
+    };
+    const op: Record<string, unknown> = {
+      summary: r.schema.summary,
+      description: r.schema.description,
+      tags: r.schema.tags,
+      parameters,
+      responses,
+    };
+    if (r.schema.body) op.requestBody = { required: true, content: { 'application/json': { schema: r.schema.body } } };
+    paths[path] = { ...(paths[path] ?? {}), [r.method]: op };
+  }
+  return {
+    openapi: '3.1.0',
+    info,
+    paths,
+    components: {
+      schemas: {
+        Problem: {
+          type: 'object',
+          required: ['type', 'title', 'status', 'detail', 'code'],
+          properties: {
+            type: { type: 'string' },
+            title: { type: 'string' },
+            status: { type: 'integer' },
+            detail: { type: 'string' },
+            code: { type: 'string', description: 'Herald error code, stable across versions' },
+            instance: { type: 'string' },
+            parameter: { type: 'string', description: 'the parameter or field that is wrong' },
+          },
+        },
+      },
+    },
+  };
+}
+
+declare module 'fastify' {
+  interface FastifySchema {
+    /** OpenAPI: one line on what the route does. */
+    summary?: string;
+    description?: string;
+    tags?: string[];
+    /** Leave the route out of the OpenAPI document. */
+    hide?: boolean;
+  }
+}

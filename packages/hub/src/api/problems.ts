@@ -1,0 +1,116 @@
+import { type ErrorCode, ErrorCodes, HeraldError } from '@herald/core';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+
+/** An RFC 7807 problem document, with Herald's stable error code. */
+export interface Problem {
+  type: string;
+  title: string;
+  status: number;
+  detail: string;
+  code: string;
+  instance?: string;
+  /** The query parameter, path parameter or body field that is wrong. */
+  parameter?: string;
+}
+
+/** The one map from error codes to HTTP statuses. */
+const STATUS: Record<ErrorCode, number> = {
+  INVALID_SENDER: 400,
+  INVALID_TYPE: 400,
+  INVALID_SELECTOR: 400,
+  INVALID_EVENT: 400,
+  INVALID_CONFIG: 400,
+  INVALID_REQUEST: 400,
+  EVENT_TOO_LARGE: 413,
+  NOT_FOUND: 404,
+  CONFLICT: 409,
+  PUBLISH_FAILED: 502,
+  CLOSED: 503,
+  UNAVAILABLE: 503,
+  TIMEOUT: 504,
+};
+
+const TITLES: Record<number, string> = {
+  400: 'Bad Request',
+  404: 'Not Found',
+  409: 'Conflict',
+  413: 'Content Too Large',
+  500: 'Internal Server Error',
+  502: 'Bad Gateway',
+  503: 'Service Unavailable',
+  504: 'Gateway Timeout',
+};
+
+/** An error for a bad request parameter, naming it. */
+export function badParameter(parameter: string, detail: string): HeraldError {
+  return new HeraldError(ErrorCodes.INVALID_REQUEST, detail, { details: { parameter } });
+}
+
+/** A 404 for the thing asked for. */
+export function notFound(detail: string): HeraldError {
+  return new HeraldError(ErrorCodes.NOT_FOUND, detail);
+}
+
+function send(reply: FastifyReply, problem: Problem): FastifyReply {
+  return reply.code(problem.status).type('application/problem+json').send(problem);
+}
+
+function problemOf(code: string, status: number, detail: string, instance: string, parameter?: string): Problem {
+  const p: Problem = {
+    type: `https://herald.dev/problems/${code.toLowerCase().replaceAll('_', '-')}`,
+    title: TITLES[status] ?? 'Error',
+    status,
+    detail,
+    code,
+    instance,
+  };
+  if (parameter !== undefined) p.parameter = parameter;
+  return p;
+}
+
+/** Names the parameter a schema validation error is about: `selector`, `limit`, `data`, …. */
+function validationParameter(err: FastifyError): string | undefined {
+  const first = err.validation?.[0];
+  if (!first) return undefined;
+  const params = first.params as Record<string, unknown>;
+  const extra = params.additionalProperty ?? params.missingProperty;
+  const path = String(first.instancePath ?? '')
+    .replace(/^\//, '')
+    .replaceAll('/', '.');
+  if (typeof extra === 'string') return path ? `${path}.${extra}` : extra;
+  return path || undefined;
+}
+
+/**
+ * Installs the one place where errors become HTTP answers: HeraldErrors by their code, schema
+ * validation errors as 400 naming the parameter, unknown routes as 404, anything else as a 500
+ * that does not leak internals (logged instead).
+ */
+export function installProblems(app: FastifyInstance): void {
+  app.setErrorHandler((err: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
+    const instance = request.url;
+    if (err instanceof HeraldError) {
+      const status = STATUS[err.code] ?? 500;
+      const parameter = typeof err.details?.parameter === 'string' ? err.details.parameter : undefined;
+      if (status >= 500) request.log.warn({ err }, 'request failed');
+      return send(reply, problemOf(err.code, status, err.message, instance, parameter));
+    }
+    if (err.validation) {
+      const parameter = validationParameter(err);
+      const where = err.validationContext ?? 'request';
+      const detail = `invalid ${where}${parameter ? ` parameter ${JSON.stringify(parameter)}` : ''}: ${err.validation[0]?.message ?? err.message}`;
+      return send(reply, problemOf(ErrorCodes.INVALID_REQUEST, 400, detail, instance, parameter));
+    }
+    if (err.statusCode === 413 || err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
+      return send(reply, problemOf(ErrorCodes.EVENT_TOO_LARGE, 413, 'request body is too large', instance));
+    }
+    if (err.statusCode !== undefined && err.statusCode >= 400 && err.statusCode < 500) {
+      return send(reply, problemOf(ErrorCodes.INVALID_REQUEST, err.statusCode, err.message, instance));
+    }
+    request.log.error({ err }, 'unexpected error');
+    return send(reply, problemOf('INTERNAL', 500, 'the hub failed to answer this request; see its log', instance));
+  });
+  app.setNotFoundHandler((request, reply) =>
+    send(reply, problemOf(ErrorCodes.NOT_FOUND, 404, `no route ${request.method} ${request.url.split('?')[0]}`, request.url)),
+  );
+}
