@@ -1,0 +1,106 @@
+/** The settings of one `herald bench` run, normalized. */
+export interface BenchOptions {
+  /** AMQP URL. Default: `HERALD_AMQP_URL`, else `amqp://guest:guest@127.0.0.1:5672`. */
+  url: string;
+  /** Senders s1…sN, one publisher (own connection) each. Default 3. */
+  senders: number;
+  /** Types t1…tM. Default 4. */
+  types: number;
+  /** Events per second over all senders, or `max` (flat out). Default `max`. */
+  rate: number | 'max';
+  /** Events to send in all. Default 10,000 unless `durationMs` is given. */
+  count?: number | undefined;
+  /** Send for this long instead of a count. */
+  durationMs?: number | undefined;
+  /** Event body size in bytes. Default 1024. */
+  size: number;
+  /** Seed of the type choice. Default 1. */
+  seed: number;
+  /** Publishes awaiting a confirm at most, per sender. Default 1000. */
+  inFlight: number;
+  /** Receiver prefetch. Default 500. */
+  prefetch: number;
+  /** After the last confirm, how long to wait for receivers with no delivery before calling the rest lost, ms. Default 5000. */
+  drainTimeoutMs: number;
+  /** How long the probe event may take to reach the `all` receiver before the run fails, ms. Default 5000. */
+  warmupMs: number;
+  /** Also measure raw amqplib. Default false. */
+  baseline: boolean;
+  /** One JSON object on stdout instead of a table. Default false. */
+  json: boolean;
+  /** No progress lines on stderr. Default false. */
+  quiet: boolean;
+}
+
+/** The raw option values commander hands over (strings as typed). */
+export interface RawBenchOptions {
+  url?: string;
+  senders?: string;
+  types?: string;
+  rate?: string;
+  count?: string;
+  duration?: string;
+  size?: string;
+  seed?: string;
+  inFlight?: string;
+  prefetch?: string;
+  drainTimeout?: string;
+  warmup?: string;
+  baseline?: boolean;
+  json?: boolean;
+  quiet?: boolean;
+}
+
+export const DEFAULT_AMQP_URL = 'amqp://guest:guest@127.0.0.1:5672';
+
+function int(name: string, raw: string | undefined, def: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  if (raw === undefined) return def;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < min || n > max)
+    throw new Error(`invalid --${name} ${JSON.stringify(raw)}: expected an integer from ${min} to ${max}`);
+  return n;
+}
+
+function positive(name: string, raw: string): number {
+  const n = Number(raw);
+  if (!Number.isFinite(n) || n <= 0) throw new Error(`invalid --${name} ${JSON.stringify(raw)}: expected a positive number`);
+  return n;
+}
+
+/**
+ * Merges defaults (then `env.HERALD_AMQP_URL`) into the raw options and rejects bad or conflicting
+ * ones with an error naming the option.
+ */
+export function normalizeBenchOptions(raw: RawBenchOptions, env: Record<string, string | undefined> = process.env): BenchOptions {
+  if (raw.count !== undefined && raw.duration !== undefined) throw new Error('--count and --duration exclude each other: give one');
+  const rate = raw.rate === undefined || raw.rate === 'max' ? 'max' : positive('rate', raw.rate);
+  const durationMs = raw.duration === undefined ? undefined : Math.round(positive('duration', raw.duration) * 1000);
+  return {
+    url: raw.url ?? env.HERALD_AMQP_URL ?? DEFAULT_AMQP_URL,
+    senders: int('senders', raw.senders, 3, 1, 1000),
+    types: int('types', raw.types, 4, 1, 1000),
+    rate,
+    count: durationMs === undefined ? int('count', raw.count, 10_000, 1) : undefined,
+    durationMs,
+    size: int('size', raw.size, 1024, 0, 1024 * 1024),
+    seed: int('seed', raw.seed, 1, 0, 0xffffffff),
+    inFlight: int('in-flight', raw.inFlight, 1000, 1),
+    prefetch: int('prefetch', raw.prefetch, 500, 1, 65535),
+    drainTimeoutMs: int('drain-timeout', raw.drainTimeout, 5000, 0),
+    warmupMs: int('warmup', raw.warmup, 5000, 100),
+    baseline: raw.baseline === true,
+    json: raw.json === true,
+    quiet: raw.quiet === true,
+  };
+}
+
+/** The URL with its password masked, for messages. */
+export function safeUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.href;
+  } catch {
+    return url;
+  }
+}

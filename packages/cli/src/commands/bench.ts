@@ -1,0 +1,40 @@
+import type { Command } from 'commander';
+import { formatReport, normalizeBenchOptions, type RawBenchOptions, runBench } from '../bench/index.ts';
+import type { RegisterCommand } from './index.ts';
+
+/**
+ * `herald bench`: N senders × M types through the SDK to the five receiver kinds at once; reports
+ * loss, duplicates, reordering, send→receive latency and throughput, optionally against raw
+ * amqplib. Exits 1 when anything is lost, reordered or misrouted, and with a clear message when
+ * events do not reach herald.events (no hub and no archive binding). Never changes topology.
+ */
+export const registerBench: RegisterCommand = (program: Command) => {
+  program
+    .command('bench')
+    .description('measure send→receive latency, throughput and ordering for the five receiver kinds')
+    .option('--senders <n>', 'senders s1…sN, one publisher each (default 3)')
+    .option('--types <m>', 'event types t1…tM (default 4)')
+    .option('--rate <r>', 'events per second over all senders, or max (default max)')
+    .option('--count <n>', 'events to send (default 10000)')
+    .option('--duration <s>', 'send for this many seconds instead of a count')
+    .option('--size <bytes>', 'event body size (default 1024)')
+    .option('--seed <n>', 'seed of the type choice (default 1)')
+    .option('--in-flight <n>', 'unconfirmed publishes per sender at most (default 1000)')
+    .option('--prefetch <n>', 'receiver prefetch (default 500)')
+    .option(
+      '--drain-timeout <ms>',
+      'after the last confirm, wait this long without deliveries before counting the rest lost (default 5000)',
+    )
+    .option('--warmup <ms>', 'how long a probe event may take to arrive before the run fails (default 5000)')
+    .option('--baseline', 'also measure raw amqplib (confirms, manual acks) with the same load')
+    .option('--json', 'print one JSON object on stdout')
+    .option('--quiet', 'no progress lines on stderr')
+    .option('--url <url>', 'AMQP URL (default HERALD_AMQP_URL, else amqp://guest:guest@127.0.0.1:5672)')
+    .action(async (raw: RawBenchOptions) => {
+      const opts = normalizeBenchOptions(raw);
+      const log = opts.quiet ? () => {} : (line: string) => process.stderr.write(`bench: ${line}\n`);
+      const report = await runBench(opts, log);
+      process.stdout.write(opts.json ? `${JSON.stringify(report)}\n` : formatReport(report));
+      if (!report.ok) process.exitCode = 1;
+    });
+};
