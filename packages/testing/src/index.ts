@@ -1,6 +1,12 @@
+export type { RawMessage, RawPublisher } from './amqp-publisher.ts';
+export { createRawPublisher, makeEvents } from './amqp-publisher.ts';
 export type { TestVhost } from './broker.ts';
 export { baseAmqpUrl, createTestVhost, managementUrl } from './broker.ts';
 export type { TestDatabase } from './database.ts';
 export { baseDatabaseUrl, createTestDatabase } from './database.ts';
+export type { HeraldProcess } from './hub-process.ts';
+export { freePort, repoRoot, spawnHerald, startHubProcess } from './hub-process.ts';
+export type { TcpProxy } from './proxy.ts';
+export { startProxy } from './proxy.ts';
 export type { SelectorCase } from './selector-cases.ts';
 export { invalidSelectorCases, selectorCases } from './selector-cases.ts';

@@ -1,7 +1,19 @@
 import type { Command } from 'commander';
+import { registerBench } from './bench.ts';
+import { registerEvents } from './events.ts';
+import { registerHub } from './hub.ts';
+import { registerPublish } from './publish.ts';
+import { registerTopology } from './topology.ts';
 
 /** Registers one subcommand on the program. */
 export type RegisterCommand = (program: Command) => void;
 
-/** Every subcommand of `herald`. Add a file under ./commands/ and list it here. */
-export const commands: RegisterCommand[] = [];
+/** Every subcommand of `herald`. Add a file under ./commands/ and list it here, one per line. */
+// biome-ignore format: one command per line, so each addition is a one-line change that merges cleanly
+export const commands: RegisterCommand[] = [
+  registerBench,
+  registerEvents,
+  registerHub,
+  registerPublish,
+  registerTopology,
+];

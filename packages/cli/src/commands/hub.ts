@@ -1,0 +1,52 @@
+import { createHub, type HubOptions, normalizeConfig } from '@herald/hub';
+import type { Command } from 'commander';
+
+/**
+ * `herald hub`: runs the hub in the foreground. Flags override HERALD_* variables, which override
+ * the defaults. Invalid configuration or an unreachable RabbitMQ/database at start prints one line
+ * to stderr and exits 1 (2 for configuration). SIGTERM or SIGINT stops gracefully (the batch in
+ * flight is finished); a second signal exits at once.
+ */
+export function registerHub(program: Command): void {
+  program
+    .command('hub')
+    .description('run the hub: ingest, the log, the REST API')
+    .option('--mode <mode>', 'router | archive (HERALD_MODE, default router)')
+    .option('--amqp-url <url>', 'RabbitMQ (HERALD_AMQP_URL, default amqp://guest:guest@127.0.0.1:5672)')
+    .option('--database-url <url>', 'postgres:// URL, or a directory for the embedded store (HERALD_DATABASE_URL, default ./.herald/)')
+    .option('--http-port <port>', 'REST port (HERALD_HTTP_PORT, default 8080)')
+    .option('--http-host <host>', 'REST address (HERALD_HTTP_HOST, default 127.0.0.1)')
+    .option('--grpc-port <port>', 'gRPC port (HERALD_GRPC_PORT, default 50051; not served yet)')
+    .option('--max-event-bytes <n>', 'largest event body (HERALD_MAX_EVENT_BYTES, default 1048576)')
+    .option('--batch-size <n>', 'most events per store transaction (HERALD_BATCH_SIZE, default 500)')
+    .option('--prefetch <n>', 'unacknowledged ingest messages in flight (HERALD_PREFETCH, default 2000)')
+    .option('--log-level <level>', 'pino level (HERALD_LOG_LEVEL, default info)')
+    .action(async (opts: HubOptions) => {
+      let config: ReturnType<typeof normalizeConfig>;
+      try {
+        config = normalizeConfig(opts);
+      } catch (err) {
+        process.stderr.write(`herald: ${err instanceof Error ? err.message : String(err)}\n`);
+        process.exit(2);
+      }
+      const hub = createHub(config);
+      let signals = 0;
+      const onSignal = (signal: NodeJS.Signals) => {
+        signals++;
+        if (signals > 1) process.exit(130);
+        hub.logger.info({ signal }, 'signal received: stopping');
+        hub.stop().then(
+          () => process.exit(0),
+          () => process.exit(1),
+        );
+      };
+      process.on('SIGTERM', onSignal);
+      process.on('SIGINT', onSignal);
+      try {
+        await hub.start();
+      } catch (err) {
+        process.stderr.write(`herald: ${err instanceof Error ? err.message : String(err)}\n`);
+        process.exit(1);
+      }
+    });
+}

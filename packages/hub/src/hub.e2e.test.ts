@@ -1,0 +1,206 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { INGEST_EXCHANGE } from '@herald/core';
+import {
+  createRawPublisher,
+  createTestDatabase,
+  createTestVhost,
+  freePort,
+  type HeraldProcess,
+  makeEvents,
+  type RawMessage,
+  spawnHerald,
+  startHubProcess,
+  type TestDatabase,
+  type TestVhost,
+} from '@herald/testing';
+import { connect } from 'amqplib';
+import { checkLog } from './ingest/check-log.ts';
+import { ARCHIVE_QUEUE } from './ingest/index.ts';
+import { openStore } from './store/index.ts';
+import type { Store } from './store/types.ts';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const TOTAL = Number(process.env.HERALD_TEST_EVENTS ?? 100_000);
+const EMBEDDED_TOTAL = Number(process.env.HERALD_TEST_EMBEDDED_EVENTS ?? 100_000);
+
+async function waitFor(what: string, fn: () => Promise<boolean>, timeoutMs = 120_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (Date.now() < end) {
+    if (await fn()) return;
+    await sleep(200);
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+/** `senders` publishers in parallel, each on its own connection with confirms; resolves with the confirmed messages. */
+async function publishFromSenders(url: string, total: number, senders: string[][]): Promise<{ confirmed: RawMessage[]; ms: number }> {
+  const t0 = Date.now();
+  const per = Math.ceil(total / senders.length);
+  const parts = await Promise.all(
+    senders.map(async (s, i) => {
+      const msgs = makeEvents(Math.min(per, total - i * per), { senders: s, size: 200 });
+      const pub = await createRawPublisher(url);
+      try {
+        const ok = await pub.publishMany(INGEST_EXCHANGE, msgs, 1000);
+        return msgs.filter((_, j) => ok[j]);
+      } finally {
+        await pub.close();
+      }
+    }),
+  );
+  return { confirmed: parts.flat(), ms: Date.now() - t0 };
+}
+
+async function queueDepth(url: string, queue: string): Promise<number> {
+  const conn = await connect(url);
+  try {
+    const ch = await conn.createChannel();
+    return (await ch.checkQueue(queue)).messageCount;
+  } finally {
+    await conn.close();
+  }
+}
+
+function assertComplete(log: Awaited<ReturnType<typeof checkLog>>, confirmed: readonly RawMessage[], exact: boolean): void {
+  if (exact) assert.equal(log.count, confirmed.length, 'one row per published event');
+  assert.equal(log.ids.size, log.count, 'each id at most once');
+  assert.equal(log.offsetBreaks, 0, 'offsets 1..N with no gap');
+  assert.equal(log.head, BigInt(log.count));
+  let missing = 0;
+  for (const m of confirmed) if (!log.ids.has(String(m.options?.messageId))) missing++;
+  assert.equal(missing, 0, 'every confirmed event is in the log');
+}
+
+describe('hub process, archive mode', () => {
+  let vhost: TestVhost;
+  let db: TestDatabase;
+  let reader: Store | undefined;
+  const procs: HeraldProcess[] = [];
+
+  before(async () => {
+    vhost = await createTestVhost('hub');
+    db = await createTestDatabase('hub');
+  });
+  after(async () => {
+    for (const p of procs) await p.kill('SIGKILL');
+    await reader?.close();
+    await vhost?.delete();
+    await db?.drop();
+  });
+
+  const env = async () => ({
+    HERALD_AMQP_URL: vhost.url,
+    HERALD_DATABASE_URL: db.url,
+    HERALD_MODE: 'archive',
+    HERALD_HTTP_PORT: String(await freePort()),
+  });
+
+  test(`completeness on PostgreSQL: ${TOTAL} events from several senders, exactly one row each, offsets dense`, async () => {
+    const hub = await startHubProcess(await env());
+    procs.push(hub);
+    const store = await openStore({ url: db.url });
+    reader = store;
+    const t0 = Date.now();
+    const { confirmed } = await publishFromSenders(vhost.url, TOTAL, [['billing'], ['shipping'], ['crm', 'auth'], ['search']]);
+    assert.equal(confirmed.length, TOTAL);
+    await waitFor('the whole batch stored', async () => (await store.headOffset()) >= BigInt(TOTAL));
+    const ms = Date.now() - t0;
+    console.log(`# postgres: ${TOTAL} events published and stored in ${ms} ms (${Math.round((TOTAL * 1000) / ms)} events/s end to end)`);
+    assertComplete(await checkLog(store), confirmed, true);
+    assert.equal(await hub.kill('SIGTERM'), 0, 'graceful stop exits 0');
+  });
+
+  test('crash safety: SIGKILL while events stream in, restart; every confirmed event exactly once', async () => {
+    const store = reader as Store;
+    const base = await checkLog(store);
+    let hub = await startHubProcess(await env());
+    procs.push(hub);
+    const publishing = publishFromSenders(vhost.url, 40_000, [['billing'], ['shipping']]);
+    await sleep(1200);
+    assert.equal(await hub.kill('SIGKILL'), 'SIGKILL');
+    await sleep(500);
+    hub = await startHubProcess(await env());
+    procs.push(hub);
+    const { confirmed } = await publishing;
+    assert.equal(confirmed.length, 40_000);
+    const expected = base.count + confirmed.length;
+    await waitFor('every confirmed event stored', async () => (await store.headOffset()) >= BigInt(expected));
+    await sleep(500);
+    const log = await checkLog(store);
+    assert.equal(log.count, expected, 'nothing lost, nothing twice');
+    assertComplete(log, confirmed, false);
+    assert.equal(await hub.kill('SIGTERM'), 0);
+  });
+
+  test('start errors are one clear line: RabbitMQ unreachable, PostgreSQL unreachable, bad setting', async () => {
+    const port = await freePort();
+    const noRabbit = spawnHerald(['hub'], { ...(await env()), HERALD_AMQP_URL: `amqp://guest:guest@127.0.0.1:${port}` });
+    assert.equal(await noRabbit.exited, 1);
+    assert.match(
+      noRabbit.stderr(),
+      /^herald: cannot reach RabbitMQ at amqp:\/\/127\.0\.0\.1:\d+ \(ECONNREFUSED\): start it with `rabbitmq-server -detached`/,
+    );
+    assert.equal(noRabbit.stderr().trim().split('\n').length, 1);
+
+    const noPg = spawnHerald(['hub'], { ...(await env()), HERALD_DATABASE_URL: `postgres://root@127.0.0.1:${port}/x` });
+    assert.equal(await noPg.exited, 1);
+    assert.match(noPg.stderr(), /^herald: cannot reach PostgreSQL at postgres:\/\/127\.0\.0\.1:\d+\/x \(ECONNREFUSED\)/);
+    assert.equal(noPg.stderr().trim().split('\n').length, 1);
+
+    const badPort = spawnHerald(['hub'], { ...(await env()), HERALD_HTTP_PORT: 'eighty' });
+    assert.equal(await badPort.exited, 2);
+    assert.equal(badPort.stderr().trim(), 'herald: invalid HERALD_HTTP_PORT "eighty": expected an integer from 0 to 65535');
+
+    const badMode = spawnHerald(['hub', '--mode', 'fast'], await env());
+    assert.equal(await badMode.exited, 2);
+    assert.equal(badMode.stderr().trim(), 'herald: invalid --mode "fast": expected router or archive');
+  });
+});
+
+describe('hub process, archive mode, embedded store', () => {
+  let vhost: TestVhost;
+  let dir: string;
+  let hub: HeraldProcess | undefined;
+
+  before(async () => {
+    vhost = await createTestVhost('hub-embedded');
+    dir = await mkdtemp(join(tmpdir(), 'herald-embedded-'));
+  });
+  after(async () => {
+    await hub?.kill('SIGKILL');
+    await vhost?.delete();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  test(`completeness on the embedded store: ${EMBEDDED_TOTAL} events, one row each, offsets dense`, async () => {
+    hub = await startHubProcess({
+      HERALD_AMQP_URL: vhost.url,
+      HERALD_DATABASE_URL: join(dir, 'store'),
+      HERALD_MODE: 'archive',
+      HERALD_HTTP_PORT: String(await freePort()),
+    });
+    const t0 = Date.now();
+    const { confirmed } = await publishFromSenders(vhost.url, EMBEDDED_TOTAL, [['billing'], ['shipping'], ['crm']]);
+    assert.equal(confirmed.length, EMBEDDED_TOTAL);
+    // Everything delivered to the hub; a graceful stop stores what it holds before closing.
+    await waitFor('herald.store drained', async () => (await queueDepth(vhost.url, ARCHIVE_QUEUE)) === 0, 180_000);
+    assert.equal(await hub.kill('SIGTERM'), 0);
+    const ms = Date.now() - t0;
+    hub = undefined;
+    assert.equal(await queueDepth(vhost.url, ARCHIVE_QUEUE), 0, 'nothing left unstored');
+    const store = await openStore({ dataDir: join(dir, 'store') });
+    try {
+      const log = await checkLog(store);
+      console.log(
+        `# embedded: ${EMBEDDED_TOTAL} events published and stored in ${ms} ms (${Math.round((EMBEDDED_TOTAL * 1000) / ms)} events/s end to end)`,
+      );
+      assertComplete(log, confirmed, true);
+    } finally {
+      await store.close();
+    }
+  });
+});

@@ -1,0 +1,251 @@
+import { ErrorCodes, HeraldError, type HeraldEvent } from '@herald/core';
+import type { FastifyInstance } from 'fastify';
+import { type Logger, pino } from 'pino';
+import { createApi, type Readiness } from './api/index.ts';
+import { type HubConfig, redactUrl } from './config/index.ts';
+import { createIngest, type Ingest, type IngestStats, probeAmqp } from './ingest/index.ts';
+import { openStore } from './store/index.ts';
+import type { Store } from './store/types.ts';
+
+/** How often a standby hub asks for the writer lease again. */
+const LEASE_RETRY_MS = 2000;
+
+/** What the hub is doing, for /readyz, logs and tests. */
+export type HubState = 'stopped' | 'starting' | 'standby' | 'running' | 'stopping';
+
+/**
+ * One hub process: the store, the writer lease, ingest and the HTTP server (the REST API of
+ * ./api/, with /healthz and /readyz: ready when running and ingest is consuming).
+ *
+ * Failure at start: an unreachable database or RabbitMQ rejects start() with a HeraldError
+ * (UNAVAILABLE) whose message is one line: which, where, and how to start it. Once running, the
+ * hub survives outages of either: ingest pauses while the store is down and reconnects to RabbitMQ
+ * by itself. When another process holds the writer lease the hub waits as a standby (HTTP up,
+ * /readyz not ready) and takes over when the lease frees; when it loses the lease it stops ingest
+ * and becomes a standby again.
+ */
+export interface Hub {
+  readonly config: HubConfig;
+  readonly logger: Logger;
+  /** Opens the store, migrates, serves HTTP, takes the writer lease (waiting as a standby), starts ingest. */
+  start(): Promise<void>;
+  /** Graceful: stops consuming, finishes the batch in flight, closes HTTP, RabbitMQ and the store. Idempotent. */
+  stop(): Promise<void>;
+  state(): HubState;
+  /** The HTTP address once listening. */
+  address(): { host: string; port: number } | undefined;
+  /** Ingest counters; undefined while standby. */
+  stats(): IngestStats | undefined;
+}
+
+/** Creates a hub for a normalized configuration (see normalizeConfig). Nothing happens before start(). */
+export function createHub(config: HubConfig, options: { logger?: Logger } = {}): Hub {
+  return new HubProcess(config, options.logger ?? pino({ level: config.logLevel, base: { service: 'herald-hub' } }));
+}
+
+function errText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** The one line a user reads when the database cannot be reached at start. */
+function databaseUnreachable(config: HubConfig, err: unknown): HeraldError {
+  const code = (err as { code?: unknown })?.code;
+  const reason = typeof code === 'string' ? code : errText(err);
+  if (config.databaseUrl === undefined) {
+    return new HeraldError(
+      ErrorCodes.UNAVAILABLE,
+      `cannot open the embedded store in ${config.dataDir} (${reason}): check the directory is writable and no other hub uses it, or set HERALD_DATABASE_URL`,
+      { cause: err },
+    );
+  }
+  const u = new URL(config.databaseUrl);
+  const where = `postgres://${u.hostname}:${u.port || 5432}${u.pathname}`;
+  let hint = 'start it with `pg_ctlcluster 15 main start` (or your service manager) or set HERALD_DATABASE_URL';
+  if (code === '3D000') hint = 'the database does not exist: create it with `createdb`';
+  else if (code === '28P01' || code === '28000') hint = 'check the user and password in HERALD_DATABASE_URL';
+  return new HeraldError(ErrorCodes.UNAVAILABLE, `cannot reach PostgreSQL at ${where} (${reason}): ${hint}`, { cause: err });
+}
+
+class HubProcess implements Hub {
+  private store: Store | undefined;
+  private ingest: Ingest | undefined;
+  private http: FastifyInstance | undefined;
+  private current: HubState = 'stopped';
+  private leaseLoop: Promise<void> | undefined;
+  private wakeLease: (() => void) | undefined;
+  private stopping: Promise<void> | undefined;
+
+  constructor(
+    readonly config: HubConfig,
+    readonly logger: Logger,
+  ) {}
+
+  state(): HubState {
+    return this.current;
+  }
+
+  stats(): IngestStats | undefined {
+    return this.ingest?.stats();
+  }
+
+  address(): { host: string; port: number } | undefined {
+    const a = this.http?.server.address();
+    return a && typeof a === 'object' ? { host: a.address, port: a.port } : undefined;
+  }
+
+  async start(): Promise<void> {
+    const { config, logger } = this;
+    this.current = 'starting';
+    logger.info(
+      {
+        mode: config.mode,
+        amqp: redactUrl(config.amqpUrl),
+        store: config.databaseUrl ? redactUrl(config.databaseUrl) : `embedded:${config.dataDir}`,
+        http: `${config.httpHost}:${config.httpPort}`,
+      },
+      'hub starting',
+    );
+    let store: Store;
+    try {
+      store = await openStore({
+        url: config.databaseUrl,
+        dataDir: config.dataDir,
+        onLeaseLost: (err?: unknown) => this.leaseLost(err),
+      });
+      this.store = store;
+      await store.migrate();
+    } catch (err) {
+      await this.store?.close().catch(() => undefined);
+      this.store = undefined;
+      this.current = 'stopped';
+      // The store's own CONFLICT (embedded directory in use) and INVALID_CONFIG lines are clear as they are.
+      if (err instanceof HeraldError && err.code !== ErrorCodes.UNAVAILABLE) throw err;
+      throw databaseUnreachable(config, err instanceof HeraldError && err.cause !== undefined ? err.cause : err);
+    }
+    try {
+      await probeAmqp(config.amqpUrl);
+      await this.startHttp(store);
+      const first = await this.acquireLease(true);
+      if (first) await this.startIngest();
+      else {
+        this.current = 'standby';
+        this.leaseLoop = this.standby();
+      }
+    } catch (err) {
+      await this.stop();
+      throw err;
+    }
+  }
+
+  stop(): Promise<void> {
+    this.stopping ??= this.doStop();
+    return this.stopping;
+  }
+
+  private async doStop(): Promise<void> {
+    this.current = 'stopping';
+    this.logger.info('hub stopping');
+    this.wakeLease?.();
+    await this.ingest?.stop().catch((err) => this.logger.error({ err: errText(err) }, 'ingest stop failed'));
+    await this.leaseLoop;
+    await this.http?.close().catch(() => undefined);
+    await this.store?.close().catch(() => undefined);
+    this.current = 'stopped';
+    this.logger.info('hub stopped');
+  }
+
+  private async acquireLease(first: boolean): Promise<boolean> {
+    const store = this.store;
+    if (!store) return false;
+    try {
+      const held = await store.acquireWriterLease();
+      if (!held && first) this.logger.warn('another hub holds the writer lease: waiting as a standby');
+      return held;
+    } catch (err) {
+      if (first) throw databaseUnreachable(this.config, err);
+      this.logger.warn({ err: errText(err) }, 'could not ask for the writer lease; retrying');
+      return false;
+    }
+  }
+
+  private async standby(): Promise<void> {
+    while (!this.stopping) {
+      await new Promise<void>((r) => {
+        this.wakeLease = r;
+        setTimeout(r, LEASE_RETRY_MS).unref();
+      });
+      if (this.stopping) return;
+      if (await this.acquireLease(false)) {
+        this.logger.info('took the writer lease');
+        try {
+          await this.startIngest();
+          return;
+        } catch (err) {
+          this.logger.error({ err: errText(err) }, 'could not start ingest; will retry as a standby');
+          await this.ingest?.stop().catch(() => undefined);
+          this.ingest = undefined;
+        }
+      }
+    }
+  }
+
+  private async startIngest(): Promise<void> {
+    const store = this.store as Store;
+    const ingest = createIngest({ config: this.config, store, logger: this.logger });
+    this.ingest = ingest;
+    await ingest.start();
+    this.current = 'running';
+    this.logger.info({ mode: this.config.mode, http: this.address() }, 'hub running');
+  }
+
+  private leaseLost(err?: unknown): void {
+    if (this.stopping || this.current !== 'running') return;
+    this.logger.error(
+      { err: err === undefined ? undefined : errText(err) },
+      'lost the writer lease: stopping ingest, waiting as a standby',
+    );
+    this.current = 'standby';
+    const ingest = this.ingest;
+    this.ingest = undefined;
+    this.leaseLoop = (async () => {
+      await ingest?.stop().catch(() => undefined);
+      await this.standby();
+    })();
+  }
+
+  private async publish(event: HeraldEvent): Promise<void> {
+    const ingest = this.ingest;
+    if (!ingest) throw new HeraldError(ErrorCodes.UNAVAILABLE, 'this hub is a standby or stopping: it does not publish');
+    await ingest.publish(event);
+  }
+
+  /** Readiness by component for /readyz. */
+  private readiness(): Readiness {
+    return {
+      hub: this.current === 'running' ? true : this.current,
+      ingest: this.ingest?.isReady() ? true : 'not consuming: RabbitMQ disconnected, the store failing, or standby',
+    };
+  }
+
+  private async startHttp(store: Store): Promise<void> {
+    const app = await createApi({
+      store,
+      config: this.config,
+      publish: (event: HeraldEvent) => this.publish(event),
+      ready: () => this.readiness(),
+      // Request lines would drown the ingest logs: warnings and errors only.
+      logger: this.logger.child({ part: 'http' }, { level: 'warn' }),
+    });
+    this.http = app;
+    try {
+      await app.listen({ port: this.config.httpPort, host: this.config.httpHost });
+    } catch (err) {
+      const code = (err as { code?: unknown }).code;
+      throw new HeraldError(
+        ErrorCodes.UNAVAILABLE,
+        `cannot listen on ${this.config.httpHost}:${this.config.httpPort} (${String(code ?? errText(err))}): choose another HERALD_HTTP_PORT`,
+        { cause: err },
+      );
+    }
+  }
+}

@@ -1,0 +1,717 @@
+import { DEAD_EXCHANGE, ErrorCodes, EVENTS_EXCHANGE, fromAmqp, HeraldError, type HeraldEvent, INGEST_EXCHANGE, toAmqp } from '@herald/core';
+import { type Channel, type ChannelModel, type ConfirmChannel, connect, type Message } from 'amqplib';
+import type { Logger } from 'pino';
+import { type HubConfig, redactUrl } from '../config/index.ts';
+import type { AppendResult, DeadLetter, Store, StoredEvent } from '../store/types.ts';
+import { deadLetterPublish, toDeadLetter } from './dead-letters.ts';
+import { ALL, ARCHIVE_QUEUE, declareArchive, declareRouterQueue, declareShared, ROUTER_QUEUE, removeArchiveBinding } from './topology.ts';
+
+/**
+ * The hub_state key of the router's checkpoint: `{ offset: "<decimal>" }`, the highest offset
+ * dispatched to `herald.events`; absent or null when not in router mode.
+ */
+export const DISPATCHED_KEY = 'router.dispatched';
+
+/** Reads the checkpoint: an object with a decimal string, so no JSON layer turns it into a lossy number. */
+async function readCheckpoint(store: Store): Promise<bigint | undefined> {
+  const saved = await store.getState<{ offset?: unknown } | null>(DISPATCHED_KEY);
+  const raw = saved?.offset;
+  return typeof raw === 'string' || typeof raw === 'number' ? BigInt(raw) : undefined;
+}
+/**
+ * Fault injection for the crash tests: `HERALD_FAULT_KILL_AFTER_BATCH=n` makes the process kill
+ * itself (SIGKILL) right after its n-th store transaction, before forwarding or acknowledging.
+ */
+const KILL_AFTER_APPEND = Number(process.env.HERALD_FAULT_KILL_AFTER_BATCH ?? 0) || 0;
+/** A batch is also cut when its bodies reach this many bytes. */
+const MAX_BATCH_BYTES = 16 * 1024 * 1024;
+/** How long a stopping hub keeps retrying its batch in flight against a failing store. */
+const STOP_GRACE_MS = 5000;
+/** How often, at most, the router's checkpoint is written (it may lag: re-forwarding is at least once). */
+const CHECKPOINT_EVERY_MS = 250;
+
+/** Counters for metrics and the bench. */
+export interface IngestStats {
+  /** Events newly stored. */
+  stored: number;
+  /** Messages whose id was in the log already (acknowledged, not stored again). */
+  duplicates: number;
+  /** Messages turned into dead letters. */
+  dead: number;
+  /** Store transactions. */
+  batches: number;
+  /** Events published to `herald.events` (router mode). */
+  forwarded: number;
+  /** RabbitMQ reconnects. */
+  reconnects: number;
+  /** The highest offset forwarded to `herald.events` (router mode). */
+  dispatched: string | undefined;
+}
+
+/**
+ * The ingest pipeline: RabbitMQ → log (→ `herald.events` in router mode).
+ *
+ * Guarantee: an ingest message is acknowledged only after the transaction that stores it (or its
+ * dead letter) committed, and in router mode only after `herald.events` confirmed the forward.
+ *
+ * Failure: when the store fails, the batch in flight is retried with backoff and nothing is
+ * acknowledged; RabbitMQ stops delivering once the prefetch window is full, so ingest pauses and
+ * resumes by itself. A message that is not an event goes to `herald.dead` and the `dead_letters`
+ * table, then is acknowledged.
+ *
+ * Reconnect: when RabbitMQ drops the connection the hub reconnects with backoff (100 ms doubling to
+ * 5 s, forever), recreates its channels and topology and consumes again; messages that were not
+ * acknowledged come back and the store drops the ids it already has (at least once, no gap). In
+ * router mode events stored but not yet forwarded are forwarded from the log first.
+ */
+export interface Ingest {
+  /**
+   * Connects (one attempt), declares the topology of the configured mode, moves what the other
+   * mode left in its queue into the log, and starts consuming. Rejects with a HeraldError
+   * (UNAVAILABLE) whose message is one line saying where RabbitMQ was expected and how to start it.
+   */
+  start(): Promise<void>;
+  /**
+   * Stops consuming, stores what was already delivered (giving up after 5 s of store failure: what
+   * is not acknowledged is redelivered to the next hub), writes the router checkpoint, closes.
+   */
+  stop(): Promise<void>;
+  /**
+   * Publishes an event to `herald.ingest` on the hub's confirm channel; resolves when RabbitMQ
+   * confirmed it. Rejects with UNAVAILABLE while RabbitMQ is disconnected, PUBLISH_FAILED on a nack.
+   */
+  publish(event: HeraldEvent): Promise<void>;
+  /**
+   * Publishes stored events to `herald.events` on the hub's confirm channel, in the order given,
+   * each with x-herald-offset (and x-herald-replay when `replay` is given); resolves when RabbitMQ
+   * confirmed them all. This is the `Forward` the dispatcher needs. Rejects with UNAVAILABLE while
+   * RabbitMQ is disconnected, PUBLISH_FAILED on a nack; the caller retries (at least once).
+   */
+  forward(events: readonly StoredEvent[], options?: { replay?: string }): Promise<void>;
+  /** Connected, consuming, and the store answered the last write. */
+  isReady(): boolean;
+  stats(): IngestStats;
+}
+
+/** What the ingest pipeline needs. */
+export interface IngestOptions {
+  config: HubConfig;
+  store: Store;
+  logger: Logger;
+  /**
+   * Router mode: what happens to each newly stored run of events, in offset order (e.g. the
+   * dispatcher's dispatch(), which may hold some for a pause). It must resolve only once every event
+   * is forwarded or durably held; a rejection is retried with backoff and the ingest messages stay
+   * unacknowledged. Default: forward() them all.
+   */
+  dispatch?: ((events: readonly StoredEvent[]) => Promise<void>) | undefined;
+}
+
+/** Creates the ingest pipeline of DESIGN.md §2 for `config.mode`. Nothing happens before start(). */
+export function createIngest(options: IngestOptions): Ingest {
+  return new IngestPipeline(options);
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+function errText(err: unknown): string {
+  if (err instanceof Error) {
+    const code = (err as { code?: unknown }).code;
+    return code !== undefined && !err.message.includes(String(code)) ? `${err.message} (${String(code)})` : err.message;
+  }
+  return String(err);
+}
+
+/** True for PostgreSQL data exceptions (SQLSTATE class 22): the events are bad, not the database. */
+function isDataError(err: unknown): boolean {
+  const code = (err as { code?: unknown } | undefined)?.code;
+  return typeof code === 'string' && /^22[0-9A-Z]{3}$/.test(code);
+}
+
+/** A step failed: which side, for logs and readiness. */
+class StepError extends Error {
+  constructor(
+    readonly side: 'store' | 'rabbitmq',
+    readonly original: unknown,
+  ) {
+    super(errText(original));
+  }
+}
+
+async function onStore<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    throw new StepError('store', err);
+  }
+}
+
+async function onBroker<T>(fn: () => Promise<T> | T): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    throw new StepError('rabbitmq', err);
+  }
+}
+
+interface Link {
+  conn: ChannelModel;
+  /** Consumes (or gets, while draining) and acknowledges. */
+  consumeCh: Channel;
+  /** Publishes forwards, dead letters and API events, with confirms. */
+  pubCh: ConfirmChannel;
+  gen: number;
+}
+
+class IngestPipeline implements Ingest {
+  private readonly config: HubConfig;
+  private readonly store: Store;
+  private readonly log: Logger;
+  private readonly dispatch: ((events: readonly StoredEvent[]) => Promise<void>) | undefined;
+  private link: Link | undefined;
+  /** Bumped on every new connection; a batch from an older generation is never acknowledged. */
+  private gen = 0;
+  private pending: Message[] = [];
+  private wake: (() => void) | undefined;
+  private loop: Promise<void> | undefined;
+  private stopping = false;
+  private stopRequested = false;
+  private stoppingSince = 0;
+  private consuming = false;
+  private storeHealthy = true;
+  private lock: Promise<unknown> = Promise.resolve();
+  /** The highest offset known in the log. */
+  private head: bigint | undefined;
+  /** Router: the highest offset confirmed on herald.events; undefined when not forwarding. */
+  private dispatched: bigint | undefined;
+  private persistedDispatched: bigint | undefined;
+  private lastCheckpointAt = 0;
+  private reconnecting = false;
+  private readonly counters: IngestStats = {
+    stored: 0,
+    duplicates: 0,
+    dead: 0,
+    batches: 0,
+    forwarded: 0,
+    reconnects: 0,
+    dispatched: undefined,
+  };
+
+  constructor(options: IngestOptions) {
+    this.config = options.config;
+    this.store = options.store;
+    this.log = options.logger.child({ part: 'ingest' });
+    this.dispatch = options.dispatch;
+  }
+
+  stats(): IngestStats {
+    return { ...this.counters, dispatched: this.dispatched?.toString() };
+  }
+
+  isReady(): boolean {
+    return this.link !== undefined && this.consuming && this.storeHealthy && !this.stopRequested;
+  }
+
+  async start(): Promise<void> {
+    try {
+      await this.connectAndSetup();
+    } catch (err) {
+      if (err instanceof StepError && err.side === 'store') throw err.original;
+      throw unreachable(this.config.amqpUrl, err instanceof StepError ? err.original : err);
+    }
+    this.loop = this.runLoop();
+    this.log.info({ mode: this.config.mode, amqp: redactUrl(this.config.amqpUrl) }, 'ingest started');
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopRequested) return;
+    this.stopRequested = true;
+    const link = this.link;
+    this.consuming = false;
+    // Stop deliveries first, while the loop keeps storing as usual: a delivery that arrives before
+    // cancel-ok is taken in like any other. Only then the loop is told to finish what it holds.
+    if (link) await link.consumeCh.cancel('herald-hub-ingest').catch(() => undefined);
+    this.stopping = true;
+    this.stoppingSince = Date.now();
+    this.wake?.();
+    await this.loop;
+    if (this.pending.length > 0)
+      this.log.warn({ left: this.pending.length }, 'stopped with delivered messages not stored: RabbitMQ redelivers them');
+    await this.withLock(() => this.persistCheckpoint(true)).catch(() => undefined);
+    this.link = undefined;
+    if (link) {
+      // Closing the channels first flushes their acknowledgements (a connection close can overtake
+      // frames still queued on a channel), so nothing stored is redelivered needlessly.
+      await link.consumeCh.close().catch(() => undefined);
+      await link.pubCh.close().catch(() => undefined);
+      await link.conn.close().catch(() => undefined);
+    }
+    this.log.info(this.stats(), 'ingest stopped');
+  }
+
+  async publish(event: HeraldEvent): Promise<void> {
+    const link = this.link;
+    if (!link) throw new HeraldError(ErrorCodes.UNAVAILABLE, 'RabbitMQ is not connected; try again shortly');
+    const { routingKey, content, properties } = toAmqp(event);
+    await new Promise<void>((resolve, reject) => {
+      try {
+        link.pubCh.publish(INGEST_EXCHANGE, routingKey, content, properties, (err) => {
+          if (err) reject(new HeraldError(ErrorCodes.PUBLISH_FAILED, 'RabbitMQ refused the publish (nack)', { cause: err }));
+          else resolve();
+        });
+      } catch (err) {
+        reject(new HeraldError(ErrorCodes.UNAVAILABLE, 'RabbitMQ channel closed; try again shortly', { cause: err }));
+      }
+    });
+  }
+
+  async forward(events: readonly StoredEvent[], options: { replay?: string } = {}): Promise<void> {
+    const link = this.link;
+    if (!link) throw new HeraldError(ErrorCodes.UNAVAILABLE, 'RabbitMQ is not connected; try again shortly');
+    try {
+      await this.publishEvents(link, events, options.replay);
+    } catch (err) {
+      throw new HeraldError(ErrorCodes.PUBLISH_FAILED, `forwarding to ${EVENTS_EXCHANGE} failed: ${errText(err)}`, { cause: err });
+    }
+  }
+
+  private async publishEvents(link: Link, events: readonly StoredEvent[], replay?: string): Promise<void> {
+    for (const event of events) {
+      const { routingKey, content, properties } = toAmqp(event, { offset: event.offset, replay });
+      link.pubCh.publish(EVENTS_EXCHANGE, routingKey, content, properties);
+    }
+    await link.pubCh.waitForConfirms();
+  }
+
+  // ---- connection -------------------------------------------------------------------------
+
+  private async connectAndSetup(): Promise<void> {
+    const conn = await onBroker(() =>
+      connect(this.config.amqpUrl, { noDelay: true, clientProperties: { connection_name: `herald-hub ${this.config.mode}` } }),
+    );
+    conn.on('error', (err) => this.log.warn({ err: errText(err) }, 'RabbitMQ connection error'));
+    try {
+      const consumeCh = await onBroker(() => conn.createChannel());
+      consumeCh.on('error', (err) => this.log.warn({ err: errText(err) }, 'RabbitMQ channel error'));
+      const pubCh = await onBroker(() => conn.createConfirmChannel());
+      pubCh.on('error', (err) => this.log.warn({ err: errText(err) }, 'RabbitMQ channel error'));
+      const gen = ++this.gen;
+      this.pending = [];
+      const link: Link = { conn, consumeCh, pubCh, gen };
+      this.link = link;
+      await onBroker(() => declareShared(consumeCh));
+      if (this.config.mode === 'router') await this.setupRouter(link);
+      else await this.setupArchive(link);
+      // From here on a lost channel or connection means: start over on a new connection.
+      const lost = (why: string) => () => this.connectionLost(link, why);
+      conn.on('close', lost('connection closed'));
+      consumeCh.on('close', lost('consume channel closed'));
+      pubCh.on('close', lost('publish channel closed'));
+      await onBroker(() => consumeCh.prefetch(this.config.prefetch));
+      const queue = this.config.mode === 'router' ? ROUTER_QUEUE : ARCHIVE_QUEUE;
+      await onBroker(() =>
+        consumeCh.consume(
+          queue,
+          (msg) => {
+            if (msg === null) {
+              this.log.warn({ queue }, 'RabbitMQ cancelled the ingest consumer (queue deleted?); reconnecting');
+              this.connectionLost(link, 'consumer cancelled');
+              return;
+            }
+            if (link.gen !== this.gen) return;
+            this.pending.push(msg);
+            this.wake?.();
+          },
+          { noAck: false, consumerTag: 'herald-hub-ingest' },
+        ),
+      );
+      this.consuming = true;
+    } catch (err) {
+      this.consuming = false;
+      this.link = undefined;
+      await conn.close().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  private connectionLost(link: Link, why: string): void {
+    if (this.stopRequested || link.gen !== this.gen || this.link !== link) return;
+    this.link = undefined;
+    this.consuming = false;
+    this.pending = [];
+    this.gen++;
+    link.conn.close().catch(() => undefined);
+    this.log.warn({ why }, 'lost RabbitMQ; reconnecting (unacknowledged messages will be redelivered)');
+    void this.reconnect();
+  }
+
+  private async reconnect(): Promise<void> {
+    if (this.reconnecting) return;
+    this.reconnecting = true;
+    let delay = 100;
+    let attempt = 0;
+    try {
+      while (!this.stopRequested) {
+        await sleep(delay);
+        if (this.stopRequested) return;
+        attempt++;
+        try {
+          await this.connectAndSetup();
+          if (this.stopRequested) {
+            await this.link?.conn.close().catch(() => undefined);
+            return;
+          }
+          this.counters.reconnects++;
+          this.log.info({ attempt }, 'reconnected to RabbitMQ; ingest resumed');
+          return;
+        } catch (err) {
+          const level = attempt === 1 || attempt % 10 === 0 ? 'warn' : 'debug';
+          this.log[level]({ attempt, err: errText(err) }, 'reconnect to RabbitMQ failed; retrying');
+          delay = Math.min(delay * 2, 5000);
+        }
+      }
+    } finally {
+      this.reconnecting = false;
+    }
+  }
+
+  // ---- modes ------------------------------------------------------------------------------
+
+  /**
+   * Router: queue herald.ingest is bound before the archive binding is removed, so no message falls
+   * between the two; a herald.store queue left by archive mode is unbound, drained into the log
+   * (those events were delivered already: not forwarded again) and deleted once empty.
+   */
+  private async setupRouter(link: Link): Promise<void> {
+    const ch = link.consumeCh;
+    await onBroker(() => declareRouterQueue(ch));
+    await onBroker(() => removeArchiveBinding(ch));
+    await this.withLock(async () => {
+      if (this.head === undefined) this.head = await onStore(() => this.store.headOffset());
+      if (this.dispatched === undefined) {
+        this.dispatched = await onStore(() => readCheckpoint(this.store));
+      }
+      // Stored but not yet forwarded (a crash or a lost connection between store and forward).
+      if (this.dispatched !== undefined) await this.forwardUpTo(link, this.head, []);
+    });
+    if (await this.queueExists(link.conn, ARCHIVE_QUEUE)) {
+      await onBroker(() => ch.unbindQueue(ARCHIVE_QUEUE, EVENTS_EXCHANGE, ALL));
+      const saved = this.dispatched;
+      this.dispatched = undefined; // drained events were delivered by the archive binding
+      const n = await this.drain(link, ARCHIVE_QUEUE);
+      await this.withLock(async () => {
+        this.dispatched = saved === undefined || n > 0 ? this.head : saved;
+      });
+      await this.deleteIfEmpty(link, ARCHIVE_QUEUE, n);
+    }
+    await this.withLock(async () => {
+      if (this.dispatched === undefined) this.dispatched = this.head;
+      await this.persistCheckpoint(true);
+    });
+  }
+
+  /**
+   * Archive: herald.store is bound, then the exchange-to-exchange binding added; a herald.ingest
+   * queue left by router mode is unbound, drained with router semantics (stored, then forwarded
+   * with offsets, since nothing delivered them yet) and deleted once empty. Messages published in
+   * the instant between binding and unbinding may be delivered twice (at least once). Then the
+   * router checkpoint is cleared.
+   */
+  private async setupArchive(link: Link): Promise<void> {
+    const ch = link.consumeCh;
+    await onBroker(() => declareArchive(ch));
+    const hasRouterQueue = await this.queueExists(link.conn, ROUTER_QUEUE);
+    await this.withLock(async () => {
+      if (this.head === undefined) this.head = await onStore(() => this.store.headOffset());
+      this.dispatched = await onStore(() => readCheckpoint(this.store));
+      if (this.dispatched !== undefined) await this.forwardUpTo(link, this.head, []);
+      else if (hasRouterQueue) this.dispatched = this.head;
+    });
+    if (hasRouterQueue) {
+      await onBroker(() => ch.unbindQueue(ROUTER_QUEUE, INGEST_EXCHANGE, ALL));
+      const n = await this.drain(link, ROUTER_QUEUE);
+      await this.deleteIfEmpty(link, ROUTER_QUEUE, n);
+    }
+    await this.withLock(async () => {
+      this.dispatched = undefined;
+      this.persistedDispatched = undefined;
+      await onStore(() => this.store.setState(DISPATCHED_KEY, null));
+    });
+  }
+
+  private async queueExists(conn: ChannelModel, queue: string): Promise<boolean> {
+    // A passive declare of a missing queue closes the channel: use a throwaway one.
+    const ch = await onBroker(() => conn.createChannel());
+    ch.on('error', () => undefined);
+    try {
+      await ch.checkQueue(queue);
+      return true;
+    } catch {
+      return false;
+    } finally {
+      await ch.close().catch(() => undefined);
+    }
+  }
+
+  private async deleteIfEmpty(link: Link, queue: string, drained: number): Promise<void> {
+    const ch = await onBroker(() => link.conn.createChannel());
+    ch.on('error', () => undefined);
+    try {
+      await ch.deleteQueue(queue, { ifEmpty: true, ifUnused: true });
+      this.log.info({ queue, drained }, 'moved the other mode’s queue into the log and deleted it');
+    } catch (err) {
+      this.log.warn(
+        { queue, err: errText(err) },
+        'could not delete the other mode’s queue (not empty or in use); will drain it on next start',
+      );
+    } finally {
+      await ch.close().catch(() => undefined);
+    }
+  }
+
+  /** Takes every message of `queue` through the pipeline, batch by batch (basic.get: rare, so plain). */
+  private async drain(link: Link, queue: string): Promise<number> {
+    let total = 0;
+    for (;;) {
+      const batch: Message[] = [];
+      while (batch.length < this.config.batchSize) {
+        const msg = await onBroker(() => link.consumeCh.get(queue, { noAck: false }));
+        if (msg === false) break;
+        batch.push(msg);
+      }
+      if (batch.length === 0) return total;
+      const done = await this.withLock(() => this.processBatch(link, batch));
+      if (!done) throw new StepError('rabbitmq', new Error(`connection lost while draining ${queue}`));
+      total += batch.length;
+    }
+  }
+
+  // ---- the batch loop ---------------------------------------------------------------------
+
+  private withLock<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.lock.then(fn, fn);
+    this.lock = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Group commit: the next batch is whatever arrived while the previous one was being stored. */
+  private async runLoop(): Promise<void> {
+    // When stopping, what was delivered before the consumer was cancelled is still taken in.
+    while (!this.stopping || (this.pending.length > 0 && this.link !== undefined)) {
+      const link = this.link;
+      if (this.pending.length === 0 || !link) {
+        if (this.stopping) return;
+        await new Promise<void>((r) => {
+          this.wake = r;
+        });
+        this.wake = undefined;
+        continue;
+      }
+      let bytes = 0;
+      let n = 0;
+      const max = Math.min(this.pending.length, this.config.batchSize);
+      while (n < max && (n === 0 || bytes < MAX_BATCH_BYTES)) bytes += (this.pending[n++] as Message).content.length;
+      const batch = this.pending.splice(0, n);
+      const done = await this.withLock(() => this.processBatch(link, batch));
+      if (!done && this.stopping) return;
+    }
+  }
+
+  /**
+   * Stores one batch and acknowledges it. Retries with backoff until it succeeds, the connection it
+   * came on is gone (then RabbitMQ redelivers it), or the hub is stopping and the grace ran out.
+   * Resolves true when acknowledged.
+   */
+  private async processBatch(link: Link, batch: Message[]): Promise<boolean> {
+    const events: HeraldEvent[] = [];
+    const deadMsgs: Message[] = [];
+    const dead: DeadLetter[] = [];
+    const now = Date.now();
+    for (const msg of batch) {
+      try {
+        events.push(
+          fromAmqp(
+            { routingKey: msg.fields.routingKey, content: msg.content, properties: msg.properties },
+            { maxBytes: this.config.maxEventBytes, now },
+          ),
+        );
+      } catch (err) {
+        deadMsgs.push(msg);
+        dead.push(toDeadLetter(msg, err, now));
+      }
+    }
+    let deadPublished = dead.length === 0;
+    let deadStored = dead.length === 0;
+    let appended: AppendResult | undefined;
+    let delay = 50;
+    let failing: 'store' | 'rabbitmq' | undefined;
+    for (;;) {
+      if (link.gen !== this.gen) return false;
+      try {
+        if (!deadPublished) {
+          await this.publishDead(link, deadMsgs, dead);
+          deadPublished = true;
+        }
+        if (!deadStored) {
+          await onStore(() => this.store.addDeadLetters(dead));
+          deadStored = true;
+          this.counters.dead += dead.length;
+          for (const d of dead)
+            this.log.warn({ reason: d.reason, code: d.code, routingKey: d.routingKey, messageId: d.messageId }, 'dead letter');
+        }
+        if (!appended) {
+          appended = events.length === 0 ? { stored: [], duplicates: [] } : await this.append(link, events);
+          if (KILL_AFTER_APPEND > 0 && this.counters.batches >= KILL_AFTER_APPEND) process.kill(process.pid, 'SIGKILL');
+        }
+        if (this.dispatched !== undefined && this.head !== undefined) await this.forwardUpTo(link, this.head, appended.stored);
+        if (failing) this.log.info({ side: failing }, 'ingest recovered; batch stored');
+        this.storeHealthy = true;
+        try {
+          link.consumeCh.ack(batch[batch.length - 1] as Message, true);
+        } catch {
+          return false; // the channel is gone: the messages come back and are recognised as duplicates
+        }
+        return true;
+      } catch (err) {
+        const side = err instanceof StepError ? err.side : 'store';
+        if (side === 'store') this.storeHealthy = false;
+        if (failing !== side) {
+          this.log.error(
+            { side, err: errText(err) },
+            `ingest paused: ${side === 'store' ? 'the store' : 'RabbitMQ'} failed; retrying the batch`,
+          );
+          failing = side;
+        }
+        if (this.stopping && Date.now() - this.stoppingSince > STOP_GRACE_MS) return false;
+        await sleep(delay);
+        delay = Math.min(delay * 2, 2000);
+        if (side === 'store') await this.store.ping().catch(() => undefined);
+      }
+    }
+  }
+
+  /**
+   * Appends a batch. When PostgreSQL rejects the data itself (SQLSTATE class 22, e.g. a NUL in a
+   * header), the batch is split so the bad events become dead letters and the rest is stored.
+   */
+  private async append(link: Link, events: HeraldEvent[]): Promise<AppendResult> {
+    let result: AppendResult;
+    try {
+      result = await this.store.append(events);
+    } catch (err) {
+      if (!isDataError(err)) throw new StepError('store', err);
+      const stored: StoredEvent[] = [];
+      const duplicates: string[] = [];
+      for (const event of events) {
+        try {
+          const r = await onStore(() => this.store.append([event]));
+          stored.push(...r.stored);
+          duplicates.push(...r.duplicates);
+        } catch (one) {
+          const original = one instanceof StepError ? one.original : one;
+          if (!isDataError(original)) throw one;
+          const { routingKey, content, properties } = toAmqp(event);
+          const msg = {
+            content,
+            fields: { deliveryTag: 0, redelivered: false, exchange: INGEST_EXCHANGE, routingKey },
+            properties,
+          } as unknown as Message;
+          const letter = toDeadLetter(msg, new HeraldError(ErrorCodes.INVALID_EVENT, `the store rejected the event: ${errText(original)}`));
+          await this.publishDead(link, [msg], [letter]);
+          await onStore(() => this.store.addDeadLetters([letter]));
+          this.counters.dead++;
+          this.log.warn({ reason: letter.reason, messageId: letter.messageId }, 'dead letter');
+        }
+      }
+      result = { stored, duplicates };
+    }
+    this.counters.batches++;
+    this.counters.stored += result.stored.length;
+    this.counters.duplicates += result.duplicates.length;
+    const last = result.stored[result.stored.length - 1];
+    if (last && (this.head === undefined || last.offset > this.head)) this.head = last.offset;
+    return result;
+  }
+
+  private async publishDead(link: Link, msgs: Message[], letters: DeadLetter[]): Promise<void> {
+    await onBroker(async () => {
+      for (let i = 0; i < msgs.length; i++) {
+        const { routingKey, content, options } = deadLetterPublish(msgs[i] as Message, letters[i] as DeadLetter);
+        link.pubCh.publish(DEAD_EXCHANGE, routingKey, content, options);
+      }
+      await link.pubCh.waitForConfirms();
+    });
+  }
+
+  /**
+   * Router: publishes every stored event above the checkpoint up to `head` to herald.events (or hands
+   * it to `dispatch`), in offset order, each with x-herald-offset, and waits for the confirms. `fresh` (the batch just
+   * stored) is used as is when it starts right after the checkpoint; otherwise the log is read.
+   */
+  private async forwardUpTo(link: Link, head: bigint, fresh: readonly StoredEvent[]): Promise<void> {
+    let dispatched = this.dispatched;
+    if (dispatched === undefined) return;
+    while (dispatched < head) {
+      let events: readonly StoredEvent[];
+      if (fresh.length > 0 && fresh[0]?.offset === dispatched + 1n) {
+        events = fresh;
+        fresh = [];
+      } else {
+        const from = dispatched;
+        events = await onStore(() => this.store.query({ after: from, upTo: head, limit: 1000 }));
+        if (events.length === 0) throw new StepError('store', new Error(`the log has no events after offset ${from} up to ${head}`));
+      }
+      const dispatch = this.dispatch;
+      const run = events;
+      await onBroker(() => (dispatch ? dispatch(run) : this.publishEvents(link, run)));
+      if (link.gen !== this.gen) throw new StepError('rabbitmq', new Error('connection lost while forwarding'));
+      dispatched = (events[events.length - 1] as StoredEvent).offset;
+      this.dispatched = dispatched;
+      this.counters.forwarded += events.length;
+    }
+    await this.persistCheckpoint(false);
+  }
+
+  /** Writes the router checkpoint now and then: it may lag behind, which only means re-forwarding. */
+  private async persistCheckpoint(force: boolean): Promise<void> {
+    const d = this.dispatched;
+    if (d === undefined || d === this.persistedDispatched) return;
+    const now = Date.now();
+    if (!force && now - this.lastCheckpointAt < CHECKPOINT_EVERY_MS) return;
+    this.lastCheckpointAt = now;
+    try {
+      await this.store.setState(DISPATCHED_KEY, { offset: d.toString() });
+      this.persistedDispatched = d;
+    } catch (err) {
+      this.log.warn({ err: errText(err) }, 'could not write the router checkpoint; will retry');
+    }
+  }
+}
+
+/**
+ * Connects once to RabbitMQ and closes again, so a hub that will wait as a standby still reports a
+ * wrong or unreachable broker at start. Rejects with the same one-line UNAVAILABLE error as start().
+ */
+export async function probeAmqp(url: string): Promise<void> {
+  try {
+    const conn = await connect(url, { noDelay: true, timeout: 10_000 });
+    await conn.close();
+  } catch (err) {
+    throw unreachable(url, err);
+  }
+}
+
+/** The one line a user reads when RabbitMQ cannot be reached at start. */
+function unreachable(url: string, err: unknown): HeraldError {
+  const u = new URL(url);
+  const where = `${u.protocol}//${u.hostname}:${u.port || (u.protocol === 'amqps:' ? 5671 : 5672)}${u.pathname.length > 1 ? u.pathname : ''}`;
+  const text = errText(err);
+  if (/PRECONDITION_FAILED|406|NOT_FOUND|404/.test(text)) {
+    return new HeraldError(ErrorCodes.UNAVAILABLE, `RabbitMQ at ${where} refused Herald's topology: ${text}`, { cause: err });
+  }
+  let hint = 'start it with `rabbitmq-server -detached` or set HERALD_AMQP_URL';
+  if (/ACCESS_REFUSED|403|auth/i.test(text)) hint = 'check the user and password in HERALD_AMQP_URL';
+  else if (/NOT_ALLOWED|530|vhost/i.test(text)) hint = 'check that the vhost exists and the user may use it';
+  const reason = (err as { code?: unknown })?.code ?? text;
+  return new HeraldError(ErrorCodes.UNAVAILABLE, `cannot reach RabbitMQ at ${where} (${String(reason)}): ${hint}`, { cause: err });
+}
