@@ -1,38 +1,77 @@
-import { createPublisher } from '@herald/client';
+import { createPublisher, DEFAULT_AMQP_URL } from '@herald/client';
+import { assertSender, assertType } from '@herald/core';
+import amqp from 'amqplib';
 import type { Command } from 'commander';
 import type { RegisterCommand } from './index.ts';
 
+interface PublishFlags {
+  id?: string;
+  subject?: string;
+  correlationId?: string;
+  url?: string;
+}
+
+/** The URL without its password, for messages. */
+function redact(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return '(unparseable URL)';
+  }
+}
+
 /**
- * `herald publish <sender> <type> <json>`: publishes one event through herald.ingest with the SDK
- * and prints its id once RabbitMQ confirmed it. Bad JSON, a bad name or a missing exchange fail
- * with one line.
+ * One connection attempt before publishing, so an unreachable broker is one clear line at once,
+ * rather than a confirm timeout after the SDK's reconnect loop has waited it out.
+ */
+async function assertReachable(url: string): Promise<void> {
+  try {
+    const conn = await amqp.connect(url, { timeout: 5000 });
+    await conn.close();
+  } catch (err) {
+    const e = err as { code?: string; message?: string };
+    throw new Error(
+      `cannot reach RabbitMQ at ${redact(url)} (${e.code ?? e.message ?? String(err)}): start it, or pass --url or set HERALD_AMQP_URL`,
+    );
+  }
+}
+
+/**
+ * `herald publish <sender> <type> [json]`: publishes one event to herald.ingest with the SDK's
+ * publisher (persistent, with publisher confirms) and prints its id once RabbitMQ confirmed it.
+ * Bad JSON (naming the argument), a bad sender or type, or an unreachable broker fail with one line
+ * and exit code 1.
  */
 export const registerPublish: RegisterCommand = (program: Command) => {
   program
     .command('publish')
     .description('publish one event, e.g. herald publish billing invoice.paid \'{"amount": 42}\'')
-    .argument('<sender>', 'the sender')
+    .argument('<sender>', 'the sender, e.g. billing')
     .argument('<type>', 'the event type, e.g. invoice.paid')
     .argument('[json]', 'the event data as JSON', 'null')
-    .option('--id <uuid>', 'the event id (default: a new UUIDv7)')
+    .option('--id <uuid>', 'the event id, the idempotency key (default: a new UUIDv7)')
     .option('--subject <subject>', 'the subject')
     .option('--correlation-id <id>', 'the correlation id')
-    .option('--url <amqp>', 'RabbitMQ URL (default HERALD_AMQP_URL, else amqp://guest:guest@127.0.0.1:5672)')
-    .action(
-      async (sender: string, type: string, json: string, o: { id?: string; subject?: string; correlationId?: string; url?: string }) => {
-        let data: unknown;
-        try {
-          data = JSON.parse(json);
-        } catch (err) {
-          throw new Error(`the <json> argument is not JSON: ${(err as Error).message}`);
-        }
-        const publisher = createPublisher({ sender, url: o.url, confirmTimeoutMs: 10_000 });
-        try {
-          const { id } = await publisher.publish(type, data, { id: o.id, subject: o.subject, correlationId: o.correlationId });
-          process.stdout.write(`${id}\n`);
-        } finally {
-          await publisher.close().catch(() => {});
-        }
-      },
-    );
+    .option('--url <amqp>', `RabbitMQ URL (default HERALD_AMQP_URL, else ${DEFAULT_AMQP_URL})`)
+    .action(async (sender: string, type: string, json: string, o: PublishFlags) => {
+      let data: unknown;
+      try {
+        data = JSON.parse(json);
+      } catch (err) {
+        throw new Error(`the <json> argument is not JSON (${(err as Error).message}); quote it for the shell, e.g. '{"amount": 42}'`);
+      }
+      assertSender(sender);
+      assertType(type, sender);
+      const url = o.url ?? process.env.HERALD_AMQP_URL ?? DEFAULT_AMQP_URL;
+      await assertReachable(url);
+      const publisher = createPublisher({ sender, url, confirmTimeoutMs: 10_000 });
+      try {
+        const { id } = await publisher.publish(type, data, { id: o.id, subject: o.subject, correlationId: o.correlationId });
+        process.stdout.write(`${id}\n`);
+      } finally {
+        await publisher.close().catch(() => {});
+      }
+    });
 };

@@ -1,31 +1,51 @@
-import { createEvent, type HeraldEvent, isJsonContentType, isUuid, parseSelector, type Selector } from '@herald/core';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import {
+  createEvent,
+  ErrorCodes,
+  HeraldError,
+  type HeraldEvent,
+  isJsonContentType,
+  isUuid,
+  parseSelector,
+  type Selector,
+} from '@herald/core';
 import type { FastifyInstance } from 'fastify';
-import Type from 'typebox';
+import Type, { type Static } from 'typebox';
 import type { Store, StoredEvent } from '../store/index.ts';
 import { badParameter, notFound } from './problems.ts';
 
 const DEFAULT_LIMIT = 100;
 const MAX_LIMIT = 1000;
+/** Offsets are PostgreSQL bigints. */
+const MAX_OFFSET = 2n ** 63n - 1n;
+/** A date, or a date-time with a zone: a time without a zone would silently mean the hub's local time. */
+const ISO_TIME = /^\d{4}-\d{2}-\d{2}(?:[Tt ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:[Zz]|[+-]\d{2}:?\d{2}))?$/;
 
 /** An event as the REST API shows it. Offsets are decimal strings: 64 bits survive any JSON parser. */
 const EventSchema = Type.Object({
-  offset: Type.String({ pattern: '^[0-9]+$', description: 'position in the log (64-bit, as a decimal string)' }),
+  offset: Type.String({ pattern: '^[0-9]+$', description: 'position in the log: a 64-bit integer as a decimal string' }),
   id: Type.String({ format: 'uuid' }),
   sender: Type.String(),
   type: Type.String(),
   time: Type.String({ format: 'date-time' }),
   contentType: Type.String(),
-  data: Type.Optional(Type.Unknown({ description: 'the body, for JSON content types' })),
-  dataBase64: Type.Optional(Type.String({ description: 'the body in base64, for other content types' })),
+  data: Type.Optional(Type.Unknown({ description: 'the body, parsed, when the content type is JSON' })),
+  dataBase64: Type.Optional(Type.String({ description: 'the body in base64, for other content types (or bytes that are not JSON)' })),
   headers: Type.Record(Type.String(), Type.String()),
   subject: Type.Optional(Type.String()),
   correlationId: Type.Optional(Type.String()),
   causationId: Type.Optional(Type.String()),
 });
 
-/** The JSON shape of a stored event. Non-JSON bodies (or invalid JSON) go as base64. */
-export function eventJson(e: StoredEvent): Record<string, unknown> {
-  const out: Record<string, unknown> = {
+const OffsetParam = (description = 'offset, a non-negative 64-bit integer in decimal') => Type.String({ description });
+const TimeParam = (what: string) => Type.String({ description: `${what}: ISO 8601 date, or date-time with Z or an offset` });
+
+/** An event as the REST API shows it (GET /api/v1/events and friends). */
+export type EventJson = Static<typeof EventSchema>;
+
+/** The JSON shape of a stored event. Non-JSON bodies (or bytes that claim JSON but are not) go as base64. */
+export function eventJson(e: StoredEvent): EventJson {
+  const out: EventJson = {
     offset: e.offset.toString(),
     id: e.id,
     sender: e.sender,
@@ -52,17 +72,21 @@ export function eventJson(e: StoredEvent): Record<string, unknown> {
 
 function parseTime(parameter: string, value: string | undefined): number | undefined {
   if (value === undefined) return undefined;
-  const ms = Date.parse(value);
+  const ms = ISO_TIME.test(value) ? Date.parse(value) : Number.NaN;
   if (Number.isNaN(ms))
-    throw badParameter(parameter, `${parameter} ${JSON.stringify(value)} is not an ISO 8601 time, e.g. 2026-01-31T12:00:00Z`);
+    throw badParameter(
+      parameter,
+      `${parameter} ${JSON.stringify(value)} is not an ISO 8601 time with a zone, e.g. 2026-01-31T12:00:00Z or 2026-01-31`,
+    );
   return ms;
 }
 
 function parseOffset(parameter: string, value: string | undefined): bigint | undefined {
   if (value === undefined) return undefined;
-  if (!/^[0-9]{1,19}$/.test(value))
-    throw badParameter(parameter, `${parameter} ${JSON.stringify(value)} is not an offset (a non-negative integer)`);
-  return BigInt(value);
+  const offset = /^[0-9]{1,19}$/.test(value) ? BigInt(value) : -1n;
+  if (offset < 0n || offset > MAX_OFFSET)
+    throw badParameter(parameter, `${parameter} ${JSON.stringify(value)} is not an offset (an integer from 0 to ${MAX_OFFSET})`);
+  return offset;
 }
 
 function parseSelectorParam(value: string | undefined): Selector | undefined {
@@ -70,35 +94,57 @@ function parseSelectorParam(value: string | undefined): Selector | undefined {
   try {
     return parseSelector(value);
   } catch (err) {
+    if (err instanceof HeraldError)
+      throw new HeraldError(err.code, err.message, { cause: err, details: { ...err.details, parameter: 'selector' } });
     throw badParameter('selector', (err as Error).message);
   }
 }
 
+/** The body field a createEvent error is about, so the problem document can name it. */
+function bodyField(err: HeraldError): string | undefined {
+  if (err.code === ErrorCodes.INVALID_SENDER) return 'sender';
+  if (err.code === ErrorCodes.INVALID_TYPE) return 'type';
+  if (err.code === ErrorCodes.EVENT_TOO_LARGE) return 'data';
+  for (const field of ['id', 'time', 'contentType', 'subject', 'correlationId', 'causationId', 'headers'])
+    if (err.details && field in err.details) return field;
+  return undefined;
+}
+
+/** What the event routes need from the hub. */
 export interface EventsRoutesDeps {
   store: Store;
   /** Publishes to herald.ingest; resolves when RabbitMQ confirmed. */
   publish(event: HeraldEvent): Promise<void>;
+  /** Largest event body accepted by POST, in bytes. */
   maxEventBytes: number;
 }
 
 /** GET /api/v1/events (query), GET one by offset or id, POST one (publish through herald.ingest). */
 export function eventsRoutes(app: FastifyInstance, deps: EventsRoutesDeps): void {
-  app.get(
+  const api = app.withTypeProvider<TypeBoxTypeProvider>();
+
+  api.get(
     '/api/v1/events',
     {
       schema: {
         summary: 'Query the log',
-        description: 'Events matching a selector, in ascending offset order. `last` gives the last N that match (still ascending).',
+        description:
+          'Events matching a selector, in ascending offset order, at most `limit` per page; pass `next` as `after` for the ' +
+          'next page (null: no more). `last=N` gives the last N matching events (still ascending) among those after ' +
+          '`after` and between `since` and `until`; it takes the place of `limit`, and its `next` is null. Offsets are ' +
+          'decimal strings, as 64-bit integers do not survive every JSON parser.',
         tags: ['events'],
         querystring: Type.Object(
           {
-            selector: Type.Optional(Type.String({ description: 'patterns sender:type, comma-separated; default *:*' })),
-            after: Type.Optional(Type.String({ description: 'only offsets greater than this' })),
-            since: Type.Optional(Type.String({ description: 'only events at or after this ISO time' })),
-            until: Type.Optional(Type.String({ description: 'only events before this ISO time' })),
+            selector: Type.Optional(
+              Type.String({ description: 'patterns sender:type, comma-separated, e.g. billing:*,*:invoice.paid; default *:*' }),
+            ),
+            after: Type.Optional(OffsetParam('only offsets greater than this (the `next` of a page)')),
+            since: Type.Optional(TimeParam('only events at or after this time')),
+            until: Type.Optional(TimeParam('only events before this time')),
             last: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_LIMIT, description: 'the last N matching events' })),
             limit: Type.Optional(
-              Type.Integer({ minimum: 1, maximum: MAX_LIMIT, description: `at most this many (default ${DEFAULT_LIMIT})` }),
+              Type.Integer({ minimum: 1, maximum: MAX_LIMIT, description: `page size, default ${DEFAULT_LIMIT}, max ${MAX_LIMIT}` }),
             ),
           },
           { additionalProperties: false },
@@ -106,57 +152,66 @@ export function eventsRoutes(app: FastifyInstance, deps: EventsRoutesDeps): void
         response: {
           200: Type.Object({
             events: Type.Array(EventSchema),
-            next: Type.Union([Type.String(), Type.Null()], { description: 'pass as `after` for the next page; null at the end' }),
+            next: Type.Union([Type.String(), Type.Null()], {
+              description: 'pass as `after` for the next page; null when there is no more',
+            }),
           }),
         },
+        problems: [400],
       },
     },
     async (request) => {
-      const q = request.query as { selector?: string; after?: string; since?: string; until?: string; last?: number; limit?: number };
+      const q = request.query;
+      if (q.last !== undefined && q.limit !== undefined) throw badParameter('limit', 'give either last or limit, not both');
       const selector = parseSelectorParam(q.selector);
       const after = parseOffset('after', q.after);
       const since = parseTime('since', q.since);
       const until = parseTime('until', q.until);
-      const limit = q.last ?? q.limit ?? DEFAULT_LIMIT;
-      if (q.last !== undefined && q.limit !== undefined) throw badParameter('limit', 'give either last or limit, not both');
+      if (q.last !== undefined) {
+        const rows = await deps.store.query({ selector, after, since, until, last: q.last, limit: q.last });
+        return { events: rows.map(eventJson), next: null };
+      }
+      const limit = q.limit ?? DEFAULT_LIMIT;
       // One row more than asked tells whether there is a next page.
-      const rows = await deps.store.query({ selector, after, since, until, last: q.last, limit: q.last === undefined ? limit + 1 : limit });
-      const more = q.last === undefined && rows.length > limit;
+      const rows = await deps.store.query({ selector, after, since, until, limit: limit + 1 });
+      const more = rows.length > limit;
       const page = more ? rows.slice(0, limit) : rows;
       return { events: page.map(eventJson), next: more ? (page[page.length - 1]?.offset.toString() ?? null) : null };
     },
   );
 
-  app.get(
+  api.get(
     '/api/v1/events/:offset',
     {
       schema: {
         summary: 'One event by offset',
         tags: ['events'],
-        params: Type.Object({ offset: Type.String() }),
+        params: Type.Object({ offset: OffsetParam() }),
         response: { 200: EventSchema },
+        problems: [400, 404],
       },
     },
     async (request) => {
-      const offset = parseOffset('offset', (request.params as { offset: string }).offset) as bigint;
+      const offset = parseOffset('offset', request.params.offset) as bigint;
       const event = await deps.store.getByOffset(offset);
       if (!event) throw notFound(`no event at offset ${offset}`);
       return eventJson(event);
     },
   );
 
-  app.get(
+  api.get(
     '/api/v1/events/by-id/:id',
     {
       schema: {
         summary: 'One event by id',
         tags: ['events'],
-        params: Type.Object({ id: Type.String() }),
+        params: Type.Object({ id: Type.String({ description: 'the event id, a UUID' }) }),
         response: { 200: EventSchema },
+        problems: [400, 404],
       },
     },
     async (request) => {
-      const { id } = request.params as { id: string };
+      const { id } = request.params;
       if (!isUuid(id)) throw badParameter('id', `id ${JSON.stringify(id)} is not a UUID`);
       const event = await deps.store.getById(id);
       if (!event) throw notFound(`no event with id ${id}`);
@@ -164,21 +219,25 @@ export function eventsRoutes(app: FastifyInstance, deps: EventsRoutesDeps): void
     },
   );
 
-  app.post(
+  api.post(
     '/api/v1/events',
     {
       schema: {
         summary: 'Publish an event',
-        description: 'Publishes through herald.ingest like any publisher; answers 202 once RabbitMQ confirmed.',
+        description:
+          'Publishes through herald.ingest like any publisher and answers 202 with the id once RabbitMQ confirmed; the event ' +
+          'gets its offset when the hub stores it. `data` is any JSON value (stored as JSON; a plain string when `contentType` ' +
+          'is not JSON); `dataBase64` carries bytes instead (content type default application/octet-stream).',
         tags: ['events'],
         body: Type.Object(
           {
-            sender: Type.String(),
-            type: Type.String(),
-            data: Type.Optional(Type.Unknown()),
-            id: Type.Optional(Type.String()),
-            time: Type.Optional(Type.String({ description: 'ISO time; default now' })),
-            contentType: Type.Optional(Type.String()),
+            sender: Type.String({ description: 'one segment [A-Za-z0-9_-]{1,64}' }),
+            type: Type.String({ description: 'dot-separated segments, e.g. invoice.paid' }),
+            data: Type.Optional(Type.Unknown({ description: 'the body as JSON' })),
+            dataBase64: Type.Optional(Type.String({ contentEncoding: 'base64', description: 'the body as base64 bytes' })),
+            id: Type.Optional(Type.String({ description: 'a UUID, the idempotency key; default a new UUIDv7' })),
+            time: Type.Optional(TimeParam('the event time; default now')),
+            contentType: Type.Optional(Type.String({ description: 'default application/json' })),
             subject: Type.Optional(Type.String()),
             correlationId: Type.Optional(Type.String()),
             causationId: Type.Optional(Type.String()),
@@ -186,41 +245,44 @@ export function eventsRoutes(app: FastifyInstance, deps: EventsRoutesDeps): void
           },
           { additionalProperties: false },
         ),
-        response: { 202: Type.Object({ id: Type.String() }) },
+        response: { 202: Type.Object({ id: Type.String({ description: 'the event id' }) }) },
+        problems: [400, 413, 502, 503],
       },
     },
     async (request, reply) => {
-      const b = request.body as {
-        sender: string;
-        type: string;
-        data?: unknown;
-        id?: string;
-        time?: string;
-        contentType?: string;
-        subject?: string;
-        correlationId?: string;
-        causationId?: string;
-        headers?: Record<string, string>;
-      };
-      const event = createEvent(
-        {
-          sender: b.sender,
-          type: b.type,
-          // JSON in, JSON stored: a string body stays a JSON string unless a content type says otherwise.
-          data:
-            b.contentType === undefined || isJsonContentType(b.contentType)
-              ? Buffer.from(JSON.stringify(b.data ?? null))
-              : String(b.data ?? ''),
-          id: b.id,
-          time: parseTime('time', b.time),
-          contentType: b.contentType ?? 'application/json',
-          subject: b.subject,
-          correlationId: b.correlationId,
-          causationId: b.causationId,
-          headers: b.headers,
-        },
-        { maxBytes: deps.maxEventBytes },
-      );
+      const b = request.body;
+      if (b.data !== undefined && b.dataBase64 !== undefined) throw badParameter('dataBase64', 'give either data or dataBase64, not both');
+      if (b.dataBase64 !== undefined && !/^[A-Za-z0-9+/]*={0,2}$/.test(b.dataBase64))
+        throw badParameter('dataBase64', 'dataBase64 is not base64');
+      const contentType = b.contentType ?? (b.dataBase64 !== undefined ? 'application/octet-stream' : 'application/json');
+      let data: Buffer;
+      if (b.dataBase64 !== undefined) data = Buffer.from(b.dataBase64, 'base64');
+      else if (isJsonContentType(contentType)) data = Buffer.from(JSON.stringify(b.data ?? null));
+      else if (typeof b.data === 'string' || b.data === undefined) data = Buffer.from(b.data ?? '', 'utf8');
+      else throw badParameter('data', `with content type ${contentType}, data must be a string (or send dataBase64)`);
+      let event: HeraldEvent;
+      try {
+        event = createEvent(
+          {
+            sender: b.sender,
+            type: b.type,
+            data,
+            id: b.id,
+            time: parseTime('time', b.time),
+            contentType,
+            subject: b.subject,
+            correlationId: b.correlationId,
+            causationId: b.causationId,
+            headers: b.headers,
+          },
+          { maxBytes: deps.maxEventBytes },
+        );
+      } catch (err) {
+        const field = err instanceof HeraldError && err.details?.parameter === undefined ? bodyField(err) : undefined;
+        if (err instanceof HeraldError && field !== undefined)
+          throw new HeraldError(err.code, err.message, { cause: err, details: { ...err.details, parameter: field } });
+        throw err;
+      }
       await deps.publish(event);
       return reply.code(202).send({ id: event.id });
     },

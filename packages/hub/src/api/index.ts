@@ -1,58 +1,117 @@
+import { TypeBoxValidatorCompiler } from '@fastify/type-provider-typebox';
 import { DEFAULT_MAX_EVENT_BYTES, type HeraldEvent } from '@herald/core';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Type from 'typebox';
 import type { Store } from '../store/index.ts';
 import { eventsRoutes } from './events-routes.ts';
 import { installOpenApi } from './openapi.ts';
 import { installProblems } from './problems.ts';
 
+export type { EventJson, EventsRoutesDeps } from './events-routes.ts';
 export { eventJson } from './events-routes.ts';
 export type { Problem } from './problems.ts';
 export { badParameter, notFound } from './problems.ts';
 
+/**
+ * Readiness by component, e.g. `{ store: true, amqp: 'connection refused' }`. A component is ok
+ * when its value is `true` or `'ok'`; `false` or any other string (the reason) means it is down.
+ */
+export type Readiness = Record<string, boolean | string>;
+
 /** What the REST API needs from the hub. */
 export interface ApiDeps {
+  /** The log, read by the query routes. */
   store: Store;
-  /** Publishes an event to herald.ingest; resolves once RabbitMQ confirmed it. */
+  /** Publishes an event to herald.ingest; resolves once RabbitMQ confirmed it, rejects otherwise (a HeraldError keeps its code). */
   publish(event: HeraldEvent): Promise<void>;
-  /** Readiness: true, or a map of component → ok. */
-  ready(): boolean | Record<string, boolean> | Promise<boolean | Record<string, boolean>>;
-  /** Largest event body accepted by POST /api/v1/events. Default 1 MiB. */
-  maxEventBytes?: number;
-  config?: { maxEventBytes?: number };
-  logger?: FastifyBaseLogger;
-  /** Adds more routes (pauses, replays, …) before the server starts. */
+  /** Readiness for /readyz: true/false for the whole hub, or by component. A throw counts as not ready. */
+  ready(): boolean | Readiness | Promise<boolean | Readiness>;
+  /** Largest event body accepted by POST /api/v1/events, in bytes. Default `config.maxEventBytes`, else 1 MiB. */
+  maxEventBytes?: number | undefined;
+  /** The hub's configuration, read for `maxEventBytes` when that is not given. */
+  config?: { maxEventBytes?: number | undefined } | undefined;
+  /** Request and error logs. Default: none. */
+  logger?: FastifyBaseLogger | undefined;
+  /** Adds more routes (pauses, replays, …) before the server starts; they get the same auth hook, errors and OpenAPI. */
   extraRoutes?: ((app: FastifyInstance) => void) | undefined;
 }
 
 /**
- * Authentication, in one place (DESIGN.md §8): every route passes this hook. It allows everything
- * for now; users and tokens replace its body, not forty routes.
+ * Authentication, in one place (DESIGN.md §8): an onRequest hook every route passes, including
+ * unknown routes and /openapi.json. It allows everything for now; users and tokens replace its body
+ * (throw a HeraldError to refuse), not forty routes.
  */
 async function authenticate(): Promise<void> {}
 
+function isOk(value: boolean | string): boolean {
+  return value === true || value === 'ok';
+}
+
 /**
- * The hub's HTTP API: REST under /api/v1, /healthz, /readyz, /openapi.json. Errors are RFC 7807
- * problem documents with a stable `code`. Does not listen: the caller does.
+ * The hub's HTTP API: REST under /api/v1 (events: query, get by offset or id, publish), /healthz,
+ * /readyz and /openapi.json (OpenAPI 3.1, generated from the route schemas). Errors are RFC 7807
+ * problem documents with a stable `code` (see problems.ts, the one place that maps them).
+ *
+ * Does not listen: the caller calls `listen` (or `inject` in tests) and `close`. Resolves to the
+ * fastify instance with every route registered; rejects only on a programming error.
  */
 export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
   const maxEventBytes = deps.maxEventBytes ?? deps.config?.maxEventBytes ?? DEFAULT_MAX_EVENT_BYTES;
   const app = Fastify({
     loggerInstance: deps.logger,
-    // A JSON body carries data of up to maxEventBytes, plus the envelope and JSON escaping.
+    // A JSON body carries data of up to maxEventBytes, plus the envelope and JSON or base64 expansion;
+    // anything in between is refused by createEvent with the exact size.
     bodyLimit: maxEventBytes * 2 + 64 * 1024,
-    ajv: { customOptions: { removeAdditional: false, coerceTypes: true, allErrors: false } },
   }) as unknown as FastifyInstance;
+  // TypeBox checks the schemas: query strings and path parameters are converted (limit=10 → 10),
+  // bodies are not (a JSON number is not a sender), and unknown fields are refused, not dropped.
+  app.setValidatorCompiler(TypeBoxValidatorCompiler);
   installProblems(app);
-  installOpenApi(app, { title: 'Herald', version: '1' });
   app.addHook('onRequest', authenticate);
+  installOpenApi(app, { title: 'Herald', version: '1' });
 
-  app.get('/healthz', { schema: { summary: 'The process is alive', tags: ['health'] } }, async () => ({ status: 'ok' }));
-  app.get('/readyz', { schema: { summary: 'RabbitMQ and the store are reachable', tags: ['health'] } }, async (_request, reply) => {
-    const r = await deps.ready();
-    const components = typeof r === 'boolean' ? { hub: r } : r;
-    const ok = Object.values(components).every(Boolean);
-    return reply.code(ok ? 200 : 503).send({ status: ok ? 'ready' : 'not ready', components });
+  app.get(
+    '/healthz',
+    {
+      schema: {
+        summary: 'The process is alive (always 200 while it runs)',
+        tags: ['health'],
+        response: { 200: Type.Object({ status: Type.Literal('ok') }) },
+      },
+    },
+    async () => ({ status: 'ok' as const }),
+  );
+
+  const ReadySchema = Type.Object({
+    status: Type.Union([Type.Literal('ready'), Type.Literal('not ready')]),
+    components: Type.Record(Type.String(), Type.Union([Type.Boolean(), Type.String()])),
+    detail: Type.Optional(Type.String({ description: 'which components are down, and why' })),
   });
+  app.get(
+    '/readyz',
+    {
+      schema: {
+        summary: 'The hub can serve: 200 when every component is ok, else 503 naming those that are not',
+        tags: ['health'],
+        response: { 200: ReadySchema, 503: ReadySchema },
+      },
+    },
+    async (request, reply) => {
+      let components: Readiness;
+      try {
+        const r = await deps.ready();
+        components = typeof r === 'boolean' ? { hub: r } : r;
+      } catch (err) {
+        request.log.warn({ err }, 'readiness check failed');
+        components = { hub: `readiness check failed: ${(err as Error).message}` };
+      }
+      const down = Object.entries(components).filter(([, v]) => !isOk(v));
+      if (down.length === 0) return reply.code(200).send({ status: 'ready', components });
+      const detail = `not ready: ${down.map(([k, v]) => (typeof v === 'string' ? `${k} (${v})` : k)).join(', ')}`;
+      return reply.code(503).send({ status: 'not ready', components, detail });
+    },
+  );
+
   eventsRoutes(app, { store: deps.store, publish: deps.publish, maxEventBytes });
   deps.extraRoutes?.(app);
   return app;

@@ -1,5 +1,14 @@
 import type { FastifyInstance, RouteOptions } from 'fastify';
 
+const PROBLEM_DESCRIPTIONS: Record<number, string> = {
+  400: 'A bad parameter or body field, named in `parameter`',
+  404: 'Not found',
+  409: "Conflict with the hub's state or mode",
+  413: 'The event body is over the size limit',
+  502: 'RabbitMQ refused or did not confirm the publish',
+  503: 'The hub cannot do this right now (standby, stopping, or a component is down)',
+};
+
 interface Collected {
   method: string;
   url: string;
@@ -49,6 +58,12 @@ function document(routes: Collected[], info: { title: string; version: string })
       const s = schema as { description?: string };
       responses[status] = { description: s.description ?? status, content: { 'application/json': { schema } } };
     }
+    for (const status of (r.schema.problems as number[] | undefined) ?? []) {
+      responses[String(status)] = {
+        description: PROBLEM_DESCRIPTIONS[status] ?? 'An error',
+        content: { 'application/problem+json': { schema: { $ref: '#/components/schemas/Problem' } } },
+      };
+    }
     responses.default = {
       description: 'An error, as an RFC 7807 problem document',
       content: { 'application/problem+json': { schema: { $ref: '#/components/schemas/Problem' } } },
@@ -95,5 +110,7 @@ declare module 'fastify' {
     tags?: string[];
     /** Leave the route out of the OpenAPI document. */
     hide?: boolean;
+    /** OpenAPI: the statuses this route answers with a problem document, besides `default`. */
+    problems?: number[];
   }
 }

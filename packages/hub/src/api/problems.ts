@@ -72,13 +72,30 @@ function problemOf(code: string, status: number, detail: string, instance: strin
 function validationParameter(err: FastifyError): string | undefined {
   const first = err.validation?.[0];
   if (!first) return undefined;
-  const params = first.params as Record<string, unknown>;
-  const extra = params.additionalProperty ?? params.missingProperty;
+  // ajv names one property (additionalProperty, missingProperty); TypeBox a list (additionalProperties, requiredProperties).
+  const params = (first.params ?? {}) as Record<string, unknown>;
+  const list = (v: unknown) => (Array.isArray(v) ? v[0] : v);
+  const extra = params.additionalProperty ?? params.missingProperty ?? list(params.additionalProperties) ?? list(params.requiredProperties);
   const path = String(first.instancePath ?? '')
     .replace(/^\//, '')
     .replaceAll('/', '.');
   if (typeof extra === 'string') return path ? `${path}.${extra}` : extra;
   return path || undefined;
+}
+
+const WHERE: Record<string, string> = { querystring: 'query parameter', params: 'path parameter', body: 'body field', headers: 'header' };
+
+/** One line a person can act on: `unknown query parameter "colour"`, `body field "sender": must be string`. */
+function validationDetail(err: FastifyError, parameter: string | undefined): string {
+  const first = err.validation?.[0];
+  const where = WHERE[err.validationContext ?? ''] ?? 'parameter';
+  const name = parameter === undefined ? where : `${where} ${JSON.stringify(parameter)}`;
+  const keyword = first?.keyword;
+  const schemaPath = String(first?.schemaPath ?? '');
+  if (keyword === 'additionalProperties' || (keyword === 'boolean' && schemaPath.endsWith('/additionalProperties')))
+    return `unknown ${name}`;
+  if (keyword === 'required') return `missing ${name}`;
+  return `invalid ${name}: ${first?.message ?? err.message}`;
 }
 
 /**
@@ -97,8 +114,7 @@ export function installProblems(app: FastifyInstance): void {
     }
     if (err.validation) {
       const parameter = validationParameter(err);
-      const where = err.validationContext ?? 'request';
-      const detail = `invalid ${where}${parameter ? ` parameter ${JSON.stringify(parameter)}` : ''}: ${err.validation[0]?.message ?? err.message}`;
+      const detail = validationDetail(err, parameter);
       return send(reply, problemOf(ErrorCodes.INVALID_REQUEST, 400, detail, instance, parameter));
     }
     if (err.statusCode === 413 || err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
