@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -13,7 +13,7 @@ storeSuite(
   async () => rmSync(dir, { recursive: true, force: true }),
 );
 
-test('a second process cannot open the same embedded store; a stale lock is taken over', async () => {
+test('a second process cannot open the same embedded store; a stale lock is taken over; closing unlocks', async () => {
   const d = mkdtempSync(join(tmpdir(), 'herald-lock-'));
   try {
     const { writeFileSync } = await import('node:fs');
@@ -25,7 +25,11 @@ test('a second process cannot open the same embedded store; a stale lock is take
     const s = await openStore({ dataDir: d });
     await s.migrate();
     assert.equal(await s.headOffset(), 0n);
+    // Not twice in one process either, while it is open.
+    await assert.rejects(openStore({ dataDir: d }), /already open in this process/);
     await s.close();
+    await s.close(); // idempotent
+    assert.equal(existsSync(join(d, 'herald.lock')), false, 'the lock file goes on close');
   } finally {
     rmSync(d, { recursive: true, force: true });
   }

@@ -1,6 +1,15 @@
+/**
+ * The event store: the log (events with dense offsets), dead letters and the hub's small state, in
+ * PostgreSQL (`pg`) or the embedded store (PGlite), behind one interface, `Store`.
+ *
+ * Failure, in short: every method rejects while the database is unreachable and nothing is
+ * half-written (each write is one transaction); the `pg` pool reconnects by itself on the next call.
+ * A lost writer lease is reported through `onLeaseLost`, and `append` then rejects with CONFLICT
+ * until `acquireWriterLease()` succeeds again. Details on each export.
+ */
 export type { Driver, ScriptExecutor, SqlExecutor } from './driver.ts';
 export { migrationFiles } from './migrate.ts';
 export type { OpenStoreOptions } from './open.ts';
 export { DEFAULT_DATA_DIR, openStore } from './open.ts';
-export { SqlStore } from './sql-store.ts';
+export { eventQuerySql, SqlStore } from './sql-store.ts';
 export type { AppendResult, DeadLetter, EventQuery, Store, StoredEvent } from './types.ts';

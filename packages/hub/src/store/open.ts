@@ -25,8 +25,9 @@ export interface OpenStoreOptions {
 /**
  * Opens the log: PostgreSQL for a `postgres://` URL, else the embedded store (PGlite) in `dataDir`.
  * Does not migrate: call `migrate()`. Rejects with INVALID_CONFIG for a URL of another scheme,
- * UNAVAILABLE when the database cannot be reached, CONFLICT when another process holds the
- * embedded store's directory.
+ * UNAVAILABLE when the database cannot be reached, CONFLICT when another live process (or an open
+ * store in this one) holds the embedded store's directory; a lock file left by a dead process is
+ * taken over.
  */
 export async function openStore(options: OpenStoreOptions = {}): Promise<SqlStore> {
   const url = options.url?.trim();
@@ -74,39 +75,55 @@ export async function openStore(options: OpenStoreOptions = {}): Promise<SqlStor
   }
 }
 
-/** The writer lease on PostgreSQL: a session advisory lock on a connection of its own. */
+/**
+ * The writer lease on PostgreSQL: a session advisory lock (`pg_try_advisory_lock`) on a connection
+ * of its own, held open. When that connection errors or ends, PostgreSQL has released the lock, so
+ * the lease counts as lost at once: `onLost` is called and `append` refuses until `acquire` succeeds
+ * again. TCP keepalive makes a silently dead peer show up as an error rather than hang forever.
+ */
 function pgLease(url: string, onLost: ((err?: unknown) => void) | undefined): WriterLease {
   let client: pg.Client | undefined;
   let held = false;
-  return {
-    get held() {
-      return held;
-    },
-    async acquire() {
-      if (held) return true;
-      const c = new pg.Client({ connectionString: url });
-      c.on('error', (err) => {
-        // The session ended, and the lock with it: another hub may take over now.
-        if (held) {
-          held = false;
-          onLost?.(err);
-        }
-      });
+  let pending: Promise<boolean> | undefined;
+  const lost = (c: pg.Client, err: unknown) => {
+    if (client !== c) return; // an older connection, already given up
+    client = undefined;
+    if (held) {
+      held = false;
+      onLost?.(err);
+    }
+  };
+  const take = async (): Promise<boolean> => {
+    const c = new pg.Client({ connectionString: url, keepAlive: true, keepAliveInitialDelayMillis: 10_000 });
+    // Without a listener an error on this idle connection would crash the process.
+    c.on('error', (err) => lost(c, err));
+    c.on('end', () => lost(c, new Error('the writer lease connection ended')));
+    try {
       await c.connect();
       const { rows } = await c.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1::bigint) AS ok', [LEASE_KEY.toString()]);
       if (rows[0]?.ok !== true) {
         await c.end().catch(() => {});
         return false;
       }
-      client = c;
-      held = true;
-      c.on('end', () => {
-        if (held) {
-          held = false;
-          onLost?.(new Error('the writer lease connection ended'));
-        }
+    } catch (err) {
+      await c.end().catch(() => {});
+      throw err;
+    }
+    client = c;
+    held = true;
+    return true;
+  };
+  return {
+    get held() {
+      return held;
+    },
+    async acquire() {
+      if (held) return true;
+      // Two callers at once share one attempt, so at most one lease connection is open.
+      pending ??= take().finally(() => {
+        pending = undefined;
       });
-      return true;
+      return pending;
     },
     async release() {
       held = false;
@@ -117,11 +134,18 @@ function pgLease(url: string, onLost: ((err?: unknown) => void) | undefined): Wr
   };
 }
 
+/** Embedded store directories open in this process: PGlite must not open one twice either. */
+const openDirs = new Set<string>();
+
 /**
  * Guards the embedded store's directory with a lock file holding our pid: PGlite must not be opened
- * by two processes at once. A lock left by a process that no longer runs is taken over.
+ * by two processes at once (nor twice by one). A lock left by a process that no longer runs is
+ * taken over. Throws CONFLICT naming the holder.
  */
 function lockDirectory(dir: string): () => void {
+  if (openDirs.has(dir)) {
+    throw new HeraldError(ErrorCodes.CONFLICT, `the embedded store in ${dir} is already open in this process; close it first`);
+  }
   const path = join(dir, 'herald.lock');
   try {
     writeFileSync(path, String(process.pid), { flag: 'wx' });
@@ -136,7 +160,9 @@ function lockDirectory(dir: string): () => void {
     }
     writeFileSync(path, String(process.pid));
   }
+  openDirs.add(dir);
   return () => {
+    openDirs.delete(dir);
     try {
       if (readFileSync(path, 'utf8').trim() === String(process.pid)) rmSync(path);
     } catch {

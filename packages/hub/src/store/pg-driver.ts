@@ -9,7 +9,7 @@ import type { Driver, ScriptExecutor } from './driver.ts';
  * back; queries meanwhile reject.
  */
 export function createPgDriver(url: string, options: { max?: number; onError?: (err: Error) => void } = {}): Driver & { pool: pg.Pool } {
-  const pool = new pg.Pool({ connectionString: url, max: options.max ?? 4, connectionTimeoutMillis: 5000 });
+  const pool = new pg.Pool({ connectionString: url, max: options.max ?? 4, connectionTimeoutMillis: 5000, keepAlive: true });
   // An idle client's connection dropping is reported here; without a listener it would crash the process.
   pool.on('error', (err) => options.onError?.(err));
   const wrap = (client: pg.PoolClient): ScriptExecutor => ({

@@ -55,6 +55,16 @@ export interface WriterLease {
 }
 
 /**
+ * How the log grows without an API change (001_init.sql says why id uniqueness stays whole-log):
+ * - Partitioning by "offset" range: every statement here names "offset" bounds or reads per-pattern
+ *   indexes ordered by "offset", which partition pruning and MergeAppend keep cheap; id uniqueness
+ *   moves to a narrow event_ids(id PRIMARY KEY, "offset") written in the same transaction.
+ * - Retention trims the old end (DROP a partition, or DELETE WHERE "offset" <= n). Offsets are never
+ *   renumbered, so readers keep their positions; a query from before the trimmed range starts at
+ *   the first kept event. Two rules for whoever adds it: keep the ids of trimmed events in event_ids
+ *   (or a dedupe horizon) so a late retry is still a duplicate, and never trim the newest event, or
+ *   keep the head in hub_state, because the head is read as MAX("offset").
+ *
  * The Store over any Driver: the same SQL for PostgreSQL and PGlite. The head offset is kept in
  * memory while the lease is held and re-read after any failed append, so offsets stay dense.
  */
@@ -63,6 +73,7 @@ export class SqlStore implements Store {
   /** The hub's own modules (dispatcher, pauses, replays) run their SQL through this. */
   readonly sql: SqlExecutor;
   private head: bigint | undefined;
+  private closing: Promise<void> | undefined;
 
   constructor(
     kind: 'postgres' | 'embedded',
@@ -79,8 +90,10 @@ export class SqlStore implements Store {
   }
 
   async acquireWriterLease(): Promise<boolean> {
-    const ok = await this.lease.acquire();
     this.head = undefined;
+    const ok = await this.lease.acquire();
+    // Read the head once per lease; if this read fails, the first append reads it instead.
+    if (ok) this.head = await this.headOffset().catch(() => undefined);
     return ok;
   }
 
@@ -125,34 +138,9 @@ export class SqlStore implements Store {
   }
 
   async query(q: EventQuery): Promise<StoredEvent[]> {
-    const limit = Math.max(0, Math.trunc(q.last !== undefined ? Math.min(q.last, q.limit) : q.limit));
-    if (limit === 0) return [];
-    const params: unknown[] = [];
-    const p = (v: unknown) => {
-      params.push(v);
-      return `$${params.length}`;
-    };
-    const bounds: string[] = [];
-    if (q.after !== undefined) bounds.push(`"offset" > ${p(q.after.toString())}::bigint`);
-    if (q.upTo !== undefined) bounds.push(`"offset" <= ${p(q.upTo.toString())}::bigint`);
-    if (q.since !== undefined) bounds.push(`time >= to_timestamp(${p(q.since / 1000)}::float8)`);
-    if (q.until !== undefined) bounds.push(`time < to_timestamp(${p(q.until / 1000)}::float8)`);
-    const dir = q.last !== undefined ? 'DESC' : 'ASC';
-    const patterns = q.selector === undefined ? ['*:*'] : selectorPatterns(parseSelector(q.selector));
-    // One index-ordered subquery per pattern, each stopping after `limit` rows, then merged: the
-    // planner cannot do this for an OR of patterns and would scan the log backwards instead.
-    const branches = patterns.map((pattern) => {
-      const pred = sqlPredicate(pattern, { firstParam: params.length + 1 });
-      params.push(...pred.params);
-      const where = [pred.sql, ...bounds].filter((c) => c !== 'TRUE');
-      return `(SELECT "offset" FROM events ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY "offset" ${dir} LIMIT ${limit})`;
-    });
-    const offsets =
-      branches.length === 1 ? branches[0] : `SELECT "offset" FROM (${branches.join(' UNION ')}) u ORDER BY "offset" ${dir} LIMIT ${limit}`;
-    const { rows } = await this.db.query<EventRow>(
-      `SELECT ${EVENT_COLUMNS} FROM events WHERE "offset" IN (${offsets}) ORDER BY events."offset" ASC`,
-      params,
-    );
+    const built = eventQuerySql(q);
+    if (built === undefined) return [];
+    const { rows } = await this.db.query<EventRow>(built.sql, built.params);
     return rows.map(rowToEvent);
   }
 
@@ -233,11 +221,59 @@ export class SqlStore implements Store {
     await this.db.query('SELECT 1');
   }
 
-  async close(): Promise<void> {
-    await this.lease.release().catch(() => {});
-    await this.db.close();
-    await this.onClose();
+  /**
+   * Releases the writer lease, closes the connections and (embedded) unlocks the directory, even
+   * when closing the database fails. A second call waits for the first.
+   */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      try {
+        await this.lease.release().catch(() => {});
+        await this.db.close();
+      } finally {
+        await this.onClose();
+      }
+    })();
+    return this.closing;
   }
+}
+
+/**
+ * The SQL of a log query, undefined when it can return nothing (limit 0). Each selector pattern
+ * becomes its own subquery, ordered by offset and stopped after `limit` rows, so each one reads one
+ * index ((sender, type, offset), (type, offset) or (sender, offset)) from the right end; the
+ * subqueries' offsets are then merged. The planner cannot do this by itself for an OR of patterns:
+ * given `ORDER BY offset DESC LIMIT n` it walks the primary key backwards and filters, which reads
+ * the whole log when the matching events are rare or old. Exported for the benchmark's EXPLAIN.
+ */
+export function eventQuerySql(q: EventQuery): { sql: string; params: unknown[] } | undefined {
+  const limit = Math.max(0, Math.trunc(q.last !== undefined ? Math.min(q.last, q.limit) : q.limit));
+  if (!(limit > 0)) return undefined;
+  const params: unknown[] = [];
+  const p = (v: unknown) => {
+    params.push(v);
+    return `$${params.length}`;
+  };
+  const bounds: string[] = [];
+  if (q.after !== undefined) bounds.push(`"offset" > ${p(q.after.toString())}::bigint`);
+  if (q.upTo !== undefined) bounds.push(`"offset" <= ${p(q.upTo.toString())}::bigint`);
+  if (q.since !== undefined) bounds.push(`time >= to_timestamp(${p(q.since / 1000)}::float8)`);
+  if (q.until !== undefined) bounds.push(`time < to_timestamp(${p(q.until / 1000)}::float8)`);
+  const dir = q.last !== undefined ? 'DESC' : 'ASC';
+  const patterns = q.selector === undefined ? ['*:*'] : selectorPatterns(parseSelector(q.selector));
+  const branches = patterns.map((pattern) => {
+    const pred = sqlPredicate(pattern, { firstParam: params.length + 1 });
+    params.push(...pred.params);
+    const where = [pred.sql, ...bounds].filter((c) => c !== 'TRUE');
+    return `(SELECT "offset" FROM events ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY "offset" ${dir} LIMIT ${limit})`;
+  });
+  // UNION, not UNION ALL: overlapping patterns (billing:*, *:invoice.paid) may find one event twice.
+  const offsets =
+    branches.length === 1 ? branches[0] : `SELECT "offset" FROM (${branches.join(' UNION ')}) u ORDER BY "offset" ${dir} LIMIT ${limit}`;
+  return {
+    sql: `SELECT ${EVENT_COLUMNS} FROM events WHERE "offset" IN (${offsets}) ORDER BY events."offset" ASC`,
+    params,
+  };
 }
 
 async function insertEvents(tx: SqlExecutor, rows: StoredEvent[], storedAt: number): Promise<void> {

@@ -14,8 +14,8 @@ function split(routingKey: string): [string, string] {
 }
 
 /**
- * The one suite both drivers must pass. `open` gives a fresh, empty store (migrated by the suite);
- * `reopen` a second handle on the same database, when the driver allows one.
+ * The one suite both drivers must pass. `open` gives a fresh, empty store (the suite migrates it and
+ * takes the writer lease); `cleanup` runs after it is closed (drop the database, remove the dir).
  */
 export function storeSuite(name: string, open: () => Promise<Store>, cleanup: () => Promise<void> = async () => {}): void {
   describe(`store: ${name}`, () => {
@@ -54,6 +54,36 @@ export function storeSuite(name: string, open: () => Promise<Store>, cleanup: ()
       );
       assert.equal(await store.headOffset(), 3n);
       assert.deepEqual(await store.append([]), { stored: [], duplicates: [] });
+    });
+
+    test('a large batch is chunked in one transaction; offsets stay dense around duplicates', async () => {
+      const head = await store.headOffset();
+      // 4,600 events, 11 parameters each: more than one INSERT under the 65,535-parameter cap.
+      const fresh = Array.from({ length: 4600 }, (_, i) => ev('big', `t${i % 5}`));
+      const old = (await store.query({ limit: 1 }))[0];
+      assert.ok(old);
+      const batch = [old, ...fresh.slice(0, 2000), fresh[10]!, ...fresh.slice(2000), fresh[0]!];
+      const { stored, duplicates } = await store.append(batch);
+      assert.deepEqual(duplicates, [old.id, fresh[10]!.id, fresh[0]!.id]);
+      assert.equal(stored.length, fresh.length);
+      stored.forEach((e, i) => {
+        assert.equal(e.offset, head + BigInt(i + 1));
+        assert.equal(e.id, fresh[i]!.id);
+      });
+      assert.equal(await store.headOffset(), head + 4600n);
+      const [first, last] = [await store.getByOffset(head + 1n), await store.getByOffset(head + 4600n)];
+      assert.equal(first?.id, fresh[0]!.id);
+      assert.equal(last?.id, fresh[4599]!.id);
+    });
+
+    test('a failed append writes nothing and the next one continues densely', async () => {
+      const head = await store.headOffset();
+      const good = ev('fail', 'ok');
+      await assert.rejects(store.append([good, { ...ev('fail', 'bad'), id: 'not-a-uuid' }]));
+      assert.equal(await store.headOffset(), head);
+      assert.equal(await store.getById(good.id), undefined);
+      const { stored } = await store.append([good]);
+      assert.equal(stored[0]?.offset, head + 1n);
     });
 
     test('bytes, headers and optional fields round trip exactly', async () => {
@@ -132,6 +162,27 @@ export function storeSuite(name: string, open: () => Promise<Store>, cleanup: ()
       const upTo = await store.query({ selector: 'q:*', after: first, upTo: first + 2n, limit: 100 });
       assert.equal(upTo.length, 2);
       assert.deepEqual(await store.query({ selector: 'q:*', limit: 0 }), []);
+      const lastAfter = await store.query({ selector: 'q:odd', after: stored[25]!.offset, last: 10, limit: 100 });
+      assert.deepEqual(
+        lastAfter.map((e) => e.id),
+        [batch[27]!.id, batch[29]!.id],
+      );
+      const lastCapped = await store.query({ selector: 'q:*', last: 10, limit: 4 });
+      assert.deepEqual(
+        lastCapped.map((e) => e.offset),
+        stored.slice(-4).map((e) => e.offset),
+      );
+      const overlapping = await store.query({ selector: 'q:*, *:odd', after: first, upTo: first + 4n, limit: 100 });
+      assert.deepEqual(
+        overlapping.map((e) => e.offset),
+        [1n, 2n, 3n, 4n].map((n) => first + n),
+        'an event two patterns match comes back once',
+      );
+      const untilOnly = await store.query({ selector: 'q:*', until: base + 2000, limit: 100 });
+      assert.deepEqual(
+        untilOnly.map((e) => e.id),
+        batch.slice(0, 2).map((e) => e.id),
+      );
     });
 
     test('dead letters keep the reason and the bytes', async () => {

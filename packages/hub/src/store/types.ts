@@ -64,7 +64,9 @@ export interface Store {
   acquireWriterLease(): Promise<boolean>;
   /**
    * Stores a batch in one transaction: drops ids already in the log (and repeats in the batch),
-   * assigns the next dense offsets in batch order. Needs the writer lease.
+   * assigns the next dense offsets in batch order. Needs the writer lease: without it (never taken,
+   * or lost) rejects with CONFLICT. When it rejects, nothing of the batch is stored and the head
+   * offset is read again on the next call, so offsets stay dense; retrying the batch is safe.
    */
   append(events: readonly HeraldEvent[]): Promise<AppendResult>;
   query(q: EventQuery): Promise<StoredEvent[]>;
