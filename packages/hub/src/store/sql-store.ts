@@ -203,10 +203,11 @@ export class SqlStore implements Store {
   }
 
   async getState<T>(key: string): Promise<T | undefined> {
-    const { rows } = await this.db.query<{ value: unknown }>('SELECT value FROM hub_state WHERE key = $1', [key]);
+    // Read as text and parse here: drivers differ in whether they parse jsonb, and a stored JSON
+    // string must not be parsed twice.
+    const { rows } = await this.db.query<{ value: string }>('SELECT value::text AS value FROM hub_state WHERE key = $1', [key]);
     if (rows[0] === undefined) return undefined;
-    const v = rows[0].value;
-    return (typeof v === 'string' ? JSON.parse(v) : v) as T;
+    return JSON.parse(rows[0].value) as T;
   }
 
   async setState(key: string, value: unknown): Promise<void> {

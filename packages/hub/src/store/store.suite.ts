@@ -213,6 +213,9 @@ export function storeSuite(name: string, open: () => Promise<Store>, cleanup: ()
       await store.setState('checkpoint', { offset: '42' });
       await store.setState('checkpoint', { offset: '43' });
       assert.deepEqual(await store.getState('checkpoint'), { offset: '43' });
+      // A JSON string stays a string (it must not be parsed twice).
+      await store.setState('text', '5000');
+      assert.equal(await store.getState('text'), '5000');
       await store.ping();
     });
   });
