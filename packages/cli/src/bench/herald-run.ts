@@ -54,7 +54,7 @@ export async function runHerald(
   log: (line: string) => void,
   safeUrl: string,
 ): Promise<HeraldFigures> {
-  const specs = receiverSpecs(plan);
+  const specs = receiverSpecs(plan).filter((r) => opts.receivers.includes(r.kind));
   const senderIndex = new Map(plan.senders.map((s, i) => [s, i]));
   const typeIndex = new Map(plan.types.map((t, i) => [t, i]));
   const probeRun = `${runId}-probe`;

@@ -1,3 +1,4 @@
+import { RECEIVER_KINDS, type ReceiverKind } from './receivers.ts';
 /** The settings of one `herald bench` run, normalized. */
 export interface BenchOptions {
   /** AMQP URL. Default: `HERALD_AMQP_URL`, else `amqp://guest:guest@127.0.0.1:5672`. */
@@ -26,6 +27,11 @@ export interface BenchOptions {
   warmupMs: number;
   /** Also measure raw amqplib. Default false. */
   baseline: boolean;
+  /**
+   * Which receiver kinds run. Default all five. `all` alone makes Herald's side do the same broker
+   * work as the baseline (one queue), so the throughput ratios compare like with like.
+   */
+  receivers: ReceiverKind[];
   /** One JSON object on stdout instead of a table. Default false. */
   json: boolean;
   /** No progress lines on stderr. Default false. */
@@ -47,6 +53,7 @@ export interface RawBenchOptions {
   drainTimeout?: string;
   warmup?: string;
   baseline?: boolean;
+  receivers?: string;
   json?: boolean;
   quiet?: boolean;
 }
@@ -89,9 +96,23 @@ export function normalizeBenchOptions(raw: RawBenchOptions, env: Record<string, 
     drainTimeoutMs: int('drain-timeout', raw.drainTimeout, 5000, 0),
     warmupMs: int('warmup', raw.warmup, 5000, 100),
     baseline: raw.baseline === true,
+    receivers: receiverKinds(raw.receivers),
     json: raw.json === true,
     quiet: raw.quiet === true,
   };
+}
+
+function receiverKinds(raw: string | undefined): ReceiverKind[] {
+  if (raw === undefined) return [...RECEIVER_KINDS];
+  const kinds = raw.split(',').map((k) => k.trim());
+  for (const k of kinds) {
+    if (!(RECEIVER_KINDS as readonly string[]).includes(k)) {
+      throw new Error(`invalid --receivers ${JSON.stringify(raw)}: ${JSON.stringify(k)} is not one of ${RECEIVER_KINDS.join(', ')}`);
+    }
+  }
+  // The probe that checks the flow before the run goes to the `all` receiver.
+  if (!kinds.includes('all')) throw new Error(`invalid --receivers ${JSON.stringify(raw)}: it must include all`);
+  return [...new Set(kinds)] as ReceiverKind[];
 }
 
 /** The URL with its password masked, for messages. */

@@ -30,6 +30,13 @@ describe('bench options', () => {
     assert.throws(() => normalizeBenchOptions({ count: '1.5' }, {}), /--count/);
   });
 
+  it('runs all five receivers by default, or the chosen kinds, which must include all', () => {
+    assert.deepEqual(normalizeBenchOptions({}, {}).receivers, ['one-sender', 'types', 'pairs', 'senders', 'all']);
+    assert.deepEqual(normalizeBenchOptions({ receivers: 'all' }, {}).receivers, ['all']);
+    assert.throws(() => normalizeBenchOptions({ receivers: 'types' }, {}), /--receivers .*must include all/);
+    assert.throws(() => normalizeBenchOptions({ receivers: 'all,everyone' }, {}), /"everyone" is not one of/);
+  });
+
   it('masks the password in URLs it prints', () => {
     assert.equal(safeUrl('amqp://u:secret@h:5672/v'), 'amqp://u:***@h:5672/v');
   });

@@ -1,7 +1,8 @@
 import type { EventPlan } from './plan.ts';
 
 /** The five receiver kinds of the seeds (DESIGN.md §1). */
-export type ReceiverKind = 'one-sender' | 'types' | 'pairs' | 'senders' | 'all';
+export const RECEIVER_KINDS = ['one-sender', 'types', 'pairs', 'senders', 'all'] as const;
+export type ReceiverKind = (typeof RECEIVER_KINDS)[number];
 
 /** One receiver of the bench: its kind and its selector patterns. */
 export interface ReceiverSpec {

@@ -26,6 +26,7 @@ export const registerBench: RegisterCommand = (program: Command) => {
       'after the last confirm, wait this long without deliveries before counting the rest lost (default 5000)',
     )
     .option('--warmup <ms>', 'how long a probe event may take to arrive before the run fails (default 5000)')
+    .option('--receivers <kinds>', 'receiver kinds to run, comma-separated, including all (default: one-sender,types,pairs,senders,all)')
     .option('--baseline', 'also measure raw amqplib (confirms, manual acks) with the same load')
     .option('--json', 'print one JSON object on stdout')
     .option('--quiet', 'no progress lines on stderr')
