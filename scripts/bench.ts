@@ -1,0 +1,162 @@
+/**
+ * `npm run bench`: every throughput and latency figure of docs/benchmarks.md, measured side by side
+ * in one run on this machine, each Herald figure beside raw amqplib measured in the same `herald
+ * bench` run (`--baseline`), so the ratios hold however noisy the machine is.
+ *
+ *   1. broker only (archive binding, no hub): five receivers, loss and order over --count events;
+ *      one receiver vs one raw queue, flat out; one receiver at 1,000 events/s.
+ *   2. the hub in archive mode on PostgreSQL: flat out and at 1,000 events/s, with hub RSS.
+ *   3. the hub in router mode on PostgreSQL: the same.
+ *
+ * Options: --count N (five-receiver run, default 100000), --quick (smaller counts, for a smoke run).
+ * Needs RabbitMQ with its management API and PostgreSQL, as the tests do; works in a vhost and a
+ * database of its own and removes both.
+ */
+import { readFileSync } from 'node:fs';
+import { createTestDatabase, createTestVhost, type HeraldProcess, spawnHerald, startHubProcess } from '@herald/testing';
+
+const args = process.argv.slice(2);
+const quick = args.includes('--quick');
+const countArg = args.indexOf('--count');
+const fiveCount = countArg >= 0 ? Number(args[countArg + 1]) : quick ? 10_000 : 100_000;
+const flatCount = quick ? 10_000 : 50_000;
+const rateSeconds = quick ? 5 : 20;
+
+interface Receiver {
+  kind: string;
+  expected: number;
+  received: number;
+  lost: number;
+  duplicates: number;
+  reordered: number;
+  latencyMs: { p50: number; p90: number; p99: number; max: number };
+  throughput: number;
+}
+interface BenchJson {
+  sent: number;
+  ok: boolean;
+  receivers: Receiver[];
+  publish?: { throughput: number };
+  baseline?: { publishThroughput: number; endToEndThroughput: number; latencyMs: { p50: number; p99: number } };
+  ratios?: { publishThroughput: number; endToEndThroughput: number };
+}
+
+function log(line: string): void {
+  process.stderr.write(`bench: ${line}\n`);
+}
+
+async function herald(argv: string[], env: Record<string, string>): Promise<{ code: number | string; out: string }> {
+  const p = spawnHerald(argv, env);
+  const code = await p.exited;
+  return { code, out: p.output() };
+}
+
+async function bench(name: string, argv: string[], env: Record<string, string>): Promise<BenchJson> {
+  log(`${name}: herald bench ${argv.join(' ')}`);
+  const p = spawnHerald(['bench', '--json', '--quiet', ...argv], env);
+  const code = await p.exited;
+  const out = p.output();
+  const start = out.indexOf('{"');
+  if (start < 0) throw new Error(`${name}: no JSON from herald bench (exit ${code}):\n${out.slice(-2000)}`);
+  const json = JSON.parse(out.slice(start, out.lastIndexOf('}') + 1)) as BenchJson;
+  if (!json.ok) log(`${name}: NOT OK (exit ${code})`);
+  return json;
+}
+
+/** Samples a process's resident memory every 250 ms; `stop()` gives the peak in MiB. */
+function sampleRss(pid: number): { stop(): number } {
+  let peak = 0;
+  const timer = setInterval(() => {
+    try {
+      const kb = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
+      peak = Math.max(peak, kb);
+    } catch {
+      // the process ended
+    }
+  }, 250);
+  return {
+    stop() {
+      clearInterval(timer);
+      return Math.round(peak / 1024);
+    },
+  };
+}
+
+const round = (n: number | undefined, d = 0) => (n === undefined ? undefined : Math.round(n * 10 ** d) / 10 ** d);
+
+function summary(run: BenchJson) {
+  const all = run.receivers.find((r) => r.kind === 'all');
+  return {
+    sent: run.sent,
+    ok: run.ok,
+    lost: run.receivers.reduce((s, r) => s + r.lost, 0),
+    reordered: run.receivers.reduce((s, r) => s + r.reordered, 0),
+    duplicates: run.receivers.reduce((s, r) => s + r.duplicates, 0),
+    publishPerSec: round(run.publish?.throughput),
+    endToEndPerSec: round(all?.throughput),
+    p50: round(all?.latencyMs.p50, 2),
+    p99: round(all?.latencyMs.p99, 2),
+    rawPublishPerSec: round(run.baseline?.publishThroughput),
+    rawEndToEndPerSec: round(run.baseline?.endToEndThroughput),
+    rawP50: round(run.baseline?.latencyMs.p50, 2),
+    rawP99: round(run.baseline?.latencyMs.p99, 2),
+    publishRatio: round(run.ratios?.publishThroughput, 2),
+    endToEndRatio: round(run.ratios?.endToEndThroughput, 2),
+  };
+}
+
+async function withHub(mode: 'archive' | 'router', env: Record<string, string>, dbUrl: string) {
+  log(`starting the hub in ${mode} mode on PostgreSQL`);
+  const hub: HeraldProcess = await startHubProcess({ ...env, HERALD_DATABASE_URL: dbUrl, HERALD_HTTP_PORT: '0' }, ['--mode', mode]);
+  try {
+    const rss = sampleRss(hub.child.pid as number);
+    const flat = await bench(`${mode} flat out`, ['--receivers', 'all', '--count', String(flatCount), '--baseline'], env);
+    const paced = await bench(
+      `${mode} 1,000/s`,
+      ['--receivers', 'all', '--rate', '1000', '--duration', String(rateSeconds), '--baseline'],
+      env,
+    );
+    return { flat: summary(flat), paced: summary(paced), hubPeakRssMiB: rss.stop() };
+  } finally {
+    await hub.kill('SIGTERM');
+  }
+}
+
+const vhost = await createTestVhost('bench');
+const db = await createTestDatabase('bench');
+const env = { HERALD_AMQP_URL: vhost.url };
+try {
+  const started = Date.now();
+  const topo = await herald(['topology', '--mode', 'archive'], env);
+  if (topo.code !== 0) throw new Error(`herald topology failed: ${topo.out}`);
+  const five = await bench('five receivers', ['--count', String(fiveCount), '--baseline'], env);
+  const flat = await bench('broker only, flat out', ['--receivers', 'all', '--count', String(flatCount), '--baseline'], env);
+  const paced = await bench(
+    'broker only, 1,000/s',
+    ['--receivers', 'all', '--rate', '1000', '--duration', String(rateSeconds), '--baseline'],
+    env,
+  );
+  const archive = await withHub('archive', env, db.url);
+  const router = await withHub('router', env, db.url);
+  const result = {
+    machine: { cores: (await import('node:os')).availableParallelism(), node: process.version },
+    seconds: Math.round((Date.now() - started) / 1000),
+    fiveReceivers: {
+      ...summary(five),
+      receivers: five.receivers.map((r) => ({
+        kind: r.kind,
+        expected: r.expected,
+        received: r.received,
+        lost: r.lost,
+        reordered: r.reordered,
+      })),
+    },
+    brokerOnly: { flat: summary(flat), paced: summary(paced) },
+    archive,
+    router,
+  };
+  process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+} finally {
+  await vhost.delete().catch(() => {});
+  await db.drop().catch(() => {});
+}
