@@ -2,8 +2,12 @@ import { ErrorCodes, HeraldError, type HeraldEvent } from '@herald/core';
 import type { FastifyInstance } from 'fastify';
 import { type Logger, pino } from 'pino';
 import { createApi, type Readiness } from './api/index.ts';
+import { pausesRoutes } from './api/pauses-routes.ts';
+import { replaysRoutes } from './api/replays-routes.ts';
 import { type HubConfig, redactUrl } from './config/index.ts';
+import { createDispatcher, type Dispatcher } from './dispatcher/index.ts';
 import { createIngest, type Ingest, type IngestStats, probeAmqp } from './ingest/index.ts';
+import type { SqlStore } from './store/index.ts';
 import { openStore } from './store/index.ts';
 import type { Store } from './store/types.ts';
 
@@ -69,6 +73,8 @@ function databaseUnreachable(config: HubConfig, err: unknown): HeraldError {
 class HubProcess implements Hub {
   private store: Store | undefined;
   private ingest: Ingest | undefined;
+  /** Router mode, while this hub holds the writer lease: the one path from the log to herald.events. */
+  private dispatcher: Dispatcher | undefined;
   private http: FastifyInstance | undefined;
   private current: HubState = 'stopped';
   private leaseLoop: Promise<void> | undefined;
@@ -147,6 +153,7 @@ class HubProcess implements Hub {
     this.logger.info('hub stopping');
     this.wakeLease?.();
     await this.ingest?.stop().catch((err) => this.logger.error({ err: errText(err) }, 'ingest stop failed'));
+    await this.dispatcher?.stop().catch(() => undefined);
     await this.leaseLoop;
     await this.http?.close().catch(() => undefined);
     await this.store?.close().catch(() => undefined);
@@ -183,17 +190,38 @@ class HubProcess implements Hub {
         } catch (err) {
           this.logger.error({ err: errText(err) }, 'could not start ingest; will retry as a standby');
           await this.ingest?.stop().catch(() => undefined);
+          await this.dispatcher?.stop().catch(() => undefined);
           this.ingest = undefined;
+          this.dispatcher = undefined;
         }
       }
     }
   }
 
   private async startIngest(): Promise<void> {
-    const store = this.store as Store;
-    const ingest = createIngest({ config: this.config, store, logger: this.logger });
+    const store = this.store as SqlStore;
+    // Router mode: every stored event goes out through the dispatcher, which holds what a pause
+    // matches and runs replays; it forwards on the ingest's confirm channel.
+    const dispatcher =
+      this.config.mode === 'router'
+        ? createDispatcher({
+            sql: store.sql,
+            store,
+            forward: (events, options) => ingest.forward(events, options),
+            logger: this.logger,
+            limits: { maxTtlMs: this.config.pauseMaxTtl * 1000 },
+          })
+        : undefined;
+    const ingest = createIngest({
+      config: this.config,
+      store,
+      logger: this.logger,
+      dispatch: dispatcher ? (events) => dispatcher.dispatch(events) : undefined,
+    });
     this.ingest = ingest;
+    this.dispatcher = dispatcher;
     await ingest.start();
+    await dispatcher?.start();
     this.current = 'running';
     this.logger.info({ mode: this.config.mode, http: this.address() }, 'hub running');
   }
@@ -206,9 +234,12 @@ class HubProcess implements Hub {
     );
     this.current = 'standby';
     const ingest = this.ingest;
+    const dispatcher = this.dispatcher;
     this.ingest = undefined;
+    this.dispatcher = undefined;
     this.leaseLoop = (async () => {
       await ingest?.stop().catch(() => undefined);
+      await dispatcher?.stop().catch(() => undefined);
       await this.standby();
     })();
   }
@@ -232,6 +263,12 @@ class HubProcess implements Hub {
       store,
       config: this.config,
       publish: (event: HeraldEvent) => this.publish(event),
+      // Router mode: pauses and replays, answered by this hub's dispatcher while it holds the lease.
+      extraRoutes: (app: FastifyInstance) => {
+        const routes = { dispatcher: () => this.dispatcher, mode: this.config.mode };
+        pausesRoutes(app, routes);
+        replaysRoutes(app, routes);
+      },
       ready: () => this.readiness(),
       // Request lines would drown the ingest logs: warnings and errors only.
       logger: this.logger.child({ part: 'http' }, { level: 'warn' }),

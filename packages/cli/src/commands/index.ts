@@ -2,7 +2,9 @@ import type { Command } from 'commander';
 import { registerBench } from './bench.ts';
 import { registerEvents } from './events.ts';
 import { registerHub } from './hub.ts';
+import { registerPause } from './pause.ts';
 import { registerPublish } from './publish.ts';
+import { registerReplay } from './replay.ts';
 import { registerTopology } from './topology.ts';
 
 /** Registers one subcommand on the program. */
@@ -16,4 +18,6 @@ export const commands: RegisterCommand[] = [
   registerHub,
   registerPublish,
   registerTopology,
+  registerPause,
+  registerReplay,
 ];

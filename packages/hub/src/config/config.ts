@@ -37,6 +37,8 @@ export interface HubOptions {
   prefetch?: number | string | undefined;
   /** pino level. Env `HERALD_LOG_LEVEL`; default `info`. */
   logLevel?: string | undefined;
+  /** The longest ttl a pause may be given, in seconds. Env `HERALD_PAUSE_MAX_TTL`; default 86400 (24 h). */
+  pauseMaxTtl?: number | string | undefined;
 }
 
 /** The hub's configuration after normalization: every field present and valid. */
@@ -54,6 +56,8 @@ export interface HubConfig {
   readonly batchSize: number;
   readonly prefetch: number;
   readonly logLevel: string;
+  /** Seconds. */
+  readonly pauseMaxTtl: number;
 }
 
 /** Each option, its flag and its environment variable: error messages name the one that was used. */
@@ -68,6 +72,7 @@ const NAMES = {
   batchSize: { flag: '--batch-size', env: 'HERALD_BATCH_SIZE' },
   prefetch: { flag: '--prefetch', env: 'HERALD_PREFETCH' },
   logLevel: { flag: '--log-level', env: 'HERALD_LOG_LEVEL' },
+  pauseMaxTtl: { flag: '--pause-max-ttl', env: 'HERALD_PAUSE_MAX_TTL' },
 } as const satisfies Record<keyof HubOptions, { flag: string; env: string }>;
 
 const LOG_LEVELS = new Set(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
@@ -159,6 +164,7 @@ export function normalizeConfig(options: HubOptions = {}, env: NodeJS.ProcessEnv
     batchSize,
     prefetch,
     logLevel,
+    pauseMaxTtl: int('pauseMaxTtl', 86_400, 1, 30 * 86_400),
   };
 }
 

@@ -1,0 +1,495 @@
+import { compileMatcher, ErrorCodes, HeraldError, isUuid, uuidv7 } from '@herald/core';
+import { type Logger, pino } from 'pino';
+import {
+  createPauseStore,
+  DEFAULT_MAX_PAUSE_TTL_MS,
+  type HoldRule,
+  normalizePauseInput,
+  type Pause,
+  type PauseInput,
+  type PauseLimits,
+  type PauseStore,
+  partitionHeld,
+} from '../pauses/index.ts';
+import { createReplayStore, normalizeReplayInput, type Replay, type ReplayInput, type ReplayStore } from '../replays/index.ts';
+import type { Store, StoredEvent } from '../store/types.ts';
+import { createHeldStore, type HeldStore } from './held-store.ts';
+import { loadEvents } from './load-events.ts';
+import type { SqlExecutor } from './sql.ts';
+
+/**
+ * Publishes events to `herald.events`, each with `x-herald-offset` (and `x-herald-replay` when
+ * `replay` is given), in the order given, and resolves once RabbitMQ confirmed them all. Rejects
+ * when RabbitMQ nacks or the channel is gone; the dispatcher then retries (at least once).
+ */
+export type Forward = (events: readonly StoredEvent[], options?: { replay?: string }) => Promise<void>;
+
+/** A pause as the API shows it: with the number of held events it covers. */
+export type PauseView = Pause & { readonly held: number };
+
+/** Counters for metrics and tests. */
+export interface DispatcherStats {
+  /** Events given to dispatch(). */
+  dispatched: number;
+  /** Events forwarded live. */
+  forwarded: number;
+  /** Events held by a pause. */
+  held: number;
+  /** Held events released after their pauses ended. */
+  released: number;
+  /** Events sent by replays. */
+  replayed: number;
+  /** Pauses (the replays' own included) that still hold. */
+  holding: number;
+}
+
+/** What the dispatcher needs. */
+export interface DispatcherOptions {
+  /** Runs the SQL of the pauses, held_events and replays tables (migration 002). */
+  sql: SqlExecutor;
+  /** Reads the log: held events on release, history on replay. */
+  store: Pick<Store, 'query' | 'headOffset'>;
+  forward: Forward;
+  logger?: Logger | undefined;
+  /** The default and maximum ttl of a pause (300 s and 24 h by default). */
+  limits?: PauseLimits | undefined;
+  /** Events per release or replay step, read from the log and forwarded at once. Default 2000. */
+  chunkSize?: number | undefined;
+}
+
+/**
+ * The single serialized path from the log to `herald.events` in router mode (DESIGN.md §2,
+ * guarantees 3 and 4). Live dispatch, pause changes, release steps and replay steps run one at a
+ * time on one queue, so order holds: a resumed pause's held events go out, in offset order, before
+ * any newer live event of that flow; a replay's events go out before the live events of its
+ * selector that arrived meanwhile (its own pause holds them).
+ *
+ * Releases and replays advance one chunk per step, and live batches queued meanwhile run between
+ * steps, so a long release does not stall other flows: the ended pause keeps holding its selector's
+ * live events until everything it held is out.
+ *
+ * Failure: dispatch() rejects when the store or RabbitMQ fails (the caller retries the batch; an
+ * offset held twice is recorded once, a forward may repeat: at least once). A failing release or
+ * replay step is retried with backoff (100 ms doubling to 5 s), forever, and logged.
+ *
+ * Restart: pauses, held events and replays are in the database. start() ends the pauses that
+ * expired meanwhile, releases what no pause holds any more, and continues unfinished replays from
+ * their last confirmed chunk.
+ */
+export interface Dispatcher {
+  /** Loads pauses and replays and starts the background work. Idempotent; dispatch() calls it if needed. */
+  start(): Promise<void>;
+  /**
+   * Forwards a batch of newly stored events (ascending offsets), holding those an active pause
+   * matches. Resolves when the held ones are recorded and the others confirmed: all of them count
+   * as dispatched for the checkpoint.
+   */
+  dispatch(events: readonly StoredEvent[]): Promise<void>;
+  /** Creates a pause; live events it matches are held from the next dispatch on. Throws a ValidationError on bad input. */
+  createPause(input: PauseInput): Promise<PauseView>;
+  /** User pauses that still hold (active, or ended with a release in progress), oldest first. */
+  listPauses(): Promise<PauseView[]>;
+  getPause(id: string): Promise<PauseView | undefined>;
+  /**
+   * Ends a pause (resume); its held events are released in the background, in offset order, except
+   * those another active pause matches. Idempotent on an ended pause. Throws NOT_FOUND.
+   */
+  resume(id: string): Promise<PauseView>;
+  /** Creates a replay into the flow; it runs in the background. Throws a ValidationError on bad input. */
+  createReplay(input: ReplayInput): Promise<Replay>;
+  getReplay(id: string): Promise<Replay | undefined>;
+  /** Resolves when no release or replay is pending (for tests and the bench). */
+  idle(): Promise<void>;
+  stats(): DispatcherStats;
+  /** Finishes the step in progress and stops; later calls reject with CLOSED. State stays in the database. */
+  stop(): Promise<void>;
+}
+
+/** Creates a dispatcher. Nothing happens before start() or the first dispatch(). */
+export function createDispatcher(options: DispatcherOptions): Dispatcher {
+  return new SerialDispatcher(options);
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+/** setTimeout's limit is about 24.8 days; a far expiry is re-armed. */
+const MAX_TIMER_MS = 3600_000;
+
+function errText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+interface ReplayState {
+  replay: Replay;
+  position: bigint;
+  count: number;
+}
+
+class SerialDispatcher implements Dispatcher {
+  private readonly pauses: PauseStore;
+  private readonly heldStore: HeldStore;
+  private readonly replayStore: ReplayStore;
+  private readonly store: Pick<Store, 'query' | 'headOffset'>;
+  private readonly forward: Forward;
+  private readonly log: Logger;
+  private readonly limits: PauseLimits;
+  private readonly chunk: number;
+
+  private chain: Promise<unknown> = Promise.resolve();
+  private starting: Promise<void> | undefined;
+  private stopped = false;
+  /** Pauses whose release is not finished: active ones, and ended ones still releasing. */
+  private holding: Pause[] = [];
+  private rules: HoldRule[] = [];
+  private releasePending = false;
+  /** The release pass has released every releasable held event up to here. */
+  private releaseCursor = 0n;
+  private replays: ReplayState[] = [];
+  private bgScheduled = false;
+  private bgTimer: NodeJS.Timeout | undefined;
+  private bgDelay = 100;
+  private expiryTimer: NodeJS.Timeout | undefined;
+  /** The highest offset given to dispatch() by this process. */
+  private highWater: bigint | undefined;
+  private readonly counters = { dispatched: 0, forwarded: 0, held: 0, released: 0, replayed: 0 };
+
+  constructor(o: DispatcherOptions) {
+    this.pauses = createPauseStore(o.sql);
+    this.heldStore = createHeldStore(o.sql);
+    this.replayStore = createReplayStore(o.sql);
+    this.store = o.store;
+    this.forward = o.forward;
+    this.log = (o.logger ?? pino({ level: 'silent' })).child({ part: 'dispatcher' });
+    this.limits = o.limits ?? {};
+    this.chunk = o.chunkSize ?? 2000;
+  }
+
+  stats(): DispatcherStats {
+    return { ...this.counters, holding: this.holding.length };
+  }
+
+  /** Runs `fn` after everything queued before it: the one serialization point. */
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.stopped) return Promise.reject(new HeraldError(ErrorCodes.CLOSED, 'the dispatcher is stopped'));
+    const run = this.chain.then(fn);
+    this.chain = run.catch(() => undefined);
+    return run;
+  }
+
+  start(): Promise<void> {
+    this.starting ??= this.serial(async () => {
+      const now = Date.now();
+      const expired = await this.pauses.endExpired(now);
+      const orphans = await this.pauses.endForFinishedReplays(now);
+      this.holding = await this.pauses.loadHolding();
+      this.replays = (await this.replayStore.listUnfinished()).map((replay) => ({
+        replay,
+        position: replay.position,
+        count: replay.count,
+      }));
+      this.rebuildRules();
+      // Held events whose pauses ended while the hub was down (or a release cut short) go out now.
+      this.releasePending = true;
+      this.releaseCursor = 0n;
+      this.armExpiry();
+      this.log.info(
+        { holding: this.holding.length, expired: expired.length + orphans.length, replays: this.replays.length },
+        'dispatcher started',
+      );
+    }).then(() => this.kick());
+    this.starting.catch(() => {
+      this.starting = undefined;
+    });
+    return this.starting;
+  }
+
+  async dispatch(events: readonly StoredEvent[]): Promise<void> {
+    if (events.length === 0) return;
+    if (!this.starting) await this.start();
+    await this.serial(async () => {
+      const { forward, hold } = partitionHeld(events, this.rules);
+      await Promise.all([hold.length > 0 ? this.heldStore.add(hold) : undefined, forward.length > 0 ? this.forward(forward) : undefined]);
+      this.counters.dispatched += events.length;
+      this.counters.forwarded += forward.length;
+      this.counters.held += hold.length;
+      const last = (events[events.length - 1] as StoredEvent).offset;
+      if (this.highWater === undefined || last > this.highWater) this.highWater = last;
+      // A re-dispatched (older) event held behind the release pass must not be skipped by it.
+      const firstHeld = hold[0];
+      if (firstHeld && this.releasePending && firstHeld.offset <= this.releaseCursor) this.releaseCursor = firstHeld.offset - 1n;
+    });
+  }
+
+  // ---- pauses -----------------------------------------------------------------------------
+
+  private rebuildRules(): void {
+    this.rules = this.holding.map((p) => ({ id: p.id, matches: compileMatcher(p.selector) }));
+  }
+
+  private async view(p: Pause): Promise<PauseView> {
+    const held = p.releasedAt === undefined ? await this.heldStore.count(p.selector) : 0;
+    return { ...p, held };
+  }
+
+  async createPause(input: PauseInput): Promise<PauseView> {
+    const { selector, ttlMs, reason } = normalizePauseInput(input, this.limits);
+    if (!this.starting) await this.start();
+    return this.serial(async () => {
+      const now = Date.now();
+      const pause: Pause = {
+        id: uuidv7(),
+        selector,
+        reason,
+        replayId: undefined,
+        createdAt: now,
+        expiresAt: now + ttlMs,
+        endedAt: undefined,
+        releasedAt: undefined,
+      };
+      await this.pauses.insert(pause);
+      this.holding.push(pause);
+      this.rebuildRules();
+      this.armExpiry();
+      this.log.info({ pause: pause.id, selector: selector.canonical, ttlMs, reason }, 'pause created');
+      return { ...pause, held: 0 };
+    });
+  }
+
+  async listPauses(): Promise<PauseView[]> {
+    const list = await this.pauses.listUnreleased();
+    return Promise.all(list.map((p) => this.view(p)));
+  }
+
+  async getPause(id: string): Promise<PauseView | undefined> {
+    if (!isUuid(id)) return undefined;
+    const p = await this.pauses.get(id);
+    return p && p.replayId === undefined ? this.view(p) : undefined;
+  }
+
+  async resume(id: string): Promise<PauseView> {
+    if (!isUuid(id)) throw new HeraldError(ErrorCodes.NOT_FOUND, `no pause ${id}`, { details: { id } });
+    if (!this.starting) await this.start();
+    return this.serial(async () => {
+      const ended = await this.pauses.end(id, Date.now());
+      if (!ended) {
+        const existing = await this.pauses.get(id);
+        if (!existing || existing.replayId !== undefined)
+          throw new HeraldError(ErrorCodes.NOT_FOUND, `no pause ${id}`, { details: { id } });
+        return this.view(existing);
+      }
+      this.markEnded([ended.id], ended.endedAt as number);
+      this.log.info({ pause: id }, 'pause ended (resume): releasing its held events');
+      return this.view(ended);
+    }).finally(() => this.kick());
+  }
+
+  /** Pauses that ended keep holding until their release pass finishes. */
+  private markEnded(ids: readonly string[], at: number): void {
+    if (ids.length === 0) return;
+    const set = new Set(ids);
+    this.holding = this.holding.map((p) => (set.has(p.id) && p.endedAt === undefined ? { ...p, endedAt: at } : p));
+    this.releasePending = true;
+    this.releaseCursor = 0n;
+    this.armExpiry();
+  }
+
+  private armExpiry(): void {
+    if (this.expiryTimer) clearTimeout(this.expiryTimer);
+    this.expiryTimer = undefined;
+    if (this.stopped) return;
+    let next: number | undefined;
+    for (const p of this.holding) if (p.endedAt === undefined && (next === undefined || p.expiresAt < next)) next = p.expiresAt;
+    if (next === undefined) return;
+    const delay = Math.min(Math.max(0, next - Date.now()), MAX_TIMER_MS);
+    this.expiryTimer = setTimeout(() => {
+      this.expiryTimer = undefined;
+      this.serial(() => this.expire())
+        .catch((err) => {
+          this.log.error({ err: errText(err) }, 'could not end expired pauses; retrying in 1 s');
+          if (!this.stopped) this.expiryTimer = setTimeout(() => this.armExpiry(), 1000);
+        })
+        .finally(() => this.kick());
+    }, delay);
+    this.expiryTimer.unref();
+  }
+
+  private async expire(): Promise<void> {
+    const now = Date.now();
+    const ids = await this.pauses.endExpired(now);
+    const set = new Set(ids);
+    for (const p of this.holding) {
+      if (!set.has(p.id)) continue;
+      if (p.replayId !== undefined) {
+        const r = this.replays.find((s) => s.replay.id === p.replayId);
+        if (r) {
+          await this.replayStore.finish(r.replay.id, 'failed', now, 'the replay did not finish before its pause expired');
+          this.replays = this.replays.filter((s) => s !== r);
+          this.log.error({ replay: r.replay.id }, 'replay stopped: it did not finish before its pause expired');
+        }
+      } else this.log.info({ pause: p.id, selector: p.selector.canonical }, 'pause expired: releasing its held events');
+    }
+    this.markEnded(ids, now);
+    this.armExpiry();
+  }
+
+  // ---- replays ----------------------------------------------------------------------------
+
+  async createReplay(input: ReplayInput): Promise<Replay> {
+    const req = normalizeReplayInput(input);
+    if (!this.starting) await this.start();
+    return this.serial(async () => {
+      const now = Date.now();
+      let upTo = this.highWater ?? (await this.store.headOffset());
+      if (req.to && 'offset' in req.to && req.to.offset < upTo) upTo = req.to.offset;
+      const until = req.to && 'time' in req.to ? req.to.time : undefined;
+      let after = 0n;
+      let since: number | undefined;
+      if ('last' in req.from) {
+        const last = await this.store.query({ selector: req.selector, upTo, until, last: req.from.last, limit: req.from.last });
+        after = last[0] ? last[0].offset - 1n : upTo;
+      } else if ('offset' in req.from) after = req.from.offset > 0n ? req.from.offset - 1n : 0n;
+      else since = req.from.time;
+      const replay: Replay = {
+        id: uuidv7(),
+        selector: req.selector,
+        from: req.from,
+        to: req.to,
+        target: req.target,
+        status: 'pending',
+        count: 0,
+        after,
+        upTo,
+        since,
+        until,
+        position: after,
+        createdAt: now,
+        finishedAt: undefined,
+        error: undefined,
+      };
+      const pause: Pause = {
+        id: uuidv7(),
+        selector: req.selector,
+        reason: `replay ${replay.id}`,
+        replayId: replay.id,
+        createdAt: now,
+        expiresAt: now + (this.limits.maxTtlMs ?? DEFAULT_MAX_PAUSE_TTL_MS),
+        endedAt: undefined,
+        releasedAt: undefined,
+      };
+      await this.replayStore.insert(replay, pause);
+      this.holding.push(pause);
+      this.rebuildRules();
+      this.armExpiry();
+      this.replays.push({ replay, position: after, count: 0 });
+      this.log.info({ replay: replay.id, selector: req.selector.canonical, after: String(after), upTo: String(upTo) }, 'replay created');
+      return replay;
+    }).finally(() => this.kick());
+  }
+
+  async getReplay(id: string): Promise<Replay | undefined> {
+    if (!isUuid(id)) return undefined;
+    return this.replayStore.get(id);
+  }
+
+  // ---- background: releases and replays, one chunk per step --------------------------------
+
+  private kick(): void {
+    if (this.bgScheduled || this.bgTimer || this.stopped) return;
+    if (!this.releasePending && this.replays.length === 0) return;
+    this.bgScheduled = true;
+    this.serial(() => this.step()).then(
+      () => {
+        this.bgScheduled = false;
+        this.bgDelay = 100;
+        this.kick();
+      },
+      (err) => {
+        this.bgScheduled = false;
+        if (this.stopped) return;
+        this.log.error({ err: errText(err), retryInMs: this.bgDelay }, 'release or replay step failed; retrying');
+        this.bgTimer = setTimeout(() => {
+          this.bgTimer = undefined;
+          this.kick();
+        }, this.bgDelay);
+        this.bgTimer.unref();
+        this.bgDelay = Math.min(this.bgDelay * 2, 5000);
+      },
+    );
+  }
+
+  private async step(): Promise<void> {
+    if (this.releasePending) return this.releaseStep();
+    const r = this.replays[0];
+    if (r) return this.replayStep(r);
+  }
+
+  private async releaseStep(): Promise<void> {
+    const active = this.holding.filter((p) => p.endedAt === undefined).map((p) => p.selector);
+    const rows = await this.heldStore.releasable(active, this.releaseCursor, this.chunk);
+    if (rows.length > 0) {
+      const offsets = rows.map((r) => r.offset);
+      const events = await loadEvents(this.store, offsets, rows);
+      await this.forward(events);
+      // Deleted only once confirmed: a crash in between releases them again (at least once).
+      await this.heldStore.remove(offsets);
+      this.releaseCursor = offsets[offsets.length - 1] as bigint;
+      this.counters.released += rows.length;
+    }
+    if (rows.length < this.chunk) {
+      const done = this.holding.filter((p) => p.endedAt !== undefined);
+      await this.pauses.markReleased(
+        done.map((p) => p.id),
+        Date.now(),
+      );
+      this.holding = this.holding.filter((p) => p.endedAt === undefined);
+      this.rebuildRules();
+      this.releasePending = false;
+      this.releaseCursor = 0n;
+      if (done.length > 0) this.log.info({ pauses: done.map((p) => p.id), released: this.counters.released }, 'release finished');
+    }
+  }
+
+  private async replayStep(s: ReplayState): Promise<void> {
+    const r = s.replay;
+    const events = await this.store.query({
+      selector: r.selector,
+      after: s.position,
+      upTo: r.upTo,
+      since: r.since,
+      until: r.until,
+      limit: this.chunk,
+    });
+    if (events.length > 0) {
+      await this.forward(events, { replay: r.id });
+      s.position = (events[events.length - 1] as StoredEvent).offset;
+      s.count += events.length;
+      this.counters.replayed += events.length;
+      await this.replayStore.progress(r.id, s.position, s.count);
+    }
+    if (events.length < this.chunk) {
+      const now = Date.now();
+      await this.replayStore.finish(r.id, 'done', now);
+      this.replays = this.replays.filter((x) => x !== s);
+      const own = this.holding.filter((p) => p.replayId === r.id).map((p) => p.id);
+      this.markEnded(own, now);
+      this.log.info({ replay: r.id, count: s.count }, 'replay done');
+    }
+  }
+
+  async idle(): Promise<void> {
+    for (;;) {
+      await this.chain;
+      if (!this.releasePending && this.replays.length === 0 && !this.bgScheduled) return;
+      await sleep(10);
+    }
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    if (this.expiryTimer) clearTimeout(this.expiryTimer);
+    if (this.bgTimer) clearTimeout(this.bgTimer);
+    this.expiryTimer = undefined;
+    this.bgTimer = undefined;
+    await this.chain;
+  }
+}

@@ -1,0 +1,5 @@
+export type { Dispatcher, DispatcherOptions, DispatcherStats, Forward, PauseView } from './dispatcher.ts';
+export { createDispatcher } from './dispatcher.ts';
+export type { HeldRow, HeldStore } from './held-store.ts';
+export { createHeldStore } from './held-store.ts';
+export type { SqlExecutor } from './sql.ts';

@@ -1,0 +1,125 @@
+import { parseSelector } from '@herald/core';
+import { epochMs, optionalMs, type SqlExecutor, toBigInt } from '../dispatcher/sql.ts';
+import { boundToJson, type Replay, type ReplayFrom, type ReplayStatus, type ReplayTo } from './replay.ts';
+
+interface ReplayRow {
+  id: string;
+  selector: string;
+  target: string;
+  from_spec: Record<string, unknown> | string;
+  to_spec: Record<string, unknown> | string | null;
+  after_offset: string;
+  up_to: string;
+  since_ms: number | null;
+  until_ms: number | null;
+  status: ReplayStatus;
+  position: string;
+  count: string;
+  created_ms: number;
+  finished_ms: number | null;
+  error: string | null;
+}
+
+const COLUMNS = `id::text AS id, selector, target, from_spec, to_spec, after_offset::text AS after_offset, up_to::text AS up_to,
+  ${epochMs('since')} AS since_ms, ${epochMs('until')} AS until_ms, status, position::text AS position, count::text AS count,
+  ${epochMs('created_at')} AS created_ms, ${epochMs('finished_at')} AS finished_ms, error`;
+
+function bound(spec: Record<string, unknown> | string): ReplayFrom {
+  const o = (typeof spec === 'string' ? JSON.parse(spec) : spec) as Record<string, unknown>;
+  if ('last' in o) return { last: Number(o.last) };
+  if ('offset' in o) return { offset: toBigInt(o.offset) };
+  return { time: Date.parse(String(o.time)) };
+}
+
+function toReplay(r: ReplayRow): Replay {
+  return {
+    id: r.id,
+    selector: parseSelector(r.selector),
+    from: bound(r.from_spec),
+    to: r.to_spec === null ? undefined : (bound(r.to_spec) as ReplayTo),
+    target: 'flow',
+    status: r.status,
+    count: Number(r.count),
+    after: toBigInt(r.after_offset),
+    upTo: toBigInt(r.up_to),
+    since: optionalMs(r.since_ms),
+    until: optionalMs(r.until_ms),
+    position: toBigInt(r.position),
+    createdAt: Number(r.created_ms),
+    finishedAt: optionalMs(r.finished_ms),
+    error: r.error ?? undefined,
+  };
+}
+
+const ts = (n: number) => `to_timestamp($${n}::float8 / 1000)`;
+
+/**
+ * The `replays` table (migration 002). Every method is one statement (a replay and the pause that
+ * holds its flow are written together), and rejects when the database fails.
+ */
+export interface ReplayStore {
+  /** Inserts a pending replay and its pause (id `pauseId`, expiring at `pauseExpiresAt`) in one statement. */
+  insert(replay: Replay, pause: { id: string; expiresAt: number }): Promise<void>;
+  get(id: string): Promise<Replay | undefined>;
+  /** Pending or running replays, oldest first: what a starting hub continues. */
+  listUnfinished(): Promise<Replay[]>;
+  /** Records progress after a chunk was confirmed; the replay is running from then on. */
+  progress(id: string, position: bigint, count: number): Promise<void>;
+  /** Marks the replay done or failed and ends its pause, in one statement. */
+  finish(id: string, status: 'done' | 'failed', at: number, error?: string): Promise<void>;
+}
+
+/** The ReplayStore over an SQL executor. */
+export function createReplayStore(sql: SqlExecutor): ReplayStore {
+  return {
+    async insert(r, pause) {
+      await sql.query(
+        `WITH r AS (
+           INSERT INTO replays (id, selector, target, from_spec, to_spec, after_offset, up_to, since, until, status, position, count, created_at)
+           VALUES ($1::uuid, $2, $3, $4::jsonb, $5::jsonb, $6::bigint, $7::bigint, ${ts(8)}, ${ts(9)}, 'pending', $6::bigint, 0, ${ts(10)})
+         )
+         INSERT INTO pauses (id, selector, reason, replay_id, created_at, expires_at)
+         VALUES ($11::uuid, $2, 'replay ' || $1, $1::uuid, ${ts(10)}, ${ts(12)})`,
+        [
+          r.id,
+          r.selector.canonical,
+          r.target,
+          JSON.stringify(boundToJson(r.from)),
+          r.to === undefined ? null : JSON.stringify(boundToJson(r.to)),
+          r.after.toString(),
+          r.upTo.toString(),
+          r.since ?? null,
+          r.until ?? null,
+          r.createdAt,
+          pause.id,
+          pause.expiresAt,
+        ],
+      );
+    },
+    async get(id) {
+      const { rows } = await sql.query<ReplayRow>(`SELECT ${COLUMNS} FROM replays WHERE id = $1::uuid`, [id]);
+      return rows[0] ? toReplay(rows[0]) : undefined;
+    },
+    async listUnfinished() {
+      const { rows } = await sql.query<ReplayRow>(
+        `SELECT ${COLUMNS} FROM replays WHERE status IN ('pending', 'running') ORDER BY created_at, id`,
+        [],
+      );
+      return rows.map(toReplay);
+    },
+    async progress(id, position, count) {
+      await sql.query(
+        `UPDATE replays SET status = 'running', position = $2::bigint, count = $3::bigint, started_at = coalesce(started_at, now())
+          WHERE id = $1::uuid`,
+        [id, position.toString(), count],
+      );
+    },
+    async finish(id, status, at, error) {
+      await sql.query(
+        `WITH p AS (UPDATE pauses SET ended_at = ${ts(3)} WHERE replay_id = $1::uuid AND ended_at IS NULL)
+         UPDATE replays SET status = $2, finished_at = ${ts(3)}, error = $4 WHERE id = $1::uuid`,
+        [id, status, at, error ?? null],
+      );
+    },
+  };
+}

@@ -1,0 +1,111 @@
+import { ErrorCodes, type Selector, type SelectorInput, ValidationError } from '@herald/core';
+import { parseSelectorParameter } from '../pauses/pause.ts';
+
+/** Where a replay starts: the last N matching events, an offset (inclusive) or an event time (inclusive). */
+export type ReplayFrom = { last: number } | { offset: bigint } | { time: number };
+/** Where a replay stops: an offset (inclusive) or an event time (exclusive). Default: the head of the log when the replay was created. */
+export type ReplayTo = { offset: bigint } | { time: number };
+/** Only `flow` for now: the replayed events go to `herald.events`, marked with `x-herald-replay`. */
+export type ReplayTarget = 'flow';
+export type ReplayStatus = 'pending' | 'running' | 'done' | 'failed';
+
+/** Re-sending stored events that match a selector (DESIGN.md §1). */
+export interface Replay {
+  readonly id: string;
+  readonly selector: Selector;
+  readonly from: ReplayFrom;
+  readonly to: ReplayTo | undefined;
+  readonly target: ReplayTarget;
+  readonly status: ReplayStatus;
+  /** Events sent so far. */
+  readonly count: number;
+  /** The range resolved at creation: offsets above `after` up to `upTo`, event time in [since, until). */
+  readonly after: bigint;
+  readonly upTo: bigint;
+  readonly since: number | undefined;
+  readonly until: number | undefined;
+  /** The highest offset sent so far (where a restarted hub continues). */
+  readonly position: bigint;
+  readonly createdAt: number;
+  readonly finishedAt: number | undefined;
+  readonly error: string | undefined;
+}
+
+/** A replay request as the REST API and CLI send it. */
+export interface ReplayInput {
+  selector: SelectorInput;
+  from: unknown;
+  to?: unknown;
+  target?: unknown;
+}
+
+/** The most events `{"last": N}` may ask for (they are read at once to find where the replay starts). */
+export const MAX_REPLAY_LAST = 100_000;
+
+function invalid(field: string, message: string): never {
+  throw new ValidationError(ErrorCodes.INVALID_REQUEST, message, { details: { parameter: field } });
+}
+
+function offsetOf(field: string, v: unknown): bigint {
+  if (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0) return BigInt(v);
+  if (typeof v === 'string' && /^\d{1,19}$/.test(v)) return BigInt(v);
+  return invalid(field, `invalid ${field} ${JSON.stringify(v)}: expected an offset (an integer ≥ 0)`);
+}
+
+function timeOf(field: string, v: unknown): number {
+  const ms = typeof v === 'number' ? v : typeof v === 'string' ? Date.parse(v) : Number.NaN;
+  if (!Number.isFinite(ms)) invalid(field, `invalid ${field} ${JSON.stringify(v)}: expected an ISO 8601 time, e.g. 2026-01-31T12:00:00Z`);
+  return ms;
+}
+
+function oneKey(field: string, v: unknown, allowed: string[]): [string, unknown] {
+  if (typeof v !== 'object' || v === null || Array.isArray(v))
+    invalid(field, `invalid ${field}: expected an object with one of ${allowed.join(', ')}`);
+  const keys = Object.keys(v);
+  if (keys.length !== 1 || !allowed.includes(keys[0] as string))
+    invalid(field, `invalid ${field} ${JSON.stringify(v)}: expected exactly one of ${allowed.join(', ')}`);
+  const key = keys[0] as string;
+  return [key, (v as Record<string, unknown>)[key]];
+}
+
+/**
+ * Validates a replay request. Throws a ValidationError naming the field: INVALID_SELECTOR for the
+ * selector, INVALID_REQUEST with `details.parameter` = `from`, `from.last`, `to`, `target`… otherwise.
+ * A target other than `flow` is refused: replay into a durable subscription is not built yet.
+ */
+export function normalizeReplayInput(input: ReplayInput): {
+  selector: Selector;
+  from: ReplayFrom;
+  to: ReplayTo | undefined;
+  target: ReplayTarget;
+} {
+  const selector = parseSelectorParameter(input.selector);
+  const target = input.target ?? 'flow';
+  if (target !== 'flow')
+    invalid(
+      'target',
+      `invalid target ${JSON.stringify(target)}: only "flow" is supported (replay into a subscription is not available yet)`,
+    );
+  if (input.from === undefined) invalid('from', 'missing from: expected {"last": N}, {"offset": N} or {"time": ISO}');
+  const [fk, fv] = oneKey('from', input.from, ['last', 'offset', 'time']);
+  let from: ReplayFrom;
+  if (fk === 'last') {
+    if (typeof fv !== 'number' || !Number.isSafeInteger(fv) || fv < 1 || fv > MAX_REPLAY_LAST)
+      invalid('from.last', `invalid from.last ${JSON.stringify(fv)}: expected an integer from 1 to ${MAX_REPLAY_LAST}`);
+    from = { last: fv };
+  } else if (fk === 'offset') from = { offset: offsetOf('from.offset', fv) };
+  else from = { time: timeOf('from.time', fv) };
+  let to: ReplayTo | undefined;
+  if (input.to !== undefined && input.to !== null) {
+    const [tk, tv] = oneKey('to', input.to, ['offset', 'time']);
+    to = tk === 'offset' ? { offset: offsetOf('to.offset', tv) } : { time: timeOf('to.time', tv) };
+  }
+  return { selector, from, to, target };
+}
+
+/** JSON-safe form of a replay's bounds (offsets as decimal strings would read oddly: they fit in numbers up to 2^53). */
+export function boundToJson(b: ReplayFrom | ReplayTo): Record<string, number | string> {
+  if ('last' in b) return { last: b.last };
+  if ('offset' in b) return { offset: b.offset <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(b.offset) : b.offset.toString() };
+  return { time: new Date(b.time).toISOString() };
+}
