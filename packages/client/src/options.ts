@@ -6,6 +6,7 @@ import {
   HUB_MODES,
   type HubMode,
   parseSelector,
+  redactUrl,
   type Selector,
   ValidationError,
 } from '@herald/core';
@@ -135,15 +136,7 @@ export function normalizeConnection(options: ConnectionOptions, role: string): N
 }
 
 /** The URL without its password, for messages. */
-export function redact(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = '***';
-    return u.href;
-  } catch {
-    return '<unparseable URL>';
-  }
-}
+export const redact = redactUrl;
 
 const PUBLISHER_FIELDS = [
   ...CONNECTION_FIELDS,

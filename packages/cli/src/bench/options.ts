@@ -1,3 +1,4 @@
+import { redactUrl } from '@herald/core';
 import { RECEIVER_KINDS, type ReceiverKind } from './receivers.ts';
 /** The settings of one `herald bench` run, normalized. */
 export interface BenchOptions {
@@ -116,12 +117,4 @@ function receiverKinds(raw: string | undefined): ReceiverKind[] {
 }
 
 /** The URL with its password masked, for messages. */
-export function safeUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = '***';
-    return u.href;
-  } catch {
-    return url;
-  }
-}
+export const safeUrl = redactUrl;

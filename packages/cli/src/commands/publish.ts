@@ -1,5 +1,5 @@
 import { createPublisher, DEFAULT_AMQP_URL } from '@herald/client';
-import { assertSender, assertType } from '@herald/core';
+import { assertSender, assertType, redactUrl } from '@herald/core';
 import amqp from 'amqplib';
 import type { Command } from 'commander';
 import type { RegisterCommand } from './index.ts';
@@ -9,17 +9,6 @@ interface PublishFlags {
   subject?: string;
   correlationId?: string;
   url?: string;
-}
-
-/** The URL without its password, for messages. */
-function redact(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = '***';
-    return u.toString();
-  } catch {
-    return '(unparseable URL)';
-  }
 }
 
 /**
@@ -33,7 +22,7 @@ async function assertReachable(url: string): Promise<void> {
   } catch (err) {
     const e = err as { code?: string; message?: string };
     throw new Error(
-      `cannot reach RabbitMQ at ${redact(url)} (${e.code ?? e.message ?? String(err)}): start it, or pass --url or set HERALD_AMQP_URL`,
+      `cannot reach RabbitMQ at ${redactUrl(url)} (${e.code ?? e.message ?? String(err)}): start it, or pass --url or set HERALD_AMQP_URL`,
     );
   }
 }

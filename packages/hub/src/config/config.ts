@@ -167,14 +167,3 @@ export function normalizeConfig(options: HubOptions = {}, env: NodeJS.ProcessEnv
     pauseMaxTtl: int('pauseMaxTtl', 86_400, 1, 30 * 86_400),
   };
 }
-
-/** A URL with its password replaced by `***`, for logs and error lines. */
-export function redactUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = '***';
-    return u.href;
-  } catch {
-    return url;
-  }
-}

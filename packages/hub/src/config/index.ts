@@ -1,2 +1,3 @@
+export { redactUrl } from '@herald/core';
 export type { HubConfig, HubMode, HubOptions } from './config.ts';
-export { normalizeConfig, redactUrl } from './config.ts';
+export { normalizeConfig } from './config.ts';
