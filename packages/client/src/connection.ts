@@ -1,3 +1,4 @@
+import { ErrorCodes, HeraldError, redactUrl } from '@herald/core';
 import { type ChannelModel, connect, type RecoveringChannelModel } from 'amqplib';
 
 import type { NormalizedConnection } from './options.ts';
@@ -6,10 +7,12 @@ import type { NormalizedConnection } from './options.ts';
 export interface ConnectionHooks {
   /** A connection is up (the first, or one after an outage): open channels and consumers on it. */
   onConnect(model: ChannelModel): void;
-  /** The connection is gone; its channels are closed already. Recovery is under way. */
-  onDisconnect(err: Error): void;
-  /** Anything worth telling the user that is not a single operation's failure. */
-  onError(err: Error): void;
+  /**
+   * Something worth telling the user that is not a single operation's failure (UNAVAILABLE): the
+   * connection was lost (its channels are closed already; recovery is under way), or an attempt
+   * to connect failed.
+   */
+  report(err: HeraldError): void;
 }
 
 /** A connection that recovers by itself, with backoff, until closed. */
@@ -42,13 +45,15 @@ export function openConnection(settings: NormalizedConnection, hooks: Connection
       current = m;
       hooks.onConnect(m);
     });
+    const failed = (err: Error) =>
+      hooks.report(new HeraldError(ErrorCodes.UNAVAILABLE, `RabbitMQ at ${redactUrl(settings.url)}: ${err.message}`, { cause: err }));
     model.on('disconnect', (err: Error) => {
       current = undefined;
-      hooks.onDisconnect(err);
+      hooks.report(new HeraldError(ErrorCodes.UNAVAILABLE, `lost RabbitMQ connection: ${err.message}`, { cause: err }));
     });
-    model.on('connect-failed', (err: Error) => hooks.onError(err));
+    model.on('connect-failed', failed);
     // Without a listener an 'error' event would throw; amqplib follows it with 'disconnect'.
-    model.on('error', (err: Error) => hooks.onError(err));
+    model.on('error', failed);
     return model;
   });
   return {

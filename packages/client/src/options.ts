@@ -115,9 +115,9 @@ export function normalizeConnection(options: ConnectionOptions, role: string): N
   try {
     parsed = new URL(url);
   } catch {
-    bad('url', 'expected an amqp:// or amqps:// URL', redact(url));
+    bad('url', 'expected an amqp:// or amqps:// URL', redactUrl(url));
   }
-  if (parsed.protocol !== 'amqp:' && parsed.protocol !== 'amqps:') bad('url', 'expected an amqp:// or amqps:// URL', redact(url));
+  if (parsed.protocol !== 'amqp:' && parsed.protocol !== 'amqps:') bad('url', 'expected an amqp:// or amqps:// URL', redactUrl(url));
   const reconnectInitialDelayMs = int(o, 'reconnectInitialDelayMs', 100, 0);
   const reconnectMaxDelayMs = int(o, 'reconnectMaxDelayMs', Math.max(5000, reconnectInitialDelayMs), 1);
   if (reconnectMaxDelayMs < reconnectInitialDelayMs) {
@@ -134,9 +134,6 @@ export function normalizeConnection(options: ConnectionOptions, role: string): N
     connectionName,
   };
 }
-
-/** The URL without its password, for messages. */
-export const redact = redactUrl;
 
 const PUBLISHER_FIELDS = [
   ...CONNECTION_FIELDS,

@@ -1,7 +1,7 @@
 import { createEvent, ErrorCodes, HeraldError, INGEST_EXCHANGE, toAmqp, wireTopology } from '@herald/core';
 import type { ChannelModel, ConfirmChannel, Options } from 'amqplib';
 import { later, type ManagedConnection, openConnection } from './connection.ts';
-import { type NormalizedPublisher, normalizePublisherOptions, redact } from './options.ts';
+import { type NormalizedPublisher, normalizePublisherOptions } from './options.ts';
 import { applyTopology } from './topology.ts';
 import type { Publisher, PublisherOptions, PublishOptions, PublishReceipt } from './types.ts';
 
@@ -64,10 +64,7 @@ class PublisherImpl implements Publisher {
     }
     this.conn = openConnection(this.s, {
       onConnect: (model) => void this.attach(model),
-      onDisconnect: (err) =>
-        this.report(new HeraldError(ErrorCodes.UNAVAILABLE, `lost RabbitMQ connection: ${err.message}`, { cause: err })),
-      onError: (err) =>
-        this.report(new HeraldError(ErrorCodes.UNAVAILABLE, `RabbitMQ at ${redact(this.s.url)}: ${err.message}`, { cause: err })),
+      report: (err) => this.report(err),
     });
   }
 

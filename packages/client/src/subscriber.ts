@@ -2,7 +2,7 @@ import { type DeliveredEvent, ErrorCodes, EVENTS_EXCHANGE, fromAmqp, HeraldError
 import type { ChannelModel, ConfirmChannel, ConsumeMessage } from 'amqplib';
 import { later, type ManagedConnection, openConnection } from './connection.ts';
 import { deathCause, publishDeadLetter } from './dead-letter.ts';
-import { type NormalizedSubscriber, normalizeSubscriberOptions, redact } from './options.ts';
+import { type NormalizedSubscriber, normalizeSubscriberOptions } from './options.ts';
 import { applyTopology } from './topology.ts';
 import type { Handler, Subscriber, SubscriberOptions } from './types.ts';
 
@@ -91,10 +91,7 @@ export class SubscriberEngine implements Subscriber {
     });
     this.conn = openConnection(this.s, {
       onConnect: (model) => void this.attach(model),
-      onDisconnect: (err) =>
-        this.report(new HeraldError(ErrorCodes.UNAVAILABLE, `lost RabbitMQ connection: ${err.message}`, { cause: err })),
-      onError: (err) =>
-        this.report(new HeraldError(ErrorCodes.UNAVAILABLE, `RabbitMQ at ${redact(this.s.url)}: ${err.message}`, { cause: err })),
+      report: (err) => this.report(err),
     });
   }
 

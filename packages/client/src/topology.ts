@@ -1,6 +1,6 @@
-import { ARCHIVE_BINDING, ErrorCodes, HeraldError, type HubMode, type Topology, wireTopology } from '@herald/core';
+import { ARCHIVE_BINDING, ErrorCodes, HeraldError, type HubMode, redactUrl, type Topology, wireTopology } from '@herald/core';
 import { type Channel, connect } from 'amqplib';
-import { normalizeConnection, normalizeMode, redact } from './options.ts';
+import { normalizeConnection, normalizeMode } from './options.ts';
 
 /**
  * Declares `topology` on `ch`, idempotently. Rejects (and RabbitMQ closes the channel) when an
@@ -40,7 +40,7 @@ export async function declareTopology(options: DeclareTopologyOptions = {}): Pro
   try {
     conn = await connect(settings.url, { noDelay: true, clientProperties: { connection_name: settings.connectionName } });
   } catch (cause) {
-    throw new HeraldError(ErrorCodes.UNAVAILABLE, `cannot reach RabbitMQ at ${redact(settings.url)}: ${(cause as Error).message}`, {
+    throw new HeraldError(ErrorCodes.UNAVAILABLE, `cannot reach RabbitMQ at ${redactUrl(settings.url)}: ${(cause as Error).message}`, {
       cause,
     });
   }
