@@ -14,6 +14,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { createTestDatabase, createTestVhost, type HeraldProcess, spawnHerald, startHubProcess } from '@herald/testing';
+import type { BenchReport } from '../packages/cli/src/bench/index.ts';
 
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
@@ -21,25 +22,6 @@ const countArg = args.indexOf('--count');
 const fiveCount = countArg >= 0 ? Number(args[countArg + 1]) : quick ? 10_000 : 100_000;
 const flatCount = quick ? 10_000 : 50_000;
 const rateSeconds = quick ? 5 : 20;
-
-interface Receiver {
-  kind: string;
-  expected: number;
-  received: number;
-  lost: number;
-  duplicates: number;
-  reordered: number;
-  latencyMs: { p50: number; p90: number; p99: number; max: number };
-  throughput: number;
-}
-interface BenchJson {
-  sent: number;
-  ok: boolean;
-  receivers: Receiver[];
-  publish?: { throughput: number };
-  baseline?: { publishThroughput: number; endToEndThroughput: number; latencyMs: { p50: number; p99: number } };
-  ratios?: { publishThroughput: number; endToEndThroughput: number };
-}
 
 function log(line: string): void {
   process.stderr.write(`bench: ${line}\n`);
@@ -51,14 +33,14 @@ async function herald(argv: string[], env: Record<string, string>): Promise<{ co
   return { code, out: p.output() };
 }
 
-async function bench(name: string, argv: string[], env: Record<string, string>): Promise<BenchJson> {
+async function bench(name: string, argv: string[], env: Record<string, string>): Promise<BenchReport> {
   log(`${name}: herald bench ${argv.join(' ')}`);
   const p = spawnHerald(['bench', '--json', '--quiet', ...argv], env);
   const code = await p.exited;
   const out = p.output();
   const start = out.indexOf('{"');
   if (start < 0) throw new Error(`${name}: no JSON from herald bench (exit ${code}):\n${out.slice(-2000)}`);
-  const json = JSON.parse(out.slice(start, out.lastIndexOf('}') + 1)) as BenchJson;
+  const json = JSON.parse(out.slice(start, out.lastIndexOf('}') + 1)) as BenchReport;
   if (!json.ok) log(`${name}: NOT OK (exit ${code})`);
   return json;
 }
@@ -84,7 +66,7 @@ function sampleRss(pid: number): { stop(): number } {
 
 const round = (n: number | undefined, d = 0) => (n === undefined ? undefined : Math.round(n * 10 ** d) / 10 ** d);
 
-function summary(run: BenchJson) {
+function summary(run: BenchReport) {
   const all = run.receivers.find((r) => r.kind === 'all');
   return {
     sent: run.sent,

@@ -4,6 +4,7 @@ import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { createTestVhost, type TestVhost } from '@herald/testing';
 import { type ChannelModel, connect } from 'amqplib';
+import type { BenchReport } from './bench/index.ts';
 
 const main = fileURLToPath(new URL('./main.ts', import.meta.url));
 
@@ -20,18 +21,6 @@ function herald(args: string[], url: string): Promise<{ code: number; stdout: st
       },
     );
   });
-}
-
-interface Receiver {
-  kind: string;
-  selector: string[];
-  expected: number;
-  received: number;
-  lost: number;
-  duplicates: number;
-  reordered: number;
-  latencyMs: { p50: number; p90: number; p99: number; max: number };
-  throughput: number;
 }
 
 describe('herald bench (e2e, real RabbitMQ)', { timeout: 60_000 }, () => {
@@ -66,7 +55,7 @@ describe('herald bench (e2e, real RabbitMQ)', { timeout: 60_000 }, () => {
       run: string;
       sent: number;
       ok: boolean;
-      receivers: Receiver[];
+      receivers: BenchReport['receivers'];
       sentBy: Record<string, Record<string, number>>;
     };
     assert.equal(report.sent, 3000);

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { createTestVhost, managementUrl, type TestVhost } from '@herald/testing';
 import { createPublisher, createSubscriber, declareTopology, type PublishReceipt } from './index.ts';
 
@@ -17,8 +18,6 @@ after(async () => {
 const PER_SENDER = 10_000;
 /** Events per sender per second: slow enough that the drops land mid-stream. */
 const RATE = 500;
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Connections to the vhost as the management API lists them (it learns of new ones in ~2 s). */
 async function connectionCount(): Promise<number> {

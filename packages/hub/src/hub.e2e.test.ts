@@ -3,6 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { INGEST_EXCHANGE } from '@herald/core';
 import {
   createRawPublisher,
@@ -16,6 +17,7 @@ import {
   startHubProcess,
   type TestDatabase,
   type TestVhost,
+  waitFor as waitUntil,
 } from '@herald/testing';
 import { connect } from 'amqplib';
 import { checkLog } from './ingest/check-log.ts';
@@ -23,18 +25,10 @@ import { ARCHIVE_QUEUE } from './ingest/index.ts';
 import { openStore } from './store/index.ts';
 import type { Store } from './store/types.ts';
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const TOTAL = Number(process.env.HERALD_TEST_EVENTS ?? 100_000);
 const EMBEDDED_TOTAL = Number(process.env.HERALD_TEST_EMBEDDED_EVENTS ?? 100_000);
 
-async function waitFor(what: string, fn: () => Promise<boolean>, timeoutMs = 120_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (Date.now() < end) {
-    if (await fn()) return;
-    await sleep(200);
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
+const waitFor = (what: string, fn: () => Promise<boolean> | boolean, timeoutMs = 120_000) => waitUntil(what, fn, timeoutMs, 200);
 
 /** `senders` publishers in parallel, each on its own connection with confirms; resolves with the confirmed messages. */
 async function publishFromSenders(url: string, total: number, senders: string[][]): Promise<{ confirmed: RawMessage[]; ms: number }> {

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { EVENTS_EXCHANGE, Headers, INGEST_EXCHANGE } from '@herald/core';
 import {
   createRawPublisher,
@@ -11,6 +12,7 @@ import {
   startHubProcess,
   type TestDatabase,
   type TestVhost,
+  waitFor as waitUntil,
 } from '@herald/testing';
 import { type Channel, type ChannelModel, connect } from 'amqplib';
 import { checkLog } from './ingest/check-log.ts';
@@ -18,16 +20,7 @@ import { DISPATCHED_KEY } from './ingest/index.ts';
 import { openStore } from './store/index.ts';
 import type { Store } from './store/types.ts';
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function waitFor(what: string, fn: () => Promise<boolean> | boolean, timeoutMs = 60_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (Date.now() < end) {
-    if (await fn()) return;
-    await sleep(100);
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
+const waitFor = (what: string, fn: () => Promise<boolean> | boolean, timeoutMs = 60_000) => waitUntil(what, fn, timeoutMs, 100);
 
 describe('hub process, router mode', () => {
   let vhost: TestVhost;

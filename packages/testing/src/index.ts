@@ -10,3 +10,4 @@ export type { TcpProxy } from './proxy.ts';
 export { startProxy } from './proxy.ts';
 export type { SelectorCase } from './selector-cases.ts';
 export { invalidSelectorCases, selectorCases } from './selector-cases.ts';
+export { waitFor } from './wait.ts';

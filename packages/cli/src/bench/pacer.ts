@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 /**
  * Sending at a steady rate or flat out. A timer ticks about every millisecond and sends whatever the
  * schedule says is due (a token bucket filled at `rate`/s since the start), so 1,000/s and 10,000/s
@@ -57,8 +58,6 @@ export interface DriveOptions {
   /** Checked between ticks: true stops the loop early (Ctrl-C, a fatal error elsewhere). */
   aborted?(): boolean;
 }
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /** Runs the send loop to the end and waits for every confirm. */
 export async function drive(opts: DriveOptions): Promise<DriveResult> {

@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, beforeEach, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { ErrorCodes, hasCode } from '@herald/core';
 import { createTestDatabase, createTestVhost, type TestDatabase, type TestVhost } from '@herald/testing';
 import { pino } from 'pino';
@@ -10,7 +11,6 @@ import { openStore, type SqlStore } from '../store/index.ts';
 import { createDispatcher, type Dispatcher } from './index.ts';
 import { createForward, createReceiver, events, type Seen, type TestReceiver } from './test-kit.ts';
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const offsets = (seen: readonly Seen[]) => seen.map((s) => Number(s.offset));
 
 function assertIncreasing(list: number[], what: string): void {

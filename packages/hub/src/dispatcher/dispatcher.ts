@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { compileMatcher, ErrorCodes, HeraldError, isUuid, uuidv7 } from '@herald/core';
 import { type Logger, pino } from 'pino';
 import {
@@ -110,7 +111,6 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
   return new SerialDispatcher(options);
 }
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 /** setTimeout's limit is about 24.8 days; a far expiry is re-armed. */
 const MAX_TIMER_MS = 3600_000;
 

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { INGEST_EXCHANGE } from '@herald/core';
 import {
   createRawPublisher,
@@ -12,20 +13,13 @@ import {
   startHubProcess,
   type TestDatabase,
   type TestVhost,
+  waitFor as waitUntil,
 } from '@herald/testing';
 import { createReceiver, type Seen } from './test-kit.ts';
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const nums = (seen: readonly Seen[]) => seen.map((s) => Number(s.offset));
 
-async function waitFor(what: string, fn: () => Promise<boolean> | boolean, timeoutMs = 20_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (Date.now() < end) {
-    if (await fn()) return;
-    await sleep(50);
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
+const waitFor = (what: string, fn: () => Promise<boolean> | boolean, timeoutMs = 20_000) => waitUntil(what, fn, timeoutMs, 50);
 
 describe('hub process: pauses and replays in router mode', { timeout: 150_000 }, () => {
   let vhost: TestVhost;

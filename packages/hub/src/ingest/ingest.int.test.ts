@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { DEAD_QUEUE, Headers, INGEST_EXCHANGE } from '@herald/core';
 import {
   createRawPublisher,
@@ -11,6 +12,7 @@ import {
   type TcpProxy,
   type TestDatabase,
   type TestVhost,
+  waitFor as waitUntil,
 } from '@herald/testing';
 import { connect } from 'amqplib';
 import { pino } from 'pino';
@@ -20,16 +22,7 @@ import { openStore } from '../store/index.ts';
 import type { Store } from '../store/types.ts';
 import { checkLog } from './check-log.ts';
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function waitFor(what: string, fn: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (Date.now() < end) {
-    if (await fn()) return;
-    await sleep(100);
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
+const waitFor = (what: string, fn: () => Promise<boolean> | boolean, timeoutMs = 60_000) => waitUntil(what, fn, timeoutMs, 100);
 
 describe('ingest against real RabbitMQ and PostgreSQL (archive mode, in-process hub)', () => {
   let vhost: TestVhost;

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { DEAD_EXCHANGE, ErrorCodes, EVENTS_EXCHANGE, fromAmqp, HeraldError, type HeraldEvent, INGEST_EXCHANGE, toAmqp } from '@herald/core';
 import { type Channel, type ChannelModel, type ConfirmChannel, connect, type Message } from 'amqplib';
 import type { Logger } from 'pino';
@@ -111,8 +112,6 @@ export interface IngestOptions {
 export function createIngest(options: IngestOptions): Ingest {
   return new IngestPipeline(options);
 }
-
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 function errText(err: unknown): string {
   if (err instanceof Error) {

@@ -12,6 +12,7 @@ import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { INGEST_EXCHANGE } from '@herald/core';
 import { createRawPublisher, createTestDatabase, createTestVhost, freePort, makeEvents, spawnHerald } from '@herald/testing';
 import { connect } from 'amqplib';
@@ -20,7 +21,6 @@ import { declareArchive, declareShared } from '../topology.ts';
 
 const count = Number(process.argv[2] ?? 100_000);
 const bytes = Number(process.argv[3] ?? 1024);
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function fill(url: string, queue: string, archive: boolean): Promise<number> {
   const conn = await connect(url, { noDelay: true });
