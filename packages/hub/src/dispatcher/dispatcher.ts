@@ -20,8 +20,10 @@ import type { SqlExecutor } from './sql.ts';
 
 /**
  * Publishes events to `herald.events`, each with `x-herald-offset` (and `x-herald-replay` when
- * `replay` is given), in the order given, and resolves once RabbitMQ confirmed them all. Rejects
- * when RabbitMQ nacks or the channel is gone; the dispatcher then retries (at least once).
+ * `replay` is given), in the order given, and resolves once RabbitMQ confirmed them all. The
+ * messages are handed to the channel during the call itself (before it returns), so calls made one
+ * after another publish in that order even when nobody awaits the first. Rejects when RabbitMQ nacks
+ * or the channel is gone; the dispatcher then retries (at least once).
  */
 export type Forward = (events: readonly StoredEvent[], options?: { replay?: string }) => Promise<void>;
 
@@ -86,6 +88,13 @@ export interface Dispatcher {
    * as dispatched for the checkpoint.
    */
   dispatch(events: readonly StoredEvent[]): Promise<void>;
+  /**
+   * dispatch() in two steps, so the caller can store the next batch while RabbitMQ confirms this
+   * one: resolves once the events are published (in order, before anything dispatched later) and
+   * the held ones recorded; `confirmed` resolves once RabbitMQ confirmed the published ones, and
+   * rejects when it did not (the caller then forwards again from its checkpoint: at least once).
+   */
+  publish(events: readonly StoredEvent[]): Promise<{ confirmed: Promise<void> }>;
   /** Creates a pause; live events it matches are held from the next dispatch on. Throws a ValidationError on bad input. */
   createPause(input: PauseInput): Promise<PauseView>;
   /** User pauses that still hold (active, or ended with a release in progress), oldest first. */
@@ -203,11 +212,19 @@ class SerialDispatcher implements Dispatcher {
   }
 
   async dispatch(events: readonly StoredEvent[]): Promise<void> {
-    if (events.length === 0) return;
+    const { confirmed } = await this.publish(events);
+    await confirmed;
+  }
+
+  async publish(events: readonly StoredEvent[]): Promise<{ confirmed: Promise<void> }> {
+    if (events.length === 0) return { confirmed: Promise.resolve() };
     if (!this.starting) await this.start();
-    await this.serial(async () => {
+    return this.serial(async () => {
       const { forward, hold } = partitionHeld(events, this.rules);
-      await Promise.all([hold.length > 0 ? this.heldStore.add(hold) : undefined, forward.length > 0 ? this.forward(forward) : undefined]);
+      const confirmed = forward.length > 0 ? this.forward(forward) : Promise.resolve();
+      // Awaited by the caller; marked handled here so a failure while the held rows are written is not unhandled.
+      confirmed.catch(() => undefined);
+      if (hold.length > 0) await this.heldStore.add(hold);
       this.counters.dispatched += events.length;
       this.counters.forwarded += forward.length;
       this.counters.held += hold.length;
@@ -216,6 +233,7 @@ class SerialDispatcher implements Dispatcher {
       // A re-dispatched (older) event held behind the release pass must not be skipped by it.
       const firstHeld = hold[0];
       if (firstHeld && this.releasePending && firstHeld.offset <= this.releaseCursor) this.releaseCursor = firstHeld.offset - 1n;
+      return { confirmed };
     });
   }
 

@@ -30,6 +30,11 @@ const MAX_BATCH_BYTES = 16 * 1024 * 1024;
 const STOP_GRACE_MS = 5000;
 /** How often, at most, the router's checkpoint is written (it may lag: re-forwarding is at least once). */
 const CHECKPOINT_EVERY_MS = 250;
+/**
+ * Router: batches forwarded to `herald.events` whose confirms are still outstanding while the next
+ * batch is stored. The commit of batch N+1 overlaps RabbitMQ's confirm of batch N.
+ */
+const MAX_UNCONFIRMED_BATCHES = 4;
 
 /** Counters for metrics and the bench. */
 export interface IngestStats {
@@ -101,11 +106,13 @@ export interface IngestOptions {
   logger: Logger;
   /**
    * Router mode: what happens to each newly stored run of events, in offset order (e.g. the
-   * dispatcher's dispatch(), which may hold some for a pause). It must resolve only once every event
-   * is forwarded or durably held; a rejection is retried with backoff and the ingest messages stay
-   * unacknowledged. Default: forward() them all.
+   * dispatcher's publish(), which may hold some for a pause). It resolves once every event is
+   * published (in order, before any later run) or durably held, with `confirmed` for RabbitMQ's
+   * confirms of the published ones. A rejection is retried with backoff; a `confirmed` that rejects
+   * makes the hub reconnect and forward again from its checkpoint. Either way the ingest messages
+   * stay unacknowledged until their events are confirmed. Default: forward() them all.
    */
-  dispatch?: ((events: readonly StoredEvent[]) => Promise<void>) | undefined;
+  dispatch?: ((events: readonly StoredEvent[]) => Promise<{ confirmed: Promise<void> }>) | undefined;
 }
 
 /** Creates the ingest pipeline of DESIGN.md §2 for `config.mode`. Nothing happens before start(). */
@@ -153,6 +160,11 @@ async function onBroker<T>(fn: () => Promise<T> | T): Promise<T> {
   }
 }
 
+/** A promise wrapped so that async functions can hand it over without awaiting it (a returned promise is adopted). */
+interface Confirmation {
+  confirmed: Promise<void>;
+}
+
 interface Link {
   conn: ChannelModel;
   /** Consumes (or gets, while draining) and acknowledges. */
@@ -166,7 +178,7 @@ class IngestPipeline implements Ingest {
   private readonly config: HubConfig;
   private readonly store: Store;
   private readonly log: Logger;
-  private readonly dispatch: ((events: readonly StoredEvent[]) => Promise<void>) | undefined;
+  private readonly dispatch: ((events: readonly StoredEvent[]) => Promise<{ confirmed: Promise<void> }>) | undefined;
   private link: Link | undefined;
   /** Bumped on every new connection; a batch from an older generation is never acknowledged. */
   private gen = 0;
@@ -183,6 +195,12 @@ class IngestPipeline implements Ingest {
   private head: bigint | undefined;
   /** Router: the highest offset confirmed on herald.events; undefined when not forwarding. */
   private dispatched: bigint | undefined;
+  /** Router: the highest offset published to herald.events on the current link (confirmed or not). */
+  private published: bigint | undefined;
+  /** Router: settles once everything published so far on the current link is confirmed; rejects if any was not. */
+  private confirmedTail: Promise<void> = Promise.resolve();
+  /** Router: acknowledgements waiting for their batch's confirms, oldest first. */
+  private unconfirmed: Promise<void>[] = [];
   private persistedDispatched: bigint | undefined;
   private lastCheckpointAt = 0;
   private reconnecting = false;
@@ -274,12 +292,32 @@ class IngestPipeline implements Ingest {
     }
   }
 
-  private async publishEvents(link: Link, events: readonly StoredEvent[], replay?: string): Promise<void> {
-    for (const event of events) {
-      const { routingKey, content, properties } = toAmqp(event, { offset: event.offset, replay });
-      link.pubCh.publish(EVENTS_EXCHANGE, routingKey, content, properties);
-    }
-    await link.pubCh.waitForConfirms();
+  /**
+   * Hands the events to the channel now, in order, and resolves once RabbitMQ confirmed all of them
+   * (one callback shared by the batch, rather than waitForConfirms(), which waits for everything
+   * outstanding on the channel and allocates a promise per message).
+   */
+  private publishEvents(link: Link, events: readonly StoredEvent[], replay?: string): Promise<void> {
+    if (events.length === 0) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      let left = events.length;
+      let failed = false;
+      const confirm = (err: unknown) => {
+        if (failed) return;
+        if (err) {
+          failed = true;
+          reject(err instanceof Error ? err : new Error(String(err)));
+        } else if (--left === 0) resolve();
+      };
+      try {
+        for (const event of events) {
+          const { routingKey, content, properties } = toAmqp(event, { offset: event.offset, replay });
+          link.pubCh.publish(EVENTS_EXCHANGE, routingKey, content, properties, confirm);
+        }
+      } catch (err) {
+        confirm(err ?? new Error('channel closed'));
+      }
+    });
   }
 
   // ---- connection -------------------------------------------------------------------------
@@ -387,24 +425,23 @@ class IngestPipeline implements Ingest {
     await onBroker(() => removeArchiveBinding(ch));
     await this.withLock(async () => {
       if (this.head === undefined) this.head = await onStore(() => this.store.headOffset());
-      if (this.dispatched === undefined) {
-        this.dispatched = await onStore(() => readCheckpoint(this.store));
-      }
+      // After a reconnect the confirmed offset in memory is newer than the saved checkpoint.
+      this.setForwarding(this.dispatched ?? (await onStore(() => readCheckpoint(this.store))));
       // Stored but not yet forwarded (a crash or a lost connection between store and forward).
-      if (this.dispatched !== undefined) await this.forwardUpTo(link, this.head, []);
+      if (this.dispatched !== undefined) await (await this.forwardUpTo(link, this.head, [])).confirmed;
     });
     if (await this.queueExists(link.conn, ARCHIVE_QUEUE)) {
       await onBroker(() => ch.unbindQueue(ARCHIVE_QUEUE, EVENTS_EXCHANGE, ALL));
       const saved = this.dispatched;
-      this.dispatched = undefined; // drained events were delivered by the archive binding
+      this.setForwarding(undefined); // drained events were delivered by the archive binding
       const n = await this.drain(link, ARCHIVE_QUEUE);
       await this.withLock(async () => {
-        this.dispatched = saved === undefined || n > 0 ? this.head : saved;
+        this.setForwarding(saved === undefined || n > 0 ? this.head : saved);
       });
       await this.deleteIfEmpty(link, ARCHIVE_QUEUE, n);
     }
     await this.withLock(async () => {
-      if (this.dispatched === undefined) this.dispatched = this.head;
+      if (this.dispatched === undefined) this.setForwarding(this.head);
       await this.persistCheckpoint(true);
     });
   }
@@ -422,9 +459,9 @@ class IngestPipeline implements Ingest {
     const hasRouterQueue = await this.queueExists(link.conn, ROUTER_QUEUE);
     await this.withLock(async () => {
       if (this.head === undefined) this.head = await onStore(() => this.store.headOffset());
-      this.dispatched = await onStore(() => readCheckpoint(this.store));
-      if (this.dispatched !== undefined) await this.forwardUpTo(link, this.head, []);
-      else if (hasRouterQueue) this.dispatched = this.head;
+      this.setForwarding(await onStore(() => readCheckpoint(this.store)));
+      if (this.dispatched !== undefined) await (await this.forwardUpTo(link, this.head, [])).confirmed;
+      else if (hasRouterQueue) this.setForwarding(this.head);
     });
     if (hasRouterQueue) {
       await onBroker(() => ch.unbindQueue(ROUTER_QUEUE, INGEST_EXCHANGE, ALL));
@@ -432,7 +469,7 @@ class IngestPipeline implements Ingest {
       await this.deleteIfEmpty(link, ROUTER_QUEUE, n);
     }
     await this.withLock(async () => {
-      this.dispatched = undefined;
+      this.setForwarding(undefined);
       this.persistedDispatched = undefined;
       await onStore(() => this.store.setState(DISPATCHED_KEY, null));
     });
@@ -479,8 +516,10 @@ class IngestPipeline implements Ingest {
         batch.push(msg);
       }
       if (batch.length === 0) return total;
-      const done = await this.withLock(() => this.processBatch(link, batch));
-      if (!done) throw new StepError('rabbitmq', new Error(`connection lost while draining ${queue}`));
+      const confirmed = await this.withLock(() => this.processBatch(link, batch));
+      if (confirmed === false) throw new StepError('rabbitmq', new Error(`connection lost while draining ${queue}`));
+      await this.ackWhenConfirmed(link, batch, confirmed.confirmed);
+      if (link.gen !== this.gen) throw new StepError('rabbitmq', new Error(`connection lost while draining ${queue}`));
       total += batch.length;
     }
   }
@@ -511,17 +550,51 @@ class IngestPipeline implements Ingest {
       const max = Math.min(this.pending.length, this.config.batchSize);
       while (n < max && (n === 0 || bytes < MAX_BATCH_BYTES)) bytes += (this.pending[n++] as Message).content.length;
       const batch = this.pending.splice(0, n);
-      const done = await this.withLock(() => this.processBatch(link, batch));
-      if (!done && this.stopping) return;
+      const confirmed = await this.withLock(() => this.processBatch(link, batch));
+      if (confirmed === false) {
+        if (this.stopping) break;
+        continue;
+      }
+      this.unconfirmed.push(this.ackWhenConfirmed(link, batch, confirmed.confirmed));
+      if (this.unconfirmed.length >= MAX_UNCONFIRMED_BATCHES) await this.unconfirmed.shift();
+    }
+    await this.settleUnconfirmed();
+  }
+
+  /** Waits for every batch's acknowledgement still waiting on confirms. */
+  private async settleUnconfirmed(): Promise<void> {
+    while (this.unconfirmed.length > 0) await this.unconfirmed.shift();
+  }
+
+  /**
+   * Acknowledges a stored batch once its forwards are confirmed (router mode; at once otherwise).
+   * These run in batch order: confirms arrive in publish order on the one channel. When a confirm
+   * fails the link is dropped: the reconnect forwards again from the confirmed checkpoint and
+   * RabbitMQ redelivers what was not acknowledged (at least once, never a gap).
+   */
+  private async ackWhenConfirmed(link: Link, batch: Message[], confirmed: Promise<void>): Promise<void> {
+    try {
+      await confirmed;
+    } catch (err) {
+      this.log.warn({ err: errText(err) }, `a forward to ${EVENTS_EXCHANGE} was not confirmed; reconnecting to forward again`);
+      this.connectionLost(link, 'forward not confirmed');
+      return;
+    }
+    if (link.gen !== this.gen) return;
+    try {
+      link.consumeCh.ack(batch[batch.length - 1] as Message, true);
+    } catch {
+      // the channel is gone: the messages come back and are recognised as duplicates
     }
   }
 
   /**
-   * Stores one batch and acknowledges it. Retries with backoff until it succeeds, the connection it
-   * came on is gone (then RabbitMQ redelivers it), or the hub is stopping and the grace ran out.
-   * Resolves true when acknowledged.
+   * Stores one batch and, in router mode, publishes its forwards. Retries with backoff until it
+   * succeeds, the connection it came on is gone (then RabbitMQ redelivers it), or the hub is
+   * stopping and the grace ran out (both: false). Resolves with what the batch's acknowledgement
+   * waits for: the confirms of everything forwarded so far.
    */
-  private async processBatch(link: Link, batch: Message[]): Promise<boolean> {
+  private async processBatch(link: Link, batch: Message[]): Promise<Confirmation | false> {
     const events: HeraldEvent[] = [];
     const deadMsgs: Message[] = [];
     const dead: DeadLetter[] = [];
@@ -562,15 +635,11 @@ class IngestPipeline implements Ingest {
           appended = events.length === 0 ? { stored: [], duplicates: [] } : await this.append(link, events);
           if (KILL_AFTER_APPEND > 0 && this.counters.batches >= KILL_AFTER_APPEND) process.kill(process.pid, 'SIGKILL');
         }
-        if (this.dispatched !== undefined && this.head !== undefined) await this.forwardUpTo(link, this.head, appended.stored);
+        let confirmation: Confirmation = { confirmed: Promise.resolve() };
+        if (this.published !== undefined && this.head !== undefined) confirmation = await this.forwardUpTo(link, this.head, appended.stored);
         if (failing) this.log.info({ side: failing }, 'ingest recovered; batch stored');
         this.storeHealthy = true;
-        try {
-          link.consumeCh.ack(batch[batch.length - 1] as Message, true);
-        } catch {
-          return false; // the channel is gone: the messages come back and are recognised as duplicates
-        }
-        return true;
+        return confirmation;
       } catch (err) {
         const side = err instanceof StepError ? err.side : 'store';
         if (side === 'store') this.storeHealthy = false;
@@ -643,32 +712,55 @@ class IngestPipeline implements Ingest {
   }
 
   /**
-   * Router: publishes every stored event above the checkpoint up to `head` to herald.events (or hands
-   * it to `dispatch`), in offset order, each with x-herald-offset, and waits for the confirms. `fresh` (the batch just
-   * stored) is used as is when it starts right after the checkpoint; otherwise the log is read.
+   * Router: forwarding starts (or, with undefined, stops) after `offset`: the confirmed and the
+   * published positions both move there, and confirms of an earlier link no longer count.
    */
-  private async forwardUpTo(link: Link, head: bigint, fresh: readonly StoredEvent[]): Promise<void> {
-    let dispatched = this.dispatched;
-    if (dispatched === undefined) return;
-    while (dispatched < head) {
+  private setForwarding(offset: bigint | undefined): void {
+    this.dispatched = offset;
+    this.published = offset;
+    this.confirmedTail = Promise.resolve();
+  }
+
+  /**
+   * Router: publishes every stored event above what was published, up to `head`, to herald.events
+   * (through `dispatch` when given), in offset order, each with x-herald-offset. `fresh` (the batch
+   * just stored) is used as is when it starts right after; otherwise the log is read. Resolves once
+   * published, with a promise that settles when everything published so far on this link is
+   * confirmed (the confirmed checkpoint has advanced by then) or rejects when something was not.
+   */
+  private async forwardUpTo(link: Link, head: bigint, fresh: readonly StoredEvent[]): Promise<Confirmation> {
+    let published = this.published;
+    if (published === undefined) return { confirmed: Promise.resolve() };
+    while (published < head) {
       let events: readonly StoredEvent[];
-      if (fresh.length > 0 && fresh[0]?.offset === dispatched + 1n) {
+      if (fresh.length > 0 && fresh[0]?.offset === published + 1n) {
         events = fresh;
         fresh = [];
       } else {
-        const from = dispatched;
+        const from = published;
         events = await onStore(() => this.store.query({ after: from, upTo: head, limit: 1000 }));
         if (events.length === 0) throw new StepError('store', new Error(`the log has no events after offset ${from} up to ${head}`));
       }
       const dispatch = this.dispatch;
       const run = events;
-      await onBroker(() => (dispatch ? dispatch(run) : this.publishEvents(link, run)));
+      const { confirmed } = await onBroker(() => (dispatch ? dispatch(run) : { confirmed: this.publishEvents(link, run) }));
       if (link.gen !== this.gen) throw new StepError('rabbitmq', new Error('connection lost while forwarding'));
-      dispatched = (events[events.length - 1] as StoredEvent).offset;
-      this.dispatched = dispatched;
-      this.counters.forwarded += events.length;
+      published = (events[events.length - 1] as StoredEvent).offset;
+      this.published = published;
+      const upTo = published;
+      const n = events.length;
+      // Confirms come in publish order on the one channel, so the tail settles in order too.
+      this.confirmedTail = this.confirmedTail
+        .then(() => confirmed)
+        .then(() => {
+          if (link.gen !== this.gen) return;
+          if (this.dispatched === undefined || upTo > this.dispatched) this.dispatched = upTo;
+          this.counters.forwarded += n;
+        });
+      this.confirmedTail.catch(() => undefined);
     }
     await this.persistCheckpoint(false);
+    return { confirmed: this.confirmedTail };
   }
 
   /** Writes the router checkpoint now and then: it may lag behind, which only means re-forwarding. */
