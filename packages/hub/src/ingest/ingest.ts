@@ -636,7 +636,8 @@ class IngestPipeline implements Ingest {
           if (KILL_AFTER_APPEND > 0 && this.counters.batches >= KILL_AFTER_APPEND) process.kill(process.pid, 'SIGKILL');
         }
         let confirmation: Confirmation = { confirmed: Promise.resolve() };
-        if (this.published !== undefined && this.head !== undefined) confirmation = await this.forwardUpTo(link, this.head, appended.stored);
+        if (this.published !== undefined && this.head !== undefined)
+          confirmation = await this.forwardUpTo(link, this.head, appended.stored);
         if (failing) this.log.info({ side: failing }, 'ingest recovered; batch stored');
         this.storeHealthy = true;
         return confirmation;
