@@ -216,7 +216,7 @@ class HubProcess implements Hub {
       config: this.config,
       store,
       logger: this.logger,
-      dispatch: dispatcher ? (events) => dispatcher.dispatch(events) : undefined,
+      dispatch: dispatcher ? (events) => dispatcher.publish(events) : undefined,
     });
     this.ingest = ingest;
     this.dispatcher = dispatcher;
