@@ -34,7 +34,7 @@ const CHECKPOINT_EVERY_MS = 250;
  * Router: batches forwarded to `herald.events` whose confirms are still outstanding while the next
  * batch is stored. The commit of batch N+1 overlaps RabbitMQ's confirm of batch N.
  */
-const MAX_UNCONFIRMED_BATCHES = 4;
+const MAX_UNCONFIRMED_BATCHES = 1000;
 
 /** Counters for metrics and the bench. */
 export interface IngestStats {
@@ -166,7 +166,10 @@ interface Confirmation {
 }
 
 interface Link {
+  /** Consumes and acknowledges. */
   conn: ChannelModel;
+  /** Publishes (forwards, dead letters, API events). */
+  pubConn: ChannelModel;
   /** Consumes (or gets, while draining) and acknowledges. */
   consumeCh: Channel;
   /** Publishes forwards, dead letters and API events, with confirms. */
@@ -203,6 +206,8 @@ class IngestPipeline implements Ingest {
   private unconfirmed: Promise<void>[] = [];
   private persistedDispatched: bigint | undefined;
   private lastCheckpointAt = 0;
+  /** The checkpoint write in flight, if any. */
+  private checkpointing: Promise<void> | undefined;
   private reconnecting = false;
   private readonly counters: IngestStats = {
     stored: 0,
@@ -262,6 +267,7 @@ class IngestPipeline implements Ingest {
       await link.consumeCh.close().catch(() => undefined);
       await link.pubCh.close().catch(() => undefined);
       await link.conn.close().catch(() => undefined);
+      await link.pubConn.close().catch(() => undefined);
     }
     this.log.info(this.stats(), 'ingest stopped');
   }
@@ -327,14 +333,22 @@ class IngestPipeline implements Ingest {
       connect(this.config.amqpUrl, { noDelay: true, clientProperties: { connection_name: `herald-hub ${this.config.mode}` } }),
     );
     conn.on('error', (err) => this.log.warn({ err: errText(err) }, 'RabbitMQ connection error'));
+    let pubConn: ChannelModel | undefined;
     try {
+      // Publishing on a connection of its own: when RabbitMQ applies flow control to the hub's
+      // publishes, deliveries and acknowledgements on the consuming connection keep moving.
+      pubConn = await onBroker(() =>
+        connect(this.config.amqpUrl, { noDelay: true, clientProperties: { connection_name: `herald-hub ${this.config.mode} publish` } }),
+      );
+      pubConn.on('error', (err) => this.log.warn({ err: errText(err) }, 'RabbitMQ connection error'));
       const consumeCh = await onBroker(() => conn.createChannel());
       consumeCh.on('error', (err) => this.log.warn({ err: errText(err) }, 'RabbitMQ channel error'));
-      const pubCh = await onBroker(() => conn.createConfirmChannel());
+      const publishConn = pubConn;
+      const pubCh = await onBroker(() => publishConn.createConfirmChannel());
       pubCh.on('error', (err) => this.log.warn({ err: errText(err) }, 'RabbitMQ channel error'));
       const gen = ++this.gen;
       this.pending = [];
-      const link: Link = { conn, consumeCh, pubCh, gen };
+      const link: Link = { conn, pubConn, consumeCh, pubCh, gen };
       this.link = link;
       await onBroker(() => declareShared(consumeCh));
       if (this.config.mode === 'router') await this.setupRouter(link);
@@ -342,6 +356,7 @@ class IngestPipeline implements Ingest {
       // From here on a lost channel or connection means: start over on a new connection.
       const lost = (why: string) => () => this.connectionLost(link, why);
       conn.on('close', lost('connection closed'));
+      pubConn.on('close', lost('publish connection closed'));
       consumeCh.on('close', lost('consume channel closed'));
       pubCh.on('close', lost('publish channel closed'));
       await onBroker(() => consumeCh.prefetch(this.config.prefetch));
@@ -367,6 +382,7 @@ class IngestPipeline implements Ingest {
       this.consuming = false;
       this.link = undefined;
       await conn.close().catch(() => undefined);
+      await pubConn?.close().catch(() => undefined);
       throw err;
     }
   }
@@ -378,6 +394,7 @@ class IngestPipeline implements Ingest {
     this.pending = [];
     this.gen++;
     link.conn.close().catch(() => undefined);
+    link.pubConn.close().catch(() => undefined);
     this.log.warn({ why }, 'lost RabbitMQ; reconnecting (unacknowledged messages will be redelivered)');
     void this.reconnect();
   }
@@ -396,6 +413,7 @@ class IngestPipeline implements Ingest {
           await this.connectAndSetup();
           if (this.stopRequested) {
             await this.link?.conn.close().catch(() => undefined);
+            await this.link?.pubConn.close().catch(() => undefined);
             return;
           }
           this.counters.reconnects++;
@@ -470,6 +488,7 @@ class IngestPipeline implements Ingest {
     }
     await this.withLock(async () => {
       this.setForwarding(undefined);
+      await this.checkpointing; // a write in flight must not land after the clearing below
       this.persistedDispatched = undefined;
       await onStore(() => this.store.setState(DISPATCHED_KEY, null));
     });
@@ -764,13 +783,26 @@ class IngestPipeline implements Ingest {
     return { confirmed: this.confirmedTail };
   }
 
-  /** Writes the router checkpoint now and then: it may lag behind, which only means re-forwarding. */
-  private async persistCheckpoint(force: boolean): Promise<void> {
+  /**
+   * Writes the router checkpoint now and then (at most every 250 ms), off the forwarding path: a
+   * batch never waits for it, and a lagging checkpoint only means forwarding again after a crash.
+   * `force` (start, stop) writes now and resolves when written. One write at a time, in order.
+   */
+  private persistCheckpoint(force: boolean): Promise<void> {
+    if (!force && (this.checkpointing !== undefined || Date.now() - this.lastCheckpointAt < CHECKPOINT_EVERY_MS)) return Promise.resolve();
+    this.lastCheckpointAt = Date.now();
+    const run = (this.checkpointing ?? Promise.resolve()).then(() => this.writeCheckpoint());
+    this.checkpointing = run;
+    void run.then(() => {
+      if (this.checkpointing === run) this.checkpointing = undefined;
+    });
+    return force ? run : Promise.resolve();
+  }
+
+  /** Never rejects: a failed write is logged and retried with the next one. */
+  private async writeCheckpoint(): Promise<void> {
     const d = this.dispatched;
     if (d === undefined || d === this.persistedDispatched) return;
-    const now = Date.now();
-    if (!force && now - this.lastCheckpointAt < CHECKPOINT_EVERY_MS) return;
-    this.lastCheckpointAt = now;
     try {
       await this.store.setState(DISPATCHED_KEY, { offset: d.toString() });
       this.persistedDispatched = d;

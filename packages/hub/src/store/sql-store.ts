@@ -102,6 +102,8 @@ export class SqlStore implements Store {
       throw new HeraldError(ErrorCodes.CONFLICT, 'cannot append: this process does not hold the writer lease');
     }
     if (events.length === 0) return { stored: [], duplicates: [] };
+    const fast = await this.appendFresh(events);
+    if (fast) return fast;
     try {
       return await this.db.transaction(async (tx) => {
         let head = this.head;
@@ -135,6 +137,35 @@ export class SqlStore implements Store {
       this.head = undefined;
       throw err;
     }
+  }
+
+  /**
+   * The common case in one statement (one round trip, one commit): the head is known, the batch
+   * fits one INSERT and none of its ids is in the log. The INSERT has no ON CONFLICT, so an id that
+   * is there already fails the whole statement (nothing stored, offsets stay dense); undefined then
+   * sends the batch down the careful path, which looks the ids up first.
+   */
+  private async appendFresh(events: readonly HeraldEvent[]): Promise<AppendResult | undefined> {
+    const before = this.head;
+    if (before === undefined || events.length > ROWS_PER_INSERT) return undefined;
+    let head = before;
+    const ids = new Set<string>();
+    for (const e of events) {
+      const key = e.id.toLowerCase();
+      if (ids.has(key)) return undefined;
+      ids.add(key);
+    }
+    const storedAt = Date.now();
+    const stored: StoredEvent[] = events.map((e) => ({ ...e, offset: ++head, storedAt }));
+    try {
+      await insertEvents(this.db, stored, storedAt);
+    } catch (err) {
+      this.head = undefined;
+      if ((err as { code?: unknown }).code === UNIQUE_VIOLATION) return undefined;
+      throw err;
+    }
+    this.head = head;
+    return { stored, duplicates: [] };
   }
 
   async query(q: EventQuery): Promise<StoredEvent[]> {
@@ -276,6 +307,9 @@ export function eventQuerySql(q: EventQuery): { sql: string; params: unknown[] }
     params,
   };
 }
+
+/** SQLSTATE unique_violation: an id (or, with a stale head, an offset) already in the log. */
+const UNIQUE_VIOLATION = '23505';
 
 async function insertEvents(tx: SqlExecutor, rows: StoredEvent[], storedAt: number): Promise<void> {
   const params: unknown[] = [storedAt / 1000];
