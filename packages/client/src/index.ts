@@ -1,5 +1,13 @@
 // @herald/client: the SDK services import. Everything public is exported here, by name.
 
+export type {
+  DurableSubscription,
+  DurableSubscriptionOptions,
+  NormalizedDurableSubscription,
+  SubscriptionEvent,
+  SubscriptionStart,
+} from './durable-subscription.ts';
+export { errorOfStatus, grpcUrl, normalizeDurableSubscriptionOptions, subscription } from './durable-subscription.ts';
 export { DEFAULT_AMQP_URL, normalizePublisherOptions, normalizeSubscriberOptions } from './options.ts';
 export { createPublisher } from './publisher.ts';
 export { createSubscriber } from './subscriber.ts';

@@ -16,6 +16,26 @@ export {
 export type { ErrorCode } from './errors.ts';
 export { ErrorCodes, HeraldError, hasCode, ValidationError } from './errors.ts';
 export { assertSender, assertType, MAX_ROUTING_KEY_BYTES, parseRoutingKey, routingKeyOf } from './names.ts';
+export type {
+  OffsetEvent,
+  WireEvent,
+  WireLong,
+  WireOpen,
+  WirePublishRequest,
+  WirePublishResponse,
+  WireStart,
+  WireSubscribeRequest,
+  WireSubscribeResponse,
+} from './proto.ts';
+export {
+  DEFAULT_GRPC_PORT,
+  fromWireEvent,
+  GRPC_ERROR_CODE_KEY,
+  GRPC_SERVICE,
+  PROTO_LOADER_OPTIONS,
+  PROTO_PATH,
+  toWireEvent,
+} from './proto.ts';
 export type { Matcher, Pattern, Selector, SelectorInput, SqlPredicate } from './selector.ts';
 export { bindingKeys, compileMatcher, matches, parsePattern, parseSelector, selectorPatterns, sqlPredicate } from './selector.ts';
 export type { BindingDeclaration, ExchangeDeclaration, HubMode, QueueDeclaration, Topology } from './topology.ts';

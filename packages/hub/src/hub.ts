@@ -4,12 +4,15 @@ import { type Logger, pino } from 'pino';
 import { createApi, type Readiness } from './api/index.ts';
 import { pausesRoutes } from './api/pauses-routes.ts';
 import { replaysRoutes } from './api/replays-routes.ts';
+import { subscriptionsRoutes } from './api/subscriptions-routes.ts';
 import { type HubConfig, redactUrl } from './config/index.ts';
 import { createDispatcher, type Dispatcher } from './dispatcher/index.ts';
+import { createGrpcServer, type GrpcServer } from './grpc/server.ts';
 import { createIngest, type Ingest, type IngestStats, probeAmqp } from './ingest/index.ts';
 import type { SqlStore } from './store/index.ts';
 import { openStore } from './store/index.ts';
 import type { Store } from './store/types.ts';
+import { createSubscriptionManager, type SubscriptionManager } from './subscriptions/index.ts';
 
 /** How often a standby hub asks for the writer lease again. */
 const LEASE_RETRY_MS = 2000;
@@ -19,7 +22,11 @@ export type HubState = 'stopped' | 'starting' | 'standby' | 'running' | 'stoppin
 
 /**
  * One hub process: the store, the writer lease, ingest and the HTTP server (the REST API of
- * ./api/, with /healthz and /readyz: ready when running and ingest is consuming).
+ * ./api/, with /healthz and /readyz: ready when running and ingest is consuming), and the gRPC
+ * server. In router mode, while it holds the writer lease, the dispatcher and the durable
+ * subscriptions (./subscriptions/) run too; the subscriptions are restored from the store before
+ * the API or gRPC serve them, and stop (their acknowledged offsets saved) when the hub stops or
+ * loses the lease.
  *
  * Failure at start: an unreachable database or RabbitMQ rejects start() with a HeraldError
  * (UNAVAILABLE) whose message is one line: which, where, and how to start it. Once running, the
@@ -31,13 +38,20 @@ export type HubState = 'stopped' | 'starting' | 'standby' | 'running' | 'stoppin
 export interface Hub {
   readonly config: HubConfig;
   readonly logger: Logger;
-  /** Opens the store, migrates, serves HTTP, takes the writer lease (waiting as a standby), starts ingest. */
+  /**
+   * Opens the store, migrates, serves HTTP and gRPC, takes the writer lease (waiting as a standby),
+   * starts ingest (and in router mode the dispatcher and the subscriptions).
+   */
   start(): Promise<void>;
   /** Graceful: stops consuming, finishes the batch in flight, closes HTTP, RabbitMQ and the store. Idempotent. */
   stop(): Promise<void>;
   state(): HubState;
   /** The HTTP address once listening. */
   address(): { host: string; port: number } | undefined;
+  /** The gRPC address once listening (the bound port when configured with 0). */
+  grpcAddress(): { host: string; port: number } | undefined;
+  /** The durable subscriptions, while this hub holds the writer lease in router mode. */
+  subscriptions(): SubscriptionManager | undefined;
   /** Ingest counters; undefined while standby. */
   stats(): IngestStats | undefined;
 }
@@ -75,7 +89,11 @@ class HubProcess implements Hub {
   private ingest: Ingest | undefined;
   /** Router mode, while this hub holds the writer lease: the one path from the log to herald.events. */
   private dispatcher: Dispatcher | undefined;
+  /** Router mode, while this hub holds the writer lease: durable subscriptions. */
+  private subs: SubscriptionManager | undefined;
   private http: FastifyInstance | undefined;
+  private grpc: GrpcServer | undefined;
+  private grpcPort: number | undefined;
   private current: HubState = 'stopped';
   private leaseLoop: Promise<void> | undefined;
   private wakeLease: (() => void) | undefined;
@@ -99,6 +117,14 @@ class HubProcess implements Hub {
     return a && typeof a === 'object' ? { host: a.address, port: a.port } : undefined;
   }
 
+  grpcAddress(): { host: string; port: number } | undefined {
+    return this.grpcPort === undefined ? undefined : { host: this.config.httpHost, port: this.grpcPort };
+  }
+
+  subscriptions(): SubscriptionManager | undefined {
+    return this.subs;
+  }
+
   async start(): Promise<void> {
     const { config, logger } = this;
     this.current = 'starting';
@@ -108,6 +134,7 @@ class HubProcess implements Hub {
         amqp: redactUrl(config.amqpUrl),
         store: config.databaseUrl ? redactUrl(config.databaseUrl) : `embedded:${config.dataDir}`,
         http: `${config.httpHost}:${config.httpPort}`,
+        grpc: `${config.httpHost}:${config.grpcPort}`,
       },
       'hub starting',
     );
@@ -131,6 +158,7 @@ class HubProcess implements Hub {
     try {
       await probeAmqp(config.amqpUrl);
       await this.startHttp(store);
+      await this.startGrpc();
       const first = await this.acquireLease(true);
       if (first) await this.startIngest();
       else {
@@ -152,6 +180,10 @@ class HubProcess implements Hub {
     this.current = 'stopping';
     this.logger.info('hub stopping');
     this.wakeLease?.();
+    // Consumers end first (their acknowledged offsets are saved), then the flow stops.
+    await this.grpc?.stop().catch((err) => this.logger.error({ err: errText(err) }, 'gRPC stop failed'));
+    await this.subs?.stop().catch((err) => this.logger.error({ err: errText(err) }, 'subscriptions stop failed'));
+    this.subs = undefined;
     await this.ingest?.stop().catch((err) => this.logger.error({ err: errText(err) }, 'ingest stop failed'));
     await this.dispatcher?.stop().catch(() => undefined);
     await this.leaseLoop;
@@ -189,6 +221,8 @@ class HubProcess implements Hub {
           return;
         } catch (err) {
           this.logger.error({ err: errText(err) }, 'could not start ingest; will retry as a standby');
+          await this.subs?.stop().catch(() => undefined);
+          this.subs = undefined;
           await this.ingest?.stop().catch(() => undefined);
           await this.dispatcher?.stop().catch(() => undefined);
           this.ingest = undefined;
@@ -222,8 +256,34 @@ class HubProcess implements Hub {
     this.dispatcher = dispatcher;
     await ingest.start();
     await dispatcher?.start();
+    if (dispatcher) {
+      // Restores subscriptions and receivers before anything is served: the API and gRPC see the
+      // manager only once it started.
+      const subs = createSubscriptionManager({
+        store,
+        sql: store.sql,
+        amqpUrl: this.config.amqpUrl,
+        logger: this.logger,
+        receiverMaxLength: this.config.receiverMaxLength,
+        dispatched: () => {
+          const d = ingest.stats().dispatched;
+          return d === undefined ? undefined : BigInt(d);
+        },
+        holding: () => dispatcher.stats().holding > 0,
+      });
+      try {
+        await subs.start();
+      } catch (err) {
+        await subs.stop().catch(() => undefined);
+        throw err;
+      }
+      this.subs = subs;
+    }
     this.current = 'running';
-    this.logger.info({ mode: this.config.mode, http: this.address() }, 'hub running');
+    this.logger.info(
+      { mode: this.config.mode, http: this.address(), grpc: this.grpcPort, subscriptions: this.subs !== undefined },
+      'hub running',
+    );
   }
 
   private leaseLost(err?: unknown): void {
@@ -235,9 +295,12 @@ class HubProcess implements Hub {
     this.current = 'standby';
     const ingest = this.ingest;
     const dispatcher = this.dispatcher;
+    const subs = this.subs;
     this.ingest = undefined;
     this.dispatcher = undefined;
+    this.subs = undefined;
     this.leaseLoop = (async () => {
+      await subs?.stop().catch(() => undefined);
       await ingest?.stop().catch(() => undefined);
       await dispatcher?.stop().catch(() => undefined);
       await this.standby();
@@ -267,7 +330,8 @@ class HubProcess implements Hub {
       extraRoutes: (app: FastifyInstance) => {
         const routes = { dispatcher: () => this.dispatcher, mode: this.config.mode };
         pausesRoutes(app, routes);
-        replaysRoutes(app, routes);
+        replaysRoutes(app, { ...routes, subscriptions: () => this.subs, store });
+        subscriptionsRoutes(app, { manager: () => this.subs, mode: this.config.mode });
       },
       ready: () => this.readiness(),
       // Request lines would drown the ingest logs: warnings and errors only.
@@ -284,5 +348,18 @@ class HubProcess implements Hub {
         { cause: err },
       );
     }
+  }
+
+  private async startGrpc(): Promise<void> {
+    const grpc = createGrpcServer({
+      host: this.config.httpHost,
+      port: this.config.grpcPort,
+      manager: () => this.subs,
+      publish: (event: HeraldEvent) => this.publish(event),
+      logger: this.logger.child({ part: 'grpc' }),
+    });
+    this.grpc = grpc;
+    const { port } = await grpc.start();
+    this.grpcPort = port;
   }
 }

@@ -6,3 +6,14 @@ export type { IngestStats } from './ingest/index.ts';
 export { ARCHIVE_QUEUE, DISPATCHED_KEY, ROUTER_QUEUE } from './ingest/index.ts';
 export { openStore } from './store/index.ts';
 export type { AppendResult, DeadLetter, EventQuery, Store, StoredEvent } from './store/types.ts';
+export type {
+  AttachRequest,
+  Consumer,
+  DeliveredEvent,
+  StartPosition,
+  SubscriptionInput,
+  SubscriptionManager,
+  SubscriptionManagerOptions,
+  SubscriptionView,
+} from './subscriptions/index.ts';
+export { createSubscriptionManager } from './subscriptions/index.ts';

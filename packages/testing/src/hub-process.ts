@@ -26,18 +26,22 @@ export interface HeraldProcess {
   waitFor(pattern: string | RegExp, timeoutMs?: number): Promise<void>;
   /** Sends a signal and waits for the exit. */
   kill(signal?: NodeJS.Signals): Promise<number | string>;
+  /** The gRPC port from the last "hub running" line (`"grpc":<port>`); undefined before it. */
+  grpcPort(): number | undefined;
 }
 
 /**
  * Runs `node --import tsx packages/cli/src/main.ts <args>` from the repository root with `env` added
  * to the environment. HERALD_* variables of the parent are removed first so the test decides.
+ * HERALD_GRPC_PORT defaults to 0 (any free port) so that hubs of parallel tests do not collide;
+ * `grpcPort()` tells the port a hub bound.
  */
 export function spawnHerald(args: string[], env: Record<string, string>): HeraldProcess {
   const base: Record<string, string | undefined> = { ...process.env };
   for (const k of Object.keys(base)) if (k.startsWith('HERALD_') && !k.startsWith('HERALD_TEST_')) delete base[k];
   const child = spawn(process.execPath, ['--import', 'tsx', 'packages/cli/src/main.ts', ...args], {
     cwd: repoRoot,
-    env: { ...base, ...env },
+    env: { ...base, HERALD_GRPC_PORT: '0', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
@@ -94,6 +98,15 @@ export function spawnHerald(args: string[], env: Record<string, string>): Herald
     async kill(signal = 'SIGTERM') {
       if (done === undefined) child.kill(signal);
       return exited;
+    },
+    grpcPort() {
+      let port: number | undefined;
+      for (const line of out.split('\n')) {
+        if (!line.includes('"msg":"hub running"')) continue;
+        const m = /"grpc":(\d+)/.exec(line);
+        if (m) port = Number(m[1]);
+      }
+      return port;
     },
   };
 }

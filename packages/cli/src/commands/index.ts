@@ -5,6 +5,7 @@ import { registerHub } from './hub.ts';
 import { registerPause } from './pause.ts';
 import { registerPublish } from './publish.ts';
 import { registerReplay } from './replay.ts';
+import { registerTail } from './tail.ts';
 import { registerTopology } from './topology.ts';
 
 /** Registers one subcommand on the program. */
@@ -20,4 +21,5 @@ export const commands: RegisterCommand[] = [
   registerTopology,
   registerPause,
   registerReplay,
+  registerTail,
 ];

@@ -22,7 +22,7 @@ const MAX_OFFSET = 2n ** 63n - 1n;
 const ISO_TIME = /^\d{4}-\d{2}-\d{2}(?:[Tt ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:[Zz]|[+-]\d{2}:?\d{2}))?$/;
 
 /** An event as the REST API shows it. Offsets are decimal strings: 64 bits survive any JSON parser. */
-const EventSchema = Type.Object({
+export const EventSchema = Type.Object({
   offset: Type.String({ pattern: '^[0-9]+$', description: 'position in the log: a 64-bit integer as a decimal string' }),
   id: Type.String({ format: 'uuid' }),
   sender: Type.String(),
@@ -81,7 +81,8 @@ function parseTime(parameter: string, value: string | undefined): number | undef
   return ms;
 }
 
-function parseOffset(parameter: string, value: string | undefined): bigint | undefined {
+/** A decimal offset from a request, or undefined when absent; a 400 naming `parameter` when it is not one. */
+export function parseOffset(parameter: string, value: string | undefined): bigint | undefined {
   if (value === undefined) return undefined;
   const offset = /^[0-9]{1,19}$/.test(value) ? BigInt(value) : -1n;
   if (offset < 0n || offset > MAX_OFFSET)

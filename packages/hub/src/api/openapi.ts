@@ -41,6 +41,7 @@ function document(routes: Collected[], info: { title: string; version: string })
     for (const [where, key] of [
       ['path', 'params'],
       ['query', 'querystring'],
+      ['header', 'headers'],
     ] as const) {
       const s = r.schema[key] as { properties?: Record<string, { description?: string }>; required?: string[] } | undefined;
       for (const [name, prop] of Object.entries(s?.properties ?? {})) {
@@ -55,8 +56,11 @@ function document(routes: Collected[], info: { title: string; version: string })
     }
     const responses: Record<string, unknown> = {};
     for (const [status, schema] of Object.entries((r.schema.response as Record<string, unknown>) ?? {})) {
-      const s = schema as { description?: string };
-      responses[status] = { description: s.description ?? status, content: { 'application/json': { schema } } };
+      const s = schema as { description?: string; content?: Record<string, unknown> };
+      // Fastify's by-media-type form ({ content: { 'text/event-stream': { schema } } }) goes in as it is.
+      responses[status] = s.content
+        ? { description: s.description ?? status, content: s.content }
+        : { description: s.description ?? status, content: { 'application/json': { schema } } };
     }
     for (const status of (r.schema.problems as number[] | undefined) ?? []) {
       responses[String(status)] = {

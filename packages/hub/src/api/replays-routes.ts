@@ -1,7 +1,9 @@
-import { selectorPatterns } from '@herald/core';
+import { ErrorCodes, HeraldError, selectorPatterns, uuidv7 } from '@herald/core';
 import type { FastifyInstance } from 'fastify';
 import Type from 'typebox';
-import { boundToJson, type Replay } from '../replays/index.ts';
+import { boundToJson, normalizeReplayInput, type Replay, resolveReplayRange, subscriptionTarget } from '../replays/index.ts';
+import type { Store } from '../store/types.ts';
+import type { SubscriptionManager } from '../subscriptions/index.ts';
 import { type DispatcherRoutesDeps, isoOrNull, needDispatcher, SelectorBody } from './pauses-routes.ts';
 import { notFound } from './problems.ts';
 
@@ -22,6 +24,22 @@ const ReplaySchema = Type.Object({
   error: Type.Union([Type.String(), Type.Null()]),
 });
 
+/** A replay into one subscription: it runs with the subscription's consumer, and is not kept. */
+const SubscriptionReplaySchema = Type.Object({
+  id: Type.String({ format: 'uuid' }),
+  target: Type.Object({ subscription: Type.String() }),
+  status: Type.String({ enum: ['running', 'done'], description: 'done when nothing matched' }),
+  count: Type.Integer({ description: 'events it will send' }),
+});
+
+/** What the replay routes need from the hub. */
+export interface ReplaysRoutesDeps extends DispatcherRoutesDeps {
+  /** For `"target": {"subscription": name}`: the manager (undefined on a standby hub, in archive mode, or while stopping). */
+  subscriptions?: (() => SubscriptionManager | undefined) | undefined;
+  /** Resolves a subscription replay's range against the log. */
+  store?: Pick<Store, 'query' | 'headOffset'> | undefined;
+}
+
 /** A replay as the REST API shows it. */
 export function replayJson(r: Replay) {
   return {
@@ -40,10 +58,15 @@ export function replayJson(r: Replay) {
 
 /**
  * POST /api/v1/replays (202: runs in the background) and GET /api/v1/replays/{id} (status, count).
- * A bad body is 400 naming the parameter; a target other than `flow` is 400 (replay into a
- * subscription is not built yet); an unknown id 404.
+ * A bad body is 400 naming the parameter; an unknown id 404.
+ *
+ * `"target": {"subscription": "<name>"}` replays into that subscription alone: the range is resolved
+ * as for the flow, the events (up to what the subscription was already given) go to its consumer
+ * before its next live events, marked with the replay id. The answer is 202 `{id, target, status,
+ * count}`: `running` when events will be sent, `done` when none matched. Such a replay is not kept
+ * (GET answers 404 for it); an unknown subscription is 404.
  */
-export function replaysRoutes(app: FastifyInstance, deps: DispatcherRoutesDeps): void {
+export function replaysRoutes(app: FastifyInstance, deps: ReplaysRoutesDeps): void {
   app.post(
     '/api/v1/replays',
     {
@@ -66,15 +89,33 @@ export function replaysRoutes(app: FastifyInstance, deps: DispatcherRoutesDeps):
                 Type.Object({ time: Time }, { additionalProperties: false }),
               ]),
             ),
-            target: Type.Optional(Type.String({ description: 'only "flow" for now (the default)' })),
+            target: Type.Optional(
+              Type.Union([
+                Type.String({ description: '"flow" (the default): the flow of every receiver' }),
+                Type.Object({ subscription: Type.String() }, { additionalProperties: false, description: 'one durable subscription' }),
+              ]),
+            ),
           },
           { additionalProperties: false },
         ),
-        response: { 202: ReplaySchema },
+        response: { 202: Type.Union([ReplaySchema, SubscriptionReplaySchema]) },
       },
     },
     async (request, reply) => {
-      const body = request.body as { selector: string | string[]; from: unknown; to?: unknown; target?: string };
+      const body = request.body as { selector: string | string[]; from: unknown; to?: unknown; target?: unknown };
+      const name = subscriptionTarget(body.target);
+      if (name !== undefined) {
+        needDispatcher(deps);
+        const manager = deps.subscriptions?.();
+        const store = deps.store;
+        if (!manager || !store)
+          throw new HeraldError(ErrorCodes.UNAVAILABLE, 'this hub does not serve subscriptions right now (standby or stopping)');
+        const req = normalizeReplayInput({ ...body, target: undefined });
+        const range = await resolveReplayRange(store, req, await store.headOffset());
+        const id = uuidv7();
+        const count = await manager.replay(name, { id, selector: req.selector, ...range });
+        return reply.code(202).send({ id, target: { subscription: name }, status: count > 0 ? 'running' : 'done', count });
+      }
       const r = await needDispatcher(deps).createReplay(body);
       return reply.code(202).header('location', `/api/v1/replays/${r.id}`).send(replayJson(r));
     },

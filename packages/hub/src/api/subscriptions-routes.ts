@@ -1,5 +1,12 @@
-import type { FastifyInstance } from 'fastify';
-import type { SubscriptionManager } from '../subscriptions/types.ts';
+import type { ServerResponse } from 'node:http';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { ErrorCodes, HeraldError, selectorPatterns } from '@herald/core';
+import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
+import Type from 'typebox';
+import type { Consumer, DeliveredEvent, SubscriptionManager, SubscriptionView } from '../subscriptions/types.ts';
+import { EventSchema, eventJson, parseOffset } from './events-routes.ts';
+import { isoOrNull, SelectorBody } from './pauses-routes.ts';
+import { badParameter, notFound } from './problems.ts';
 
 /** What the subscription routes need from the hub. */
 export interface SubscriptionRoutesDeps {
@@ -7,9 +14,482 @@ export interface SubscriptionRoutesDeps {
   manager: () => SubscriptionManager | undefined;
   /** `archive` makes the answer 409 rather than 503. */
   mode: string;
+  /** Milliseconds between SSE heartbeat comments. Default 15,000. */
+  heartbeatMs?: number | undefined;
 }
 
-/** `/api/v1/subscriptions`: create, list, get, delete, pull, ack, SSE stream. */
-export function subscriptionsRoutes(_app: FastifyInstance, _deps: SubscriptionRoutesDeps): void {
-  // filled in by the HTTP subscriptions work
+const DEFAULT_MAX = 100;
+const MAX_MAX = 1000;
+const DEFAULT_WAIT_S = 5;
+const MAX_WAIT_S = 30;
+const HEARTBEAT_MS = 15_000;
+/** Events an SSE stream asks for at a time, and keeps unacknowledged (written but not yet flushed). */
+const SSE_BATCH = 500;
+const SSE_MAX_IN_FLIGHT = 1000;
+/** An attach that is not active this soon is a standby (another consumer holds the subscription). */
+const STANDBY_AFTER_MS = 100;
+
+/** The manager, or the problem a client reads when this hub cannot serve subscriptions (409 archive mode, 503 standby). */
+export function needManager(deps: SubscriptionRoutesDeps): SubscriptionManager {
+  const m = deps.manager();
+  if (m) return m;
+  if (deps.mode === 'archive')
+    throw new HeraldError(
+      ErrorCodes.CONFLICT,
+      'subscriptions need the hub in router mode (HERALD_MODE=router); this hub runs in archive mode',
+    );
+  throw new HeraldError(
+    ErrorCodes.UNAVAILABLE,
+    'this hub does not serve subscriptions right now (standby or stopping); ask the hub that holds the writer lease',
+  );
+}
+
+const OffsetString = (description: string) => Type.String({ pattern: '^[0-9]+$', description });
+const OffsetInput = Type.Union([Type.Integer({ minimum: 0 }), Type.String({ pattern: '^[0-9]{1,19}$' })], {
+  description: 'an offset: a JSON integer, or a decimal string (needed above 2^53)',
+});
+
+const SubscriptionSchema = Type.Object({
+  name: Type.String(),
+  selector: Type.Array(Type.String()),
+  state: Type.Union([Type.Literal('active'), Type.Literal('sleeping')]),
+  ackedOffset: OffsetString('everything matching up to here is acknowledged; a decimal string like event offsets'),
+  headOffset: OffsetString('the head of the log'),
+  lagEvents: Type.Integer({ description: 'matching events above the acknowledged offset (capped at 1,000,000)' }),
+  lagSeconds: Type.Number({ description: 'age of the oldest unacknowledged matching event; 0 when nothing is due' }),
+  consumer: Type.Union([Type.String(), Type.Null()], { description: 'the active consumer, e.g. "sse 127.0.0.1:40000", "http"' }),
+  queue: Type.String({ description: 'the receiver queue, shared by subscriptions with the same selector' }),
+  createdAt: Type.String({ format: 'date-time' }),
+});
+
+/** A subscription as the REST API shows it. */
+export function subscriptionJson(v: SubscriptionView) {
+  return {
+    name: v.name,
+    selector: selectorPatterns(v.selector),
+    state: v.state,
+    ackedOffset: v.ackedOffset.toString(),
+    headOffset: v.headOffset.toString(),
+    lagEvents: v.lagEvents,
+    lagSeconds: v.lagSeconds,
+    consumer: v.consumer ?? null,
+    queue: v.queue,
+    createdAt: isoOrNull(v.createdAt) as string,
+  };
+}
+
+const DeliveredSchema = Type.Object({
+  ...EventSchema.properties,
+  replay: Type.Optional(Type.String({ description: 'set on events a replay into this subscription re-sends: the replay id' })),
+});
+
+/** A delivered event as the REST API shows it: `eventJson`, plus `replay` when a replay re-sends it. */
+export function deliveredJson(e: DeliveredEvent) {
+  const out: ReturnType<typeof eventJson> & { replay?: string } = eventJson(e);
+  if (e.replay !== undefined) out.replay = e.replay;
+  return out;
+}
+
+/** One SSE message. Replayed events carry no `id:`, so a browser's Last-Event-ID never goes back. */
+export function sseMessage(e: DeliveredEvent): string {
+  const id = e.replay === undefined ? `id: ${e.offset}\n` : '';
+  return `${id}event: ${e.type}\ndata: ${JSON.stringify(deliveredJson(e))}\n\n`;
+}
+
+/** An offset sent as a JSON integer or a decimal string (a header, a body field), as a bigint; 400 naming `parameter` otherwise. */
+function offsetOf(parameter: string, value: number | string): bigint {
+  if (typeof value === 'number' && !Number.isSafeInteger(value))
+    throw badParameter(parameter, `${parameter} ${value} is not exact in JSON: send offsets above 2^53 as decimal strings`);
+  return parseOffset(parameter, String(value)) as bigint;
+}
+
+/** Gives a manager error the request parameter it is about, so the problem document names it. */
+function naming(err: unknown, parameter: (e: HeraldError) => string | undefined): unknown {
+  if (!(err instanceof HeraldError) || typeof err.details?.parameter === 'string') return err;
+  const p = parameter(err);
+  if (p === undefined) return err;
+  return new HeraldError(err.code, err.message, { cause: err, details: { ...err.details, parameter: p } });
+}
+
+/** The create body field a manager error is about (name and start errors name their field already). */
+function createField(err: HeraldError): string | undefined {
+  return err.code === ErrorCodes.INVALID_SELECTOR ? 'selector' : undefined;
+}
+
+const NameParams = Type.Object({ name: Type.String({ description: 'the subscription name' }) });
+
+/**
+ * Open long polls and SSE streams, aborted when the server closes (preClose), so a waiting client
+ * never holds a hub's shutdown.
+ */
+function openRequests(app: FastifyInstance): Set<AbortController> {
+  const open = new Set<AbortController>();
+  app.addHook('preClose', (done) => {
+    for (const ac of open) ac.abort(new HeraldError(ErrorCodes.CLOSED, 'the hub is stopping'));
+    done();
+  });
+  return open;
+}
+
+/**
+ * `/api/v1/subscriptions`: create, list, get (with lag), delete; pull with long poll, ack; an SSE
+ * stream. Errors come from the manager (NOT_FOUND 404, CONFLICT 409, INVALID_* 400 naming the
+ * field) or from needManager (409 archive mode, 503 standby or stopping).
+ *
+ * Offsets are decimal strings in every answer, as in /api/v1/events; acks take a JSON integer or a
+ * decimal string. The SSE stream acknowledges each event once it is written to the connection
+ * (auto-ack); see streamSubscription.
+ */
+export function subscriptionsRoutes(app: FastifyInstance, deps: SubscriptionRoutesDeps): void {
+  const api = app.withTypeProvider<TypeBoxTypeProvider>();
+  const open = openRequests(app);
+  const heartbeatMs = deps.heartbeatMs ?? HEARTBEAT_MS;
+
+  api.post(
+    '/api/v1/subscriptions',
+    {
+      schema: {
+        summary: 'Create a durable subscription',
+        description:
+          'A name, a selector and where it starts. 201 when created; 200 with the existing subscription when one with ' +
+          'this name and the same selector exists (`start` is then ignored: it resumes after its acknowledged offset); ' +
+          '409 when one exists with another selector.',
+        tags: ['subscriptions'],
+        body: Type.Object(
+          {
+            name: Type.String({ description: 'letters, digits, _ . - ; at most 128' }),
+            selector: SelectorBody,
+            start: Type.Optional(
+              Type.Union(
+                [
+                  Type.Literal('new'),
+                  Type.Literal('earliest'),
+                  Type.Object({ offset: OffsetInput }, { additionalProperties: false }),
+                  Type.Object({ time: Type.String({ description: 'ISO 8601 with a zone' }) }, { additionalProperties: false }),
+                  Type.Object({ last: Type.Integer({ minimum: 1 }) }, { additionalProperties: false }),
+                ],
+                {
+                  description:
+                    '"new" (default: after the head of the log now), "earliest", {"offset": N} (the first offset delivered), ' +
+                    '{"time": ISO} (the first event at or after it), {"last": N} (the last N matching events)',
+                },
+              ),
+            ),
+          },
+          { additionalProperties: false },
+        ),
+        response: { 200: SubscriptionSchema, 201: SubscriptionSchema },
+        problems: [400, 409, 503],
+      },
+    },
+    async (request, reply) => {
+      const m = needManager(deps);
+      const body = request.body;
+      const existed = (await m.get(body.name).catch(() => undefined)) !== undefined;
+      let view: SubscriptionView;
+      try {
+        view = await m.create({ name: body.name, selector: body.selector, start: body.start });
+      } catch (err) {
+        throw naming(err, createField);
+      }
+      return reply
+        .code(existed ? 200 : 201)
+        .header('location', `/api/v1/subscriptions/${encodeURIComponent(view.name)}`)
+        .send(subscriptionJson(view));
+    },
+  );
+
+  api.get(
+    '/api/v1/subscriptions',
+    {
+      schema: {
+        summary: 'Subscriptions, with their state and lag',
+        tags: ['subscriptions'],
+        response: { 200: Type.Object({ items: Type.Array(SubscriptionSchema) }) },
+        problems: [409, 503],
+      },
+    },
+    async () => ({ items: (await needManager(deps).list()).map(subscriptionJson) }),
+  );
+
+  api.get(
+    '/api/v1/subscriptions/:name',
+    {
+      schema: {
+        summary: 'One subscription: state, acknowledged and head offsets, lag, consumer',
+        tags: ['subscriptions'],
+        params: NameParams,
+        response: { 200: SubscriptionSchema },
+        problems: [404, 409, 503],
+      },
+    },
+    async (request) => {
+      const { name } = request.params;
+      const view = await needManager(deps).get(name);
+      if (!view) throw notFound(`no subscription ${name}`);
+      return subscriptionJson(view);
+    },
+  );
+
+  api.delete(
+    '/api/v1/subscriptions/:name',
+    {
+      schema: {
+        summary: 'Delete a subscription',
+        description: 'Ends its consumer and removes it; its receiver queue goes too when no other subscription shares the selector.',
+        tags: ['subscriptions'],
+        params: NameParams,
+        response: { 204: Type.Null({ description: 'deleted' }) },
+        problems: [404, 409, 503],
+      },
+    },
+    async (request, reply) => {
+      const { name } = request.params;
+      if (!(await needManager(deps).delete(name))) throw notFound(`no subscription ${name}`);
+      return reply.code(204).send(null);
+    },
+  );
+
+  api.get(
+    '/api/v1/subscriptions/:name/events',
+    {
+      schema: {
+        summary: 'Pull events (long poll)',
+        description:
+          'The events after the acknowledged offset, in offset order, at most `max`; waits up to `wait` seconds for the ' +
+          'first. Events pulled but not acknowledged come again on the next pull: acknowledge with POST …/ack. ' +
+          'A pull marks the subscription active for 30 s; 409 while a stream (gRPC, SSE) holds it.',
+        tags: ['subscriptions'],
+        params: NameParams,
+        querystring: Type.Object(
+          {
+            max: Type.Optional(
+              Type.Integer({ minimum: 1, maximum: MAX_MAX, description: `at most this many events, default ${DEFAULT_MAX}` }),
+            ),
+            wait: Type.Optional(
+              Type.Number({
+                minimum: 0,
+                maximum: MAX_WAIT_S,
+                description: `seconds to wait for the first event, default ${DEFAULT_WAIT_S}; 0 answers at once`,
+              }),
+            ),
+          },
+          { additionalProperties: false },
+        ),
+        response: { 200: Type.Object({ events: Type.Array(DeliveredSchema) }) },
+        problems: [400, 404, 409, 503],
+      },
+    },
+    async (request) => {
+      const m = needManager(deps);
+      const { name } = request.params;
+      const max = request.query.max ?? DEFAULT_MAX;
+      const waitMs = Math.round((request.query.wait ?? DEFAULT_WAIT_S) * 1000);
+      // The client going away ends the wait; so does the hub stopping.
+      const ac = new AbortController();
+      const gone = () => ac.abort();
+      request.raw.on('close', gone);
+      if (request.raw.destroyed) ac.abort();
+      open.add(ac);
+      try {
+        const events = await m.pull(name, { max, waitMs, signal: ac.signal });
+        return { events: events.map(deliveredJson) };
+      } finally {
+        open.delete(ac);
+        request.raw.off('close', gone);
+      }
+    },
+  );
+
+  api.post(
+    '/api/v1/subscriptions/:name/ack',
+    {
+      schema: {
+        summary: 'Acknowledge pulled events',
+        description: 'Cumulative: every event of the subscription up to `offset` is done. 400 for an offset above the head.',
+        tags: ['subscriptions'],
+        params: NameParams,
+        body: Type.Object({ offset: OffsetInput }, { additionalProperties: false }),
+        response: { 204: Type.Null({ description: 'acknowledged' }) },
+        problems: [400, 404, 503],
+      },
+    },
+    async (request, reply) => {
+      const m = needManager(deps);
+      const offset = offsetOf('offset', request.body.offset);
+      try {
+        await m.ack(request.params.name, offset);
+      } catch (err) {
+        throw naming(err, (e) => (e.code === ErrorCodes.INVALID_REQUEST ? 'offset' : undefined));
+      }
+      return reply.code(204).send(null);
+    },
+  );
+
+  api.get(
+    '/api/v1/subscriptions/:name/stream',
+    {
+      schema: {
+        summary: 'A live tail as Server-Sent Events',
+        description:
+          'Attaches a consumer: from the acknowledged offset (catch-up from the log), then live. Each event is ' +
+          '`id: <offset>`, `event: <type>`, `data: <the event as JSON>` (replayed events carry no id). An event is ' +
+          'acknowledged once it is written to the connection (auto-ack): events in the network when the connection ' +
+          'breaks are not sent again. A `Last-Event-ID` header (as EventSource sends on reconnect) skips and ' +
+          'acknowledges what the client already has, up to that offset. While another consumer holds the ' +
+          'subscription the stream waits as standby (a comment `: waiting as standby`). A comment every 15 s keeps ' +
+          'the connection open.',
+        tags: ['subscriptions'],
+        params: NameParams,
+        headers: Type.Object({
+          'last-event-id': Type.Optional(Type.String({ description: 'the offset of the last event the client has' })),
+        }),
+        response: {
+          200: {
+            description: 'text/event-stream, until the client disconnects or the hub ends the consumer',
+            content: { 'text/event-stream': { schema: { type: 'string' } } },
+          },
+        },
+        problems: [400, 404, 409, 503],
+      },
+    },
+    async (request, reply) => {
+      const m = needManager(deps);
+      const { name } = request.params;
+      const view = await m.get(name);
+      if (!view) throw notFound(`no subscription ${name}`);
+      const header = request.headers['last-event-id'];
+      let lastId: bigint | undefined;
+      if (header !== undefined && header !== '') {
+        lastId = offsetOf('Last-Event-ID', header);
+        if (lastId > view.headOffset)
+          throw badParameter('Last-Event-ID', `Last-Event-ID ${lastId} is above the head of the log (${view.headOffset})`);
+      }
+      const consumer = await m.attach({
+        name,
+        consumer: `sse ${request.socket.remoteAddress ?? 'unknown'}:${request.socket.remotePort ?? 0}`,
+        maxInFlight: SSE_MAX_IN_FLIGHT,
+      });
+      reply.hijack();
+      const ac = new AbortController();
+      const gone = () => ac.abort();
+      request.raw.on('close', gone);
+      // Gone while attaching: the stream must not hold the subscription for nobody.
+      if (request.raw.destroyed) ac.abort();
+      open.add(ac);
+      try {
+        await streamSubscription(consumer, reply.raw, { signal: ac.signal, lastId, heartbeatMs, log: request.log });
+      } finally {
+        open.delete(ac);
+        request.raw.off('close', gone);
+      }
+    },
+  );
+}
+
+/**
+ * Serves one attached consumer as Server-Sent Events on `res` until `signal` aborts (client gone,
+ * hub stopping) or the hub ends the consumer (deleted, taken over), then closes the consumer (the
+ * subscription sleeps with its acknowledged offset, or a standby takes over) and ends the response.
+ *
+ * Ack contract: an event is acknowledged when the connection took it (the write callback), so the
+ * subscription moves on with what was sent; what was in the network when the connection broke is
+ * lost to this subscription. Non-replayed events at or below `lastId` (the client's Last-Event-ID)
+ * are acknowledged without being sent. Backpressure: a write the socket cannot take waits for
+ * 'drain' before the next batch, and max-in-flight bounds what is written but not yet flushed.
+ * Never rejects.
+ */
+export async function streamSubscription(
+  consumer: Consumer,
+  res: ServerResponse,
+  opts: { signal: AbortSignal; lastId?: bigint | undefined; heartbeatMs: number; log: FastifyBaseLogger },
+): Promise<void> {
+  const stop = new AbortController();
+  const abort = () => stop.abort();
+  opts.signal.addEventListener('abort', abort, { once: true });
+  if (opts.signal.aborted) stop.abort();
+  let endReason: string | undefined;
+  void consumer.ended.then(
+    (reason) => {
+      endReason = reason;
+      stop.abort();
+    },
+    () => stop.abort(),
+  );
+  const stopped = new Promise<void>((resolve) => stop.signal.addEventListener('abort', () => resolve(), { once: true }));
+  let draining = false;
+  let closed = false;
+  const ack = (offset: bigint) => {
+    if (closed) return;
+    try {
+      consumer.ack(offset);
+    } catch (err) {
+      opts.log.warn({ err, subscription: consumer.name, offset: String(offset) }, 'SSE ack refused');
+    }
+  };
+  res.writeHead(200, {
+    'content-type': 'text/event-stream; charset=utf-8',
+    'cache-control': 'no-cache, no-transform',
+    connection: 'keep-alive',
+    'x-accel-buffering': 'no',
+  });
+  res.flushHeaders();
+  const heartbeat = setInterval(() => {
+    if (!draining && !stop.signal.aborted && !res.destroyed) res.write(': heartbeat\n\n');
+  }, opts.heartbeatMs);
+  heartbeat.unref();
+  try {
+    const active = consumer.active.then(
+      () => true,
+      () => false,
+    );
+    let isActive = await Promise.race([active, sleepMs(STANDBY_AFTER_MS).then(() => undefined)]);
+    if (isActive === undefined) {
+      res.write(': waiting as standby\n\n');
+      isActive = await Promise.race([active, stopped.then(() => false)]);
+    }
+    if (!isActive || stop.signal.aborted) return;
+    res.write(': active\n\n');
+    while (!stop.signal.aborted) {
+      const batch = await consumer.next(SSE_BATCH, stop.signal);
+      if (batch.length === 0) continue;
+      let chunk = '';
+      let upTo: bigint | undefined;
+      let skipped: bigint | undefined;
+      for (const e of batch) {
+        if (upTo === undefined || e.offset > upTo) upTo = e.offset;
+        if (e.replay === undefined && opts.lastId !== undefined && e.offset <= opts.lastId) skipped = e.offset;
+        else chunk += sseMessage(e);
+      }
+      if (chunk === '') {
+        if (skipped !== undefined) ack(skipped);
+        continue;
+      }
+      const ackTo = upTo as bigint;
+      const ok = res.write(chunk, (err) => {
+        if (!err) ack(ackTo);
+      });
+      if (!ok) {
+        draining = true;
+        await Promise.race([new Promise((resolve) => res.once('drain', resolve)), stopped]);
+        draining = false;
+      }
+    }
+  } catch (err) {
+    if (!stop.signal.aborted) opts.log.warn({ err, subscription: consumer.name }, 'SSE stream failed');
+  } finally {
+    clearInterval(heartbeat);
+    opts.signal.removeEventListener('abort', abort);
+    stop.abort();
+    closed = true;
+    await consumer.close().catch((err) => opts.log.warn({ err, subscription: consumer.name }, 'closing an SSE consumer failed'));
+    if (!res.destroyed && !res.writableEnded) {
+      if (endReason !== undefined) res.write(`: ended: ${endReason.replaceAll('\n', ' ')}\n\n`);
+      res.end();
+    }
+  }
+}
+
+function sleepMs(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
 }

@@ -22,7 +22,7 @@ export interface HubOptions {
   httpPort?: number | string | undefined;
   /** REST address. Env `HERALD_HTTP_HOST`; default `127.0.0.1`. */
   httpHost?: string | undefined;
-  /** gRPC port (not served yet). Env `HERALD_GRPC_PORT`; default 50051. */
+  /** gRPC port (`herald.v1.Herald`). Env `HERALD_GRPC_PORT`; default 50051 (0 = any free port). */
   grpcPort?: number | string | undefined;
   /** `router` or `archive`. Env `HERALD_MODE`; default `router`. */
   mode?: string | undefined;
@@ -39,6 +39,11 @@ export interface HubOptions {
   logLevel?: string | undefined;
   /** The longest ttl a pause may be given, in seconds. Env `HERALD_PAUSE_MAX_TTL`; default 86400 (24 h). */
   pauseMaxTtl?: number | string | undefined;
+  /**
+   * The most messages a subscription receiver queue keeps (`x-max-length`, the oldest dropped
+   * beyond; subscriptions then read the log). Env `HERALD_RECEIVER_MAX_LENGTH`; default 10000.
+   */
+  receiverMaxLength?: number | string | undefined;
 }
 
 /** The hub's configuration after normalization: every field present and valid. */
@@ -58,6 +63,8 @@ export interface HubConfig {
   readonly logLevel: string;
   /** Seconds. */
   readonly pauseMaxTtl: number;
+  /** Messages per receiver queue. */
+  readonly receiverMaxLength: number;
 }
 
 /** Each option, its flag and its environment variable: error messages name the one that was used. */
@@ -73,6 +80,7 @@ const NAMES = {
   prefetch: { flag: '--prefetch', env: 'HERALD_PREFETCH' },
   logLevel: { flag: '--log-level', env: 'HERALD_LOG_LEVEL' },
   pauseMaxTtl: { flag: '--pause-max-ttl', env: 'HERALD_PAUSE_MAX_TTL' },
+  receiverMaxLength: { flag: '--receiver-max-length', env: 'HERALD_RECEIVER_MAX_LENGTH' },
 } as const satisfies Record<keyof HubOptions, { flag: string; env: string }>;
 
 const LOG_LEVELS = new Set(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
@@ -165,5 +173,6 @@ export function normalizeConfig(options: HubOptions = {}, env: NodeJS.ProcessEnv
     prefetch,
     logLevel,
     pauseMaxTtl: int('pauseMaxTtl', 86_400, 1, 30 * 86_400),
+    receiverMaxLength: int('receiverMaxLength', 10_000, 1, 10_000_000),
   };
 }

@@ -54,3 +54,13 @@ test('bad settings are rejected with one line naming the flag or variable', () =
     );
   }
 });
+
+test('receiver max length: default 10000, from the environment, validated', () => {
+  assert.equal(normalizeConfig({}, {}).receiverMaxLength, 10_000);
+  assert.equal(normalizeConfig({}, { HERALD_RECEIVER_MAX_LENGTH: '50' }).receiverMaxLength, 50);
+  assert.equal(normalizeConfig({ grpcPort: 0 }, {}).grpcPort, 0);
+  assert.throws(
+    () => normalizeConfig({}, { HERALD_RECEIVER_MAX_LENGTH: '0' }),
+    /invalid HERALD_RECEIVER_MAX_LENGTH "0": expected an integer from 1 to 10000000/,
+  );
+});

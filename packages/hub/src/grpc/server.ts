@@ -1,6 +1,26 @@
-import type { HeraldEvent } from '@herald/core';
+import { once } from 'node:events';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import {
+  createEvent,
+  ErrorCodes,
+  GRPC_SERVICE,
+  HeraldError,
+  type HeraldEvent,
+  PROTO_LOADER_OPTIONS,
+  PROTO_PATH,
+  toWireEvent,
+  type WireEvent,
+  type WireOpen,
+  type WirePublishRequest,
+  type WirePublishResponse,
+  type WireStart,
+  type WireSubscribeRequest,
+  type WireSubscribeResponse,
+} from '@herald/core';
 import type { Logger } from 'pino';
-import type { SubscriptionManager } from '../subscriptions/types.ts';
+import type { Consumer, DeliveredEvent, SubscriptionManager } from '../subscriptions/types.ts';
+import { type GrpcStatus, heraldStatus, toGrpcStatus } from './status.ts';
 
 /** What the gRPC server needs from the hub. */
 export interface GrpcServerOptions {
@@ -22,11 +42,301 @@ export interface GrpcServer {
   stop(): Promise<void>;
 }
 
-export function createGrpcServer(_options: GrpcServerOptions): GrpcServer {
+/** Events asked of the consumer per round; it also caps them at what max-in-flight leaves room for. */
+const NEXT_MAX = 1000;
+/** One `events` message carries at most this many events … */
+const BATCH_EVENTS = 200;
+/** … and at most about this many bytes of event data (a single larger event goes alone). */
+const BATCH_BYTES = 512 * 1024;
+/** stop(): how long open calls get to finish before they are cut. */
+const SHUTDOWN_GRACE_MS = 5000;
+
+/**
+ * Keepalive: the server pings a connection idle for 30 s and drops it when no answer comes within
+ * 10 s, so a consumer whose host died or whose network vanished is detached (its subscription
+ * sleeps, or its standby takes over) within ~40 s instead of at the next TCP timeout. Clients may
+ * ping every 10 s (the SDK pings every 20 s).
+ */
+const SERVER_OPTIONS: grpc.ChannelOptions = {
+  'grpc.keepalive_time_ms': 30_000,
+  'grpc.keepalive_timeout_ms': 10_000,
+  'grpc.keepalive_permit_without_calls': 1,
+  'grpc.http2.min_ping_interval_without_data_ms': 10_000,
+  'grpc.http2.max_ping_strikes': 5,
+};
+
+/** The manager's JSON form of a start position, from the wire's oneof; undefined = resume (or `new` when created). */
+function startOf(start: WireStart | null | undefined): unknown {
+  switch (start?.position) {
+    case 'new':
+      return 'new';
+    case 'earliest':
+      return 'earliest';
+    case 'offset':
+      return { offset: BigInt(start.offset ?? '0') };
+    case 'timeMs':
+      return { time: new Date(Number(start.timeMs)).toISOString() };
+    case 'last':
+      return { last: start.last ?? 0 };
+    default:
+      return undefined;
+  }
+}
+
+/** Splits what one next() returned into small messages. */
+function* batches(events: readonly DeliveredEvent[]): Generator<WireEvent[]> {
+  let batch: WireEvent[] = [];
+  let bytes = 0;
+  for (const e of events) {
+    if (batch.length > 0 && (batch.length >= BATCH_EVENTS || bytes + e.data.length > BATCH_BYTES)) {
+      yield batch;
+      batch = [];
+      bytes = 0;
+    }
+    batch.push(toWireEvent(e));
+    bytes += e.data.length;
+  }
+  if (batch.length > 0) yield batch;
+}
+
+type SubscribeCall = grpc.ServerDuplexStream<WireSubscribeRequest, WireSubscribeResponse>;
+
+/**
+ * One Subscribe stream: open → attach → (standby) → active → opened → events while acks come up.
+ * Whatever ends it (the client ending or cancelling, a bad message, the hub ending the consumer,
+ * stop()) closes the consumer first, so the acknowledged offset is saved before the status goes out.
+ */
+class SubscribeSession {
+  private consumer: Consumer | undefined;
+  private opened = false;
+  private done = false;
+  private cancelled = false;
+  private readonly abort = new AbortController();
+  private readonly peer: string;
+
+  constructor(
+    private readonly call: SubscribeCall,
+    private readonly options: GrpcServerOptions,
+    private readonly onDone: () => void,
+  ) {
+    this.peer = call.getPeer();
+    call.on('data', (m: WireSubscribeRequest) => this.onMessage(m));
+    // The client half-closed: it has sent its last ack. Detach and answer OK.
+    call.on('end', () => void this.end(undefined));
+    call.on('cancelled', () => {
+      this.cancelled = true;
+      void this.end(undefined);
+    });
+    call.on('error', () => {
+      // Our own emit('error', status) lands here too; either way the session is over.
+      void this.end(undefined);
+    });
+  }
+
+  /** Ends the stream (idempotent): detach, then the status (OK when `status` is undefined). */
+  async end(status: GrpcStatus | undefined): Promise<void> {
+    if (this.done) return;
+    this.done = true;
+    this.abort.abort();
+    const consumer = this.consumer;
+    if (consumer) {
+      await consumer
+        .close()
+        .catch((err: unknown) => this.options.logger.warn({ err: String(err), peer: this.peer }, 'consumer close failed'));
+    }
+    if (!this.cancelled) {
+      if (status) this.call.emit('error', status);
+      else this.call.end();
+    }
+    this.options.logger.debug(
+      { subscription: consumer?.name, peer: this.peer, status: status?.details ?? 'OK' },
+      'grpc subscribe stream ended',
+    );
+    this.onDone();
+  }
+
+  private onMessage(m: WireSubscribeRequest): void {
+    if (this.done) return;
+    if (m.kind === 'open' && m.open) {
+      if (this.opened) {
+        void this.end(heraldStatus(ErrorCodes.INVALID_REQUEST, 'open was sent twice: one stream serves one subscription'));
+        return;
+      }
+      this.opened = true;
+      this.run(m.open).catch((err: unknown) => this.fail(err));
+      return;
+    }
+    if (m.kind === 'ack' && m.ack) {
+      if (!this.consumer) {
+        void this.end(heraldStatus(ErrorCodes.INVALID_REQUEST, 'ack before the subscription was opened'));
+        return;
+      }
+      try {
+        this.consumer.ack(BigInt(m.ack.offset));
+      } catch (err) {
+        this.fail(err);
+      }
+      return;
+    }
+    void this.end(heraldStatus(ErrorCodes.INVALID_REQUEST, 'the first message must be open, later ones ack'));
+  }
+
+  private fail(err: unknown): void {
+    const status = toGrpcStatus(err);
+    if (status.internal) this.options.logger.error({ err, peer: this.peer }, 'grpc subscribe failed');
+    void this.end(status);
+  }
+
+  private async run(open: WireOpen): Promise<void> {
+    const manager = this.options.manager();
+    if (!manager) throw new HeraldError(ErrorCodes.UNAVAILABLE, 'this hub does not serve subscriptions right now');
+    const consumer = await manager.attach({
+      name: open.name,
+      selector: open.selector.length > 0 ? open.selector : undefined,
+      start: startOf(open.start),
+      maxInFlight: open.maxInFlight > 0 ? open.maxInFlight : undefined,
+      consumer: `grpc ${this.peer}`,
+    });
+    this.consumer = consumer;
+    if (this.done) {
+      // The client went away while we attached.
+      await consumer.close();
+      return;
+    }
+    consumer.ended.then(
+      (reason) => void this.end(this.endedStatus(reason)),
+      () => undefined,
+    );
+    const aborted = new Promise<void>((resolve) => this.abort.signal.addEventListener('abort', () => resolve(), { once: true }));
+    // A standby waits here until the active consumer goes.
+    await Promise.race([consumer.active, aborted]);
+    if (this.done) return;
+    const view = await manager.get(open.name);
+    if (this.done) return;
+    this.options.logger.debug({ subscription: open.name, peer: this.peer }, 'grpc subscribe stream active');
+    await this.send({ opened: { subscription: open.name, ackedOffset: (view?.ackedOffset ?? 0n).toString(), state: 'active' } });
+    const signal = this.abort.signal;
+    while (!this.done) {
+      const events = await consumer.next(NEXT_MAX, signal);
+      if (this.done) return;
+      if (events.length === 0) {
+        // Only an abort should return nothing; do not spin if the manager ever does otherwise.
+        await new Promise((r) => setTimeout(r, 10));
+        continue;
+      }
+      for (const batch of batches(events)) {
+        await this.send({ events: { events: batch } });
+        if (this.done) return;
+      }
+    }
+  }
+
+  /** Writes one message, waiting for 'drain' when the client reads slower than we send. */
+  private async send(message: WireSubscribeResponse): Promise<void> {
+    if (this.done) return;
+    if (this.call.write(message)) return;
+    try {
+      await once(this.call, 'drain', { signal: this.abort.signal });
+    } catch {
+      // Aborted: the session is ending.
+    }
+  }
+
+  /** How the stream ends when the hub ends the consumer (deleted, hub stopping, taken over). */
+  private endedStatus(reason: string): GrpcStatus {
+    if (/delet/i.test(reason)) return heraldStatus(ErrorCodes.NOT_FOUND, `subscription ${this.consumer?.name}: ${reason}`);
+    return heraldStatus(ErrorCodes.UNAVAILABLE, `subscription ${this.consumer?.name}: ${reason}`);
+  }
+}
+
+/**
+ * The gRPC API `herald.v1.Herald` (packages/core/proto/herald/v1/herald.proto): Publish, and
+ * Subscribe as a bidirectional stream over the subscription manager. Errors end calls with the
+ * statuses of ./status.ts. When the manager is absent (a standby hub, archive mode) Subscribe
+ * answers UNAVAILABLE, so SDK clients keep retrying until a hub serves them.
+ */
+export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
+  const { logger } = options;
+  const sessions = new Set<SubscribeSession>();
+  let server: grpc.Server | undefined;
+  let stopping: Promise<void> | undefined;
+
+  const publish: grpc.handleUnaryCall<WirePublishRequest, WirePublishResponse> = (call, callback) => {
+    const r = call.request;
+    let event: HeraldEvent;
+    try {
+      event = createEvent({
+        id: r.id || undefined,
+        sender: r.sender,
+        type: r.type,
+        data: r.data,
+        contentType: r.contentType || undefined,
+        time: r.timeMs === undefined ? undefined : Number(r.timeMs),
+        subject: r.subject,
+        correlationId: r.correlationId,
+        causationId: r.causationId,
+        headers: r.headers,
+      });
+    } catch (err) {
+      callback(toGrpcStatus(err));
+      return;
+    }
+    options.publish(event).then(
+      () => callback(null, { id: event.id }),
+      (err: unknown) => {
+        const status = toGrpcStatus(err);
+        if (status.internal) logger.error({ err }, 'grpc publish failed');
+        callback(status);
+      },
+    );
+  };
+
+  const subscribe: grpc.handleBidiStreamingCall<WireSubscribeRequest, WireSubscribeResponse> = (call) => {
+    if (stopping) {
+      call.emit('error', heraldStatus(ErrorCodes.UNAVAILABLE, 'the hub is stopping'));
+      return;
+    }
+    const session: SubscribeSession = new SubscribeSession(call, options, () => sessions.delete(session));
+    sessions.add(session);
+  };
+
   return {
     async start() {
-      return { port: 0 };
+      const definition = await protoLoader.load(PROTO_PATH, { ...PROTO_LOADER_OPTIONS });
+      const service = definition[GRPC_SERVICE] as grpc.ServiceDefinition;
+      const s = new grpc.Server(SERVER_OPTIONS);
+      s.addService(service, { publish, subscribe } as grpc.UntypedServiceImplementation);
+      const host = options.host.includes(':') && !options.host.startsWith('[') ? `[${options.host}]` : options.host;
+      const address = `${host}:${options.port}`;
+      const port = await new Promise<number>((resolve, reject) => {
+        s.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, bound) => {
+          if (err) reject(new HeraldError(ErrorCodes.UNAVAILABLE, `cannot serve gRPC on ${address}: ${err.message}`, { cause: err }));
+          else resolve(bound);
+        });
+      });
+      server = s;
+      logger.debug({ grpc: `${host}:${port}` }, 'grpc listening');
+      return { port };
     },
-    async stop() {},
+    stop() {
+      stopping ??= (async () => {
+        const s = server;
+        // Detach every consumer first (their subscriptions sleep with their acked offsets), then let
+        // the clients see UNAVAILABLE and reconnect elsewhere or later.
+        await Promise.all([...sessions].map((x) => x.end(heraldStatus(ErrorCodes.UNAVAILABLE, 'the hub is stopping'))));
+        if (!s) return;
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(() => {
+            s.forceShutdown();
+            resolve();
+          }, SHUTDOWN_GRACE_MS);
+          s.tryShutdown(() => {
+            clearTimeout(timer);
+            resolve();
+          });
+        });
+      })();
+      return stopping;
+    },
   };
 }

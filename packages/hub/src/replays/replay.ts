@@ -1,5 +1,6 @@
 import { ErrorCodes, type Selector, type SelectorInput, ValidationError } from '@herald/core';
 import { parseSelectorParameter } from '../pauses/pause.ts';
+import type { Store } from '../store/types.ts';
 
 /** Where a replay starts: the last N matching events, an offset (inclusive) or an event time (inclusive). */
 export type ReplayFrom = { last: number } | { offset: bigint } | { time: number };
@@ -71,7 +72,8 @@ function oneKey(field: string, v: unknown, allowed: string[]): [string, unknown]
 /**
  * Validates a replay request. Throws a ValidationError naming the field: INVALID_SELECTOR for the
  * selector, INVALID_REQUEST with `details.parameter` = `from`, `from.last`, `to`, `target`… otherwise.
- * A target other than `flow` is refused: replay into a durable subscription is not built yet.
+ * A target other than `flow` is refused here: a replay into a durable subscription (`{"subscription":
+ * name}`, see subscriptionTarget) is validated by the same function with the target taken off.
  */
 export function normalizeReplayInput(input: ReplayInput): {
   selector: Selector;
@@ -84,7 +86,7 @@ export function normalizeReplayInput(input: ReplayInput): {
   if (target !== 'flow')
     invalid(
       'target',
-      `invalid target ${JSON.stringify(target)}: only "flow" is supported (replay into a subscription is not available yet)`,
+      `invalid target ${JSON.stringify(target)}: only "flow" is taken here (a replay into a subscription is {"subscription": "<name>"})`,
     );
   if (input.from === undefined) invalid('from', 'missing from: expected {"last": N}, {"offset": N} or {"time": ISO}');
   const [fk, fv] = oneKey('from', input.from, ['last', 'offset', 'time']);
@@ -108,4 +110,50 @@ export function boundToJson(b: ReplayFrom | ReplayTo): Record<string, number | s
   if ('last' in b) return { last: b.last };
   if ('offset' in b) return { offset: b.offset <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(b.offset) : b.offset.toString() };
   return { time: new Date(b.time).toISOString() };
+}
+
+/**
+ * The subscription a replay targets, for `"target": {"subscription": "<name>"}`; undefined for any
+ * other target (left to normalizeReplayInput). Throws INVALID_REQUEST (parameter `target.subscription`)
+ * for a name that is not a string.
+ */
+export function subscriptionTarget(target: unknown): string | undefined {
+  if (typeof target !== 'object' || target === null || Array.isArray(target) || !('subscription' in target)) return undefined;
+  const keys = Object.keys(target);
+  if (keys.length !== 1) invalid('target', `invalid target ${JSON.stringify(target)}: expected {"subscription": "<name>"}`);
+  const name = (target as { subscription: unknown }).subscription;
+  if (typeof name !== 'string' || name === '')
+    invalid('target.subscription', `invalid target.subscription ${JSON.stringify(name)}: expected a subscription name`);
+  return name;
+}
+
+/** A replay's range resolved against the log: offsets in (after, upTo], event time in [since, until). */
+export interface ReplayRange {
+  after: bigint;
+  upTo: bigint;
+  since: number | undefined;
+  until: number | undefined;
+}
+
+/**
+ * Resolves `from` and `to` against the log as a replay into the flow does: the end is the head (or
+ * `to`), `{"last": N}` becomes the offset before the N-th last matching event, an offset start is
+ * inclusive, a time start becomes `since`.
+ */
+export async function resolveReplayRange(
+  store: Pick<Store, 'query'>,
+  req: { selector: Selector; from: ReplayFrom; to: ReplayTo | undefined },
+  head: bigint,
+): Promise<ReplayRange> {
+  let upTo = head;
+  if (req.to && 'offset' in req.to && req.to.offset < upTo) upTo = req.to.offset;
+  const until = req.to && 'time' in req.to ? req.to.time : undefined;
+  let after = 0n;
+  let since: number | undefined;
+  if ('last' in req.from) {
+    const last = await store.query({ selector: req.selector, upTo, until, last: req.from.last, limit: req.from.last });
+    after = last[0] ? last[0].offset - 1n : upTo;
+  } else if ('offset' in req.from) after = req.from.offset > 0n ? req.from.offset - 1n : 0n;
+  else since = req.from.time;
+  return { after, upTo, since, until };
 }

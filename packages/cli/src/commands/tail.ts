@@ -1,0 +1,137 @@
+import { randomBytes } from 'node:crypto';
+import { type SubscriptionEvent, type SubscriptionStart, subscription } from '@herald/client';
+import { isJsonContentType, parseSelector } from '@herald/core';
+import type { Command } from 'commander';
+import { callHub, hubUrl } from './hub-api.ts';
+import type { RegisterCommand } from './index.ts';
+
+interface TailOptions {
+  subscription?: string;
+  from?: string;
+  url?: string;
+  hub?: string;
+  json?: boolean;
+}
+
+const DATA_WIDTH = 100;
+
+/** `--from`: new | earliest | offset:N | last:N | time:ISO. Throws naming the flag. */
+export function parseFrom(text: string): SubscriptionStart {
+  if (text === 'new' || text === 'earliest') return text;
+  const m = /^(offset|last|time):(.+)$/.exec(text);
+  if (m) {
+    const [, kind, value] = m as unknown as [string, string, string];
+    if (kind === 'offset' && /^\d+$/.test(value)) return { offset: BigInt(value) };
+    if (kind === 'last' && /^\d+$/.test(value) && Number(value) > 0) return { last: Number(value) };
+    if (kind === 'time' && Number.isFinite(Date.parse(value))) return { time: new Date(Date.parse(value)) };
+  }
+  throw new Error(
+    `invalid --from ${JSON.stringify(text)}: expected new, earliest, offset:N, last:N or time:ISO (e.g. time:2026-01-31T12:00:00Z)`,
+  );
+}
+
+function isText(contentType: string): boolean {
+  return isJsonContentType(contentType) || contentType.toLowerCase().startsWith('text/');
+}
+
+/** One line: offset, time, sender:type, the data as text (newlines flattened, truncated). */
+export function formatLine(e: SubscriptionEvent): string {
+  let data = isText(e.contentType) ? e.data.toString('utf8').replace(/\s*\n\s*/g, ' ') : `base64:${e.data.toString('base64')}`;
+  if (data.length > DATA_WIDTH) data = `${data.slice(0, DATA_WIDTH - 1)}…`;
+  const replay = e.replay ? `  (replay ${e.replay})` : '';
+  return `${e.offset}  ${new Date(e.time).toISOString()}  ${e.sender}:${e.type}  ${data}${replay}`;
+}
+
+/** One JSON object, like `herald events --json`: `data` parsed when JSON, else `dataBase64`. */
+export function formatJson(e: SubscriptionEvent): string {
+  const doc: Record<string, unknown> = {
+    offset: e.offset.toString(),
+    id: e.id,
+    sender: e.sender,
+    type: e.type,
+    time: new Date(e.time).toISOString(),
+    contentType: e.contentType,
+  };
+  if (e.subject !== undefined) doc.subject = e.subject;
+  if (e.correlationId !== undefined) doc.correlationId = e.correlationId;
+  if (e.causationId !== undefined) doc.causationId = e.causationId;
+  if (Object.keys(e.headers).length > 0) doc.headers = e.headers;
+  if (e.replay !== undefined) doc.replay = e.replay;
+  let parsed = false;
+  if (isJsonContentType(e.contentType)) {
+    try {
+      doc.data = JSON.parse(e.data.toString('utf8'));
+      parsed = true;
+    } catch {
+      // not valid JSON after all: fall through to base64
+    }
+  }
+  if (!parsed) doc.dataBase64 = e.data.toString('base64');
+  return JSON.stringify(doc);
+}
+
+/**
+ * `herald tail <selector> [--subscription NAME] [--from …] [--url host:port] [--json]`: a live tail
+ * over the hub's gRPC API, one line per event, each acknowledged once printed.
+ *
+ * With --subscription the tail is durable: run it again and it resumes after the last printed
+ * event (--from applies only when the subscription is created). Without, it uses a temporary
+ * subscription `tail-<random>` starting at --from (default new) and deletes it over the REST API
+ * (--hub) when it exits. It reconnects by itself when the hub restarts (a note on stderr); it stops
+ * on Ctrl-C, or with one line and exit 1 on a permanent error (bad selector, a subscription that
+ * exists with another selector, deleted meanwhile).
+ */
+export const registerTail: RegisterCommand = (program: Command) => {
+  program
+    .command('tail')
+    .description('print events matching a selector as they arrive, e.g. herald tail "billing:*" --subscription ops-tail')
+    .argument('<selector>', 'sender:type patterns, comma-separated')
+    .option('--subscription <name>', 'a durable subscription: resume where the last tail with this name stopped')
+    .option('--from <position>', 'where a new subscription starts: new (default), earliest, offset:N, last:N, time:ISO')
+    .option('--url <host:port>', 'hub gRPC address (default HERALD_GRPC_URL, else 127.0.0.1:$HERALD_GRPC_PORT, else :50051)')
+    .option('--hub <url>', 'hub REST URL, to delete the temporary subscription (default HERALD_HUB_URL, else :8080)')
+    .option('--json', 'one JSON object per line')
+    .action(async (selector: string, o: TailOptions) => {
+      parseSelector(selector);
+      const start = o.from === undefined ? 'new' : parseFrom(o.from);
+      const temporary = o.subscription === undefined;
+      const name = o.subscription ?? `tail-${randomBytes(6).toString('hex')}`;
+      const ac = new AbortController();
+      const stop = () => ac.abort();
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
+      // A closed pipe (`herald tail … | head`) ends the tail quietly.
+      process.stdout.on('error', stop);
+      let down = false;
+      const sub = subscription(name, selector, {
+        url: o.url,
+        start,
+        signal: ac.signal,
+        onError: (err) => {
+          if (!down) process.stderr.write(`herald tail: ${err.message}; reconnecting\n`);
+          down = true;
+        },
+      });
+      if (temporary) process.stderr.write(`herald tail: temporary subscription ${name}\n`);
+      try {
+        for await (const e of sub) {
+          if (down) {
+            process.stderr.write('herald tail: reconnected\n');
+            down = false;
+          }
+          process.stdout.write(`${o.json ? formatJson(e) : formatLine(e)}\n`);
+          e.ack();
+        }
+      } finally {
+        await sub.close();
+        process.off('SIGINT', stop);
+        process.off('SIGTERM', stop);
+        if (temporary) {
+          await callHub(hubUrl(o.hub), 'DELETE', `/subscriptions/${encodeURIComponent(name)}`).catch((err: unknown) => {
+            const why = err instanceof Error ? err.message : String(err);
+            process.stderr.write(`herald tail: could not delete the temporary subscription ${name}: ${why}\n`);
+          });
+        }
+      }
+    });
+};

@@ -1,0 +1,142 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { subscription } from '@herald/client';
+import { type HeraldError, INGEST_EXCHANGE } from '@herald/core';
+import {
+  createRawPublisher,
+  createTestDatabase,
+  createTestVhost,
+  freePort,
+  type HeraldProcess,
+  makeEvents,
+  startHubProcess,
+  type TestDatabase,
+  type TestVhost,
+  waitFor,
+} from '@herald/testing';
+import { openStore } from '../store/index.ts';
+import type { Store } from '../store/types.ts';
+
+const TOTAL = 20_000;
+
+/** Every offset of the log matching `selector`, ascending. */
+async function matching(reader: Store, selector: string): Promise<bigint[]> {
+  const out: bigint[] = [];
+  for (;;) {
+    const page = await reader.query({ selector, after: out.at(-1), limit: 10_000 });
+    out.push(...page.map((e) => e.offset));
+    if (page.length < 10_000) return out;
+  }
+}
+
+// The hub is SIGKILLed while one gRPC subscription streams and another sleeps. The SDK client of
+// the streaming one reconnects by itself once the hub is back and, within the same `for await`
+// loop, yields every matching offset exactly once and in order (what the dead hub had not saved
+// comes again and is skipped by offset). The sleeping one resumes right after what it acknowledged.
+describe('gRPC subscriptions across a hub SIGKILL, hub process', { timeout: 88_000 }, () => {
+  let vhost: TestVhost;
+  let db: TestDatabase;
+  const hubs: HeraldProcess[] = [];
+  let reader: Store | undefined;
+  let env: Record<string, string>;
+  let url = '';
+
+  before(async () => {
+    [vhost, db] = await Promise.all([createTestVhost('grpckill'), createTestDatabase('grpckill')]);
+    const grpcPort = await freePort();
+    env = {
+      HERALD_AMQP_URL: vhost.url,
+      HERALD_DATABASE_URL: db.url,
+      HERALD_MODE: 'router',
+      HERALD_HTTP_PORT: String(await freePort()),
+      HERALD_GRPC_PORT: String(grpcPort),
+    };
+    hubs.push(await startHubProcess(env));
+    url = `127.0.0.1:${grpcPort}`;
+    reader = await openStore({ url: db.url });
+  });
+  after(async () => {
+    for (const h of hubs) await h.kill('SIGKILL');
+    await reader?.close();
+    await vhost?.delete();
+    await db?.drop();
+  });
+
+  test('the streaming consumer reconnects by itself and misses nothing; the sleeping one resumes', async () => {
+    const errors: HeraldError[] = [];
+    const live = subscription('live', 'billing:*', {
+      url,
+      start: 'earliest',
+      maxInFlight: 200,
+      reconnectMaxDelayMs: 500,
+      onError: (e) => errors.push(e),
+    });
+    const liveGot: bigint[] = [];
+    const consuming = (async () => {
+      for await (const e of live) {
+        assert.ok(liveGot.length === 0 || e.offset > (liveGot.at(-1) as bigint), `ascending: ${e.offset} after ${liveGot.at(-1)}`);
+        liveGot.push(e.offset);
+        e.ack();
+      }
+    })();
+
+    const pub = await createRawPublisher(vhost.url);
+    // About 2,500 events/s, so the hub dies with events still coming in (they wait in herald.ingest).
+    const all = makeEvents(TOTAL, { size: 120 });
+    const publishing = (async () => {
+      const ok: boolean[] = [];
+      for (let i = 0; i < all.length; i += 250) {
+        ok.push(...(await pub.publishMany(INGEST_EXCHANGE, all.slice(i, i + 250), 250)));
+        await sleep(100);
+      }
+      return ok;
+    })();
+
+    // The sleeper takes 300 events, then sleeps.
+    const sleepyGot: bigint[] = [];
+    const sleepy = subscription('sleepy', 'shipping:*,crm:user.created', { url, start: 'earliest' });
+    for await (const e of sleepy) {
+      sleepyGot.push(e.offset);
+      e.ack();
+      if (sleepyGot.length === 300) break;
+    }
+
+    await waitFor('live consumed 1000', () => liveGot.length >= 1000, 30_000, 10);
+    await sleep(500);
+    const head = (await reader?.headOffset()) ?? 0n;
+    assert.ok(head < BigInt(TOTAL), `the hub dies while events still come in (head ${head})`);
+    const atKill = liveGot.length;
+    assert.equal(await (hubs[0] as HeraldProcess).kill('SIGKILL'), 'SIGKILL');
+    const killedAt = Date.now();
+    await sleep(300);
+    hubs.push(await startHubProcess(env));
+
+    assert.ok((await publishing).every(Boolean), 'every publish confirmed');
+    await pub.close();
+    await waitFor('every event stored', async () => ((await reader?.headOffset()) ?? 0n) >= BigInt(TOTAL), 40_000);
+    const liveExpected = await matching(reader as Store, 'billing:*');
+    const sleepyExpected = await matching(reader as Store, 'shipping:*,crm:user.created');
+    await waitFor('live caught up', () => liveGot.length >= liveExpected.length, 30_000, 20);
+    const reconnectedAfter = Date.now() - killedAt;
+    await live.close();
+    await consuming;
+
+    for await (const e of subscription('sleepy', 'shipping:*,crm:user.created', { url })) {
+      sleepyGot.push(e.offset);
+      e.ack();
+      if (sleepyGot.length >= sleepyExpected.length) break;
+    }
+
+    assert.deepEqual(liveGot, liveExpected, 'live: every matching offset exactly once, in order, across the kill');
+    assert.deepEqual(sleepyGot, sleepyExpected, 'sleepy: resumed right after what it acknowledged');
+    assert.ok(
+      errors.some((e) => e.code === 'UNAVAILABLE'),
+      `the client saw the hub go: ${errors.map((e) => e.code)}`,
+    );
+    console.log(
+      `# head ${head} of ${TOTAL} at the kill, live had ${atKill} events; ${errors.length} transient errors while the hub was down; ` +
+        `live ${liveGot.length}, sleepy ${sleepyGot.length} events, caught up ${reconnectedAfter} ms after the kill`,
+    );
+  });
+});

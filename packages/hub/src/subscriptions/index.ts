@@ -1,0 +1,18 @@
+/**
+ * Durable subscriptions (DESIGN.md §1, §3.5): named consumers with a selector and an acknowledged
+ * offset kept in the store, one shared receiver queue per canonical selector, catch-up from the
+ * log and then live, without gap or repeat. See docs/subscriptions.md.
+ */
+export type { SubscriptionManagerOptions } from './manager.ts';
+export { createSubscriptionManager } from './manager.ts';
+export { assertSubscriptionName, MAX_START_LAST, normalizeStart } from './start-position.ts';
+export { receiverQueue } from './subscription-store.ts';
+export type {
+  AttachRequest,
+  Consumer,
+  DeliveredEvent,
+  StartPosition,
+  SubscriptionInput,
+  SubscriptionManager,
+  SubscriptionView,
+} from './types.ts';

@@ -1,0 +1,306 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { ErrorCodes, hasCode, parseSelector } from '@herald/core';
+import { managementUrl, waitFor } from '@herald/testing';
+import { createRig, drain, offsetsOf, type Rig } from './test-kit.ts';
+import type { DeliveredEvent, SubscriptionManager } from './types.ts';
+
+/** Closes the vhost's connections of this name (RabbitMQ management API); resolves with how many. */
+async function closeConnections(vhost: string, connectionName: string): Promise<number> {
+  const base = new URL(managementUrl);
+  const auth = `Basic ${Buffer.from(`${decodeURIComponent(base.username)}:${decodeURIComponent(base.password)}`).toString('base64')}`;
+  const api = `${base.protocol}//${base.host}/api`;
+  // The management API lists a new connection after a moment.
+  for (let tries = 0; tries < 50; tries++) {
+    const res = await fetch(`${api}/vhosts/${encodeURIComponent(vhost)}/connections`, { headers: { authorization: auth } });
+    const conns = (await res.json()) as { name: string; client_properties?: { connection_name?: string } }[];
+    const mine = conns.filter((c) => c.client_properties?.connection_name === connectionName);
+    if (mine.length > 0) {
+      for (const c of mine)
+        await fetch(`${api}/connections/${encodeURIComponent(c.name)}`, { method: 'DELETE', headers: { authorization: auth } });
+      return mine.length;
+    }
+    await sleep(100);
+  }
+  return 0;
+}
+
+const queueOf = (selector: string) => `herald.sub.${parseSelector(selector).hash}`;
+
+for (const kind of ['postgres', 'embedded'] as const) {
+  describe(`subscription manager (${kind} store + RabbitMQ)`, { timeout: 60_000 }, () => {
+    let rig: Rig;
+    let m: SubscriptionManager;
+
+    before(async () => {
+      rig = await createRig(kind, 'subs');
+      m = await rig.manager();
+    });
+    after(async () => {
+      await rig?.close();
+    });
+
+    test('subscriptions with one selector share one receiver queue; the last delete removes it', async () => {
+      await m.create({ name: 'q-a', selector: 'qs:*' });
+      await m.create({ name: 'q-b', selector: ' qs:* ' });
+      await m.create({ name: 'q-c', selector: 'qs:x,qt:*' });
+      const names = (await rig.vhost.queues()).map((q) => q.name).filter((n) => n.startsWith('herald.sub.'));
+      assert.deepEqual(names.sort(), [queueOf('qs:*'), queueOf('qs:x,qt:*')].sort());
+      // identical create is idempotent, another selector is a conflict
+      assert.equal((await m.create({ name: 'q-a', selector: 'qs:*' })).name, 'q-a');
+      await assert.rejects(m.create({ name: 'q-a', selector: 'qt:*' }), (e) => hasCode(e, ErrorCodes.CONFLICT));
+      await assert.rejects(m.create({ name: 'bad name', selector: 'qt:*' }), (e) => hasCode(e, ErrorCodes.INVALID_REQUEST));
+      const view = await m.get('q-a');
+      assert.equal(view?.queue, queueOf('qs:*'));
+      assert.equal(view?.state, 'sleeping');
+
+      assert.equal(await m.delete('q-a'), true);
+      assert.ok((await rig.vhost.queues()).some((q) => q.name === queueOf('qs:*')));
+      assert.equal(await m.delete('q-b'), true);
+      assert.equal(await m.delete('q-b'), false);
+      await m.delete('q-c');
+      const left = (await rig.vhost.queues()).map((q) => q.name).filter((n) => n.startsWith('herald.sub.'));
+      assert.deepEqual(left, []);
+      const rows = await rig.store.sql.query('SELECT hash FROM receivers', []);
+      assert.equal(rows.rows.length, 0);
+    });
+
+    test('catch-up from the log, then live; lag in get', async () => {
+      const early = await rig.ingest([
+        ['cu', 'a'],
+        ['zz', 'a'],
+        ['cu', 'b'],
+      ]);
+      await m.create({ name: 'cu', selector: 'cu:*', start: 'earliest' });
+      const v = await m.get('cu');
+      assert.ok((v?.lagEvents ?? 0) >= 2);
+      const c = await m.attach({ name: 'cu', consumer: 'test' });
+      await c.active;
+      const got = await drain(c, (g) => g.length >= 2);
+      assert.deepEqual(
+        offsetsOf(got),
+        [early[0], early[2]].map((e) => Number(e?.offset)),
+      );
+      const later = await rig.ingest([
+        ['cu', 'c'],
+        ['zz', 'b'],
+        ['cu', 'd'],
+      ]);
+      await drain(c, (g) => g.length >= 4, { got });
+      assert.deepEqual(
+        offsetsOf(got).slice(2),
+        [later[0], later[2]].map((e) => Number(e?.offset)),
+      );
+      assert.equal((await m.get('cu'))?.state, 'active');
+      assert.equal((await m.get('cu'))?.consumer, 'test');
+      await c.close();
+      const after = await m.get('cu');
+      assert.equal(after?.state, 'sleeping');
+      assert.equal(after?.ackedOffset, later[2]?.offset);
+      assert.equal(after?.lagEvents, 0);
+      await m.delete('cu');
+    });
+
+    test('standby: a second consumer waits and takes over when the first closes, no offset twice', async () => {
+      await m.create({ name: 'sb', selector: 'sb:*' });
+      const c1 = await m.attach({ name: 'sb', consumer: 'one', maxInFlight: 10 });
+      const c2 = await m.attach({ name: 'sb', consumer: 'two' });
+      await c1.active;
+      let c2Active = false;
+      void c2.active.then(() => {
+        c2Active = true;
+      });
+      const stored = await rig.ingest(Array.from({ length: 40 }, (_, i): [string, string] => [i % 3 === 0 ? 'other' : 'sb', 't']));
+      const want = offsetsOf(stored.filter((e) => e.sender === 'sb'));
+      const got1 = await drain(c1, (g) => g.length >= 10, { max: 4 });
+      assert.equal(c2Active, false);
+      await c1.close();
+      await c2.active;
+      const got2 = await drain(c2, (g) => g.length >= want.length - got1.length);
+      assert.deepEqual([...offsetsOf(got1), ...offsetsOf(got2)], want);
+      assert.equal(await c1.ended, 'closed');
+      await c2.close();
+      await m.delete('sb');
+    });
+
+    test('maxInFlight bounds what is delivered and not acknowledged', async () => {
+      await m.create({ name: 'mf', selector: 'mf:*' });
+      const c = await m.attach({ name: 'mf', consumer: 'test', maxInFlight: 3 });
+      await rig.ingest(Array.from({ length: 10 }, (): [string, string] => ['mf', 't']));
+      const first = await c.next(100);
+      assert.ok(first.length <= 3 && first.length > 0);
+      let total = first.length;
+      while (total < 3) total += (await c.next(100)).length;
+      assert.deepEqual(await c.next(100, AbortSignal.timeout(300)), []);
+      assert.throws(
+        () => c.ack(10_000_000n),
+        (e) => hasCode(e, ErrorCodes.INVALID_REQUEST),
+      );
+      c.ack(first[0]?.offset as bigint);
+      const more = await c.next(100);
+      assert.equal(more.length, 1);
+      await c.close();
+      await m.delete('mf');
+    });
+
+    test('a pause: the subscription does not pass a held event; after resume it gets it in order', async () => {
+      await m.create({ name: 'ph', selector: 'ph:*' });
+      const c = await m.attach({ name: 'ph', consumer: 'test' });
+      const p = await rig.dispatcher.createPause({ selector: 'ph:held', ttl: 60 });
+      const first = await rig.ingest([
+        ['ph', 'a'],
+        ['ph', 'held'],
+        ['ph', 'b'],
+        ['ph', 'c'],
+      ]);
+      const got = await drain(c, (g) => g.length >= 1);
+      assert.deepEqual(offsetsOf(got), [Number(first[0]?.offset)]);
+      assert.deepEqual(await c.next(100, AbortSignal.timeout(700)), [], 'nothing passes the held event');
+      await rig.dispatcher.resume(p.id);
+      await drain(c, (g) => g.length >= 4, { got });
+      const later = await rig.ingest([['ph', 'd']]);
+      await drain(c, (g) => g.length >= 5, { got });
+      assert.deepEqual(
+        offsetsOf(got),
+        [...first, ...later].map((e) => Number(e.offset)),
+      );
+      await c.close();
+      await m.delete('ph');
+    });
+
+    test('HTTP pull and ack; CONFLICT while a consumer is attached; replay into the subscription', async () => {
+      await m.create({ name: 'hp', selector: 'hp:*' });
+      const stored = await rig.ingest([
+        ['hp', 'a'],
+        ['hp', 'b'],
+        ['xx', 'a'],
+        ['hp', 'c'],
+      ]);
+      const want = offsetsOf(stored.filter((e) => e.sender === 'hp'));
+      const first = await m.pull('hp', { max: 2, waitMs: 0 });
+      assert.deepEqual(offsetsOf(first), want.slice(0, 2));
+      // unacknowledged: the same again
+      assert.deepEqual(offsetsOf(await m.pull('hp', { max: 2, waitMs: 0 })), want.slice(0, 2));
+      await m.ack('hp', first[1]?.offset as bigint);
+      assert.equal((await m.get('hp'))?.consumer, 'http');
+      await assert.rejects(m.ack('hp', 10_000_000n), (e) => hasCode(e, ErrorCodes.INVALID_REQUEST));
+      // long poll: woken by a live event
+      const waiting = m.pull('hp', { max: 10, waitMs: 5000 });
+      assert.deepEqual(offsetsOf(await waiting), want.slice(2));
+      await m.ack('hp', BigInt(want[2] as number));
+      const t0 = Date.now();
+      const waiting2 = m.pull('hp', { max: 10, waitMs: 5000 });
+      await sleep(100);
+      const live = await rig.ingest([['hp', 'd']]);
+      assert.deepEqual(offsetsOf(await waiting2), [Number(live[0]?.offset)]);
+      assert.ok(Date.now() - t0 < 3000);
+      await m.ack('hp', live[0]?.offset as bigint);
+
+      const c = await m.attach({ name: 'hp', consumer: 'grpc test' });
+      await assert.rejects(m.pull('hp', { max: 1, waitMs: 0 }), (e) => hasCode(e, ErrorCodes.CONFLICT));
+      const count = await m.replay('hp', { id: 'r1', selector: parseSelector('hp:a,hp:c'), after: 0n, upTo: 1_000_000n });
+      assert.equal(count, 2);
+      const got: DeliveredEvent[] = [];
+      await drain(c, (g) => g.length >= 2, { got });
+      assert.deepEqual(
+        got.map((e) => [Number(e.offset), e.replay]),
+        [
+          [want[0], 'r1'],
+          [want[2], 'r1'],
+        ],
+      );
+      const next = await rig.ingest([['hp', 'e']]);
+      await drain(c, (g) => g.length >= 3, { got });
+      assert.equal(got[2]?.offset, next[0]?.offset);
+      assert.equal(got[2]?.replay, undefined);
+      await c.close();
+      await assert.rejects(m.pull('nope', { max: 1, waitMs: 0 }), (e) => hasCode(e, ErrorCodes.NOT_FOUND));
+      await m.delete('hp');
+    });
+
+    test('after a crash (acknowledgements not saved) a new manager re-delivers from the saved offset, never skips', async () => {
+      // A "crashed" manager: it never saves (flush every hour) and is not stopped before the next one starts.
+      const crashed = await rig.manager({ flushMs: 3_600_000 });
+      await crashed.create({ name: 'cr', selector: 'cr:*', start: 'new' });
+      const stored = await rig.ingest(Array.from({ length: 20 }, (): [string, string] => ['cr', 't']));
+      const c = await crashed.attach({ name: 'cr', consumer: 'test' });
+      const got = await drain(c, (g) => g.length >= 8, { max: 4 });
+      assert.ok(got.length >= 8);
+      const m2 = await rig.manager();
+      assert.equal((await m2.get('cr'))?.ackedOffset, (stored[0]?.offset as bigint) - 1n);
+      const c2 = await m2.attach({ name: 'cr', consumer: 'test' });
+      // both consume the same receiver queue now: the new one gets part of the live messages, and the log
+      const later = await rig.ingest(Array.from({ length: 20 }, (_, i): [string, string] => [i % 2 ? 'cr' : 'zz', 't']));
+      const all = await drain(c2, (g) => g.length >= 30);
+      assert.deepEqual(offsetsOf(all), offsetsOf([...stored, ...later.filter((e) => e.sender === 'cr')]));
+      await c2.close();
+      await c.close();
+      await crashed.stop();
+      await m2.delete('cr');
+      await m2.stop();
+    });
+
+    test('the receivers lose RabbitMQ: they reconnect, and the consumer misses nothing meanwhile', async () => {
+      await m.create({ name: 'rc', selector: 'rc:*' });
+      const c = await m.attach({ name: 'rc', consumer: 'test' });
+      const want: number[] = [];
+      const got: DeliveredEvent[] = [];
+      let dropped = 0;
+      for (let i = 0; i < 20; i++) {
+        if (i === 5 || i === 12) dropped += await closeConnections(rig.vhost.name, 'herald-hub receivers');
+        const stored = await rig.ingest(Array.from({ length: 25 }, (_, j): [string, string] => [j % 5 ? 'rc' : 'zz', 't']));
+        want.push(...offsetsOf(stored.filter((e) => e.sender === 'rc')));
+        await drain(c, (g) => g.length >= want.length - 10, { got });
+      }
+      await drain(c, (g) => g.length >= want.length, { got });
+      assert.ok(dropped >= 2, `closed ${dropped} connections`);
+      assert.deepEqual(offsetsOf(got), want);
+      await c.close();
+      await m.delete('rc');
+    });
+
+    test('stop and restart: a new manager restores state and resumes after the acknowledged offset', async () => {
+      const m1 = await rig.manager();
+      await m1.create({ name: 'rs-active', selector: 'rs:*', start: 'new' });
+      await m1.create({ name: 'rs-sleep', selector: 'rs:*', start: 'new' });
+      const stored = await rig.ingest(Array.from({ length: 30 }, (): [string, string] => ['rs', 't']));
+      const c = await m1.attach({ name: 'rs-active', consumer: 'test' });
+      const got = await drain(c, (g) => g.length >= 12, { max: 6 });
+      const acked = got[got.length - 1]?.offset as bigint;
+      // after the flush interval it is saved even while attached
+      await waitFor(
+        'the acknowledged offset saved',
+        async () => {
+          const r = await rig.store.sql.query<{ a: string }>(
+            `SELECT acked_offset::text AS a FROM subscriptions WHERE name = 'rs-active'`,
+            [],
+          );
+          return r.rows[0]?.a === acked.toString();
+        },
+        3000,
+      );
+      await m1.stop();
+      assert.equal(await c.ended, 'hub stopping');
+
+      const m2 = await rig.manager();
+      const views = await m2.list();
+      const active = views.find((v) => v.name === 'rs-active');
+      const sleeping = views.find((v) => v.name === 'rs-sleep');
+      assert.equal(active?.ackedOffset, acked);
+      assert.equal(active?.state, 'sleeping');
+      assert.equal(sleeping?.lagEvents, 30);
+      assert.ok((await rig.vhost.queues()).some((q) => q.name === queueOf('rs:*')));
+      const c2 = await m2.attach({ name: 'rs-active', consumer: 'test' });
+      const rest = await drain(c2, (g) => g.length >= 18);
+      assert.deepEqual([...offsetsOf(got), ...offsetsOf(rest)], offsetsOf(stored));
+      const c3 = await m2.attach({ name: 'rs-sleep', consumer: 'test' });
+      assert.deepEqual(offsetsOf(await drain(c3, (g) => g.length >= 30)), offsetsOf(stored));
+      await c2.close();
+      await c3.close();
+      await m2.delete('rs-active');
+      await m2.delete('rs-sleep');
+      await m2.stop();
+    });
+  });
+}

@@ -1,0 +1,191 @@
+import { parseSelector, type Selector, sqlPredicate } from '@herald/core';
+import { epochMs, type SqlExecutor, toBigInt } from '../dispatcher/sql.ts';
+
+/** A subscription as kept in the `subscriptions` table (migration 003). */
+export interface SubscriptionRecord {
+  readonly name: string;
+  readonly selector: Selector;
+  readonly ackedOffset: bigint;
+  readonly createdAt: number;
+}
+
+/** A receiver as kept in the `receivers` table. */
+export interface ReceiverRecord {
+  readonly hash: string;
+  readonly selector: Selector;
+  readonly queue: string;
+}
+
+/** The receiver queue of a selector: `herald.sub.<hash>`. */
+export function receiverQueue(selector: Selector): string {
+  return `herald.sub.${selector.hash}`;
+}
+
+/** Lag figures are counted up to here, then capped. */
+export const LAG_CAP = 1_000_000;
+
+/**
+ * The `subscriptions` and `receivers` tables (migration 003) and the few log queries the manager
+ * needs beyond Store.query (offsets only, counts). Every method is one statement and rejects when
+ * the database fails.
+ */
+export interface SubscriptionStore {
+  loadAll(): Promise<{ subscriptions: SubscriptionRecord[]; receivers: ReceiverRecord[] }>;
+  /**
+   * Inserts the subscription, and its receiver unless the selector has one; one statement. Resolves
+   * with the subscription as stored: the existing one when the name was taken (compare selectors).
+   */
+  insert(sub: SubscriptionRecord): Promise<SubscriptionRecord>;
+  /** Removes the subscription and, when no other subscription has its selector, its receiver. False when absent. */
+  delete(name: string, selector: Selector): Promise<boolean>;
+  /** Ensures a receiver row (start() repairs one missing). */
+  ensureReceiver(selector: Selector): Promise<void>;
+  deleteReceiver(hash: string): Promise<void>;
+  /** One UPDATE for many subscriptions; an offset never goes down. */
+  saveAcked(entries: readonly { name: string; acked: bigint }[]): Promise<void>;
+  /** Offsets of matching events in (after, upTo], ascending, at most `limit`. */
+  offsets(selector: Selector, after: bigint, upTo: bigint | undefined, limit: number): Promise<bigint[]>;
+  /** The smallest held offset (held_events, migration 002) matching the selector. */
+  firstHeld(selector: Selector): Promise<bigint | undefined>;
+  /** The offset of the N-th last event matching the selector; undefined when fewer match. */
+  nthLast(selector: Selector, n: number): Promise<bigint | undefined>;
+  /** How many events in (after, upTo], event time in [since, until), match both selectors. */
+  countRange(
+    a: Selector,
+    b: Selector,
+    range: { after: bigint; upTo: bigint; since?: number | undefined; until?: number | undefined },
+  ): Promise<number>;
+  /** Matching events above `after` (capped at LAG_CAP) and the storage time of the first one. */
+  lag(selector: Selector, after: bigint): Promise<{ events: number; oldestMs: number | undefined }>;
+}
+
+interface SubRow {
+  name: string;
+  selector: string;
+  acked: string;
+  created_ms: number;
+}
+
+function toRecord(r: SubRow): SubscriptionRecord {
+  return { name: r.name, selector: parseSelector(r.selector), ackedOffset: toBigInt(r.acked), createdAt: Number(r.created_ms) };
+}
+
+const SUB_COLUMNS = `name, selector, acked_offset::text AS acked, ${epochMs('created_at')} AS created_ms`;
+
+/** The SubscriptionStore over an SQL executor. */
+export function createSubscriptionStore(sql: SqlExecutor): SubscriptionStore {
+  return {
+    async loadAll() {
+      const subs = await sql.query<SubRow>(`SELECT ${SUB_COLUMNS} FROM subscriptions ORDER BY name`, []);
+      const recs = await sql.query<{ hash: string; selector: string; queue: string }>(
+        'SELECT hash, selector, queue FROM receivers ORDER BY hash',
+        [],
+      );
+      return {
+        subscriptions: subs.rows.map(toRecord),
+        receivers: recs.rows.map((r) => ({ hash: r.hash, selector: parseSelector(r.selector), queue: r.queue })),
+      };
+    },
+    async insert(sub) {
+      const { rows } = await sql.query<SubRow>(
+        `WITH r AS (
+           INSERT INTO receivers (hash, selector, queue, created_at) VALUES ($5, $2, $6, now()) ON CONFLICT DO NOTHING
+         ), s AS (
+           INSERT INTO subscriptions (name, selector, acked_offset, created_at, updated_at)
+           VALUES ($1, $2, $3::bigint, to_timestamp($4::float8 / 1000), now())
+           ON CONFLICT (name) DO NOTHING
+           RETURNING ${SUB_COLUMNS}
+         )
+         SELECT * FROM s UNION ALL SELECT ${SUB_COLUMNS} FROM subscriptions WHERE name = $1 AND NOT EXISTS (SELECT 1 FROM s)`,
+        [sub.name, sub.selector.canonical, sub.ackedOffset.toString(), sub.createdAt, sub.selector.hash, receiverQueue(sub.selector)],
+      );
+      return toRecord(rows[0] as SubRow);
+    },
+    async delete(name, selector) {
+      // The CTE's DELETE is not visible to the outer statement: the other users are those not named $1.
+      const { rows } = await sql.query<{ name: string }>(
+        `WITH d AS (DELETE FROM subscriptions WHERE name = $1 RETURNING name),
+              r AS (DELETE FROM receivers WHERE hash = $2 AND EXISTS (SELECT 1 FROM d)
+                      AND NOT EXISTS (SELECT 1 FROM subscriptions s WHERE s.selector = $3 AND s.name <> $1))
+         SELECT name FROM d`,
+        [name, selector.hash, selector.canonical],
+      );
+      return rows.length > 0;
+    },
+    async ensureReceiver(selector) {
+      await sql.query('INSERT INTO receivers (hash, selector, queue, created_at) VALUES ($1, $2, $3, now()) ON CONFLICT DO NOTHING', [
+        selector.hash,
+        selector.canonical,
+        receiverQueue(selector),
+      ]);
+    },
+    async deleteReceiver(hash) {
+      await sql.query('DELETE FROM receivers WHERE hash = $1', [hash]);
+    },
+    async saveAcked(entries) {
+      if (entries.length === 0) return;
+      await sql.query(
+        `UPDATE subscriptions s SET acked_offset = v.acked, updated_at = now()
+           FROM unnest($1::text[], $2::bigint[]) AS v(name, acked)
+          WHERE s.name = v.name AND s.acked_offset < v.acked`,
+        [entries.map((e) => e.name), entries.map((e) => e.acked.toString())],
+      );
+    },
+    async offsets(selector, after, upTo, limit) {
+      const pred = sqlPredicate(selector, { firstParam: 4 });
+      const where = pred.sql === 'TRUE' ? '' : `AND ${pred.sql}`;
+      const { rows } = await sql.query<{ off: string }>(
+        `SELECT "offset"::text AS off FROM events
+          WHERE "offset" > $1::bigint AND ($2::bigint IS NULL OR "offset" <= $2::bigint) ${where}
+          ORDER BY events."offset" LIMIT $3`,
+        [after.toString(), upTo === undefined ? null : upTo.toString(), limit, ...pred.params],
+      );
+      return rows.map((r) => toBigInt(r.off));
+    },
+    async firstHeld(selector) {
+      const pred = sqlPredicate(selector);
+      const { rows } = await sql.query<{ off: string | null }>(
+        `SELECT min("offset")::text AS off FROM held_events WHERE ${pred.sql}`,
+        pred.params,
+      );
+      const off = rows[0]?.off;
+      return off === null || off === undefined ? undefined : toBigInt(off);
+    },
+    async nthLast(selector, n) {
+      const pred = sqlPredicate(selector, { firstParam: 2 });
+      const where = pred.sql === 'TRUE' ? '' : `WHERE ${pred.sql}`;
+      const { rows } = await sql.query<{ off: string }>(
+        `SELECT "offset"::text AS off FROM events ${where} ORDER BY events."offset" DESC LIMIT 1 OFFSET $1`,
+        [n - 1, ...pred.params],
+      );
+      return rows[0] === undefined ? undefined : toBigInt(rows[0].off);
+    },
+    async countRange(a, b, range) {
+      const params: unknown[] = [range.after.toString(), range.upTo.toString(), range.since ?? null, range.until ?? null];
+      const pa = sqlPredicate(a, { firstParam: params.length + 1 });
+      params.push(...pa.params);
+      const pb = sqlPredicate(b, { firstParam: params.length + 1 });
+      params.push(...pb.params);
+      const { rows } = await sql.query<{ n: number }>(
+        `SELECT count(*)::int AS n FROM events
+          WHERE "offset" > $1::bigint AND "offset" <= $2::bigint
+            AND ($3::float8 IS NULL OR time >= to_timestamp($3::float8 / 1000))
+            AND ($4::float8 IS NULL OR time < to_timestamp($4::float8 / 1000))
+            AND ${pa.sql} AND ${pb.sql}`,
+        params,
+      );
+      return Number(rows[0]?.n ?? 0);
+    },
+    async lag(selector, after) {
+      const pred = sqlPredicate(selector, { firstParam: 3 });
+      const where = pred.sql === 'TRUE' ? '' : `AND ${pred.sql}`;
+      const { rows } = await sql.query<{ n: number; oldest_ms: number | null }>(
+        `SELECT (SELECT count(*)::int FROM (SELECT 1 FROM events WHERE "offset" > $1::bigint ${where} LIMIT $2) c) AS n,
+                (SELECT ${epochMs('stored_at')} FROM events WHERE "offset" > $1::bigint ${where} ORDER BY events."offset" LIMIT 1) AS oldest_ms`,
+        [after.toString(), LAG_CAP, ...pred.params],
+      );
+      const r = rows[0];
+      return { events: Number(r?.n ?? 0), oldestMs: r?.oldest_ms === null || r?.oldest_ms === undefined ? undefined : Number(r.oldest_ms) };
+    },
+  };
+}

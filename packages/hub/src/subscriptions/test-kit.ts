@@ -1,0 +1,110 @@
+// Test helpers for the subscription int tests (not exported by the package): a store, a vhost, a
+// real dispatcher forwarding to herald.events, and managers over them.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createTestDatabase, createTestVhost, type TestDatabase, type TestVhost } from '@herald/testing';
+import { pino } from 'pino';
+import { createDispatcher, type Dispatcher } from '../dispatcher/index.ts';
+import { createForward, events } from '../dispatcher/test-kit.ts';
+import { openStore, type SqlStore } from '../store/index.ts';
+import type { StoredEvent } from '../store/types.ts';
+import { createSubscriptionManager, type SubscriptionManagerOptions } from './manager.ts';
+import type { Consumer, DeliveredEvent, SubscriptionManager } from './types.ts';
+
+export interface Rig {
+  readonly vhost: TestVhost;
+  readonly store: SqlStore;
+  readonly dispatcher: Dispatcher;
+  /** Stores events and dispatches them, as the ingest does for one batch. */
+  ingest(spec: readonly [string, string][]): Promise<StoredEvent[]>;
+  /** A manager over the rig's store and vhost (started). */
+  manager(options?: Partial<SubscriptionManagerOptions>): Promise<SubscriptionManager>;
+  close(): Promise<void>;
+}
+
+export async function createRig(kind: 'postgres' | 'embedded', prefix: string): Promise<Rig> {
+  const vhost = await createTestVhost(prefix);
+  let db: TestDatabase | undefined;
+  let dir: string | undefined;
+  let store: SqlStore;
+  if (kind === 'postgres') {
+    db = await createTestDatabase(prefix);
+    store = await openStore({ url: db.url });
+  } else {
+    dir = mkdtempSync(join(tmpdir(), `herald-${prefix}-`));
+    store = await openStore({ dataDir: dir });
+  }
+  await store.migrate();
+  if (!(await store.acquireWriterLease())) throw new Error('no writer lease');
+  const fwd = await createForward(vhost.url);
+  const logger = process.env.DEBUG_SUBSCRIPTIONS ? pino({ level: 'debug' }) : undefined;
+  const dispatcher = createDispatcher({ sql: store.sql, store, forward: fwd.forward, logger });
+  await dispatcher.start();
+  let dispatched = await store.headOffset();
+  let chain: Promise<unknown> = Promise.resolve();
+  const managers: SubscriptionManager[] = [];
+  return {
+    vhost,
+    store,
+    dispatcher,
+    ingest(spec) {
+      const run = chain.then(async () => {
+        const { stored } = await store.append(events(spec));
+        await dispatcher.dispatch(stored);
+        const last = stored[stored.length - 1];
+        if (last) dispatched = last.offset;
+        return stored;
+      });
+      chain = run.catch(() => undefined);
+      return run;
+    },
+    async manager(options = {}) {
+      const m = createSubscriptionManager({
+        store,
+        sql: store.sql,
+        amqpUrl: vhost.url,
+        logger,
+        dispatched: () => dispatched,
+        holding: () => dispatcher.stats().holding > 0,
+        ...options,
+      });
+      await m.start();
+      managers.push(m);
+      return m;
+    },
+    async close() {
+      for (const m of managers) await m.stop().catch(() => undefined);
+      await dispatcher.stop().catch(() => undefined);
+      await fwd.close();
+      await store.close();
+      await vhost.delete();
+      await db?.drop();
+      if (dir) rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Reads from a consumer until `until` holds for what was received, acking every batch; gives up after `timeoutMs`. */
+export async function drain(
+  c: Consumer,
+  until: (got: DeliveredEvent[]) => boolean,
+  options: { max?: number; timeoutMs?: number; got?: DeliveredEvent[] } = {},
+): Promise<DeliveredEvent[]> {
+  const got = options.got ?? [];
+  const end = Date.now() + (options.timeoutMs ?? 20_000);
+  while (!until(got)) {
+    const left = end - Date.now();
+    if (left <= 0) throw new Error(`timed out with ${got.length} events; last ${got[got.length - 1]?.offset}`);
+    const batch = await c.next(options.max ?? 100, AbortSignal.timeout(Math.min(left, 1000)));
+    if (batch.length === 0) continue;
+    got.push(...batch);
+    c.ack((batch[batch.length - 1] as DeliveredEvent).offset);
+  }
+  return got;
+}
+
+/** Asserts strictly increasing offsets; returns them as numbers. */
+export function offsetsOf(list: readonly { offset: bigint }[]): number[] {
+  return list.map((e) => Number(e.offset));
+}
