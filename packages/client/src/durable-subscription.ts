@@ -227,6 +227,9 @@ const CHANNEL_OPTIONS: grpc.ChannelOptions = {
   'grpc.keepalive_timeout_ms': 10_000,
   'grpc.keepalive_permit_without_calls': 1,
   'grpc.max_receive_message_length': 64 * 1024 * 1024,
+  // HTTP/2's default 64 KiB receive window holds ~60 events of 1 KiB: the hub would wait for a
+  // window update every few batches. max-in-flight bounds what is outstanding anyway.
+  'grpc-node.flow_control_window': 16 * 1024 * 1024,
   // The channel's own reconnects follow the subscription's pace, not grpc's 1 s minimum.
   'grpc.initial_reconnect_backoff_ms': 100,
   'grpc.max_reconnect_backoff_ms': 5000,
