@@ -10,16 +10,20 @@ import type { Command } from 'commander';
 export function registerHub(program: Command): void {
   program
     .command('hub')
-    .description('run the hub: ingest, the log, the REST API')
+    .description('run the hub: ingest, the log, the REST API, gRPC subscriptions')
     .option('--mode <mode>', 'router | archive (HERALD_MODE, default router)')
     .option('--amqp-url <url>', 'RabbitMQ (HERALD_AMQP_URL, default amqp://guest:guest@127.0.0.1:5672)')
     .option('--database-url <url>', 'postgres:// URL, or a directory for the embedded store (HERALD_DATABASE_URL, default ./.herald/)')
     .option('--http-port <port>', 'REST port (HERALD_HTTP_PORT, default 8080)')
     .option('--http-host <host>', 'REST address (HERALD_HTTP_HOST, default 127.0.0.1)')
-    .option('--grpc-port <port>', 'gRPC port (HERALD_GRPC_PORT, default 50051; not served yet)')
+    .option('--grpc-port <port>', 'gRPC port: Subscribe and Publish (HERALD_GRPC_PORT, default 50051; 0 = any free port)')
     .option('--max-event-bytes <n>', 'largest event body (HERALD_MAX_EVENT_BYTES, default 1048576)')
     .option('--batch-size <n>', 'most events per store transaction (HERALD_BATCH_SIZE, default 500)')
     .option('--prefetch <n>', 'unacknowledged ingest messages in flight (HERALD_PREFETCH, default 2000)')
+    .option(
+      '--receiver-max-length <n>',
+      'messages a subscription receiver queue keeps, the oldest dropped beyond (HERALD_RECEIVER_MAX_LENGTH, default 10000)',
+    )
     .option('--log-level <level>', 'pino level (HERALD_LOG_LEVEL, default info)')
     .action(async (opts: HubOptions) => {
       let config: ReturnType<typeof normalizeConfig>;

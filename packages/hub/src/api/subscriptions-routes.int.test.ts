@@ -22,6 +22,9 @@ describe('REST /api/v1/subscriptions', { timeout: 80_000 }, () => {
   let fwd: Awaited<ReturnType<typeof createForward>>;
   let dispatcher: Dispatcher;
   let manager: SubscriptionManager;
+  /** What the routes see: undefined as on a standby hub; `mode` as the hub's HERALD_MODE. */
+  let serving: SubscriptionManager | undefined;
+  let mode = 'router';
   let app: FastifyInstance;
   let base: string;
 
@@ -31,7 +34,7 @@ describe('REST /api/v1/subscriptions', { timeout: 80_000 }, () => {
       ...(body === undefined ? {} : { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } }),
     });
     const text = await res.text();
-    return { status: res.status, type: String(res.headers.get('content-type')), body: text ? JSON.parse(text) : undefined };
+    return { status: res.status, type: String(res.headers.get('content-type')), text, body: text ? JSON.parse(text) : undefined };
   };
   /** Stores and dispatches events, as ingest would. */
   const publish = async (spec: [string, string][]) => {
@@ -50,12 +53,19 @@ describe('REST /api/v1/subscriptions', { timeout: 80_000 }, () => {
     await dispatcher.start();
     manager = createSubscriptionManager({ store, sql: store.sql, amqpUrl: vhost.url, flushMs: 50 });
     await manager.start();
+    serving = manager;
     app = await createApi({
       store,
       ready: () => true,
       publish: async () => {},
       extraRoutes: (a) => {
-        subscriptionsRoutes(a, { manager: () => manager, mode: 'router', heartbeatMs: 300 });
+        subscriptionsRoutes(a, {
+          manager: () => serving,
+          get mode() {
+            return mode;
+          },
+          heartbeatMs: 300,
+        });
         replaysRoutes(a, { dispatcher: () => dispatcher, mode: 'router', subscriptions: () => manager, store });
       },
     });
@@ -121,7 +131,11 @@ describe('REST /api/v1/subscriptions', { timeout: 80_000 }, () => {
       ['from-2', 'last-1', 'ledger', 'shop-new'],
     );
     assert.equal((await call('GET', '/api/v1/subscriptions/missing')).status, 404);
-    for (const name of ['shop-new', 'from-2', 'last-1']) assert.equal((await call('DELETE', `/api/v1/subscriptions/${name}`)).status, 204);
+    for (const name of ['shop-new', 'from-2', 'last-1']) {
+      const deleted = await call('DELETE', `/api/v1/subscriptions/${name}`);
+      assert.equal(deleted.status, 204);
+      assert.equal(deleted.text, '', '204 has no body');
+    }
     const gone = await call('DELETE', '/api/v1/subscriptions/shop-new');
     assert.equal(gone.status, 404);
     assert.equal(gone.body.code, 'NOT_FOUND');
@@ -180,6 +194,9 @@ describe('REST /api/v1/subscriptions', { timeout: 80_000 }, () => {
     const lastId = await fetch(`${base}/api/v1/subscriptions/ledger/stream`, { headers: { 'last-event-id': 'abc' } });
     assert.equal(lastId.status, 400);
     assert.equal(((await lastId.json()) as { parameter: string }).parameter, 'Last-Event-ID');
+    const aboveHead = await fetch(`${base}/api/v1/subscriptions/ledger/stream`, { headers: { 'last-event-id': '999999' } });
+    assert.equal(aboveHead.status, 400, 'a Last-Event-ID above the head of the log');
+    assert.equal(((await aboveHead.json()) as { parameter: string }).parameter, 'Last-Event-ID');
   });
 
   test('pull: events after the acknowledged offset, again until acked; long poll wakes on a live event; a gone client ends its wait', async () => {
@@ -226,6 +243,24 @@ describe('REST /api/v1/subscriptions', { timeout: 80_000 }, () => {
     assert.equal(next.status, 200);
     assert.deepEqual(next.body.events, []);
     assert.ok(Date.now() - t1 < 2000, `the next pull answered after ${Date.now() - t1} ms`);
+
+    // wait is in seconds, fractions allowed; without max and wait a pull takes up to 100 events and waits up to 5 s.
+    const t2 = Date.now();
+    assert.deepEqual((await call('GET', '/api/v1/subscriptions/ledger/events?wait=0.5')).body.events, []);
+    const half = Date.now() - t2;
+    assert.ok(half >= 400 && half < 3000, `wait=0.5 answered after ${half} ms`);
+    const t3 = Date.now();
+    assert.deepEqual((await call('GET', '/api/v1/subscriptions/ledger/events')).body.events, []);
+    const dflt = Date.now() - t3;
+    assert.ok(dflt >= 4500 && dflt < 8000, `the default wait answered after ${dflt} ms`);
+    const many = await publish(Array.from({ length: 150 }, () => ['billing', 'invoice.paid'] as [string, string]));
+    const page = await call('GET', '/api/v1/subscriptions/ledger/events');
+    assert.deepEqual(
+      page.body.events.map((e: { offset: string }) => e.offset),
+      many.slice(0, 100).map(String),
+      'default max 100',
+    );
+    assert.equal((await call('POST', '/api/v1/subscriptions/ledger/ack', { offset: String(many.at(-1)) })).status, 204);
   });
 
   test('SSE: live events in order with auto-ack; reconnect with Last-Event-ID resumes; standby; pull is 409 meanwhile', async () => {
@@ -404,14 +439,36 @@ describe('REST /api/v1/subscriptions', { timeout: 80_000 }, () => {
     );
   });
 
+  test('archive mode answers 409 naming router mode, no manager 503', async () => {
+    serving = undefined;
+    try {
+      const none = await call('GET', '/api/v1/subscriptions');
+      assert.equal(none.status, 503);
+      assert.match(none.type, /application\/problem\+json/);
+      mode = 'archive';
+      const archive = await call('GET', '/api/v1/subscriptions/ledger');
+      assert.equal(archive.status, 409);
+      assert.match(archive.body.detail, /router mode/);
+    } finally {
+      serving = manager;
+      mode = 'router';
+    }
+    assert.equal((await call('GET', '/api/v1/subscriptions/ledger')).status, 200);
+  });
+
   test('the OpenAPI document lists the subscription routes', async () => {
-    const doc = (await call('GET', '/openapi.json')).body as { paths: Record<string, Record<string, unknown>> };
+    const doc = (await call('GET', '/openapi.json')).body as { paths: Record<string, Record<string, Record<string, unknown>>> };
     assert.ok(doc.paths['/api/v1/subscriptions']?.post);
     assert.ok(doc.paths['/api/v1/subscriptions']?.get);
     assert.ok(doc.paths['/api/v1/subscriptions/{name}']?.get);
     assert.ok(doc.paths['/api/v1/subscriptions/{name}']?.delete);
     assert.ok(doc.paths['/api/v1/subscriptions/{name}/events']?.get);
     assert.ok(doc.paths['/api/v1/subscriptions/{name}/ack']?.post);
-    assert.ok(doc.paths['/api/v1/subscriptions/{name}/stream']?.get);
+    const stream = doc.paths['/api/v1/subscriptions/{name}/stream']?.get as {
+      responses: Record<string, { content: Record<string, unknown> }>;
+      parameters: { name: string; in: string }[];
+    };
+    assert.ok(stream.responses['200']?.content['text/event-stream']);
+    assert.ok(stream.parameters.some((p) => p.in === 'header' && p.name === 'last-event-id'));
   });
 });

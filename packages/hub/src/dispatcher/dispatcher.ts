@@ -12,7 +12,14 @@ import {
   type PauseStore,
   partitionHeld,
 } from '../pauses/index.ts';
-import { createReplayStore, normalizeReplayInput, type Replay, type ReplayInput, type ReplayStore } from '../replays/index.ts';
+import {
+  createReplayStore,
+  normalizeReplayInput,
+  type Replay,
+  type ReplayInput,
+  type ReplayStore,
+  resolveReplayRange,
+} from '../replays/index.ts';
 import type { Store, StoredEvent } from '../store/types.ts';
 import { createHeldStore, type HeldStore } from './held-store.ts';
 import { loadEvents } from './load-events.ts';
@@ -356,16 +363,8 @@ class SerialDispatcher implements Dispatcher {
     if (!this.starting) await this.start();
     return this.serial(async () => {
       const now = Date.now();
-      let upTo = this.highWater ?? (await this.store.headOffset());
-      if (req.to && 'offset' in req.to && req.to.offset < upTo) upTo = req.to.offset;
-      const until = req.to && 'time' in req.to ? req.to.time : undefined;
-      let after = 0n;
-      let since: number | undefined;
-      if ('last' in req.from) {
-        const last = await this.store.query({ selector: req.selector, upTo, until, last: req.from.last, limit: req.from.last });
-        after = last[0] ? last[0].offset - 1n : upTo;
-      } else if ('offset' in req.from) after = req.from.offset > 0n ? req.from.offset - 1n : 0n;
-      else since = req.from.time;
+      const head = this.highWater ?? (await this.store.headOffset());
+      const { after, upTo, since, until } = await resolveReplayRange(this.store, req, head);
       const replay: Replay = {
         id: uuidv7(),
         selector: req.selector,

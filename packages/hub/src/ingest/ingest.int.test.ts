@@ -41,7 +41,7 @@ describe('ingest against real RabbitMQ and PostgreSQL (archive mode, in-process 
     viaProxy.hostname = '127.0.0.1';
     viaProxy.port = String(proxy.port);
     const config = normalizeConfig(
-      { amqpUrl: vhost.url, databaseUrl: viaProxy.href, mode: 'archive', httpPort: 0, maxEventBytes: 4096 },
+      { amqpUrl: vhost.url, databaseUrl: viaProxy.href, mode: 'archive', httpPort: 0, grpcPort: 0, maxEventBytes: 4096 },
       {},
     );
     hub = createHub(config, { logger: pino({ level: process.env.HERALD_TEST_LOG_LEVEL ?? 'silent' }) });
@@ -179,7 +179,7 @@ describe('switching modes never loses what sits in the other mode’s queue', ()
   });
 
   const run = async (mode: 'router' | 'archive') => {
-    const config = normalizeConfig({ amqpUrl: vhost.url, databaseUrl: db.url, mode, httpPort: 0 }, {});
+    const config = normalizeConfig({ amqpUrl: vhost.url, databaseUrl: db.url, mode, httpPort: 0, grpcPort: 0 }, {});
     const hub = createHub(config, { logger: pino({ level: process.env.HERALD_TEST_LOG_LEVEL ?? 'silent' }) });
     await hub.start();
     return hub;

@@ -3,6 +3,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { HeraldEvent } from '@herald/core';
 import { createTestDatabase, createTestVhost, type TestDatabase, type TestVhost } from '@herald/testing';
 import { pino } from 'pino';
 import { createDispatcher, type Dispatcher } from '../dispatcher/index.ts';
@@ -18,6 +19,8 @@ export interface Rig {
   readonly dispatcher: Dispatcher;
   /** Stores events and dispatches them, as the ingest does for one batch. */
   ingest(spec: readonly [string, string][]): Promise<StoredEvent[]>;
+  /** The same for events made elsewhere (a gRPC Publish, say). */
+  ingestEvents(list: readonly HeraldEvent[]): Promise<StoredEvent[]>;
   /** A manager over the rig's store and vhost (started). */
   manager(options?: Partial<SubscriptionManagerOptions>): Promise<SubscriptionManager>;
   close(): Promise<void>;
@@ -44,21 +47,23 @@ export async function createRig(kind: 'postgres' | 'embedded', prefix: string): 
   let dispatched = await store.headOffset();
   let chain: Promise<unknown> = Promise.resolve();
   const managers: SubscriptionManager[] = [];
+  const ingestEvents = (list: readonly HeraldEvent[]): Promise<StoredEvent[]> => {
+    const run = chain.then(async () => {
+      const { stored } = await store.append(list);
+      await dispatcher.dispatch(stored);
+      const last = stored[stored.length - 1];
+      if (last) dispatched = last.offset;
+      return stored;
+    });
+    chain = run.catch(() => undefined);
+    return run;
+  };
   return {
     vhost,
     store,
     dispatcher,
-    ingest(spec) {
-      const run = chain.then(async () => {
-        const { stored } = await store.append(events(spec));
-        await dispatcher.dispatch(stored);
-        const last = stored[stored.length - 1];
-        if (last) dispatched = last.offset;
-        return stored;
-      });
-      chain = run.catch(() => undefined);
-      return run;
-    },
+    ingest: (spec) => ingestEvents(events(spec)),
+    ingestEvents,
     async manager(options = {}) {
       const m = createSubscriptionManager({
         store,
