@@ -12,8 +12,7 @@
  * Needs RabbitMQ with its management API and PostgreSQL, as the tests do; works in a vhost and a
  * database of its own and removes both.
  */
-import { readFileSync } from 'node:fs';
-import { createTestDatabase, createTestVhost, type HeraldProcess, spawnHerald, startHubProcess } from '@herald/testing';
+import { createTestDatabase, createTestVhost, type HeraldProcess, sampleRss, spawnHerald, startHubProcess } from '@herald/testing';
 import type { BenchReport } from '../packages/cli/src/bench/index.ts';
 
 const args = process.argv.slice(2);
@@ -43,25 +42,6 @@ async function bench(name: string, argv: string[], env: Record<string, string>):
   const json = JSON.parse(out.slice(start, out.lastIndexOf('}') + 1)) as BenchReport;
   if (!json.ok) log(`${name}: NOT OK (exit ${code})`);
   return json;
-}
-
-/** Samples a process's resident memory every 250 ms; `stop()` gives the peak in MiB. */
-function sampleRss(pid: number): { stop(): number } {
-  let peak = 0;
-  const timer = setInterval(() => {
-    try {
-      const kb = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
-      peak = Math.max(peak, kb);
-    } catch {
-      // the process ended
-    }
-  }, 250);
-  return {
-    stop() {
-      clearInterval(timer);
-      return Math.round(peak / 1024);
-    },
-  };
 }
 
 const round = (n: number | undefined, d = 0) => (n === undefined ? undefined : Math.round(n * 10 ** d) / 10 ** d);

@@ -12,13 +12,12 @@
  * Needs RabbitMQ (with its management API) and PostgreSQL as the tests do; works in a vhost and a
  * database of its own and removes both. Prints one JSON document; asserts nothing.
  */
-import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { subscription } from '@herald/client';
 import { EVENTS_EXCHANGE, INGEST_EXCHANGE } from '@herald/core';
 import { openStore } from '@herald/hub';
-import { createRawPublisher, createTestDatabase, createTestVhost, type HeraldProcess, startHubProcess } from '@herald/testing';
+import { createRawPublisher, createTestDatabase, createTestVhost, type HeraldProcess, sampleRss, startHubProcess } from '@herald/testing';
 import { connect } from 'amqplib';
 import type { SqlStore } from '../packages/hub/src/store/sql-store.ts';
 
@@ -36,25 +35,6 @@ const FILL_CHUNK = 100_000;
 
 function log(line: string): void {
   process.stderr.write(`grpc-bench: ${line}\n`);
-}
-
-/** Samples a process's resident memory every 250 ms; `stop()` gives the peak in MiB. */
-function sampleRss(pid: number): { stop(): number } {
-  let peak = 0;
-  const timer = setInterval(() => {
-    try {
-      const kb = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
-      peak = Math.max(peak, kb);
-    } catch {
-      // the process ended
-    }
-  }, 250);
-  return {
-    stop() {
-      clearInterval(timer);
-      return Math.round(peak / 1024);
-    },
-  };
 }
 
 function percentiles(samples: number[]): { p50: number; p99: number; max: number } {

@@ -15,19 +15,10 @@ import {
 } from '@herald/testing';
 import { openStore } from '../store/index.ts';
 import type { Store } from '../store/types.ts';
+import { matchingOffsets } from '../subscriptions/test-kit.ts';
 
 const TOTAL = 50_000;
 const SELECTOR = 'billing:*,shipping:parcel.sent';
-
-/** Every offset of the log matching `selector`, ascending. */
-async function matching(reader: Store, selector: string): Promise<bigint[]> {
-  const out: bigint[] = [];
-  for (;;) {
-    const page = await reader.query({ selector, after: out.at(-1), limit: 10_000 });
-    out.push(...page.map((e) => e.offset));
-    if (page.length < 10_000) return out;
-  }
-}
 
 // The HTTP pull client of a durable subscription against the hub process: 50,000 events are
 // published while the client pulls with random batch sizes, sometimes skips its ack, sometimes acks
@@ -105,7 +96,7 @@ describe('HTTP pull of a durable subscription, hub process', { timeout: 88_000 }
       if (events.length === 0) {
         stats.empty++;
         if (published && expected === undefined && ((await reader?.headOffset()) ?? 0n) >= BigInt(TOTAL))
-          expected = await matching(reader as Store, SELECTOR);
+          expected = await matchingOffsets(reader as Store, SELECTOR);
         continue;
       }
       const offsets = events.map((e) => BigInt(e.offset));

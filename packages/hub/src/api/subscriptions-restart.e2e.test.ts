@@ -16,6 +16,7 @@ import {
 } from '@herald/testing';
 import { openStore } from '../store/index.ts';
 import type { Store } from '../store/types.ts';
+import { matchingOffsets } from '../subscriptions/test-kit.ts';
 
 const TOTAL = 20_000;
 
@@ -25,16 +26,6 @@ interface View {
   state: string;
   ackedOffset: string;
   consumer: string | null;
-}
-
-/** Every offset of the log matching `selector`, ascending. */
-async function matching(reader: Store, selector: string): Promise<bigint[]> {
-  const out: bigint[] = [];
-  for (;;) {
-    const page = await reader.query({ selector, after: out.at(-1), limit: 10_000 });
-    out.push(...page.map((e) => e.offset));
-    if (page.length < 10_000) return out;
-  }
 }
 
 /**
@@ -190,8 +181,8 @@ describe('durable subscriptions across a hub SIGKILL, hub process', { timeout: 8
     assert.ok((await publishing).every(Boolean));
     await pub.close();
     await waitFor('every event stored', async () => ((await reader?.headOffset()) ?? 0n) >= BigInt(TOTAL), 40_000);
-    const busyExpected = await matching(reader as Store, 'billing:*');
-    const sleepyExpected = await matching(reader as Store, 'shipping:*,crm:user.created');
+    const busyExpected = await matchingOffsets(reader as Store, 'billing:*');
+    const sleepyExpected = await matchingOffsets(reader as Store, 'shipping:*,crm:user.created');
     await waitFor('busy caught up', () => busy.consumed.length >= busyExpected.length, 30_000, 20);
     await busy.stop();
     sleepy.start();

@@ -19,19 +19,10 @@ import {
 } from '@herald/testing';
 import { openStore } from '../store/index.ts';
 import type { Store } from '../store/types.ts';
+import { matchingOffsets } from '../subscriptions/test-kit.ts';
 
 const TOTAL = Number(process.env.HERALD_TEST_GRPC_EVENTS ?? 50_000);
 const SELECTOR = 'billing:*,shipping:parcel.sent';
-
-/** Every offset of the log matching `selector`, ascending. */
-async function matching(reader: Store, selector: string): Promise<bigint[]> {
-  const out: bigint[] = [];
-  for (;;) {
-    const page = await reader.query({ selector, after: out.at(-1), limit: 10_000 });
-    out.push(...page.map((e) => e.offset));
-    if (page.length < 10_000) return out;
-  }
-}
 
 // A gRPC consumer (the SDK's subscription client, through a TCP proxy) that breaks off at random
 // points while 50,000 events stream in, and comes back each time: it ends with every matching
@@ -88,7 +79,7 @@ describe('gRPC subscription with random disconnects, hub process', { timeout: 88
     let current = new AbortController();
     void publishing.then(async () => {
       await waitFor('every event stored', async () => ((await reader?.headOffset()) ?? 0n) >= BigInt(TOTAL), 60_000);
-      expectedTotal = (await matching(reader as Store, SELECTOR)).length;
+      expectedTotal = (await matchingOffsets(reader as Store, SELECTOR)).length;
       // Everything may have been taken already: end the round that waits for more.
       if (got.length >= expectedTotal) current.abort();
     });
@@ -154,7 +145,7 @@ describe('gRPC subscription with random disconnects, hub process', { timeout: 88
     const ms = Date.now() - t0;
     assert.ok((await publishing).every(Boolean), 'every publish confirmed');
     await pub.close();
-    const expected = await matching(reader as Store, SELECTOR);
+    const expected = await matchingOffsets(reader as Store, SELECTOR);
     assert.ok(breaks >= 5 && cuts >= 1, `breaks ${breaks}, network cuts ${cuts}`);
     assert.equal(new Set(got).size, got.length, 'no offset twice');
     assert.deepEqual(got, expected, 'every matching offset, in order');

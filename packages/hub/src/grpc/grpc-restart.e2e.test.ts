@@ -17,18 +17,9 @@ import {
 } from '@herald/testing';
 import { openStore } from '../store/index.ts';
 import type { Store } from '../store/types.ts';
+import { matchingOffsets } from '../subscriptions/test-kit.ts';
 
 const TOTAL = 20_000;
-
-/** Every offset of the log matching `selector`, ascending. */
-async function matching(reader: Store, selector: string): Promise<bigint[]> {
-  const out: bigint[] = [];
-  for (;;) {
-    const page = await reader.query({ selector, after: out.at(-1), limit: 10_000 });
-    out.push(...page.map((e) => e.offset));
-    if (page.length < 10_000) return out;
-  }
-}
 
 // The hub is SIGKILLed while one gRPC subscription streams and another sleeps. The SDK client of
 // the streaming one reconnects by itself once the hub is back and, within the same `for await`
@@ -115,8 +106,8 @@ describe('gRPC subscriptions across a hub SIGKILL, hub process', { timeout: 88_0
     assert.ok((await publishing).every(Boolean), 'every publish confirmed');
     await pub.close();
     await waitFor('every event stored', async () => ((await reader?.headOffset()) ?? 0n) >= BigInt(TOTAL), 40_000);
-    const liveExpected = await matching(reader as Store, 'billing:*');
-    const sleepyExpected = await matching(reader as Store, 'shipping:*,crm:user.created');
+    const liveExpected = await matchingOffsets(reader as Store, 'billing:*');
+    const sleepyExpected = await matchingOffsets(reader as Store, 'shipping:*,crm:user.created');
     await waitFor('live caught up', () => liveGot.length >= liveExpected.length, 30_000, 20);
     const reconnectedAfter = Date.now() - killedAt;
     await live.close();

@@ -9,7 +9,7 @@ import { pino } from 'pino';
 import { createDispatcher, type Dispatcher } from '../dispatcher/index.ts';
 import { createForward, events } from '../dispatcher/test-kit.ts';
 import { openStore, type SqlStore } from '../store/index.ts';
-import type { StoredEvent } from '../store/types.ts';
+import type { Store, StoredEvent } from '../store/types.ts';
 import { createSubscriptionManager, type SubscriptionManagerOptions } from './manager.ts';
 import type { Consumer, DeliveredEvent, SubscriptionManager } from './types.ts';
 
@@ -112,4 +112,14 @@ export async function drain(
 /** Asserts strictly increasing offsets; returns them as numbers. */
 export function offsetsOf(list: readonly { offset: bigint }[]): number[] {
   return list.map((e) => Number(e.offset));
+}
+
+/** Every offset of the log matching `selector`, ascending: what a subscription must end up with. */
+export async function matchingOffsets(reader: Pick<Store, 'query'>, selector: string): Promise<bigint[]> {
+  const out: bigint[] = [];
+  for (;;) {
+    const page = await reader.query({ selector, after: out.at(-1), limit: 10_000 });
+    out.push(...page.map((e) => e.offset));
+    if (page.length < 10_000) return out;
+  }
 }

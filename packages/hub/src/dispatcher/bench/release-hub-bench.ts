@@ -1,11 +1,5 @@
-// Release rate of a resumed pause in a real hub process, and the hub's memory meanwhile.
-//   node --import tsx packages/hub/src/dispatcher/bench/release-hub-bench.ts [N=100000] [bodyBytes=200]
-// Starts `herald hub` (router mode) on a fresh test database and vhost, pauses `s1:*`, publishes N
-// events of s1, waits until all are held, resumes, and times the release until a queue bound to
-// herald.events received all N. The hub's RSS is sampled from /proc every 50 ms.
-import { readFileSync } from 'node:fs';
 import { INGEST_EXCHANGE } from '@herald/core';
-import { createRawPublisher, createTestDatabase, createTestVhost, freePort, makeEvents, startHubProcess } from '@herald/testing';
+import { createRawPublisher, createTestDatabase, createTestVhost, freePort, makeEvents, rssMiB, startHubProcess } from '@herald/testing';
 import { createReceiver } from '../test-kit.ts';
 
 const n = Number(process.argv[2] ?? 100_000);
@@ -18,10 +12,7 @@ const hub = await startHubProcess({
   HERALD_HTTP_PORT: String(port),
   HERALD_LOG_LEVEL: 'info',
 });
-const rssMiB = () => {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${hub.child.pid}/status`, 'utf8'));
-  return m ? Number(m[1]) / 1024 : 0;
-};
+const hubRss = () => rssMiB(hub.child.pid as number) ?? 0;
 const api = async <T>(method: string, path: string, body?: unknown): Promise<T> => {
   const res = await fetch(`http://127.0.0.1:${port}/api/v1${path}`, {
     method,
@@ -43,10 +34,10 @@ try {
     if (p.held >= n) break;
     await new Promise((r) => setTimeout(r, 200));
   }
-  const rssHeld = rssMiB();
+  const rssHeld = hubRss();
   let peak = rssHeld;
   const sampler = setInterval(() => {
-    peak = Math.max(peak, rssMiB());
+    peak = Math.max(peak, hubRss());
   }, 50);
   const t0 = performance.now();
   await api('DELETE', `/pauses/${pause.id}`);

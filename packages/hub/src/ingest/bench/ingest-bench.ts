@@ -1,20 +1,9 @@
-/**
- * Measures the hub's store ingest rate in archive mode (PostgreSQL and the embedded store) against
- * the raw RabbitMQ consume+ack rate on the same machine, and the hub's RSS under that load.
- *
- *   node --import tsx packages/hub/src/ingest/bench/ingest-bench.ts [count=100000] [bytes=1024]
- *
- * Each run pre-fills the queue (publisher with confirms, hub not running), then starts the hub as a
- * child process and times from "hub running" until the queue is empty and the hub has stored
- * everything (graceful stop: it stores what it holds). No timing asserts: it prints figures.
- */
-import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { INGEST_EXCHANGE } from '@herald/core';
-import { createRawPublisher, createTestDatabase, createTestVhost, freePort, makeEvents, spawnHerald } from '@herald/testing';
+import { createRawPublisher, createTestDatabase, createTestVhost, freePort, makeEvents, rssMiB, spawnHerald } from '@herald/testing';
 import { connect } from 'amqplib';
 import { openStore } from '../../store/index.ts';
 import { declareArchive, declareShared } from '../topology.ts';
@@ -75,15 +64,6 @@ async function rawConsume(): Promise<number> {
   }
 }
 
-function rssMiB(pid: number): number {
-  try {
-    const m = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? Math.round(Number(m[1]) / 1024) : 0;
-  } catch {
-    return 0;
-  }
-}
-
 async function hubRun(kind: 'postgres' | 'embedded'): Promise<{ rate: number; publishRate: number; peakRss: number; stored: bigint }> {
   const vhost = await createTestVhost(`bench-${kind}`);
   const db = kind === 'postgres' ? await createTestDatabase('bench') : undefined;
@@ -103,7 +83,7 @@ async function hubRun(kind: 'postgres' | 'embedded'): Promise<{ rate: number; pu
     const t0 = Date.now();
     let started = 0;
     for (;;) {
-      peakRss = Math.max(peakRss, rssMiB(hub.child.pid ?? 0));
+      peakRss = Math.max(peakRss, rssMiB(hub.child.pid ?? 0) ?? 0);
       const d = await depth(vhost.url, 'herald.store');
       if (!started && d < count) started = Date.now();
       if (d === 0) break;
