@@ -262,3 +262,18 @@ export function isJsonContentType(contentType: string): boolean {
   const base = (contentType.split(';')[0] ?? '').trim().toLowerCase();
   return base === 'application/json' || (base.startsWith('application/') && base.endsWith('+json'));
 }
+
+/**
+ * An event body as JSON shows it: `{ data }` parsed when the content type is JSON and the bytes
+ * are valid JSON, else `{ dataBase64 }` with the bytes as they are.
+ */
+export function bodyJson(contentType: string, data: Buffer): { data: unknown } | { dataBase64: string } {
+  if (isJsonContentType(contentType)) {
+    try {
+      return { data: JSON.parse(data.toString('utf8')) };
+    } catch {
+      // Bytes that claim JSON but are not: show them as they are.
+    }
+  }
+  return { dataBase64: data.toString('base64') };
+}

@@ -1,6 +1,7 @@
 export type { AmqpProperties, DeliveredEvent, EventInit, HeraldEvent } from './envelope.ts';
 export {
   assertSize,
+  bodyJson,
   createEvent,
   DEAD_EXCHANGE,
   DEAD_QUEUE,

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { type SubscriptionEvent, type SubscriptionStart, subscription } from '@herald/client';
-import { isJsonContentType, parseSelector } from '@herald/core';
+import { bodyJson, isJsonContentType, parseSelector } from '@herald/core';
 import type { Command } from 'commander';
 import { callHub, hubUrl } from './hub-api.ts';
 import type { RegisterCommand } from './index.ts';
@@ -57,16 +57,7 @@ export function formatJson(e: SubscriptionEvent): string {
   if (e.causationId !== undefined) doc.causationId = e.causationId;
   if (Object.keys(e.headers).length > 0) doc.headers = e.headers;
   if (e.replay !== undefined) doc.replay = e.replay;
-  let parsed = false;
-  if (isJsonContentType(e.contentType)) {
-    try {
-      doc.data = JSON.parse(e.data.toString('utf8'));
-      parsed = true;
-    } catch {
-      // not valid JSON after all: fall through to base64
-    }
-  }
-  if (!parsed) doc.dataBase64 = e.data.toString('base64');
+  Object.assign(doc, bodyJson(e.contentType, e.data));
   return JSON.stringify(doc);
 }
 

@@ -1,5 +1,6 @@
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import {
+  bodyJson,
   createEvent,
   ErrorCodes,
   HeraldError,
@@ -54,16 +55,7 @@ export function eventJson(e: StoredEvent): EventJson {
     contentType: e.contentType,
     headers: e.headers,
   };
-  let parsed = false;
-  if (isJsonContentType(e.contentType)) {
-    try {
-      out.data = JSON.parse(e.data.toString('utf8'));
-      parsed = true;
-    } catch {
-      // Bytes that claim JSON but are not: show them as they are.
-    }
-  }
-  if (!parsed) out.dataBase64 = e.data.toString('base64');
+  Object.assign(out, bodyJson(e.contentType, e.data));
   if (e.subject !== undefined) out.subject = e.subject;
   if (e.correlationId !== undefined) out.correlationId = e.correlationId;
   if (e.causationId !== undefined) out.causationId = e.causationId;
