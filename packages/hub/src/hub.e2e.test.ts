@@ -1,73 +1,25 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { INGEST_EXCHANGE } from '@herald/core';
 import {
-  createRawPublisher,
   createTestDatabase,
   createTestVhost,
   freePort,
   type HeraldProcess,
-  makeEvents,
-  type RawMessage,
   spawnHerald,
   startHubProcess,
   type TestDatabase,
   type TestVhost,
   waitFor as waitUntil,
 } from '@herald/testing';
-import { connect } from 'amqplib';
+import { assertComplete, publishFromSenders } from './e2e-kit.ts';
 import { checkLog } from './ingest/check-log.ts';
-import { ARCHIVE_QUEUE } from './ingest/index.ts';
 import { openStore } from './store/index.ts';
 import type { Store } from './store/types.ts';
 
 const TOTAL = Number(process.env.HERALD_TEST_EVENTS ?? 100_000);
-const EMBEDDED_TOTAL = Number(process.env.HERALD_TEST_EMBEDDED_EVENTS ?? 100_000);
 
 const waitFor = (what: string, fn: () => Promise<boolean> | boolean, timeoutMs = 120_000) => waitUntil(what, fn, timeoutMs, 200);
-
-/** `senders` publishers in parallel, each on its own connection with confirms; resolves with the confirmed messages. */
-async function publishFromSenders(url: string, total: number, senders: string[][]): Promise<{ confirmed: RawMessage[]; ms: number }> {
-  const t0 = Date.now();
-  const per = Math.ceil(total / senders.length);
-  const parts = await Promise.all(
-    senders.map(async (s, i) => {
-      const msgs = makeEvents(Math.min(per, total - i * per), { senders: s, size: 200 });
-      const pub = await createRawPublisher(url);
-      try {
-        const ok = await pub.publishMany(INGEST_EXCHANGE, msgs, 1000);
-        return msgs.filter((_, j) => ok[j]);
-      } finally {
-        await pub.close();
-      }
-    }),
-  );
-  return { confirmed: parts.flat(), ms: Date.now() - t0 };
-}
-
-async function queueDepth(url: string, queue: string): Promise<number> {
-  const conn = await connect(url);
-  try {
-    const ch = await conn.createChannel();
-    return (await ch.checkQueue(queue)).messageCount;
-  } finally {
-    await conn.close();
-  }
-}
-
-function assertComplete(log: Awaited<ReturnType<typeof checkLog>>, confirmed: readonly RawMessage[], exact: boolean): void {
-  if (exact) assert.equal(log.count, confirmed.length, 'one row per published event');
-  assert.equal(log.ids.size, log.count, 'each id at most once');
-  assert.equal(log.offsetBreaks, 0, 'offsets 1..N with no gap');
-  assert.equal(log.head, BigInt(log.count));
-  let missing = 0;
-  for (const m of confirmed) if (!log.ids.has(String(m.options?.messageId))) missing++;
-  assert.equal(missing, 0, 'every confirmed event is in the log');
-}
 
 describe('hub process, archive mode', () => {
   let vhost: TestVhost;
@@ -152,49 +104,5 @@ describe('hub process, archive mode', () => {
     const badMode = spawnHerald(['hub', '--mode', 'fast'], await env());
     assert.equal(await badMode.exited, 2);
     assert.equal(badMode.stderr().trim(), 'herald: invalid --mode "fast": expected router or archive');
-  });
-});
-
-describe('hub process, archive mode, embedded store', () => {
-  let vhost: TestVhost;
-  let dir: string;
-  let hub: HeraldProcess | undefined;
-
-  before(async () => {
-    vhost = await createTestVhost('hub-embedded');
-    dir = await mkdtemp(join(tmpdir(), 'herald-embedded-'));
-  });
-  after(async () => {
-    await hub?.kill('SIGKILL');
-    await vhost?.delete();
-    await rm(dir, { recursive: true, force: true });
-  });
-
-  test(`completeness on the embedded store: ${EMBEDDED_TOTAL} events, one row each, offsets dense`, async () => {
-    hub = await startHubProcess({
-      HERALD_AMQP_URL: vhost.url,
-      HERALD_DATABASE_URL: join(dir, 'store'),
-      HERALD_MODE: 'archive',
-      HERALD_HTTP_PORT: String(await freePort()),
-    });
-    const t0 = Date.now();
-    const { confirmed } = await publishFromSenders(vhost.url, EMBEDDED_TOTAL, [['billing'], ['shipping'], ['crm']]);
-    assert.equal(confirmed.length, EMBEDDED_TOTAL);
-    // Everything delivered to the hub; a graceful stop stores what it holds before closing.
-    await waitFor('herald.store drained', async () => (await queueDepth(vhost.url, ARCHIVE_QUEUE)) === 0, 180_000);
-    assert.equal(await hub.kill('SIGTERM'), 0);
-    const ms = Date.now() - t0;
-    hub = undefined;
-    assert.equal(await queueDepth(vhost.url, ARCHIVE_QUEUE), 0, 'nothing left unstored');
-    const store = await openStore({ dataDir: join(dir, 'store') });
-    try {
-      const log = await checkLog(store);
-      console.log(
-        `# embedded: ${EMBEDDED_TOTAL} events published and stored in ${ms} ms (${Math.round((EMBEDDED_TOTAL * 1000) / ms)} events/s end to end)`,
-      );
-      assertComplete(log, confirmed, true);
-    } finally {
-      await store.close();
-    }
   });
 });
