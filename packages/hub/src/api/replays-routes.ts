@@ -16,7 +16,10 @@ const ReplaySchema = Type.Object({
   selector: Type.Array(Type.String()),
   from: Type.Record(Type.String(), Bound),
   to: Type.Union([Type.Record(Type.String(), Bound), Type.Null()]),
-  target: Type.String(),
+  target: Type.Union([
+    Type.String({ description: '"flow"' }),
+    Type.Object({ subscription: Type.String() }, { description: 'a replay into one durable subscription' }),
+  ]),
   status: Type.String({ enum: ['pending', 'running', 'done', 'failed'] }),
   count: Type.Integer({ description: 'events sent so far' }),
   createdAt: Type.String({ format: 'date-time' }),
@@ -24,7 +27,7 @@ const ReplaySchema = Type.Object({
   error: Type.Union([Type.String(), Type.Null()]),
 });
 
-/** A replay into one subscription: it runs with the subscription's consumer, and is not kept. */
+/** The answer to creating a replay into one subscription: it runs with the subscription's consumer; GET follows it. */
 const SubscriptionReplaySchema = Type.Object({
   id: Type.String({ format: 'uuid' }),
   target: Type.Object({ subscription: Type.String() }),
@@ -63,8 +66,11 @@ export function replayJson(r: Replay) {
  * `"target": {"subscription": "<name>"}` replays into that subscription alone: the range is resolved
  * as for the flow, the events (up to what the subscription was already given) go to its consumer
  * before its next live events, marked with the replay id. The answer is 202 `{id, target, status,
- * count}`: `running` when events will be sent, `done` when none matched. Such a replay is not kept
- * (GET answers 404 for it); an unknown subscription is 404.
+ * count}` (count: the events it will send): `running` when events will be sent, `done` when none
+ * matched. It is kept in the replays table like a replay into the flow: GET shows it with `"target":
+ * {"subscription": name}`, its status (pending, running, done; failed when the subscription is
+ * deleted before it finished) and the events sent so far; a restarted hub continues it after the
+ * last chunk sent. An unknown subscription is 404.
  */
 export function replaysRoutes(app: FastifyInstance, deps: ReplaysRoutesDeps): void {
   app.post(
@@ -113,8 +119,11 @@ export function replaysRoutes(app: FastifyInstance, deps: ReplaysRoutesDeps): vo
         const req = normalizeReplayInput({ ...body, target: undefined });
         const range = await resolveReplayRange(store, req, await store.headOffset());
         const id = uuidv7();
-        const count = await manager.replay(name, { id, selector: req.selector, ...range });
-        return reply.code(202).send({ id, target: { subscription: name }, status: count > 0 ? 'running' : 'done', count });
+        const count = await manager.replay(name, { id, selector: req.selector, from: req.from, to: req.to, ...range });
+        return reply
+          .code(202)
+          .header('location', `/api/v1/replays/${id}`)
+          .send({ id, target: { subscription: name }, status: count > 0 ? 'running' : 'done', count });
       }
       const r = await needDispatcher(deps).createReplay(body);
       return reply.code(202).header('location', `/api/v1/replays/${r.id}`).send(replayJson(r));

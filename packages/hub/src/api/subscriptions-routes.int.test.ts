@@ -368,6 +368,13 @@ describe('REST /api/v1/subscriptions', { timeout: 80_000 }, () => {
     });
     assert.equal(r.status, 202, JSON.stringify(r.body));
     assert.equal(r.body.count, 2);
+    // kept like a replay into the flow: pending until its consumer reads it
+    const pending = await call('GET', `/api/v1/replays/${r.body.id}`);
+    assert.equal(pending.status, 200, JSON.stringify(pending.body));
+    assert.deepEqual(
+      [pending.body.target, pending.body.status, pending.body.count, pending.body.selector, pending.body.from],
+      [{ subscription: name }, 'pending', 0, ['audit:login'], { offset: Number(offsets[0]) }],
+    );
     const again = await call('GET', `/api/v1/subscriptions/${name}/events?wait=5`);
     assert.deepEqual(
       again.body.events.map((e: { offset: string; replay?: string }) => [e.offset, e.replay]),
@@ -376,6 +383,9 @@ describe('REST /api/v1/subscriptions', { timeout: 80_000 }, () => {
         [String(offsets[2]), r.body.id],
       ],
     );
+    const done = await call('GET', `/api/v1/replays/${r.body.id}`);
+    assert.deepEqual([done.body.status, done.body.count, done.body.error], ['done', 2, null]);
+    assert.ok(done.body.finishedAt);
     // The same through a stream: replayed events carry no id line (Last-Event-ID never goes back).
     const r2 = await call('POST', '/api/v1/replays', {
       selector: 'audit:logout',

@@ -1,6 +1,6 @@
 import { parseSelector } from '@herald/core';
 import { epochMs, optionalMs, type SqlExecutor, toBigInt } from '../dispatcher/sql.ts';
-import { boundToJson, type Replay, type ReplayFrom, type ReplayStatus, type ReplayTo } from './replay.ts';
+import { boundToJson, type Replay, type ReplayFrom, type ReplayStatus, type ReplayTarget, type ReplayTo } from './replay.ts';
 
 interface ReplayRow {
   id: string;
@@ -31,13 +31,24 @@ function bound(spec: Record<string, unknown> | string): ReplayFrom {
   return { time: Date.parse(String(o.time)) };
 }
 
+const SUBSCRIPTION_PREFIX = 'subscription:';
+
+/** The `target` column: `flow`, or `subscription:<name>` for a replay into one durable subscription. */
+function targetText(t: ReplayTarget): string {
+  return t === 'flow' ? 'flow' : `${SUBSCRIPTION_PREFIX}${t.subscription}`;
+}
+
+function targetOf(text: string): ReplayTarget {
+  return text.startsWith(SUBSCRIPTION_PREFIX) ? { subscription: text.slice(SUBSCRIPTION_PREFIX.length) } : 'flow';
+}
+
 function toReplay(r: ReplayRow): Replay {
   return {
     id: r.id,
     selector: parseSelector(r.selector),
     from: bound(r.from_spec),
     to: r.to_spec === null ? undefined : (bound(r.to_spec) as ReplayTo),
-    target: 'flow',
+    target: targetOf(r.target),
     status: r.status,
     count: Number(r.count),
     after: toBigInt(r.after_offset),
@@ -54,17 +65,31 @@ function toReplay(r: ReplayRow): Replay {
 const ts = (n: number) => `to_timestamp($${n}::float8 / 1000)`;
 
 /**
- * The `replays` table (migration 002). Every method is one statement (a replay and the pause that
- * holds its flow are written together), and rejects when the database fails.
+ * The `replays` table (migration 002): replays into the flow (target `flow`, run by the dispatcher)
+ * and into one durable subscription (target `subscription:<name>`, run by the subscription manager).
+ * Every method is one statement (a flow replay and the pause that holds its flow are written
+ * together), and rejects when the database fails.
  */
 export interface ReplayStore {
-  /** Inserts a pending replay and its pause (id `pauseId`, expiring at `pauseExpiresAt`) in one statement. */
+  /** Inserts a pending flow replay and its pause (id `pauseId`, expiring at `pauseExpiresAt`) in one statement. */
   insert(replay: Replay, pause: { id: string; expiresAt: number }): Promise<void>;
+  /**
+   * Inserts a replay into a subscription (no pause: it holds nothing), with its `status` (`pending`,
+   * or `done` when nothing matched) and `finishedAt`.
+   */
+  insertForSubscription(replay: Replay): Promise<void>;
   get(id: string): Promise<Replay | undefined>;
-  /** Pending or running replays, oldest first: what a starting hub continues. */
-  listUnfinished(): Promise<Replay[]>;
-  /** Records progress after a chunk was confirmed; the replay is running from then on. */
-  progress(id: string, position: bigint, count: number): Promise<void>;
+  /**
+   * Pending or running replays of one kind, oldest first: what a starting dispatcher (`flow`, the
+   * default) or subscription manager (`subscription`) continues.
+   */
+  listUnfinished(kind?: 'flow' | 'subscription'): Promise<Replay[]>;
+  /**
+   * Records progress after a chunk was sent; the replay is running from then on. `upTo` lowers the
+   * end of its range (a subscription replay is capped at what its consumer was given). Does nothing
+   * to a finished replay.
+   */
+  progress(id: string, position: bigint, count: number, upTo?: bigint): Promise<void>;
   /** Marks the replay done or failed and ends its pause, in one statement. */
   finish(id: string, status: 'done' | 'failed', at: number, error?: string): Promise<void>;
 }
@@ -83,7 +108,7 @@ export function createReplayStore(sql: SqlExecutor): ReplayStore {
         [
           r.id,
           r.selector.canonical,
-          r.target,
+          targetText(r.target),
           JSON.stringify(boundToJson(r.from)),
           r.to === undefined ? null : JSON.stringify(boundToJson(r.to)),
           r.after.toString(),
@@ -96,22 +121,46 @@ export function createReplayStore(sql: SqlExecutor): ReplayStore {
         ],
       );
     },
+    async insertForSubscription(r) {
+      await sql.query(
+        `INSERT INTO replays (id, selector, target, from_spec, to_spec, after_offset, up_to, since, until, status, position, count, created_at, finished_at)
+         VALUES ($1::uuid, $2, $3, $4::jsonb, $5::jsonb, $6::bigint, $7::bigint, ${ts(8)}, ${ts(9)}, $10, $11::bigint, $12::bigint, ${ts(13)}, ${ts(14)})`,
+        [
+          r.id,
+          r.selector.canonical,
+          targetText(r.target),
+          JSON.stringify(boundToJson(r.from)),
+          r.to === undefined ? null : JSON.stringify(boundToJson(r.to)),
+          r.after.toString(),
+          r.upTo.toString(),
+          r.since ?? null,
+          r.until ?? null,
+          r.status,
+          r.position.toString(),
+          r.count,
+          r.createdAt,
+          r.finishedAt ?? null,
+        ],
+      );
+    },
     async get(id) {
       const { rows } = await sql.query<ReplayRow>(`SELECT ${COLUMNS} FROM replays WHERE id = $1::uuid`, [id]);
       return rows[0] ? toReplay(rows[0]) : undefined;
     },
-    async listUnfinished() {
+    async listUnfinished(kind = 'flow') {
       const { rows } = await sql.query<ReplayRow>(
-        `SELECT ${COLUMNS} FROM replays WHERE status IN ('pending', 'running') ORDER BY created_at, id`,
+        `SELECT ${COLUMNS} FROM replays WHERE status IN ('pending', 'running') AND ${kind === 'flow' ? `target = 'flow'` : `target LIKE '${SUBSCRIPTION_PREFIX}%'`}
+          ORDER BY created_at, id`,
         [],
       );
       return rows.map(toReplay);
     },
-    async progress(id, position, count) {
+    async progress(id, position, count, upTo) {
       await sql.query(
-        `UPDATE replays SET status = 'running', position = $2::bigint, count = $3::bigint, started_at = coalesce(started_at, now())
-          WHERE id = $1::uuid`,
-        [id, position.toString(), count],
+        `UPDATE replays SET status = 'running', position = $2::bigint, count = $3::bigint, up_to = coalesce($4::bigint, up_to),
+          started_at = coalesce(started_at, now())
+          WHERE id = $1::uuid AND status IN ('pending', 'running')`,
+        [id, position.toString(), count, upTo === undefined ? null : upTo.toString()],
       );
     },
     async finish(id, status, at, error) {

@@ -6,8 +6,11 @@ import type { Store } from '../store/types.ts';
 export type ReplayFrom = { last: number } | { offset: bigint } | { time: number };
 /** Where a replay stops: an offset (inclusive) or an event time (exclusive). Default: the head of the log when the replay was created. */
 export type ReplayTo = { offset: bigint } | { time: number };
-/** Only `flow` for now: the replayed events go to `herald.events`, marked with `x-herald-replay`. */
-export type ReplayTarget = 'flow';
+/**
+ * `flow`: the replayed events go to `herald.events`, marked with `x-herald-replay`, for every receiver.
+ * `{subscription}`: they go to that durable subscription's consumer alone (the subscription manager runs it).
+ */
+export type ReplayTarget = 'flow' | { readonly subscription: string };
 export type ReplayStatus = 'pending' | 'running' | 'done' | 'failed';
 
 /** Re-sending stored events that match a selector (DESIGN.md §1). */
@@ -79,7 +82,7 @@ export function normalizeReplayInput(input: ReplayInput): {
   selector: Selector;
   from: ReplayFrom;
   to: ReplayTo | undefined;
-  target: ReplayTarget;
+  target: 'flow';
 } {
   const selector = parseSelectorParameter(input.selector);
   const target = input.target ?? 'flow';

@@ -69,6 +69,10 @@ describe('subscriptions in the hub (in process, postgres + RabbitMQ)', { timeout
     assert.equal(body.count, 5);
     const replayed = await drain(c, (g) => g.length >= 5);
     assert.ok(replayed.every((e) => e.replay === body.id && e.type === 'invoice.paid'));
+    const shown = await fetch(`http://127.0.0.1:${port}/api/v1/replays/${body.id}`);
+    const kept = (await shown.json()) as { target: unknown; status: string; count: number };
+    assert.equal(shown.status, 200, JSON.stringify(kept));
+    assert.deepEqual([kept.target, kept.status, kept.count], [{ subscription: 'bill' }, 'done', 5]);
     const missing = await fetch(`http://127.0.0.1:${port}/api/v1/replays`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ErrorCodes, hasCode, parseSelector } from '@herald/core';
+import { ErrorCodes, hasCode, parseSelector, uuidv7 } from '@herald/core';
 import { managementUrl, waitFor } from '@herald/testing';
 import { createRig, drain, offsetsOf, type Rig } from './test-kit.ts';
 import type { DeliveredEvent, SubscriptionManager } from './types.ts';
@@ -199,17 +199,23 @@ for (const kind of ['postgres', 'embedded'] as const) {
 
       const c = await m.attach({ name: 'hp', consumer: 'grpc test' });
       await assert.rejects(m.pull('hp', { max: 1, waitMs: 0 }), (e) => hasCode(e, ErrorCodes.CONFLICT));
-      const count = await m.replay('hp', { id: 'r1', selector: parseSelector('hp:a,hp:c'), after: 0n, upTo: 1_000_000n });
+      const r1 = uuidv7();
+      const count = await m.replay('hp', { id: r1, selector: parseSelector('hp:a,hp:c'), after: 0n, upTo: 1_000_000n });
       assert.equal(count, 2);
+      const pending = await rig.dispatcher.getReplay(r1);
+      assert.deepEqual([pending?.target, pending?.status, pending?.count], [{ subscription: 'hp' }, 'pending', 0]);
       const got: DeliveredEvent[] = [];
       await drain(c, (g) => g.length >= 2, { got });
       assert.deepEqual(
         got.map((e) => [Number(e.offset), e.replay]),
         [
-          [want[0], 'r1'],
-          [want[2], 'r1'],
+          [want[0], r1],
+          [want[2], r1],
         ],
       );
+      const done = await rig.dispatcher.getReplay(r1);
+      assert.deepEqual([done?.status, done?.count, done?.selector.canonical], ['done', 2, 'hp:a,hp:c']);
+      assert.ok(done?.finishedAt !== undefined);
       const next = await rig.ingest([['hp', 'e']]);
       await drain(c, (g) => g.length >= 3, { got });
       assert.equal(got[2]?.offset, next[0]?.offset);
@@ -258,6 +264,45 @@ for (const kind of ['postgres', 'embedded'] as const) {
       assert.deepEqual(offsetsOf(got), want);
       await c.close();
       await m.delete('rc');
+    });
+
+    test('a replay cut short by a stop continues in a new manager from its saved position: each offset once, then done', async () => {
+      const m1 = await rig.manager({ chunkSize: 5 });
+      await m1.create({ name: 'rp', selector: 'rp:*', start: 'new' });
+      const stored = await rig.ingest(Array.from({ length: 30 }, (_, i): [string, string] => [i % 3 ? 'rp' : 'zz', 't']));
+      const want = offsetsOf(stored.filter((e) => e.sender === 'rp'));
+      const c = await m1.attach({ name: 'rp', consumer: 'test' });
+      await drain(c, (g) => g.length >= want.length);
+      const id = uuidv7();
+      assert.equal(await m1.replay('rp', { id, selector: parseSelector('rp:*'), after: 0n, upTo: 1_000_000n }), want.length);
+      const part = await drain(c, (g) => g.length >= 8, { max: 4 });
+      assert.equal(part.length, 8);
+      const running = await rig.dispatcher.getReplay(id);
+      assert.deepEqual([running?.status, running?.count, running?.position], ['running', 8, part[7]?.offset]);
+      await m1.stop();
+      assert.equal(await c.ended, 'hub stopping');
+      // the dispatcher leaves it alone: it is not a replay into the flow
+      assert.equal((await rig.dispatcher.getReplay(id))?.status, 'running');
+
+      const m2 = await rig.manager({ chunkSize: 5 });
+      const c2 = await m2.attach({ name: 'rp', consumer: 'test' });
+      const rest = await drain(c2, (g) => g.length >= want.length - 8, { max: 4 });
+      assert.ok([...part, ...rest].every((e) => e.replay === id));
+      assert.deepEqual([...offsetsOf(part), ...offsetsOf(rest)], want);
+      // the next read finds the replay's end: done; nothing more comes
+      assert.deepEqual(await c2.next(10, AbortSignal.timeout(300)), []);
+      const done = await rig.dispatcher.getReplay(id);
+      assert.deepEqual([done?.status, done?.count, done?.target], ['done', want.length, { subscription: 'rp' }]);
+
+      // deleting a subscription fails its unfinished replay
+      await c2.close();
+      const id2 = uuidv7();
+      assert.equal(await m2.replay('rp', { id: id2, selector: parseSelector('rp:*'), after: 0n, upTo: 1_000_000n }), want.length);
+      await m2.delete('rp');
+      const failed = await rig.dispatcher.getReplay(id2);
+      assert.equal(failed?.status, 'failed');
+      assert.match(failed?.error ?? '', /deleted/);
+      await m2.stop();
     });
 
     test('stop and restart: a new manager restores state and resumes after the acknowledged offset', async () => {

@@ -1,5 +1,6 @@
 import { compileMatcher, ErrorCodes, HeraldError, type Matcher, parseSelector, type Selector, ValidationError } from '@herald/core';
 import { type Logger, pino } from 'pino';
+import { createReplayStore, type ReplayFrom, type ReplayStore, type ReplayTo } from '../replays/index.ts';
 import type { SqlExecutor } from '../store/driver.ts';
 import type { Store, StoredEvent } from '../store/types.ts';
 import { createReceivers, type Receivers } from './receivers.ts';
@@ -19,7 +20,10 @@ import type {
 export interface SubscriptionManagerOptions {
   /** The log: catch-up reads, replays, the head. */
   store: Pick<Store, 'query' | 'headOffset'>;
-  /** Runs the SQL of the subscriptions and receivers tables (migration 003) and reads held_events (002). */
+  /**
+   * Runs the SQL of the subscriptions and receivers tables (migration 003), reads held_events and
+   * keeps the replays into subscriptions in the replays table (002).
+   */
   sql: SqlExecutor;
   /** RabbitMQ, for the receiver queues (the manager opens a connection of its own). */
   amqpUrl: string;
@@ -61,12 +65,15 @@ function errText(err: unknown): string {
 
 const min = (a: bigint | undefined, b: bigint | undefined) => (a === undefined ? b : b === undefined ? a : a < b ? a : b);
 
+/** A replay into one subscription; its row in the replays table follows `position` and `count` per chunk. */
 interface ReplayJob {
   readonly id: string;
   readonly matches: Matcher;
-  /** Read up to here (exclusive start of the next read). */
+  /** Read up to here (exclusive start of the next read); saved with each chunk sent. */
   position: bigint;
   upTo: bigint;
+  /** Events sent so far. */
+  count: number;
   capped: boolean;
   readonly since: number | undefined;
   readonly until: number | undefined;
@@ -81,8 +88,10 @@ class Sub {
   httpUntil = 0;
   readonly replays: ReplayJob[] = [];
   readonly waiters = new Set<() => void>();
-  /** Serializes HTTP pulls and replay reads of this subscription. */
+  /** Serializes HTTP pulls of this subscription. */
   pulling: Promise<unknown> = Promise.resolve();
+  /** Serializes replay reads (a pull and a consumer taking over may read at once): no chunk goes twice. */
+  replaying: Promise<unknown> = Promise.resolve();
 
   constructor(
     readonly name: string,
@@ -461,6 +470,7 @@ class Manager implements SubscriptionManager, Core {
   readonly subStore: SubscriptionStore;
   readonly chunk: number;
   readonly liveBufferMax: number;
+  private readonly replayStore: ReplayStore;
   private readonly log: Logger;
   private readonly receivers: Receivers;
   private readonly dispatched: (() => bigint | undefined) | undefined;
@@ -479,6 +489,7 @@ class Manager implements SubscriptionManager, Core {
   constructor(o: SubscriptionManagerOptions) {
     this.store = o.store;
     this.subStore = createSubscriptionStore(o.sql);
+    this.replayStore = createReplayStore(o.sql);
     this.chunk = o.chunkSize ?? 1000;
     this.liveBufferMax = o.liveBufferMax ?? 5000;
     this.log = (o.logger ?? pino({ level: 'silent' })).child({ part: 'subscriptions' });
@@ -513,6 +524,7 @@ class Manager implements SubscriptionManager, Core {
     this.started ??= (async () => {
       const { subscriptions, receivers } = await this.subStore.loadAll();
       for (const rec of subscriptions) this.addSub(rec);
+      const replays = await this.loadReplays();
       const inUse = new Map<string, Selector>();
       for (const sub of this.subs.values()) inUse.set(sub.selector.hash, sub.selector);
       const known = new Set(receivers.map((r) => r.hash));
@@ -528,7 +540,7 @@ class Manager implements SubscriptionManager, Core {
       }
       this.flushTimer = setInterval(() => void this.flush().catch(() => undefined), this.flushMs);
       this.flushTimer.unref();
-      this.log.info({ subscriptions: this.subs.size, receivers: inUse.size }, 'subscriptions started');
+      this.log.info({ subscriptions: this.subs.size, receivers: inUse.size, replays }, 'subscriptions started');
     })();
     this.started.catch(() => {
       this.started = undefined;
@@ -551,6 +563,35 @@ class Manager implements SubscriptionManager, Core {
     await this.flush().catch((err) => this.log.error({ err: errText(err) }, 'could not save acknowledged offsets at stop'));
     await this.receivers.stop();
     this.log.info('subscriptions stopped');
+  }
+
+  /**
+   * Unfinished replays into subscriptions go back into their subscriptions' jobs and continue after
+   * their saved position; one whose subscription is gone (deleted while its row was being written)
+   * is marked failed. Returns how many continue.
+   */
+  private async loadReplays(): Promise<number> {
+    let n = 0;
+    for (const r of await this.replayStore.listUnfinished('subscription')) {
+      const name = r.target === 'flow' ? '' : r.target.subscription;
+      const sub = this.subs.get(name);
+      if (!sub) {
+        await this.replayStore.finish(r.id, 'failed', Date.now(), `subscription ${name} was deleted`);
+        continue;
+      }
+      sub.replays.push({
+        id: r.id,
+        matches: compileMatcher(r.selector),
+        position: r.position,
+        upTo: r.upTo,
+        count: r.count,
+        capped: false,
+        since: r.since,
+        until: r.until,
+      });
+      n++;
+    }
+    return n;
   }
 
   private addSub(rec: SubscriptionRecord): Sub {
@@ -740,6 +781,13 @@ class Manager implements SubscriptionManager, Core {
       sub.wakeWaiters();
       const deleted = await this.subStore.delete(name, sub.selector);
       this.subs.delete(name);
+      const jobs = sub.replays.splice(0);
+      for (const job of jobs)
+        await this.replayStore
+          .finish(job.id, 'failed', Date.now(), `subscription ${name} was deleted`)
+          .catch((err) =>
+            this.log.warn({ err: errText(err), replay: job.id }, 'could not mark a replay into a deleted subscription failed'),
+          );
       const set = this.bySelector.get(sub.selector.hash);
       set?.delete(sub);
       if (!set || set.size === 0) {
@@ -857,7 +905,16 @@ class Manager implements SubscriptionManager, Core {
 
   async replay(
     name: string,
-    range: { id: string; selector: Selector; after: bigint; upTo: bigint; since?: number | undefined; until?: number | undefined },
+    range: {
+      id: string;
+      selector: Selector;
+      after: bigint;
+      upTo: bigint;
+      since?: number | undefined;
+      until?: number | undefined;
+      from?: ReplayFrom | undefined;
+      to?: ReplayTo | undefined;
+    },
   ): Promise<number> {
     const sub = this.need(name);
     // Only what this subscription was already given (or acknowledged) is re-sent: later events come anyway.
@@ -867,12 +924,36 @@ class Manager implements SubscriptionManager, Core {
       upTo > range.after
         ? await this.subStore.countRange(sub.selector, range.selector, { after: range.after, upTo, since: range.since, until: range.until })
         : 0;
+    const now = Date.now();
+    await this.replayStore.insertForSubscription({
+      id: range.id,
+      selector: range.selector,
+      from: range.from ?? { offset: range.after + 1n },
+      to: range.to ?? (range.from === undefined ? { offset: range.upTo } : undefined),
+      target: { subscription: name },
+      status: count > 0 ? 'pending' : 'done',
+      count: 0,
+      after: range.after,
+      upTo,
+      since: range.since,
+      until: range.until,
+      position: range.after,
+      createdAt: now,
+      finishedAt: count > 0 ? undefined : now,
+      error: undefined,
+    });
+    if (this.subs.get(name) !== sub) {
+      // Deleted while the row was written.
+      await this.replayStore.finish(range.id, 'failed', Date.now(), `subscription ${name} was deleted`);
+      throw new HeraldError(ErrorCodes.NOT_FOUND, `no subscription ${name}`, { details: { name } });
+    }
     if (count > 0) {
       sub.replays.push({
         id: range.id,
         matches: compileMatcher(range.selector),
         position: range.after,
         upTo,
+        count: 0,
         capped: false,
         since: range.since,
         until: range.until,
@@ -884,21 +965,28 @@ class Manager implements SubscriptionManager, Core {
     return count;
   }
 
-  /** The next events of the first replay job, marked; never above `position` (what was delivered). */
-  async readReplay(sub: Sub, room: number, position: bigint): Promise<DeliveredEvent[]> {
+  /**
+   * The next events of the first replay job, marked; never above `position` (what was delivered).
+   * Each chunk's new position and count are saved before it is handed out (one UPDATE per chunk),
+   * so a restarted manager continues after it; when the save fails this rejects and nothing moved.
+   */
+  readReplay(sub: Sub, room: number, position: bigint): Promise<DeliveredEvent[]> {
+    const run = sub.replaying.then(() => this.readReplayNow(sub, room, position));
+    sub.replaying = run.catch(() => undefined);
+    return run;
+  }
+
+  private async readReplayNow(sub: Sub, room: number, position: bigint): Promise<DeliveredEvent[]> {
     while (sub.replays.length > 0) {
       const job = sub.replays[0] as ReplayJob;
-      if (!job.capped) {
-        job.capped = true;
-        if (position < job.upTo) job.upTo = position;
-      }
+      const upTo = !job.capped && position < job.upTo ? position : job.upTo;
       const rows =
-        job.position >= job.upTo
+        job.position >= upTo
           ? []
           : await this.store.query({
               selector: sub.selector,
               after: job.position,
-              upTo: job.upTo,
+              upTo,
               since: job.since,
               until: job.until,
               limit: this.chunk,
@@ -910,10 +998,20 @@ class Manager implements SubscriptionManager, Core {
         if (job.matches(e.sender, e.type)) out.push({ ...e, replay: job.id });
         if (out.length >= room) break;
       }
+      const finished = rows.length < this.chunk && (rows.length === 0 || last === (rows[rows.length - 1] as StoredEvent).offset);
+      const count = job.count + out.length;
+      // Deleted meanwhile (its row is failed already), or another reader finished the job.
+      if (this.subs.get(sub.name) !== sub || sub.replays[0] !== job) return [];
+      if (last !== job.position || upTo !== job.upTo || finished)
+        await this.replayStore.progress(job.id, last, count, upTo !== job.upTo ? upTo : undefined);
+      if (finished) await this.replayStore.finish(job.id, 'done', Date.now());
+      job.capped = true;
+      job.upTo = upTo;
       job.position = last;
-      if (rows.length < this.chunk && (rows.length === 0 || last === (rows[rows.length - 1] as StoredEvent).offset)) {
+      job.count = count;
+      if (finished) {
         sub.replays.shift();
-        this.log.info({ subscription: sub.name, replay: job.id }, 'replay into subscription done');
+        this.log.info({ subscription: sub.name, replay: job.id, count }, 'replay into subscription done');
       }
       if (out.length > 0) return out;
     }

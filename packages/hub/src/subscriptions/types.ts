@@ -1,4 +1,5 @@
 import type { Selector, SelectorInput } from '@herald/core';
+import type { ReplayFrom, ReplayTo } from '../replays/index.ts';
 import type { StoredEvent } from '../store/types.ts';
 
 /**
@@ -107,10 +108,23 @@ export interface SubscriptionManager {
   /**
    * Replay into one subscription: re-sends the events of (after, upTo] matching `selector` (and the
    * subscription's own selector), marked with the replay id, before its next live events. Returns
-   * the number of events it will send. NOT_FOUND for an unknown subscription.
+   * the number of events it will send. The replay is kept in the replays table (target
+   * `subscription:<name>`; `from`/`to` as asked, default the offsets of the range): its position and
+   * count are saved per chunk sent, it is `done` when finished, `failed` when the subscription is
+   * deleted first, and a restarted manager continues it. NOT_FOUND for an unknown subscription;
+   * rejects when the store fails (nothing kept, nothing sent).
    */
   replay(
     name: string,
-    range: { id: string; selector: Selector; after: bigint; upTo: bigint; since?: number | undefined; until?: number | undefined },
+    range: {
+      id: string;
+      selector: Selector;
+      after: bigint;
+      upTo: bigint;
+      since?: number | undefined;
+      until?: number | undefined;
+      from?: ReplayFrom | undefined;
+      to?: ReplayTo | undefined;
+    },
   ): Promise<number>;
 }
