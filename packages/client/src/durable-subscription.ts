@@ -1,7 +1,7 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import {
-  DEFAULT_GRPC_PORT,
   type DeliveredEvent,
   type ErrorCode,
   ErrorCodes,
@@ -12,13 +12,11 @@ import {
   PROTO_LOADER_OPTIONS,
   PROTO_PATH,
   type SelectorInput,
-  selectorPatterns,
-  ValidationError,
   type WireOpen,
-  type WireStart,
   type WireSubscribeRequest,
   type WireSubscribeResponse,
 } from '@herald/core';
+import { type NormalizedDurableSubscription, normalizeDurableSubscriptionOptions } from './options.ts';
 
 /**
  * Where a subscription starts when this call creates it. An existing subscription ignores it and
@@ -74,93 +72,6 @@ export interface DurableSubscription extends AsyncIterable<SubscriptionEvent> {
    * offset; waits up to 2 s for the hub to confirm) and ends the iteration. Idempotent.
    */
   close(): Promise<void>;
-}
-
-/** The options with every default filled in. */
-export interface NormalizedDurableSubscription {
-  readonly name: string;
-  readonly selector: string[];
-  readonly url: string;
-  readonly start: WireStart | undefined;
-  readonly maxInFlight: number;
-  readonly signal: AbortSignal | undefined;
-  readonly reconnectInitialDelayMs: number;
-  readonly reconnectMaxDelayMs: number;
-  readonly onError: ((err: HeraldError) => void) | undefined;
-}
-
-function bad(field: string, message: string, value: unknown): never {
-  let shown: string;
-  try {
-    shown = JSON.stringify(value, (_k, v) => (typeof v === 'bigint' ? v.toString() : v)) ?? String(value);
-  } catch {
-    shown = String(value);
-  }
-  throw new ValidationError(ErrorCodes.INVALID_CONFIG, `invalid option ${field}: ${message} (got ${shown})`, { details: { field, value } });
-}
-
-function intOption(value: unknown, field: string, fallback: number, min: number, max: number): number {
-  if (value === undefined) return fallback;
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-    bad(field, `expected an integer from ${min} to ${max}`, value);
-  }
-  return value;
-}
-
-/** The hub's gRPC address from the option or the environment. */
-export function grpcUrl(url?: string): string {
-  const port = process.env.HERALD_GRPC_PORT;
-  const raw = url ?? process.env.HERALD_GRPC_URL ?? `127.0.0.1:${port || DEFAULT_GRPC_PORT}`;
-  return raw.replace(/^(grpc|http):\/\//, '').replace(/\/+$/, '');
-}
-
-function startOption(start: SubscriptionStart | undefined): WireStart | undefined {
-  if (start === undefined || start === 'resume') return undefined;
-  if (start === 'new') return { new: true };
-  if (start === 'earliest') return { earliest: true };
-  if (typeof start === 'object' && start !== null) {
-    if ('offset' in start) {
-      try {
-        const o = BigInt(start.offset);
-        if (o >= 0n) return { offset: o.toString() };
-      } catch {
-        // reported below
-      }
-      bad('start.offset', 'expected an offset ≥ 0', start.offset);
-    }
-    if ('time' in start) {
-      const t = start.time;
-      const ms = t instanceof Date ? t.getTime() : typeof t === 'string' ? Date.parse(t) : t;
-      if (typeof ms !== 'number' || !Number.isFinite(ms) || ms < 0) bad('start.time', 'expected a Date, an ISO time or epoch ms', t);
-      return { timeMs: String(Math.trunc(ms)) };
-    }
-    if ('last' in start) return { last: intOption(start.last, 'start.last', 0, 1, 1_000_000) };
-  }
-  return bad('start', 'expected "resume", "new", "earliest", {offset}, {time} or {last}', start);
-}
-
-/** Validates and fills in the options; throws a ValidationError (INVALID_CONFIG / INVALID_SELECTOR) naming the field. */
-export function normalizeDurableSubscriptionOptions(
-  name: string,
-  selector: SelectorInput,
-  options: DurableSubscriptionOptions = {},
-): NormalizedDurableSubscription {
-  if (typeof name !== 'string' || !/^[A-Za-z0-9_.-]{1,128}$/.test(name)) bad('name', 'expected [A-Za-z0-9_.-]{1,128}', name);
-  const initial = intOption(options.reconnectInitialDelayMs, 'reconnectInitialDelayMs', 100, 1, 600_000);
-  const max = intOption(options.reconnectMaxDelayMs, 'reconnectMaxDelayMs', 5000, 1, 600_000);
-  if (max < initial) bad('reconnectMaxDelayMs', `must be at least reconnectInitialDelayMs (${initial})`, max);
-  if (options.onError !== undefined && typeof options.onError !== 'function') bad('onError', 'expected a function', options.onError);
-  return {
-    name,
-    selector: selectorPatterns(selector),
-    url: grpcUrl(options.url),
-    start: startOption(options.start),
-    maxInFlight: intOption(options.maxInFlight, 'maxInFlight', 100, 1, 10_000),
-    signal: options.signal,
-    reconnectInitialDelayMs: initial,
-    reconnectMaxDelayMs: max,
-    onError: options.onError,
-  };
 }
 
 /** gRPC statuses a retry cannot fix: the request itself is wrong. */
@@ -390,16 +301,8 @@ class DurableSubscriptionImpl implements DurableSubscription, AsyncIterator<Subs
       if (opened) delay = this.opts.reconnectInitialDelayMs;
       this.opts.onError?.(err);
       const wait = Math.round(delay * (0.5 + Math.random() / 2));
-      await new Promise<void>((resolve) => {
-        const signal = this.stopped.signal;
-        const done = () => {
-          clearTimeout(timer);
-          signal.removeEventListener('abort', done);
-          resolve();
-        };
-        const timer = setTimeout(done, wait);
-        signal.addEventListener('abort', done, { once: true });
-      });
+      // Ends early (rejects) when the subscription closes.
+      await sleep(wait, undefined, { signal: this.stopped.signal }).catch(() => undefined);
       delay = Math.min(delay * 2, this.opts.reconnectMaxDelayMs);
     }
   }

@@ -1,14 +1,15 @@
 // @herald/client: the SDK services import. Everything public is exported here, by name.
 
-export type {
-  DurableSubscription,
-  DurableSubscriptionOptions,
-  NormalizedDurableSubscription,
-  SubscriptionEvent,
-  SubscriptionStart,
-} from './durable-subscription.ts';
-export { errorOfStatus, grpcUrl, normalizeDurableSubscriptionOptions, subscription } from './durable-subscription.ts';
-export { DEFAULT_AMQP_URL, normalizePublisherOptions, normalizeSubscriberOptions } from './options.ts';
+export type { DurableSubscription, DurableSubscriptionOptions, SubscriptionEvent, SubscriptionStart } from './durable-subscription.ts';
+export { errorOfStatus, subscription } from './durable-subscription.ts';
+export type { NormalizedDurableSubscription } from './options.ts';
+export {
+  DEFAULT_AMQP_URL,
+  grpcUrl,
+  normalizeDurableSubscriptionOptions,
+  normalizePublisherOptions,
+  normalizeSubscriberOptions,
+} from './options.ts';
 export { createPublisher } from './publisher.ts';
 export { createSubscriber } from './subscriber.ts';
 export type { Subscription } from './subscription.ts';

@@ -1,15 +1,22 @@
 import {
   assertSender,
   bindingKeys as bindingKeysOf,
+  DEFAULT_GRPC_PORT,
   DEFAULT_MAX_EVENT_BYTES,
   ErrorCodes,
+  type HeraldError,
   HUB_MODES,
   type HubMode,
+  isSubscriptionName,
   parseSelector,
   redactUrl,
   type Selector,
+  type SelectorInput,
+  selectorPatterns,
   ValidationError,
+  type WireStart,
 } from '@herald/core';
+import type { DurableSubscriptionOptions, SubscriptionStart } from './durable-subscription.ts';
 import type { ConnectionOptions, PublisherOptions, SubscriberOptions } from './types.ts';
 
 /** The AMQP URL used when neither the options nor `HERALD_AMQP_URL` give one. */
@@ -56,17 +63,25 @@ function bad(field: string, message: string, value: unknown): never {
 function describe(value: unknown): string {
   if (typeof value === 'function') return 'a function';
   try {
-    return JSON.stringify(value) ?? String(value);
+    return JSON.stringify(value, (_k, v) => (typeof v === 'bigint' ? v.toString() : v)) ?? String(value);
   } catch {
     return String(value);
   }
 }
 
-function int(o: Record<string, unknown>, field: string, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
+/** The integer option `field` of `o`; `name` is how errors call it (default `field`). */
+function int(
+  o: Record<string, unknown>,
+  field: string,
+  fallback: number,
+  min: number,
+  max = Number.MAX_SAFE_INTEGER,
+  name = field,
+): number {
   const v = o[field];
   if (v === undefined) return fallback;
   if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
-    bad(field, `expected an integer from ${min}${max === Number.MAX_SAFE_INTEGER ? '' : ` to ${max}`}`, v);
+    bad(name, `expected an integer from ${min}${max === Number.MAX_SAFE_INTEGER ? '' : ` to ${max}`}`, v);
   }
   return v;
 }
@@ -214,4 +229,73 @@ export function normalizeMode(mode: unknown): HubMode {
   if (mode === undefined) return 'router';
   if (!HUB_MODES.includes(mode as HubMode)) bad('mode', 'expected router or archive', mode);
   return mode as HubMode;
+}
+
+/** A durable subscription's options with every default filled in (see subscription()). */
+export interface NormalizedDurableSubscription {
+  readonly name: string;
+  readonly selector: string[];
+  readonly url: string;
+  readonly start: WireStart | undefined;
+  readonly maxInFlight: number;
+  readonly signal: AbortSignal | undefined;
+  readonly reconnectInitialDelayMs: number;
+  readonly reconnectMaxDelayMs: number;
+  readonly onError: ((err: HeraldError) => void) | undefined;
+}
+
+/** The hub's gRPC address from the option or the environment. */
+export function grpcUrl(url?: string): string {
+  const port = process.env.HERALD_GRPC_PORT;
+  const raw = url ?? process.env.HERALD_GRPC_URL ?? `127.0.0.1:${port || DEFAULT_GRPC_PORT}`;
+  return raw.replace(/^(grpc|http):\/\//, '').replace(/\/+$/, '');
+}
+
+function startOption(start: SubscriptionStart | undefined): WireStart | undefined {
+  if (start === undefined || start === 'resume') return undefined;
+  if (start === 'new') return { new: true };
+  if (start === 'earliest') return { earliest: true };
+  if (typeof start === 'object' && start !== null) {
+    if ('offset' in start) {
+      try {
+        const o = BigInt(start.offset);
+        if (o >= 0n) return { offset: o.toString() };
+      } catch {
+        // reported below
+      }
+      bad('start.offset', 'expected an offset ≥ 0', start.offset);
+    }
+    if ('time' in start) {
+      const t = start.time;
+      const ms = t instanceof Date ? t.getTime() : typeof t === 'string' ? Date.parse(t) : t;
+      if (typeof ms !== 'number' || !Number.isFinite(ms) || ms < 0) bad('start.time', 'expected a Date, an ISO time or epoch ms', t);
+      return { timeMs: String(Math.trunc(ms)) };
+    }
+    if ('last' in start) return { last: int(start as Record<string, unknown>, 'last', 0, 1, 1_000_000, 'start.last') };
+  }
+  return bad('start', 'expected "resume", "new", "earliest", {offset}, {time} or {last}', start);
+}
+
+/** Validates and fills in the options of subscription(); throws a ValidationError (INVALID_CONFIG / INVALID_SELECTOR) naming the field. */
+export function normalizeDurableSubscriptionOptions(
+  name: string,
+  selector: SelectorInput,
+  options: DurableSubscriptionOptions = {},
+): NormalizedDurableSubscription {
+  if (!isSubscriptionName(name)) bad('name', 'expected [A-Za-z0-9_.-]{1,128}', name);
+  const o = options as Record<string, unknown>;
+  const initial = int(o, 'reconnectInitialDelayMs', 100, 1, 600_000);
+  const max = int(o, 'reconnectMaxDelayMs', 5000, 1, 600_000);
+  if (max < initial) bad('reconnectMaxDelayMs', `must be at least reconnectInitialDelayMs (${initial})`, max);
+  return {
+    name,
+    selector: selectorPatterns(selector),
+    url: grpcUrl(options.url),
+    start: startOption(options.start),
+    maxInFlight: int(o, 'maxInFlight', 100, 1, 10_000),
+    signal: options.signal,
+    reconnectInitialDelayMs: initial,
+    reconnectMaxDelayMs: max,
+    onError: callback(o, 'onError') as ((err: HeraldError) => void) | undefined,
+  };
 }

@@ -16,7 +16,7 @@ export {
 } from './envelope.ts';
 export type { ErrorCode } from './errors.ts';
 export { ErrorCodes, HeraldError, hasCode, ValidationError } from './errors.ts';
-export { assertSender, assertType, MAX_ROUTING_KEY_BYTES, parseRoutingKey, routingKeyOf } from './names.ts';
+export { assertSender, assertType, isSubscriptionName, MAX_ROUTING_KEY_BYTES, parseRoutingKey, routingKeyOf } from './names.ts';
 export type {
   OffsetEvent,
   WireEvent,

@@ -4,6 +4,12 @@ import { ErrorCodes, ValidationError } from './errors.ts';
 export const MAX_ROUTING_KEY_BYTES = 255;
 const SENDER_RE = /^[A-Za-z0-9_-]{1,64}$/;
 const SEGMENT_RE = /^[A-Za-z0-9_-]+$/;
+const SUBSCRIPTION_NAME_RE = /^[A-Za-z0-9_.-]{1,128}$/;
+
+/** True when `name` is a valid durable subscription name: `[A-Za-z0-9_.-]{1,128}`. The hub and the SDK check with it. */
+export function isSubscriptionName(name: unknown): name is string {
+  return typeof name === 'string' && SUBSCRIPTION_NAME_RE.test(name);
+}
 
 /** Throws a ValidationError (INVALID_SENDER) unless `sender` is one segment `[A-Za-z0-9_-]{1,64}`. */
 export function assertSender(sender: unknown): asserts sender is string {

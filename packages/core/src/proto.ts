@@ -117,7 +117,7 @@ export function toWireEvent(event: OffsetEvent): WireEvent {
     timeMs: String(event.time),
     data: event.data,
     contentType: event.contentType,
-    headers: { ...event.headers },
+    headers: event.headers,
   };
   if (event.subject !== undefined) wire.subject = event.subject;
   if (event.correlationId !== undefined) wire.correlationId = event.correlationId;

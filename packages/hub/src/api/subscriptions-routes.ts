@@ -1,7 +1,8 @@
 import type { ServerResponse } from 'node:http';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { ErrorCodes, HeraldError, selectorPatterns } from '@herald/core';
-import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
+import type { FastifyBaseLogger, FastifyInstance, FastifyRequest } from 'fastify';
 import Type from 'typebox';
 import type { Consumer, DeliveredEvent, SubscriptionManager, SubscriptionView } from '../subscriptions/types.ts';
 import { EventSchema, eventJson, parseOffset } from './events-routes.ts';
@@ -122,13 +123,27 @@ const NameParams = Type.Object({ name: Type.String({ description: 'the subscript
  * Open long polls and SSE streams, aborted when the server closes (preClose), so a waiting client
  * never holds a hub's shutdown.
  */
-function openRequests(app: FastifyInstance): Set<AbortController> {
+function openRequests(app: FastifyInstance): <T>(request: FastifyRequest, fn: (signal: AbortSignal) => Promise<T>) => Promise<T> {
   const open = new Set<AbortController>();
   app.addHook('preClose', (done) => {
     for (const ac of open) ac.abort(new HeraldError(ErrorCodes.CLOSED, 'the hub is stopping'));
     done();
   });
-  return open;
+  /** Runs `fn` with a signal that aborts when the client goes away or the hub stops. */
+  return async (request, fn) => {
+    const ac = new AbortController();
+    const gone = () => ac.abort();
+    request.raw.on('close', gone);
+    // Gone already (e.g. while attaching): nothing should wait for nobody.
+    if (request.raw.destroyed) ac.abort();
+    open.add(ac);
+    try {
+      return await fn(ac.signal);
+    } finally {
+      open.delete(ac);
+      request.raw.off('close', gone);
+    }
+  };
 }
 
 /**
@@ -142,7 +157,7 @@ function openRequests(app: FastifyInstance): Set<AbortController> {
  */
 export function subscriptionsRoutes(app: FastifyInstance, deps: SubscriptionRoutesDeps): void {
   const api = app.withTypeProvider<TypeBoxTypeProvider>();
-  const open = openRequests(app);
+  const whileOpen = openRequests(app);
   const heartbeatMs = deps.heartbeatMs ?? HEARTBEAT_MS;
 
   api.post(
@@ -286,18 +301,8 @@ export function subscriptionsRoutes(app: FastifyInstance, deps: SubscriptionRout
       const max = request.query.max ?? DEFAULT_MAX;
       const waitMs = Math.round((request.query.wait ?? DEFAULT_WAIT_S) * 1000);
       // The client going away ends the wait; so does the hub stopping.
-      const ac = new AbortController();
-      const gone = () => ac.abort();
-      request.raw.on('close', gone);
-      if (request.raw.destroyed) ac.abort();
-      open.add(ac);
-      try {
-        const events = await m.pull(name, { max, waitMs, signal: ac.signal });
-        return { events: events.map(deliveredJson) };
-      } finally {
-        open.delete(ac);
-        request.raw.off('close', gone);
-      }
+      const events = await whileOpen(request, (signal) => m.pull(name, { max, waitMs, signal }));
+      return { events: events.map(deliveredJson) };
     },
   );
 
@@ -371,18 +376,7 @@ export function subscriptionsRoutes(app: FastifyInstance, deps: SubscriptionRout
         maxInFlight: SSE_MAX_IN_FLIGHT,
       });
       reply.hijack();
-      const ac = new AbortController();
-      const gone = () => ac.abort();
-      request.raw.on('close', gone);
-      // Gone while attaching: the stream must not hold the subscription for nobody.
-      if (request.raw.destroyed) ac.abort();
-      open.add(ac);
-      try {
-        await streamSubscription(consumer, reply.raw, { signal: ac.signal, lastId, heartbeatMs, log: request.log });
-      } finally {
-        open.delete(ac);
-        request.raw.off('close', gone);
-      }
+      await whileOpen(request, (signal) => streamSubscription(consumer, reply.raw, { signal, lastId, heartbeatMs, log: request.log }));
     },
   );
 }
@@ -443,7 +437,7 @@ export async function streamSubscription(
       () => true,
       () => false,
     );
-    let isActive = await Promise.race([active, sleepMs(STANDBY_AFTER_MS).then(() => undefined)]);
+    let isActive = await Promise.race([active, sleep(STANDBY_AFTER_MS, undefined, { ref: false })]);
     if (isActive === undefined) {
       res.write(': waiting as standby\n\n');
       isActive = await Promise.race([active, stopped.then(() => false)]);
@@ -488,8 +482,4 @@ export async function streamSubscription(
       res.end();
     }
   }
-}
-
-function sleepMs(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms).unref());
 }

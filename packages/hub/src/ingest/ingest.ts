@@ -30,11 +30,6 @@ const MAX_BATCH_BYTES = 16 * 1024 * 1024;
 const STOP_GRACE_MS = 5000;
 /** How often, at most, the router's checkpoint is written (it may lag: re-forwarding is at least once). */
 const CHECKPOINT_EVERY_MS = 250;
-/**
- * Router: batches forwarded to `herald.events` whose confirms are still outstanding while the next
- * batch is stored. The commit of batch N+1 overlaps RabbitMQ's confirm of batch N.
- */
-const MAX_UNCONFIRMED_BATCHES = 1000;
 
 /** Counters for metrics and the bench. */
 export interface IngestStats {
@@ -202,8 +197,12 @@ class IngestPipeline implements Ingest {
   private published: bigint | undefined;
   /** Router: settles once everything published so far on the current link is confirmed; rejects if any was not. */
   private confirmedTail: Promise<void> = Promise.resolve();
-  /** Router: acknowledgements waiting for their batch's confirms, oldest first. */
-  private unconfirmed: Promise<void>[] = [];
+  /**
+   * The acknowledgement of the newest batch, which waits for its confirms. Batches are acknowledged
+   * in order (their confirms settle in order), so when this settles every earlier one has. How many
+   * wait is bounded by the prefetch: RabbitMQ delivers no more than that unacknowledged.
+   */
+  private lastAck: Promise<void> = Promise.resolve();
   private persistedDispatched: bigint | undefined;
   private lastCheckpointAt = 0;
   /** The checkpoint write in flight, if any. */
@@ -574,15 +573,10 @@ class IngestPipeline implements Ingest {
         if (this.stopping) break;
         continue;
       }
-      this.unconfirmed.push(this.ackWhenConfirmed(link, batch, confirmed.confirmed));
-      if (this.unconfirmed.length >= MAX_UNCONFIRMED_BATCHES) await this.unconfirmed.shift();
+      // The next batch is stored while RabbitMQ confirms this one's forwards.
+      this.lastAck = this.ackWhenConfirmed(link, batch, confirmed.confirmed);
     }
-    await this.settleUnconfirmed();
-  }
-
-  /** Waits for every batch's acknowledgement still waiting on confirms. */
-  private async settleUnconfirmed(): Promise<void> {
-    while (this.unconfirmed.length > 0) await this.unconfirmed.shift();
+    await this.lastAck;
   }
 
   /**

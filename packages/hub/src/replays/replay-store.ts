@@ -64,6 +64,23 @@ function toReplay(r: ReplayRow): Replay {
 
 const ts = (n: number) => `to_timestamp($${n}::float8 / 1000)`;
 
+/** The columns every new replay row sets first, and their values ($1…$9). */
+const INSERT_COLUMNS = 'id, selector, target, from_spec, to_spec, after_offset, up_to, since, until';
+const INSERT_VALUES = `$1::uuid, $2, $3, $4::jsonb, $5::jsonb, $6::bigint, $7::bigint, ${ts(8)}, ${ts(9)}`;
+function insertParams(r: Replay): unknown[] {
+  return [
+    r.id,
+    r.selector.canonical,
+    targetText(r.target),
+    JSON.stringify(boundToJson(r.from)),
+    r.to === undefined ? null : JSON.stringify(boundToJson(r.to)),
+    r.after.toString(),
+    r.upTo.toString(),
+    r.since ?? null,
+    r.until ?? null,
+  ];
+}
+
 /**
  * The `replays` table (migration 002): replays into the flow (target `flow`, run by the dispatcher)
  * and into one durable subscription (target `subscription:<name>`, run by the subscription manager).
@@ -100,47 +117,19 @@ export function createReplayStore(sql: SqlExecutor): ReplayStore {
     async insert(r, pause) {
       await sql.query(
         `WITH r AS (
-           INSERT INTO replays (id, selector, target, from_spec, to_spec, after_offset, up_to, since, until, status, position, count, created_at)
-           VALUES ($1::uuid, $2, $3, $4::jsonb, $5::jsonb, $6::bigint, $7::bigint, ${ts(8)}, ${ts(9)}, 'pending', $6::bigint, 0, ${ts(10)})
+           INSERT INTO replays (${INSERT_COLUMNS}, status, position, count, created_at)
+           VALUES (${INSERT_VALUES}, 'pending', $6::bigint, 0, ${ts(10)})
          )
          INSERT INTO pauses (id, selector, reason, replay_id, created_at, expires_at)
          VALUES ($11::uuid, $2, 'replay ' || $1, $1::uuid, ${ts(10)}, ${ts(12)})`,
-        [
-          r.id,
-          r.selector.canonical,
-          targetText(r.target),
-          JSON.stringify(boundToJson(r.from)),
-          r.to === undefined ? null : JSON.stringify(boundToJson(r.to)),
-          r.after.toString(),
-          r.upTo.toString(),
-          r.since ?? null,
-          r.until ?? null,
-          r.createdAt,
-          pause.id,
-          pause.expiresAt,
-        ],
+        [...insertParams(r), r.createdAt, pause.id, pause.expiresAt],
       );
     },
     async insertForSubscription(r) {
       await sql.query(
-        `INSERT INTO replays (id, selector, target, from_spec, to_spec, after_offset, up_to, since, until, status, position, count, created_at, finished_at)
-         VALUES ($1::uuid, $2, $3, $4::jsonb, $5::jsonb, $6::bigint, $7::bigint, ${ts(8)}, ${ts(9)}, $10, $11::bigint, $12::bigint, ${ts(13)}, ${ts(14)})`,
-        [
-          r.id,
-          r.selector.canonical,
-          targetText(r.target),
-          JSON.stringify(boundToJson(r.from)),
-          r.to === undefined ? null : JSON.stringify(boundToJson(r.to)),
-          r.after.toString(),
-          r.upTo.toString(),
-          r.since ?? null,
-          r.until ?? null,
-          r.status,
-          r.position.toString(),
-          r.count,
-          r.createdAt,
-          r.finishedAt ?? null,
-        ],
+        `INSERT INTO replays (${INSERT_COLUMNS}, status, position, count, created_at, finished_at)
+         VALUES (${INSERT_VALUES}, $10, $11::bigint, $12::bigint, ${ts(13)}, ${ts(14)})`,
+        [...insertParams(r), r.status, r.position.toString(), r.count, r.createdAt, r.finishedAt ?? null],
       );
     },
     async get(id) {

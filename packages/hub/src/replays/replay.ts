@@ -51,9 +51,10 @@ function invalid(field: string, message: string): never {
 }
 
 function offsetOf(field: string, v: unknown): bigint {
+  if (typeof v === 'bigint' && v >= 0n) return v;
   if (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0) return BigInt(v);
   if (typeof v === 'string' && /^\d{1,19}$/.test(v)) return BigInt(v);
-  return invalid(field, `invalid ${field} ${JSON.stringify(v)}: expected an offset (an integer ≥ 0)`);
+  return invalid(field, `invalid ${field} ${typeof v === 'bigint' ? v : JSON.stringify(v)}: expected an offset (an integer ≥ 0)`);
 }
 
 function timeOf(field: string, v: unknown): number {
@@ -92,20 +93,24 @@ export function normalizeReplayInput(input: ReplayInput): {
       `invalid target ${JSON.stringify(target)}: only "flow" is taken here (a replay into a subscription is {"subscription": "<name>"})`,
     );
   if (input.from === undefined) invalid('from', 'missing from: expected {"last": N}, {"offset": N} or {"time": ISO}');
-  const [fk, fv] = oneKey('from', input.from, ['last', 'offset', 'time']);
-  let from: ReplayFrom;
-  if (fk === 'last') {
-    if (typeof fv !== 'number' || !Number.isSafeInteger(fv) || fv < 1 || fv > MAX_REPLAY_LAST)
-      invalid('from.last', `invalid from.last ${JSON.stringify(fv)}: expected an integer from 1 to ${MAX_REPLAY_LAST}`);
-    from = { last: fv };
-  } else if (fk === 'offset') from = { offset: offsetOf('from.offset', fv) };
-  else from = { time: timeOf('from.time', fv) };
-  let to: ReplayTo | undefined;
-  if (input.to !== undefined && input.to !== null) {
-    const [tk, tv] = oneKey('to', input.to, ['offset', 'time']);
-    to = tk === 'offset' ? { offset: offsetOf('to.offset', tv) } : { time: timeOf('to.time', tv) };
-  }
+  const from = parseHistoryPoint('from', input.from, ['last', 'offset', 'time']);
+  const to = input.to === undefined || input.to === null ? undefined : (parseHistoryPoint('to', input.to, ['offset', 'time']) as ReplayTo);
   return { selector, from, to, target };
+}
+
+/**
+ * A point in the log's history as requests name it: `{"last": N}` (1 to MAX_REPLAY_LAST),
+ * `{"offset": N}` (a JSON integer, a decimal string or a bigint) or `{"time": ISO}` (or epoch ms),
+ * exactly one of `kinds`. Replays (`from`, `to`) and subscription starts read it the same way.
+ * Throws INVALID_REQUEST naming `field` or `field.<kind>`.
+ */
+export function parseHistoryPoint(field: string, v: unknown, kinds: readonly ('last' | 'offset' | 'time')[]): ReplayFrom {
+  const [key, value] = oneKey(field, v, [...kinds]);
+  if (key === 'offset') return { offset: offsetOf(`${field}.offset`, value) };
+  if (key === 'time') return { time: timeOf(`${field}.time`, value) };
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1 || value > MAX_REPLAY_LAST)
+    invalid(`${field}.last`, `invalid ${field}.last ${JSON.stringify(value)}: expected an integer from 1 to ${MAX_REPLAY_LAST}`);
+  return { last: value };
 }
 
 /** JSON-safe form of a replay's bounds (offsets as decimal strings would read oddly: they fit in numbers up to 2^53). */

@@ -5,7 +5,7 @@
  */
 export type { SubscriptionManagerOptions } from './manager.ts';
 export { createSubscriptionManager } from './manager.ts';
-export { assertSubscriptionName, MAX_START_LAST, normalizeStart } from './start-position.ts';
+export { assertSubscriptionName, normalizeStart } from './start-position.ts';
 export { receiverQueue } from './subscription-store.ts';
 export type {
   AttachRequest,
@@ -14,5 +14,6 @@ export type {
   StartPosition,
   SubscriptionInput,
   SubscriptionManager,
+  SubscriptionReplay,
   SubscriptionView,
 } from './types.ts';

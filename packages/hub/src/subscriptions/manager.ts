@@ -1,6 +1,6 @@
 import { compileMatcher, ErrorCodes, HeraldError, type Matcher, parseSelector, type Selector, ValidationError } from '@herald/core';
 import { type Logger, pino } from 'pino';
-import { createReplayStore, type ReplayFrom, type ReplayStore, type ReplayTo } from '../replays/index.ts';
+import { createReplayStore, type ReplayStore } from '../replays/index.ts';
 import type { SqlExecutor } from '../store/driver.ts';
 import type { Store, StoredEvent } from '../store/types.ts';
 import { createReceivers, type Receivers } from './receivers.ts';
@@ -13,6 +13,7 @@ import type {
   StartPosition,
   SubscriptionInput,
   SubscriptionManager,
+  SubscriptionReplay,
   SubscriptionView,
 } from './types.ts';
 
@@ -106,6 +107,15 @@ class Sub {
   wakeWaiters(): void {
     for (const w of [...this.waiters]) w();
   }
+
+  /** The hub ends the active consumer and the standbys (deleted, stopping); waiting pulls wake. */
+  endConsumers(reason: string): void {
+    this.active?.end(reason);
+    for (const c of this.standby) c.end(reason);
+    this.active = undefined;
+    this.standby.length = 0;
+    this.wakeWaiters();
+  }
 }
 
 interface Fill {
@@ -122,7 +132,8 @@ interface Core {
   readonly subStore: SubscriptionStore;
   readonly chunk: number;
   readonly liveBufferMax: number;
-  logHorizon(sub: Sub): Promise<bigint | undefined>;
+  /** Matching events after `after`, at most `limit`, never past the log horizon (pauses, dispatch). */
+  readLog(sub: Sub, after: bigint, limit: number): Promise<StoredEvent[]>;
   readReplay(sub: Sub, room: number, position: bigint): Promise<DeliveredEvent[]>;
   acked(sub: Sub, offset: bigint): void;
   detach(c: AttachedConsumer): Promise<void>;
@@ -396,12 +407,9 @@ class AttachedConsumer implements Consumer {
     return { events: batch };
   }
 
-  /** One catch-up read: matching events after `after`, never past the log horizon (pauses, dispatch). */
-  private async readChunk(after: bigint): Promise<StoredEvent[]> {
-    const core = this.core;
-    const horizon = await core.logHorizon(this.sub);
-    if (horizon !== undefined && horizon <= after) return [];
-    return core.store.query({ selector: this.sub.selector, after, upTo: horizon, limit: core.chunk });
+  /** One catch-up read. */
+  private readChunk(after: bigint): Promise<StoredEvent[]> {
+    return this.core.readLog(this.sub, after, this.core.chunk);
   }
 
   ack(offset: bigint): void {
@@ -552,13 +560,7 @@ class Manager implements SubscriptionManager, Core {
     if (this.stopped) return;
     this.stopped = true;
     if (this.flushTimer) clearInterval(this.flushTimer);
-    for (const sub of this.subs.values()) {
-      sub.active?.end('hub stopping');
-      for (const c of sub.standby) c.end('hub stopping');
-      sub.active = undefined;
-      sub.standby.length = 0;
-      sub.wakeWaiters();
-    }
+    for (const sub of this.subs.values()) sub.endConsumers('hub stopping');
     await this.chain;
     await this.flush().catch((err) => this.log.error({ err: errText(err) }, 'could not save acknowledged offsets at stop'));
     await this.receivers.stop();
@@ -614,13 +616,15 @@ class Manager implements SubscriptionManager, Core {
     }
   }
 
-  async logHorizon(sub: Sub): Promise<bigint | undefined> {
-    let h = this.dispatched?.();
+  async readLog(sub: Sub, after: bigint, limit: number): Promise<StoredEvent[]> {
+    // The horizon: what the dispatcher has forwarded or held, and below the first held event.
+    let horizon = this.dispatched?.();
     if (this.holding === undefined || this.holding()) {
       const held = await this.subStore.firstHeld(sub.selector);
-      if (held !== undefined) h = min(h, held - 1n);
+      if (held !== undefined) horizon = min(horizon, held - 1n);
     }
-    return h;
+    if (horizon !== undefined && horizon <= after) return [];
+    return this.store.query({ selector: sub.selector, after, upTo: horizon, limit });
   }
 
   // ---- acks ------------------------------------------------------------------------------------
@@ -774,11 +778,7 @@ class Manager implements SubscriptionManager, Core {
     return this.serial(async () => {
       const sub = this.subs.get(name);
       if (!sub) return false;
-      sub.active?.end('subscription deleted');
-      for (const c of sub.standby) c.end('subscription deleted');
-      sub.active = undefined;
-      sub.standby.length = 0;
-      sub.wakeWaiters();
+      sub.endConsumers('subscription deleted');
       const deleted = await this.subStore.delete(name, sub.selector);
       this.subs.delete(name);
       const jobs = sub.replays.splice(0);
@@ -856,11 +856,7 @@ class Manager implements SubscriptionManager, Core {
           const replayed = await this.readReplay(sub, max, sub.acked);
           if (replayed.length > 0) return replayed;
         }
-        const horizon = await this.logHorizon(sub);
-        const rows =
-          horizon !== undefined && horizon <= sub.acked
-            ? []
-            : await this.store.query({ selector: sub.selector, after: sub.acked, upTo: horizon, limit: max });
+        const rows = await this.readLog(sub, sub.acked, max);
         if (rows.length > 0) return rows as DeliveredEvent[];
         const left = deadline - Date.now();
         if (left <= 0 || opts.signal?.aborted || this.stopped) return [];
@@ -903,19 +899,7 @@ class Manager implements SubscriptionManager, Core {
 
   // ---- replays ---------------------------------------------------------------------------------
 
-  async replay(
-    name: string,
-    range: {
-      id: string;
-      selector: Selector;
-      after: bigint;
-      upTo: bigint;
-      since?: number | undefined;
-      until?: number | undefined;
-      from?: ReplayFrom | undefined;
-      to?: ReplayTo | undefined;
-    },
-  ): Promise<number> {
+  async replay(name: string, range: SubscriptionReplay): Promise<number> {
     const sub = this.need(name);
     // Only what this subscription was already given (or acknowledged) is re-sent: later events come anyway.
     const reach = sub.active && sub.active.position > sub.acked ? sub.active.position : sub.acked;

@@ -99,10 +99,10 @@ export function createReceivers(options: {
     lastMsg = msg;
     try {
       const e = fromAmqp({ routingKey: msg.fields.routingKey, content: msg.content, properties: msg.properties }, { maxBytes: 1 << 30 });
-      if (e.offset !== undefined) {
-        const ev: StoredEvent = { ...e, offset: e.offset, storedAt: Date.now() };
-        // the replay mark of a replay into the flow means nothing to a subscription
-        delete (ev as { replay?: unknown }).replay;
+      // The replay mark of a replay into the flow means nothing to a subscription: left out.
+      const { offset, replay: _flowReplay, ...event } = e;
+      if (offset !== undefined) {
+        const ev: StoredEvent = { ...event, offset, storedAt: Date.now() };
         const list = batch.get(hash);
         if (list) list.push(ev);
         else batch.set(hash, [ev]);

@@ -114,17 +114,19 @@ export interface SubscriptionManager {
    * deleted first, and a restarted manager continues it. NOT_FOUND for an unknown subscription;
    * rejects when the store fails (nothing kept, nothing sent).
    */
-  replay(
-    name: string,
-    range: {
-      id: string;
-      selector: Selector;
-      after: bigint;
-      upTo: bigint;
-      since?: number | undefined;
-      until?: number | undefined;
-      from?: ReplayFrom | undefined;
-      to?: ReplayTo | undefined;
-    },
-  ): Promise<number>;
+  replay(name: string, range: SubscriptionReplay): Promise<number>;
+}
+
+/** A replay into one subscription, its range resolved against the log (see resolveReplayRange). */
+export interface SubscriptionReplay {
+  id: string;
+  selector: Selector;
+  /** Offsets in (after, upTo], event time in [since, until). */
+  after: bigint;
+  upTo: bigint;
+  since?: number | undefined;
+  until?: number | undefined;
+  /** As the client asked, for GET /api/v1/replays/{id}; default the offsets of the range. */
+  from?: ReplayFrom | undefined;
+  to?: ReplayTo | undefined;
 }
