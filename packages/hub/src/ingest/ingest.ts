@@ -30,6 +30,14 @@ const MAX_BATCH_BYTES = 16 * 1024 * 1024;
 const STOP_GRACE_MS = 5000;
 /** How often, at most, the router's checkpoint is written (it may lag: re-forwarding is at least once). */
 const CHECKPOINT_EVERY_MS = 250;
+/**
+ * Acknowledgements are coalesced: one ack(multiple) covers every batch that became ready within
+ * this window, or goes out at once when a quarter of the prefetch waits for it. At low rates a batch
+ * is one event, so this turns one ack frame per event into one per window, for the hub and for
+ * RabbitMQ alike. A later ack only means that a crash redelivers a few more messages, which the
+ * log recognises as duplicates.
+ */
+const ACK_WINDOW_MS = 10;
 
 /** Counters for metrics and the bench. */
 export interface IngestStats {
@@ -170,6 +178,12 @@ interface Link {
   /** Publishes forwards, dead letters and API events, with confirms. */
   pubCh: ConfirmChannel;
   gen: number;
+  /** The newest message whose batch is stored (and confirmed) but not yet acknowledged. */
+  ackUpTo: Message | undefined;
+  /** Messages that ackUpTo covers. */
+  unacked: number;
+  /** Sends the coalesced ack when the window ends. */
+  ackTimer: NodeJS.Timeout | undefined;
 }
 
 class IngestPipeline implements Ingest {
@@ -347,7 +361,7 @@ class IngestPipeline implements Ingest {
       pubCh.on('error', (err) => this.log.warn({ err: errText(err) }, 'RabbitMQ channel error'));
       const gen = ++this.gen;
       this.pending = [];
-      const link: Link = { conn, pubConn, consumeCh, pubCh, gen };
+      const link: Link = { conn, pubConn, consumeCh, pubCh, gen, ackUpTo: undefined, unacked: 0, ackTimer: undefined };
       this.link = link;
       await onBroker(() => declareShared(consumeCh));
       if (this.config.mode === 'router') await this.setupRouter(link);
@@ -392,6 +406,7 @@ class IngestPipeline implements Ingest {
     this.consuming = false;
     this.pending = [];
     this.gen++;
+    clearTimeout(link.ackTimer);
     link.conn.close().catch(() => undefined);
     link.pubConn.close().catch(() => undefined);
     this.log.warn({ why }, 'lost RabbitMQ; reconnecting (unacknowledged messages will be redelivered)');
@@ -536,7 +551,8 @@ class IngestPipeline implements Ingest {
       if (batch.length === 0) return total;
       const confirmed = await this.withLock(() => this.processBatch(link, batch));
       if (confirmed === false) throw new StepError('rabbitmq', new Error(`connection lost while draining ${queue}`));
-      await this.ackWhenConfirmed(link, batch, confirmed.confirmed);
+      // At once: the queue is deleted once empty, and unacknowledged messages keep it from being so.
+      await this.ackWhenConfirmed(link, batch, confirmed.confirmed, true);
       if (link.gen !== this.gen) throw new StepError('rabbitmq', new Error(`connection lost while draining ${queue}`));
       total += batch.length;
     }
@@ -577,15 +593,17 @@ class IngestPipeline implements Ingest {
       this.lastAck = this.ackWhenConfirmed(link, batch, confirmed.confirmed);
     }
     await this.lastAck;
+    if (this.link) this.flushAck(this.link);
   }
 
   /**
-   * Acknowledges a stored batch once its forwards are confirmed (router mode; at once otherwise).
-   * These run in batch order: confirms arrive in publish order on the one channel. When a confirm
-   * fails the link is dropped: the reconnect forwards again from the confirmed checkpoint and
-   * RabbitMQ redelivers what was not acknowledged (at least once, never a gap).
+   * Acknowledges a stored batch once its forwards are confirmed (router mode; at once otherwise),
+   * coalesced with the batches after it for up to ACK_WINDOW_MS (`now`: at once). These run in
+   * batch order: confirms arrive in publish order on the one channel. When a confirm fails the link
+   * is dropped: the reconnect forwards again from the confirmed checkpoint and RabbitMQ redelivers
+   * what was not acknowledged (at least once, never a gap).
    */
-  private async ackWhenConfirmed(link: Link, batch: Message[], confirmed: Promise<void>): Promise<void> {
+  private async ackWhenConfirmed(link: Link, batch: Message[], confirmed: Promise<void>, now = false): Promise<void> {
     try {
       await confirmed;
     } catch (err) {
@@ -594,8 +612,26 @@ class IngestPipeline implements Ingest {
       return;
     }
     if (link.gen !== this.gen) return;
+    const last = batch[batch.length - 1] as Message;
+    if (link.ackUpTo === undefined || last.fields.deliveryTag > link.ackUpTo.fields.deliveryTag) link.ackUpTo = last;
+    link.unacked += batch.length;
+    if (now || link.unacked >= this.config.prefetch / 4) this.flushAck(link);
+    else if (link.ackTimer === undefined) {
+      link.ackTimer = setTimeout(() => this.flushAck(link), ACK_WINDOW_MS);
+      link.ackTimer.unref();
+    }
+  }
+
+  /** Sends the coalesced ack (multiple) of `link`, if any; a link that is gone acknowledges nothing. */
+  private flushAck(link: Link): void {
+    clearTimeout(link.ackTimer);
+    link.ackTimer = undefined;
+    const upTo = link.ackUpTo;
+    link.ackUpTo = undefined;
+    link.unacked = 0;
+    if (upTo === undefined || link.gen !== this.gen) return;
     try {
-      link.consumeCh.ack(batch[batch.length - 1] as Message, true);
+      link.consumeCh.ack(upTo, true);
     } catch {
       // the channel is gone: the messages come back and are recognised as duplicates
     }
