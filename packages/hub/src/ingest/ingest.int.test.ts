@@ -221,3 +221,53 @@ describe('switching modes never loses what sits in the other mode’s queue', ()
     }
   });
 });
+
+describe('router mode: coalesced acknowledgements', () => {
+  let vhost: TestVhost;
+  let db: TestDatabase;
+
+  before(async () => {
+    vhost = await createTestVhost('acks');
+    db = await createTestDatabase('acks');
+  });
+  after(async () => {
+    await vhost?.delete();
+    await db?.drop();
+  });
+
+  test('events trickling in one at a time are acknowledged while the hub runs: a dropped connection redelivers none of them', async () => {
+    const config = normalizeConfig({ amqpUrl: vhost.url, databaseUrl: db.url, mode: 'router', httpPort: 0, grpcPort: 0 }, {});
+    const hub = createHub(config, { logger: pino({ level: process.env.HERALD_TEST_LOG_LEVEL ?? 'silent' }) });
+    await hub.start();
+    const reader = await openStore({ url: db.url });
+    const pub = await createRawPublisher(vhost.url);
+    try {
+      // One at a time, each stored before the next is sent: every batch is a single event, and no
+      // batch is big enough to send its ack at once, so only the coalescing window acknowledges them.
+      const events = makeEvents(30);
+      for (const [i, event] of events.entries()) {
+        assert.ok(await pub.publish(INGEST_EXCHANGE, event));
+        await waitFor(`event ${i + 1} stored`, async () => (await reader.headOffset()) >= BigInt(i + 1));
+      }
+      await waitFor('every event forwarded', () => hub.stats()?.dispatched === '30');
+      await sleep(200); // several coalescing windows
+      const reconnects = hub.stats()?.reconnects ?? 0;
+      await waitFor('the hub to reconnect', async () => {
+        await vhost.dropConnections();
+        await sleep(500);
+        return (hub.stats()?.reconnects ?? 0) > reconnects;
+      });
+      // A message still unacknowledged at the drop would come back now and count as a duplicate.
+      await sleep(500);
+      assert.equal(hub.stats()?.duplicates, 0);
+      assert.equal(hub.stats()?.stored, 30);
+      const log = await checkLog(reader);
+      assert.equal(log.count, 30);
+      assert.equal(log.offsetBreaks, 0);
+    } finally {
+      await pub.close();
+      await hub.stop();
+      await reader.close();
+    }
+  });
+});
