@@ -1,5 +1,13 @@
 /**
- * What two trips through RabbitMQ cost on this machine, without Herald: a "null router" in plain
+ * What RabbitMQ allows a router on this machine, and how much of it Herald takes.
+ *
+ * First, one trip through RabbitMQ in plain amqplib, flat out, three ways in the same run: to a
+ * queue through the default exchange (what `herald bench --baseline` measures), through the topic
+ * exchange `herald.ingest` with the properties and `x-herald-time` header every Herald event
+ * carries, and the same with `x-herald-offset` added (a forward). Every router makes RabbitMQ do
+ * the second kind of trip twice, so half of its rate, as a share of the first, bounds any router.
+ *
+ * Then two trips through RabbitMQ without Herald: a "null router" in plain
  * amqplib takes every message of queue `herald.ingest` and publishes it to `herald.events` (same
  * topology, persistent, publisher confirms, acks with `multiple` once the forwards are confirmed,
  * pipelined like the hub — but no store, no parsing), and `herald bench --receivers all --baseline`
@@ -9,9 +17,12 @@
  *
  *   node --import tsx packages/hub/src/ingest/bench/null-router-bench.ts [count=50000]
  *
+ * (The one-trip figures use count messages of 1 KiB, three publishers with 1,000 confirms in
+ * flight each, one consumer with prefetch 500 acking with `multiple`, like the baseline.)
+ *
  * Prints one JSON document; asserts nothing.
  */
-import { EVENTS_EXCHANGE } from '@herald/core';
+import { EVENTS_EXCHANGE, INGEST_EXCHANGE } from '@herald/core';
 import { createTestDatabase, createTestVhost, spawnHerald, startHubProcess } from '@herald/testing';
 import { connect, type Message } from 'amqplib';
 import type { BenchReport } from '../../../../cli/src/bench/index.ts';
@@ -21,6 +32,76 @@ const count = Number(process.argv[2] ?? 50_000);
 
 function log(line: string): void {
   process.stderr.write(`null-router-bench: ${line}\n`);
+}
+
+type Trip = 'default-exchange' | 'topic-with-herald-headers' | 'topic-with-forward-headers';
+
+/** One trip through RabbitMQ, flat out: messages per second from the first publish to the last delivery. */
+async function oneTrip(url: string, trip: Trip): Promise<number> {
+  const conn = await connect(url, { noDelay: true });
+  const ch = await conn.createChannel();
+  const { queue } = await ch.assertQueue('', { exclusive: true });
+  let exchange = '';
+  if (trip !== 'default-exchange') {
+    await declareShared(ch);
+    await ch.bindQueue(queue, INGEST_EXCHANGE, '#');
+    exchange = INGEST_EXCHANGE;
+  }
+  await ch.prefetch(500);
+  let received = 0;
+  let last: Message | undefined;
+  let acking = false;
+  let done!: () => void;
+  const all = new Promise<void>((resolve) => {
+    done = resolve;
+  });
+  await ch.consume(queue, (m) => {
+    if (!m) return;
+    last = m;
+    if (++received === count) done();
+    if (!acking) {
+      acking = true;
+      setImmediate(() => {
+        acking = false;
+        if (last) ch.ack(last, true);
+      });
+    }
+  });
+  const publishers = await Promise.all(
+    [0, 1, 2].map(async () => {
+      const c = await connect(url, { noDelay: true });
+      return { c, ch: await c.createConfirmChannel() };
+    }),
+  );
+  const body = Buffer.alloc(1024, 0x61);
+  const started = performance.now();
+  let sent = 0;
+  let inFlight = 0;
+  await new Promise<void>((resolve) => {
+    const pump = () => {
+      while (inFlight < 3000 && sent < count) {
+        const i = sent++;
+        inFlight++;
+        const sender = `s${i % 3}`;
+        const type = `t${i % 4}`;
+        const headers: Record<string, unknown> = trip === 'default-exchange' ? {} : { 'x-herald-time': Date.now() };
+        if (trip === 'topic-with-forward-headers') headers['x-herald-offset'] = String(i + 1);
+        const routingKey = exchange === '' ? queue : `${sender}.${type}`;
+        const properties = { persistent: true, contentType: 'application/json', appId: sender, type, messageId: `m-${i}`, headers };
+        (publishers[i % 3] as (typeof publishers)[number]).ch.publish(exchange, routingKey, body, properties, () => {
+          inFlight--;
+          if (sent < count) pump();
+          else if (inFlight === 0) resolve();
+        });
+      }
+    };
+    pump();
+  });
+  await all;
+  const perSec = Math.round(count / ((performance.now() - started) / 1000));
+  for (const p of publishers) await p.c.close().catch(() => undefined);
+  await conn.close().catch(() => undefined);
+  return perSec;
 }
 
 /** Starts the null router; resolves with a stop function. */
@@ -84,6 +165,18 @@ const vhost = await createTestVhost('nullrouter');
 const db = await createTestDatabase('nullrouter');
 const env = { HERALD_AMQP_URL: vhost.url };
 try {
+  const trips: Record<string, number> = {};
+  for (const trip of ['default-exchange', 'topic-with-herald-headers', 'topic-with-forward-headers'] as const) {
+    log(`one trip through RabbitMQ: ${trip}`);
+    trips[trip] = await oneTrip(vhost.url, trip);
+  }
+  const raw = trips['default-exchange'] as number;
+  const oneTripRatios = Object.fromEntries(Object.entries(trips).map(([k, v]) => [k, Math.round((v / raw) * 1000) / 1000]));
+  // Two trips of the Herald kind, with no client CPU at all: the most any router can reach.
+  const twoTripBound =
+    Math.round(
+      (1 / (raw / (trips['topic-with-herald-headers'] as number) + raw / (trips['topic-with-forward-headers'] as number))) * 1000,
+    ) / 1000;
   log('null router (plain amqplib, no store)');
   const stop = await nullRouter(vhost.url);
   const nullRun = summary(await bench(env));
@@ -97,7 +190,9 @@ try {
     await hub.kill('SIGTERM');
   }
   const share = Math.round((hubRun.endToEndPerSec / nullRun.endToEndPerSec) * 100) / 100;
-  process.stdout.write(`${JSON.stringify({ count, nullRouter: nullRun, herald: hubRun, heraldShareOfNullRouter: share }, null, 2)}\n`);
+  process.stdout.write(
+    `${JSON.stringify({ count, oneTrip: trips, oneTripRatios, twoTripBound, nullRouter: nullRun, herald: hubRun, heraldShareOfNullRouter: share }, null, 2)}\n`,
+  );
 } finally {
   await vhost.delete().catch(() => {});
   await db.drop().catch(() => {});
