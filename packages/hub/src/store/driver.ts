@@ -4,7 +4,11 @@
  * as bytes.
  */
 export interface SqlExecutor {
-  query<T = Record<string, unknown>>(sql: string, params?: unknown[]): Promise<{ rows: T[] }>;
+  /**
+   * Runs one statement. `prepared` names it: a server connection parses and plans it once under
+   * that name and reuses the plan (one name, always the same SQL); PGlite, in process, ignores it.
+   */
+  query<T = Record<string, unknown>>(sql: string, params?: unknown[], prepared?: string): Promise<{ rows: T[] }>;
 }
 
 /** A connection that can also run several statements without parameters (migrations). */

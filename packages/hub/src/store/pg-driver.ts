@@ -3,6 +3,11 @@ import type { Driver, ScriptExecutor } from './driver.ts';
 
 // int8 (bigint) comes back as a string by default; keep it so (no precision loss), callers use BigInt.
 
+/** A query config; with a name, `pg` prepares it once per connection and then only binds and executes. */
+function statement(text: string, values: unknown[] | undefined, name: string | undefined): pg.QueryConfig {
+  return name === undefined ? { text, values } : { name, text, values };
+}
+
 /**
  * The `pg` driver: a pool against a PostgreSQL server. A connection that drops is discarded by the
  * pool and the next query opens a fresh one, so the store recovers by itself once the server is
@@ -13,8 +18,8 @@ export function createPgDriver(url: string, options: { max?: number; onError?: (
   // An idle client's connection dropping is reported here; without a listener it would crash the process.
   pool.on('error', (err) => options.onError?.(err));
   const wrap = (client: pg.PoolClient): ScriptExecutor => ({
-    query: async <T>(sql: string, params?: unknown[]) => {
-      const r = await client.query(sql, params);
+    query: async <T>(sql: string, params?: unknown[], prepared?: string) => {
+      const r = await client.query(statement(sql, params, prepared));
       return { rows: r.rows as T[] };
     },
     exec: async (sql: string) => {
@@ -23,8 +28,8 @@ export function createPgDriver(url: string, options: { max?: number; onError?: (
   });
   return {
     pool,
-    async query<T>(sql: string, params?: unknown[]) {
-      const r = await pool.query(sql, params);
+    async query<T>(sql: string, params?: unknown[], prepared?: string) {
+      const r = await pool.query(statement(sql, params, prepared));
       return { rows: r.rows as T[] };
     },
     async exec(sql: string) {
