@@ -318,11 +318,30 @@ export function eventQuerySql(q: EventQuery): { sql: string; params: unknown[] }
 /** SQLSTATE unique_violation: an id (or, with a stale head, an offset) already in the log. */
 const UNIQUE_VIOLATION = '23505';
 
+const insertSqlCache: string[] = [];
+
+/**
+ * The INSERT of `n` events: parameter $1 is the stored-at time, then 11 per event. The same text
+ * for the same `n`, which a prepared statement's name relies on.
+ */
+export function insertEventsSql(n: number): string {
+  const cached = insertSqlCache[n];
+  if (cached !== undefined) return cached;
+  const values: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const b = 1 + i * 11;
+    values.push(
+      `($${b + 1}::bigint, $${b + 2}::uuid, $${b + 3}, $${b + 4}, to_timestamp($${b + 5}::float8), to_timestamp($1::float8), $${b + 6}, $${b + 7}, $${b + 8}, $${b + 9}, $${b + 10}::jsonb, $${b + 11}::bytea)`,
+    );
+  }
+  const sql = `INSERT INTO events ("offset", id, sender, type, time, stored_at, content_type, subject, correlation_id, causation_id, headers, data) VALUES ${values.join(', ')}`;
+  if (n <= PREPARED_ROWS) insertSqlCache[n] = sql;
+  return sql;
+}
+
 async function insertEvents(tx: SqlExecutor, rows: StoredEvent[], storedAt: number): Promise<void> {
   const params: unknown[] = [storedAt / 1000];
-  const values: string[] = [];
   for (const e of rows) {
-    const b = params.length;
     params.push(
       e.offset.toString(),
       e.id,
@@ -336,13 +355,7 @@ async function insertEvents(tx: SqlExecutor, rows: StoredEvent[], storedAt: numb
       JSON.stringify(e.headers),
       e.data,
     );
-    values.push(
-      `($${b + 1}::bigint, $${b + 2}::uuid, $${b + 3}, $${b + 4}, to_timestamp($${b + 5}::float8), to_timestamp($1::float8), $${b + 6}, $${b + 7}, $${b + 8}, $${b + 9}, $${b + 10}::jsonb, $${b + 11}::bytea)`,
-    );
   }
-  await tx.query(
-    `INSERT INTO events ("offset", id, sender, type, time, stored_at, content_type, subject, correlation_id, causation_id, headers, data) VALUES ${values.join(', ')}`,
-    params,
-    rows.length <= PREPARED_ROWS ? `herald_insert_events_${rows.length}` : undefined,
-  );
+  const n = rows.length;
+  await tx.query(insertEventsSql(n), params, n <= PREPARED_ROWS ? `herald_insert_events_${n}` : undefined);
 }

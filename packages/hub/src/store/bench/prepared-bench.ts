@@ -1,0 +1,55 @@
+/**
+ * What a named prepared statement saves PostgreSQL on the one-event append (the batch size of a
+ * hub at low load): the store's own INSERT for one row, sent 5,000 times one after another, unnamed
+ * (parsed and planned every time) and named (planned once), twice each, alternating. Reads the
+ * server backend's CPU time from /proc, so it must run on the database's machine.
+ *
+ *   node --import tsx packages/hub/src/store/bench/prepared-bench.ts [inserts=5000]
+ *
+ * Uses a scratch database (HERALD_TEST_DATABASE_URL's server); prints JSON; asserts nothing.
+ */
+import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { createTestDatabase } from '@herald/testing';
+import pg from 'pg';
+import { openStore } from '../open.ts';
+import { insertEventsSql } from '../sql-store.ts';
+
+const inserts = Number(process.argv[2] ?? 5000);
+const INSERT_ONE = insertEventsSql(1);
+
+const db = await createTestDatabase('prepared');
+const store = await openStore({ url: db.url });
+await store.migrate();
+await store.close();
+const client = new pg.Client(db.url);
+await client.connect();
+try {
+  const pid = Number((await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]?.pid);
+  /** utime + stime of the backend, in clock ticks (1/100 s). */
+  const cpuTicks = () => {
+    const fields = (readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1] ?? '').split(' ');
+    return Number(fields[11]) + Number(fields[12]);
+  };
+  const body = Buffer.alloc(1024, 0x61);
+  let offset = 0;
+  const run = async (named: boolean) => {
+    const ticks = cpuTicks();
+    const started = performance.now();
+    for (let i = 0; i < inserts; i++) {
+      const now = Date.now() / 1000;
+      const values = [now, String(++offset), randomUUID(), 's1', 't1', now, 'application/json', null, null, null, '{}', body];
+      await client.query(named ? { name: 'bench_insert_one', text: INSERT_ONE, values } : { text: INSERT_ONE, values });
+    }
+    return {
+      postgresCpuUsPerInsert: Math.round(((cpuTicks() - ticks) * 10_000) / inserts),
+      wallMsPerInsert: Math.round(((performance.now() - started) / inserts) * 1000) / 1000,
+    };
+  };
+  const rounds = [];
+  for (let round = 0; round < 2; round++) rounds.push({ unnamed: await run(false), named: await run(true) });
+  process.stdout.write(`${JSON.stringify({ inserts, rounds }, null, 2)}\n`);
+} finally {
+  await client.end();
+  await db.drop();
+}
