@@ -24,6 +24,16 @@ import { checkLog } from './check-log.ts';
 
 const waitFor = (what: string, fn: () => Promise<boolean> | boolean, timeoutMs = 60_000) => waitUntil(what, fn, timeoutMs, 100);
 
+/** Drops the vhost's connections until the hub has reconnected (the management API lists a new connection only after a few seconds). */
+async function dropUntilReconnected(hub: Hub, vhost: TestVhost): Promise<void> {
+  const reconnects = hub.stats()?.reconnects ?? 0;
+  await waitFor('the hub to reconnect', async () => {
+    await vhost.dropConnections();
+    await sleep(500);
+    return (hub.stats()?.reconnects ?? 0) > reconnects;
+  });
+}
+
 describe('ingest against real RabbitMQ and PostgreSQL (archive mode, in-process hub)', () => {
   let vhost: TestVhost;
   let db: TestDatabase;
@@ -143,13 +153,7 @@ describe('ingest against real RabbitMQ and PostgreSQL (archive mode, in-process 
     const before = await checkLog(reader);
     const events = makeEvents(10_000, { size: 300 });
     const first = await pub.publishMany(INGEST_EXCHANGE, events.slice(0, 5000), 1000);
-    // The management API lists a new connection after a few seconds: drop until the hub noticed.
-    const reconnects = hub.stats()?.reconnects ?? 0;
-    await waitFor('the hub to reconnect', async () => {
-      await vhost.dropConnections();
-      await sleep(500);
-      return (hub.stats()?.reconnects ?? 0) > reconnects;
-    });
+    await dropUntilReconnected(hub, vhost);
     await pub.close();
     pub = await createRawPublisher(vhost.url);
     const lost = events.slice(0, 5000).filter((_, i) => !first[i]);
@@ -251,12 +255,7 @@ describe('router mode: coalesced acknowledgements', () => {
       }
       await waitFor('every event forwarded', () => hub.stats()?.dispatched === '30');
       await sleep(200); // several coalescing windows
-      const reconnects = hub.stats()?.reconnects ?? 0;
-      await waitFor('the hub to reconnect', async () => {
-        await vhost.dropConnections();
-        await sleep(500);
-        return (hub.stats()?.reconnects ?? 0) > reconnects;
-      });
+      await dropUntilReconnected(hub, vhost);
       // A message still unacknowledged at the drop would come back now and count as a duplicate.
       await sleep(500);
       assert.equal(hub.stats()?.duplicates, 0);
