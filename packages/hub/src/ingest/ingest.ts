@@ -581,7 +581,7 @@ class IngestPipeline implements Ingest {
       }
       let bytes = 0;
       let n = 0;
-      const max = Math.min(this.pending.length, this.config.batchSize);
+      const max = this.store.appendBatchSize(Math.min(this.pending.length, this.config.batchSize));
       while (n < max && (n === 0 || bytes < MAX_BATCH_BYTES)) bytes += (this.pending[n++] as Message).content.length;
       const batch = this.pending.splice(0, n);
       const confirmed = await this.withLock(() => this.processBatch(link, batch));

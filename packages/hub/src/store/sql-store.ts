@@ -6,12 +6,17 @@ import type { AppendResult, DeadLetter, EventQuery, Store, StoredEvent } from '.
 /** PostgreSQL caps a statement at 65,535 parameters; 11 per event leaves room for 5,000 rows. */
 const ROWS_PER_INSERT = 4000;
 /**
- * INSERTs of up to this many rows are prepared statements (one per row count and connection):
- * at low load a batch is one event or a few, and parsing and planning the statement anew cost
- * PostgreSQL about a third of each insert's CPU. Larger batches are rarer per event and vary in
- * size, so they stay unnamed rather than filling every connection with plans.
+ * INSERTs of every row count up to this, and of powers of two above it, are prepared statements
+ * (one per row count and connection, at most 38): parsing and planning a multi-row INSERT anew
+ * costs PostgreSQL about a third of a one-row insert's CPU and half of a 256-row one's
+ * (prepared-bench.ts). The ingest cuts its batches to these counts (appendBatchSize).
  */
 const PREPARED_ROWS = 32;
+
+/** True when the INSERT of `n` rows is a prepared statement. */
+function isPreparedCount(n: number): boolean {
+  return n <= PREPARED_ROWS || (n <= ROWS_PER_INSERT && (n & (n - 1)) === 0);
+}
 const EVENT_COLUMNS = `"offset"::text AS "offset", id::text AS id, sender, type,
   (extract(epoch from time) * 1000)::float8 AS time_ms, (extract(epoch from stored_at) * 1000)::float8 AS stored_ms,
   content_type, subject, correlation_id, causation_id, headers, data`;
@@ -102,6 +107,13 @@ export class SqlStore implements Store {
     // Read the head once per lease; if this read fails, the first append reads it instead.
     if (ok) this.head = await this.headOffset().catch(() => undefined);
     return ok;
+  }
+
+  appendBatchSize(n: number): number {
+    if (this.kind === 'embedded' || n <= PREPARED_ROWS) return n;
+    let size = PREPARED_ROWS;
+    while (size * 2 <= n && size * 2 <= ROWS_PER_INSERT) size *= 2;
+    return size;
   }
 
   async append(events: readonly HeraldEvent[]): Promise<AppendResult> {
@@ -335,7 +347,7 @@ export function insertEventsSql(n: number): string {
     );
   }
   const sql = `INSERT INTO events ("offset", id, sender, type, time, stored_at, content_type, subject, correlation_id, causation_id, headers, data) VALUES ${values.join(', ')}`;
-  if (n <= PREPARED_ROWS) insertSqlCache[n] = sql;
+  if (isPreparedCount(n)) insertSqlCache[n] = sql;
   return sql;
 }
 
@@ -357,5 +369,5 @@ async function insertEvents(tx: SqlExecutor, rows: StoredEvent[], storedAt: numb
     );
   }
   const n = rows.length;
-  await tx.query(insertEventsSql(n), params, n <= PREPARED_ROWS ? `herald_insert_events_${n}` : undefined);
+  await tx.query(insertEventsSql(n), params, isPreparedCount(n) ? `herald_insert_events_${n}` : undefined);
 }

@@ -69,6 +69,12 @@ export interface Store {
    * offset is read again on the next call, so offsets stay dense; retrying the batch is safe.
    */
   append(events: readonly HeraldEvent[]): Promise<AppendResult>;
+  /**
+   * How many of `n` waiting events to give one append() for the cheapest insert: on a server, the
+   * largest count ≤ n whose INSERT is a prepared statement (every count up to 32, then powers of
+   * two); n itself on the embedded store. Always at least 1 for n ≥ 1, never more than n.
+   */
+  appendBatchSize(n: number): number;
   query(q: EventQuery): Promise<StoredEvent[]>;
   getByOffset(offset: bigint): Promise<StoredEvent | undefined>;
   getById(id: string): Promise<StoredEvent | undefined>;

@@ -1,10 +1,11 @@
 /**
- * What a named prepared statement saves PostgreSQL on the one-event append (the batch size of a
- * hub at low load): the store's own INSERT for one row, sent 5,000 times one after another, unnamed
- * (parsed and planned every time) and named (planned once), twice each, alternating. Reads the
- * server backend's CPU time from /proc, so it must run on the database's machine.
+ * What a named prepared statement saves PostgreSQL on the store's appends: the store's own INSERT
+ * for a batch of n events (n = 1, the batch size of a hub at low load, and n = 256, one under
+ * load), sent one after another, unnamed (parsed and planned every time) and named (planned once),
+ * twice each, alternating. Reads the server backend's CPU time from /proc, so it must run on the
+ * database's machine.
  *
- *   node --import tsx packages/hub/src/store/bench/prepared-bench.ts [inserts=5000]
+ *   node --import tsx packages/hub/src/store/bench/prepared-bench.ts [events per case=5000]
  *
  * Uses a scratch database (HERALD_TEST_DATABASE_URL's server); prints JSON; asserts nothing.
  */
@@ -15,8 +16,7 @@ import pg from 'pg';
 import { openStore } from '../open.ts';
 import { insertEventsSql } from '../sql-store.ts';
 
-const inserts = Number(process.argv[2] ?? 5000);
-const INSERT_ONE = insertEventsSql(1);
+const eventsPerCase = Number(process.argv[2] ?? 5000);
 
 const db = await createTestDatabase('prepared');
 const store = await openStore({ url: db.url });
@@ -33,22 +33,29 @@ try {
   };
   const body = Buffer.alloc(1024, 0x61);
   let offset = 0;
-  const run = async (named: boolean) => {
+  const run = async (rows: number, named: boolean) => {
+    const text = insertEventsSql(rows);
+    const statements = Math.max(1, Math.round(eventsPerCase / rows));
     const ticks = cpuTicks();
     const started = performance.now();
-    for (let i = 0; i < inserts; i++) {
+    for (let i = 0; i < statements; i++) {
       const now = Date.now() / 1000;
-      const values = [now, String(++offset), randomUUID(), 's1', 't1', now, 'application/json', null, null, null, '{}', body];
-      await client.query(named ? { name: 'bench_insert_one', text: INSERT_ONE, values } : { text: INSERT_ONE, values });
+      const values: unknown[] = [now];
+      for (let r = 0; r < rows; r++)
+        values.push(String(++offset), randomUUID(), 's1', 't1', now, 'application/json', null, null, null, '{}', body);
+      await client.query(named ? { name: `bench_insert_${rows}`, text, values } : { text, values });
     }
+    const events = statements * rows;
     return {
-      postgresCpuUsPerInsert: Math.round(((cpuTicks() - ticks) * 10_000) / inserts),
-      wallMsPerInsert: Math.round(((performance.now() - started) / inserts) * 1000) / 1000,
+      postgresCpuUsPerEvent: Math.round(((cpuTicks() - ticks) * 10_000) / events),
+      wallUsPerEvent: Math.round(((performance.now() - started) * 1000) / events),
     };
   };
-  const rounds = [];
-  for (let round = 0; round < 2; round++) rounds.push({ unnamed: await run(false), named: await run(true) });
-  process.stdout.write(`${JSON.stringify({ inserts, rounds }, null, 2)}\n`);
+  const cases = [];
+  for (const rows of [1, 256]) {
+    for (let round = 0; round < 2; round++) cases.push({ rows, round, unnamed: await run(rows, false), named: await run(rows, true) });
+  }
+  process.stdout.write(`${JSON.stringify({ eventsPerCase, cases }, null, 2)}\n`);
 } finally {
   await client.end();
   await db.drop();
