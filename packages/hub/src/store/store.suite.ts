@@ -76,6 +76,29 @@ export function storeSuite(name: string, open: () => Promise<Store>, cleanup: ()
       assert.equal(last?.id, fresh[4599]!.id);
     });
 
+    test('batches of the sizes the ingest cuts to, and of others, append densely, twice over', async () => {
+      for (let n = 1; n <= 600; n++) {
+        const size = store.appendBatchSize(n);
+        assert.ok(size >= 1 && size <= n, `appendBatchSize(${n}) = ${size}`);
+        if (store.kind === 'embedded' || n <= 32) assert.equal(size, n);
+        else assert.ok(size * 2 > n && (size & (size - 1)) === 0, `appendBatchSize(${n}) = ${size}: the largest power of two ≤ n`);
+      }
+      // Twice: the second round runs the prepared statements the first one made.
+      for (let round = 0; round < 2; round++) {
+        for (const n of [1, 2, 31, 32, 33, 64, 100, 256, store.appendBatchSize(500)]) {
+          const head = await store.headOffset();
+          const batch = Array.from({ length: n }, (_, i) => ev('sizes', `t${i % 3}`));
+          const { stored, duplicates } = await store.append(batch);
+          assert.deepEqual(duplicates, []);
+          assert.deepEqual(
+            stored.map((e) => [e.id, e.offset]),
+            batch.map((e, i) => [e.id, head + BigInt(i + 1)]),
+          );
+          assert.equal((await store.getByOffset(head + BigInt(n)))?.id, batch[n - 1]?.id);
+        }
+      }
+    });
+
     test('a failed append writes nothing and the next one continues densely', async () => {
       const head = await store.headOffset();
       const good = ev('fail', 'ok');
