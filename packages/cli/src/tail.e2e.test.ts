@@ -1,19 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { INGEST_EXCHANGE } from '@herald/core';
-import {
-  createRawPublisher,
-  createTestDatabase,
-  createTestVhost,
-  freePort,
-  type HeraldProcess,
-  makeEvents,
-  spawnHerald,
-  startHubProcess,
-  type TestDatabase,
-  type TestVhost,
-  waitFor,
-} from '@herald/testing';
+import { createRawPublisher, type HeraldProcess, makeEvents, type RouterHub, spawnHerald, startRouterHub, waitFor } from '@herald/testing';
 
 /** The event lines of a tail's output: `<offset>  <time>  <sender:type>  <data>`. */
 function eventLines(p: HeraldProcess): string[] {
@@ -24,34 +12,21 @@ function eventLines(p: HeraldProcess): string[] {
 }
 
 describe('herald tail, hub process', { timeout: 88_000 }, () => {
-  let vhost: TestVhost;
-  let db: TestDatabase;
-  let hub: HeraldProcess | undefined;
+  let fx: RouterHub;
   let env: Record<string, string>;
   let base = '';
 
   before(async () => {
-    [vhost, db] = await Promise.all([createTestVhost('tail'), createTestDatabase('tail')]);
-    const httpPort = await freePort();
-    const grpcPort = await freePort();
-    hub = await startHubProcess({
-      HERALD_AMQP_URL: vhost.url,
-      HERALD_DATABASE_URL: db.url,
-      HERALD_MODE: 'router',
-      HERALD_HTTP_PORT: String(httpPort),
-      HERALD_GRPC_PORT: String(grpcPort),
-    });
-    base = `http://127.0.0.1:${httpPort}`;
-    env = { HERALD_GRPC_URL: `127.0.0.1:${grpcPort}`, HERALD_HUB_URL: base };
+    fx = await startRouterHub('tail');
+    base = fx.http;
+    env = { HERALD_GRPC_URL: fx.grpc, HERALD_HUB_URL: base };
   });
   after(async () => {
-    await hub?.kill('SIGKILL');
-    await vhost?.delete();
-    await db?.drop();
+    await fx?.close();
   });
 
   const publish = async (n: number) => {
-    const pub = await createRawPublisher(vhost.url);
+    const pub = await createRawPublisher(fx.vhost.url);
     try {
       assert.ok((await pub.publishMany(INGEST_EXCHANGE, makeEvents(n, { size: 80 }))).every(Boolean));
     } finally {

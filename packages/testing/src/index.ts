@@ -8,6 +8,8 @@ export type { HeraldProcess } from './hub-process.ts';
 export { freePort, repoRoot, spawnHerald, startHubProcess } from './hub-process.ts';
 export type { TcpProxy } from './proxy.ts';
 export { startProxy } from './proxy.ts';
+export type { RouterHub } from './router-hub.ts';
+export { startRouterHub } from './router-hub.ts';
 export { rssMiB, sampleRss } from './rss.ts';
 export type { SelectorCase } from './selector-cases.ts';
 export { invalidSelectorCases, selectorCases } from './selector-cases.ts';

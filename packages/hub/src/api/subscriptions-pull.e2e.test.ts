@@ -2,17 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { INGEST_EXCHANGE } from '@herald/core';
-import {
-  createRawPublisher,
-  createTestDatabase,
-  createTestVhost,
-  freePort,
-  type HeraldProcess,
-  makeEvents,
-  startHubProcess,
-  type TestDatabase,
-  type TestVhost,
-} from '@herald/testing';
+import { createRawPublisher, makeEvents, type RouterHub, startRouterHub } from '@herald/testing';
 import { openStore } from '../store/index.ts';
 import type { Store } from '../store/types.ts';
 import { matchingOffsets } from '../subscriptions/test-kit.ts';
@@ -25,31 +15,18 @@ const SELECTOR = 'billing:*,shipping:parcel.sent';
 // only part of a batch, stops for a while, or gives up a long poll. It ends with every matching
 // offset exactly once and in order, counting what it acknowledged.
 describe('HTTP pull of a durable subscription, hub process', { timeout: 88_000 }, () => {
-  let vhost: TestVhost;
-  let db: TestDatabase;
-  let hub: HeraldProcess | undefined;
+  let fx: RouterHub;
   let reader: Store | undefined;
   let base = '';
 
   before(async () => {
-    [vhost, db] = await Promise.all([createTestVhost('subpull'), createTestDatabase('subpull')]);
-    const port = await freePort();
-    hub = await startHubProcess({
-      HERALD_AMQP_URL: vhost.url,
-      HERALD_DATABASE_URL: db.url,
-      HERALD_MODE: 'router',
-      HERALD_HTTP_PORT: String(port),
-      HERALD_GRPC_PORT: String(await freePort()),
-      HERALD_LOG_LEVEL: 'info',
-    });
-    base = `http://127.0.0.1:${port}`;
-    reader = await openStore({ url: db.url });
+    fx = await startRouterHub('subpull', { HERALD_LOG_LEVEL: 'info' });
+    base = fx.http;
+    reader = await openStore({ url: fx.db.url });
   });
   after(async () => {
-    await hub?.kill('SIGKILL');
     await reader?.close();
-    await vhost?.delete();
-    await db?.drop();
+    await fx?.close();
   });
 
   test(`${TOTAL} events: every matching offset exactly once, in order, through pulls with random stops`, async () => {
@@ -60,7 +37,7 @@ describe('HTTP pull of a durable subscription, hub process', { timeout: 88_000 }
     });
     assert.equal(created.status, 201, await created.text());
 
-    const pub = await createRawPublisher(vhost.url);
+    const pub = await createRawPublisher(fx.vhost.url);
     const t0 = Date.now();
     let published = false;
     const publishing = pub.publishMany(INGEST_EXCHANGE, makeEvents(TOTAL, { size: 120 }), 500).then((ok) => {

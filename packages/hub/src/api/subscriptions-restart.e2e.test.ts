@@ -2,18 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { INGEST_EXCHANGE } from '@herald/core';
-import {
-  createRawPublisher,
-  createTestDatabase,
-  createTestVhost,
-  freePort,
-  type HeraldProcess,
-  makeEvents,
-  startHubProcess,
-  type TestDatabase,
-  type TestVhost,
-  waitFor,
-} from '@herald/testing';
+import { createRawPublisher, makeEvents, type RouterHub, startRouterHub, waitFor } from '@herald/testing';
 import { openStore } from '../store/index.ts';
 import type { Store } from '../store/types.ts';
 import { matchingOffsets } from '../subscriptions/test-kit.ts';
@@ -95,32 +84,18 @@ class Puller {
 // their state, and the consumers get every matching offset exactly once (re-deliveries of what
 // the dead hub had not saved are dropped by offset) and in order.
 describe('durable subscriptions across a hub SIGKILL, hub process', { timeout: 88_000 }, () => {
-  let vhost: TestVhost;
-  let db: TestDatabase;
-  const hubs: HeraldProcess[] = [];
+  let fx: RouterHub;
   let reader: Store | undefined;
-  let env: Record<string, string>;
   let base = '';
 
   before(async () => {
-    [vhost, db] = await Promise.all([createTestVhost('subkill'), createTestDatabase('subkill')]);
-    const port = await freePort();
-    env = {
-      HERALD_AMQP_URL: vhost.url,
-      HERALD_DATABASE_URL: db.url,
-      HERALD_MODE: 'router',
-      HERALD_HTTP_PORT: String(port),
-      HERALD_GRPC_PORT: String(await freePort()),
-    };
-    hubs.push(await startHubProcess(env));
-    base = `http://127.0.0.1:${port}`;
-    reader = await openStore({ url: db.url });
+    fx = await startRouterHub('subkill');
+    base = fx.http;
+    reader = await openStore({ url: fx.db.url });
   });
   after(async () => {
-    for (const h of hubs) await h.kill('SIGKILL');
     await reader?.close();
-    await vhost?.delete();
-    await db?.drop();
+    await fx?.close();
   });
 
   const create = async (name: string, selector: string) => {
@@ -139,7 +114,7 @@ describe('durable subscriptions across a hub SIGKILL, hub process', { timeout: 8
     const busy = new Puller(() => base, 'busy');
     const sleepy = new Puller(() => base, 'sleepy');
 
-    const pub = await createRawPublisher(vhost.url);
+    const pub = await createRawPublisher(fx.vhost.url);
     // About 2,500 events/s, so the hub dies with events still coming in (they wait in herald.ingest).
     const all = makeEvents(TOTAL, { size: 120 });
     const publishing = (async () => {
@@ -161,12 +136,11 @@ describe('durable subscriptions across a hub SIGKILL, hub process', { timeout: 8
     await sleep(1000);
     const head = (await reader?.headOffset()) ?? 0n;
     assert.ok(head < BigInt(TOTAL), `the hub dies while events still come in (head ${head})`);
-    const first = hubs[0] as HeraldProcess;
-    assert.equal(await first.kill('SIGKILL'), 'SIGKILL');
+    assert.equal(await fx.hub.kill('SIGKILL'), 'SIGKILL');
     const busyAckedAtKill = busy.acked;
     await sleep(300);
 
-    hubs.push(await startHubProcess(env));
+    await fx.start();
     const b = await view('busy');
     const s = await view('sleepy');
     assert.deepEqual([...s.selector].sort(), ['crm:user.created', 'shipping:*']);

@@ -2,19 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { INGEST_EXCHANGE } from '@herald/core';
-import {
-  createRawPublisher,
-  createTestDatabase,
-  createTestVhost,
-  freePort,
-  type HeraldProcess,
-  makeEvents,
-  type RawPublisher,
-  startHubProcess,
-  type TestDatabase,
-  type TestVhost,
-  waitFor,
-} from '@herald/testing';
+import { createRawPublisher, makeEvents, type RawPublisher, type RouterHub, startRouterHub, waitFor } from '@herald/testing';
 import { openStore } from '../store/index.ts';
 import type { Store } from '../store/types.ts';
 import { openSse } from './subscriptions-test-kit.ts';
@@ -22,33 +10,21 @@ import { openSse } from './subscriptions-test-kit.ts';
 // The SSE stream of the hub process: a live tail in order, a reconnect with Last-Event-ID, and a
 // graceful stop (SIGTERM) that ends open streams and long polls instead of waiting for them.
 describe('SSE stream of a durable subscription, hub process', { timeout: 80_000 }, () => {
-  let vhost: TestVhost;
-  let db: TestDatabase;
-  let hub: HeraldProcess | undefined;
+  let fx: RouterHub;
   let reader: Store | undefined;
   let pub: RawPublisher | undefined;
   let base = '';
 
   before(async () => {
-    [vhost, db] = await Promise.all([createTestVhost('subsse'), createTestDatabase('subsse')]);
-    const port = await freePort();
-    hub = await startHubProcess({
-      HERALD_AMQP_URL: vhost.url,
-      HERALD_DATABASE_URL: db.url,
-      HERALD_MODE: 'router',
-      HERALD_HTTP_PORT: String(port),
-      HERALD_GRPC_PORT: String(await freePort()),
-    });
-    base = `http://127.0.0.1:${port}`;
-    reader = await openStore({ url: db.url });
-    pub = await createRawPublisher(vhost.url);
+    fx = await startRouterHub('subsse');
+    base = fx.http;
+    reader = await openStore({ url: fx.db.url });
+    pub = await createRawPublisher(fx.vhost.url);
   });
   after(async () => {
     await pub?.close();
-    await hub?.kill('SIGKILL');
     await reader?.close();
-    await vhost?.delete();
-    await db?.drop();
+    await fx?.close();
   });
 
   const post = (path: string, body: unknown) =>
@@ -94,7 +70,7 @@ describe('SSE stream of a durable subscription, hub process', { timeout: 80_000 
       .catch(() => 'connection closed');
     await sleep(300);
     const t0 = Date.now();
-    assert.equal(await hub?.kill('SIGTERM'), 0);
+    assert.equal(await fx.hub.kill('SIGTERM'), 0);
     const stopMs = Date.now() - t0;
     await again.done;
     assert.ok(

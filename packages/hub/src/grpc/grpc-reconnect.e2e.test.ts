@@ -3,20 +3,7 @@ import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { subscription } from '@herald/client';
 import { INGEST_EXCHANGE } from '@herald/core';
-import {
-  createRawPublisher,
-  createTestDatabase,
-  createTestVhost,
-  freePort,
-  type HeraldProcess,
-  makeEvents,
-  startHubProcess,
-  startProxy,
-  type TcpProxy,
-  type TestDatabase,
-  type TestVhost,
-  waitFor,
-} from '@herald/testing';
+import { createRawPublisher, makeEvents, type RouterHub, startProxy, startRouterHub, type TcpProxy, waitFor } from '@herald/testing';
 import { openStore } from '../store/index.ts';
 import type { Store } from '../store/types.ts';
 import { matchingOffsets } from '../subscriptions/test-kit.ts';
@@ -30,37 +17,24 @@ const SELECTOR = 'billing:*,shipping:parcel.sent';
 // some events yielded but not acknowledged, which the next loop gets again and counts once), or the
 // network is cut under the stream (the same loop carries on once the SDK reconnected by itself).
 describe('gRPC subscription with random disconnects, hub process', { timeout: 88_000 }, () => {
-  let vhost: TestVhost;
-  let db: TestDatabase;
-  let hub: HeraldProcess | undefined;
+  let fx: RouterHub;
   let reader: Store | undefined;
   let proxy: TcpProxy;
 
   before(async () => {
-    [vhost, db] = await Promise.all([createTestVhost('grpcrc'), createTestDatabase('grpcrc')]);
-    const grpcPort = await freePort();
-
-    hub = await startHubProcess({
-      HERALD_AMQP_URL: vhost.url,
-      HERALD_DATABASE_URL: db.url,
-      HERALD_MODE: 'router',
-      HERALD_HTTP_PORT: String(await freePort()),
-      HERALD_GRPC_PORT: String(grpcPort),
-    });
-    proxy = await startProxy({ host: '127.0.0.1', port: grpcPort });
-    reader = await openStore({ url: db.url });
+    fx = await startRouterHub('grpcrc');
+    proxy = await startProxy({ host: '127.0.0.1', port: fx.grpcPort });
+    reader = await openStore({ url: fx.db.url });
   });
   after(async () => {
     await proxy?.close();
-    await hub?.kill('SIGKILL');
     await reader?.close();
-    await vhost?.delete();
-    await db?.drop();
+    await fx?.close();
   });
 
   test(`${TOTAL} events; the consumer disconnects at random points and reconnects: every matching offset once, in order`, async () => {
     const name = 'grpc-random';
-    const pub = await createRawPublisher(vhost.url);
+    const pub = await createRawPublisher(fx.vhost.url);
     const all = makeEvents(TOTAL, { size: 150 });
     const t0 = Date.now();
     const publishing = (async () => {

@@ -3,18 +3,7 @@ import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { subscription } from '@herald/client';
 import { type HeraldError, INGEST_EXCHANGE } from '@herald/core';
-import {
-  createRawPublisher,
-  createTestDatabase,
-  createTestVhost,
-  freePort,
-  type HeraldProcess,
-  makeEvents,
-  startHubProcess,
-  type TestDatabase,
-  type TestVhost,
-  waitFor,
-} from '@herald/testing';
+import { createRawPublisher, makeEvents, type RouterHub, startRouterHub, waitFor } from '@herald/testing';
 import { openStore } from '../store/index.ts';
 import type { Store } from '../store/types.ts';
 import { matchingOffsets } from '../subscriptions/test-kit.ts';
@@ -26,32 +15,18 @@ const TOTAL = 20_000;
 // loop, yields every matching offset exactly once and in order (what the dead hub had not saved
 // comes again and is skipped by offset). The sleeping one resumes right after what it acknowledged.
 describe('gRPC subscriptions across a hub SIGKILL, hub process', { timeout: 88_000 }, () => {
-  let vhost: TestVhost;
-  let db: TestDatabase;
-  const hubs: HeraldProcess[] = [];
+  let fx: RouterHub;
   let reader: Store | undefined;
-  let env: Record<string, string>;
   let url = '';
 
   before(async () => {
-    [vhost, db] = await Promise.all([createTestVhost('grpckill'), createTestDatabase('grpckill')]);
-    const grpcPort = await freePort();
-    env = {
-      HERALD_AMQP_URL: vhost.url,
-      HERALD_DATABASE_URL: db.url,
-      HERALD_MODE: 'router',
-      HERALD_HTTP_PORT: String(await freePort()),
-      HERALD_GRPC_PORT: String(grpcPort),
-    };
-    hubs.push(await startHubProcess(env));
-    url = `127.0.0.1:${grpcPort}`;
-    reader = await openStore({ url: db.url });
+    fx = await startRouterHub('grpckill');
+    url = fx.grpc;
+    reader = await openStore({ url: fx.db.url });
   });
   after(async () => {
-    for (const h of hubs) await h.kill('SIGKILL');
     await reader?.close();
-    await vhost?.delete();
-    await db?.drop();
+    await fx?.close();
   });
 
   test('the streaming consumer reconnects by itself and misses nothing; the sleeping one resumes', async () => {
@@ -72,7 +47,7 @@ describe('gRPC subscriptions across a hub SIGKILL, hub process', { timeout: 88_0
       }
     })();
 
-    const pub = await createRawPublisher(vhost.url);
+    const pub = await createRawPublisher(fx.vhost.url);
     // About 2,500 events/s, so the hub dies with events still coming in (they wait in herald.ingest).
     const all = makeEvents(TOTAL, { size: 120 });
     const publishing = (async () => {
@@ -98,10 +73,10 @@ describe('gRPC subscriptions across a hub SIGKILL, hub process', { timeout: 88_0
     const head = (await reader?.headOffset()) ?? 0n;
     assert.ok(head < BigInt(TOTAL), `the hub dies while events still come in (head ${head})`);
     const atKill = liveGot.length;
-    assert.equal(await (hubs[0] as HeraldProcess).kill('SIGKILL'), 'SIGKILL');
+    assert.equal(await fx.hub.kill('SIGKILL'), 'SIGKILL');
     const killedAt = Date.now();
     await sleep(300);
-    hubs.push(await startHubProcess(env));
+    await fx.start();
 
     assert.ok((await publishing).every(Boolean), 'every publish confirmed');
     await pub.close();
