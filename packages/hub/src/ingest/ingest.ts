@@ -855,17 +855,20 @@ export async function probeAmqp(url: string): Promise<void> {
   }
 }
 
-/** The one line a user reads when RabbitMQ cannot be reached at start. */
-function unreachable(url: string, err: unknown): HeraldError {
+/** The one line a user reads when RabbitMQ cannot be reached at start (exported for its unit test). */
+export function unreachable(url: string, err: unknown): HeraldError {
   const u = new URL(url);
   const where = `${u.protocol}//${u.hostname}:${u.port || (u.protocol === 'amqps:' ? 5671 : 5672)}${u.pathname.length > 1 ? u.pathname : ''}`;
   const text = errText(err);
-  if (/PRECONDITION_FAILED|406|NOT_FOUND|404/.test(text)) {
+  // By the AMQP reply code (amqplib's numeric `code`) or its name, never by digits anywhere in the
+  // text: "connect ECONNREFUSED 127.0.0.1:40649" holds a 406 too.
+  const code = (err as { code?: unknown } | undefined)?.code;
+  if (code === 404 || code === 406 || /\b(PRECONDITION_FAILED|NOT_FOUND)\b/.test(text)) {
     return new HeraldError(ErrorCodes.UNAVAILABLE, `RabbitMQ at ${where} refused Herald's topology: ${text}`, { cause: err });
   }
   let hint = 'start it with `rabbitmq-server -detached` or set HERALD_AMQP_URL';
-  if (/ACCESS_REFUSED|403|auth/i.test(text)) hint = 'check the user and password in HERALD_AMQP_URL';
-  else if (/NOT_ALLOWED|530|vhost/i.test(text)) hint = 'check that the vhost exists and the user may use it';
-  const reason = (err as { code?: unknown })?.code ?? text;
+  if (code === 403 || /\bACCESS_REFUSED\b|auth/i.test(text)) hint = 'check the user and password in HERALD_AMQP_URL';
+  else if (code === 530 || /\bNOT_ALLOWED\b|vhost/i.test(text)) hint = 'check that the vhost exists and the user may use it';
+  const reason = code ?? text;
   return new HeraldError(ErrorCodes.UNAVAILABLE, `cannot reach RabbitMQ at ${where} (${String(reason)}): ${hint}`, { cause: err });
 }
