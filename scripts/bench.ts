@@ -12,7 +12,15 @@
  * Needs RabbitMQ with its management API and PostgreSQL, as the tests do; works in a vhost and a
  * database of its own and removes both.
  */
-import { createTestDatabase, createTestVhost, type HeraldProcess, sampleRss, spawnHerald, startHubProcess } from '@herald/testing';
+import {
+  createTestDatabase,
+  createTestVhost,
+  type HeraldProcess,
+  runHeraldBench,
+  sampleRss,
+  spawnHerald,
+  startHubProcess,
+} from '@herald/testing';
 import type { BenchReport } from '../packages/cli/src/bench/index.ts';
 
 const args = process.argv.slice(2);
@@ -34,14 +42,9 @@ async function herald(argv: string[], env: Record<string, string>): Promise<{ co
 
 async function bench(name: string, argv: string[], env: Record<string, string>): Promise<BenchReport> {
   log(`${name}: herald bench ${argv.join(' ')}`);
-  const p = spawnHerald(['bench', '--json', '--quiet', ...argv], env);
-  const code = await p.exited;
-  const out = p.output();
-  const start = out.indexOf('{"');
-  if (start < 0) throw new Error(`${name}: no JSON from herald bench (exit ${code}):\n${out.slice(-2000)}`);
-  const json = JSON.parse(out.slice(start, out.lastIndexOf('}') + 1)) as BenchReport;
-  if (!json.ok) log(`${name}: NOT OK (exit ${code})`);
-  return json;
+  const { report, code } = await runHeraldBench<BenchReport>(argv, env);
+  if (!report.ok) log(`${name}: NOT OK (exit ${code})`);
+  return report;
 }
 
 const round = (n: number | undefined, d = 0) => (n === undefined ? undefined : Math.round(n * 10 ** d) / 10 ** d);

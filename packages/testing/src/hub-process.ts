@@ -122,3 +122,18 @@ export async function startHubProcess(env: Record<string, string>, args: string[
   }
   return hub;
 }
+
+/**
+ * Runs `herald bench --json --quiet <args>` and resolves with the report it printed and its exit
+ * code (a run that saw loss exits non-zero and still reports). Rejects, with the end of the
+ * output, when the process printed no report.
+ */
+export async function runHeraldBench<T>(args: string[], env: Record<string, string>): Promise<{ report: T; code: number | string }> {
+  const p = spawnHerald(['bench', '--json', '--quiet', ...args], env);
+  const code = await p.exited;
+  const out = p.output();
+  // The report is the one JSON document on stdout, and it opens with its run id.
+  const start = out.indexOf('{"run"');
+  if (start < 0) throw new Error(`herald bench ${args.join(' ')} printed no report (exit ${code}):\n${out.slice(-2000)}`);
+  return { report: JSON.parse(out.slice(start, out.lastIndexOf('}') + 1)) as T, code };
+}

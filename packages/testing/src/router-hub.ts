@@ -6,8 +6,6 @@ import { freePort, type HeraldProcess, startHubProcess } from './hub-process.ts'
 export interface RouterHub {
   readonly vhost: TestVhost;
   readonly db: TestDatabase;
-  /** The hub's environment: HERALD_AMQP_URL, HERALD_DATABASE_URL, HERALD_MODE, both ports, and the extras given. */
-  readonly env: Readonly<Record<string, string>>;
   /** `http://127.0.0.1:<port>` of the REST API. */
   readonly http: string;
   /** `127.0.0.1:<port>` of the gRPC service. */
@@ -54,7 +52,6 @@ export async function startRouterHub(prefix: string, extraEnv: Record<string, st
     return {
       vhost,
       db,
-      env,
       http: `http://127.0.0.1:${httpPort}`,
       grpc: `127.0.0.1:${grpcPort}`,
       grpcPort,

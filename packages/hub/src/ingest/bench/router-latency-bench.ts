@@ -1,7 +1,7 @@
 /**
  * The router's latency at a steady rate, several times over on one hub, the way `npm run bench`
  * meets it (a flat-out run first, then paced runs on the same hub and log): starts a router hub on
- * PostgreSQL, runs `herald bench --receivers all --count 50000 --baseline` once, then `--runs`
+ * PostgreSQL (`startRouterHub`), runs `herald bench --receivers all --count 50000 --baseline` once, then `--runs`
  * times `herald bench --receivers all --rate <rate> --duration <seconds> --baseline`, and prints
  * each run's p50 / p99 beside raw amqplib's from the same run. One run's p99 rests on a few hundred
  * events, so the spread over runs says more than any one figure.
@@ -11,7 +11,7 @@
  * Works in a vhost and a database of its own; prints JSON; asserts nothing.
  */
 import { parseArgs } from 'node:util';
-import { createTestDatabase, createTestVhost, spawnHerald, startHubProcess } from '@herald/testing';
+import { runHeraldBench, startRouterHub } from '@herald/testing';
 import type { BenchReport } from '../../../../cli/src/bench/index.ts';
 
 const { values: args } = parseArgs({
@@ -28,12 +28,7 @@ function log(line: string): void {
 }
 
 async function bench(argv: string[], env: Record<string, string>) {
-  const p = spawnHerald(['bench', '--json', '--quiet', '--receivers', 'all', '--baseline', ...argv], env);
-  const code = await p.exited;
-  const out = p.output();
-  const start = out.indexOf('{"run"');
-  if (start < 0) throw new Error(`no JSON from herald bench (exit ${code}):\n${out.slice(-2000)}`);
-  const r = JSON.parse(out.slice(start, out.lastIndexOf('}') + 1)) as BenchReport;
+  const { report: r } = await runHeraldBench<BenchReport>(['--receivers', 'all', '--baseline', ...argv], env);
   const all = r.receivers.find((x) => x.kind === 'all');
   const ms = (n: number | undefined) => (n === undefined ? undefined : Math.round(n * 100) / 100);
   return {
@@ -47,27 +42,20 @@ async function bench(argv: string[], env: Record<string, string>) {
   };
 }
 
-const vhost = await createTestVhost('routerlat');
-const db = await createTestDatabase('routerlat');
-const env = { HERALD_AMQP_URL: vhost.url };
+const fx = await startRouterHub('routerlat');
+const env = { HERALD_AMQP_URL: fx.vhost.url };
 try {
-  const hub = await startHubProcess({ ...env, HERALD_DATABASE_URL: db.url, HERALD_HTTP_PORT: '0' }, ['--mode', 'router']);
-  try {
-    let flat: Awaited<ReturnType<typeof bench>> | undefined;
-    if (!args['no-flat']) {
-      log('flat out, 50,000 events');
-      flat = await bench(['--count', '50000'], env);
-    }
-    const paced = [];
-    for (let i = 1; i <= Number(args.runs); i++) {
-      log(`paced run ${i}: ${args.rate}/s for ${args.seconds} s`);
-      paced.push(await bench(['--rate', String(args.rate), '--duration', String(args.seconds)], env));
-    }
-    process.stdout.write(`${JSON.stringify({ rate: Number(args.rate), seconds: Number(args.seconds), flat, paced }, null, 2)}\n`);
-  } finally {
-    await hub.kill('SIGTERM');
+  let flat: Awaited<ReturnType<typeof bench>> | undefined;
+  if (!args['no-flat']) {
+    log('flat out, 50,000 events');
+    flat = await bench(['--count', '50000'], env);
   }
+  const paced = [];
+  for (let i = 1; i <= Number(args.runs); i++) {
+    log(`paced run ${i}: ${args.rate}/s for ${args.seconds} s`);
+    paced.push(await bench(['--rate', String(args.rate), '--duration', String(args.seconds)], env));
+  }
+  process.stdout.write(`${JSON.stringify({ rate: Number(args.rate), seconds: Number(args.seconds), flat, paced }, null, 2)}\n`);
 } finally {
-  await vhost.delete().catch(() => {});
-  await db.drop().catch(() => {});
+  await fx.close();
 }
