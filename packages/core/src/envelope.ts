@@ -1,4 +1,6 @@
+import { isUtf8 } from 'node:buffer';
 import { ErrorCodes, ValidationError } from './errors.ts';
+import { checkEventTime, checkText, jsonTextDeeperThan, LIMITS, preview } from './limits.ts';
 import { assertSender, assertType, parseRoutingKey } from './names.ts';
 import { isUuid, uuidv7 } from './uuid.ts';
 
@@ -106,21 +108,27 @@ function encodeData(data: unknown): { bytes: Buffer; contentType: string } {
 function toTime(time: Date | number | undefined): number {
   if (time === undefined) return Date.now();
   const ms = time instanceof Date ? time.getTime() : time;
-  if (!Number.isFinite(ms) || ms < 0) invalid(`invalid event time ${String(time)}: expected a Date or epoch milliseconds`, { time });
+  if (typeof ms !== 'number' || !Number.isFinite(ms))
+    invalid(`invalid time ${preview(time)}: expected a Date or epoch milliseconds`, { parameter: 'time' });
   return Math.trunc(ms);
 }
 
 /**
- * Builds and validates an event. Throws a ValidationError naming the bad field (sender, type, id,
- * time, size). `maxBytes` defaults to 1 MiB.
+ * Builds and validates an event against the limits (checkEvent). Throws a ValidationError naming
+ * the bad field in `details.parameter` (sender, type, id, time, subject, headers.<name>, data …).
+ * `maxBytes` defaults to 1 MiB.
  */
 export function createEvent(init: EventInit, options: { maxBytes?: number } = {}): HeraldEvent {
   assertSender(init.sender);
   assertType(init.type, init.sender);
-  if (init.id !== undefined && !isUuid(init.id)) invalid(`invalid event id ${JSON.stringify(init.id)}: expected a UUID`, { id: init.id });
+  if (init.id !== undefined && !isUuid(init.id))
+    invalid(`invalid event id ${preview(init.id)}: expected a UUID`, { id: init.id, parameter: 'id' });
   const { bytes, contentType } = encodeData(init.data);
   assertSize(bytes.length, options.maxBytes ?? DEFAULT_MAX_EVENT_BYTES);
-  return {
+  const headers = init.headers ?? {};
+  if (typeof headers !== 'object' || headers === null || Array.isArray(headers))
+    invalid('invalid headers: expected an object of string values', { parameter: 'headers' });
+  const event: HeraldEvent = {
     id: init.id ?? uuidv7(),
     sender: init.sender,
     type: init.type,
@@ -130,8 +138,67 @@ export function createEvent(init: EventInit, options: { maxBytes?: number } = {}
     subject: init.subject,
     correlationId: init.correlationId,
     causationId: init.causationId,
-    headers: { ...(init.headers ?? {}) },
+    headers: { ...headers },
   };
+  checkEvent(event, options);
+  return event;
+}
+
+/** Header names of the wire contract: the hub's own, never an event's extra header. */
+const CONTRACT_HEADERS = new Set<string>(Object.values(Headers));
+/** Longest decimal offset and replay id the hub adds when it forwards. */
+const OFFSET_TEXT_BYTES = 19;
+const REPLAY_ID_BYTES = 36;
+/** One entry of an AMQP field table holding a long string: name length, name, type tag, length, value. */
+const entryBytes = (name: string, valueBytes: number) => 1 + Buffer.byteLength(name) + 1 + 4 + valueBytes;
+/** The table's length prefix, x-herald-time (a 64-bit number) and the largest offset and replay id. */
+const FORWARD_FIXED_BYTES =
+  4 + (1 + Headers.TIME.length + 1 + 8) + entryBytes(Headers.OFFSET, OFFSET_TEXT_BYTES) + entryBytes(Headers.REPLAY, REPLAY_ID_BYTES);
+
+/**
+ * The size of the header table the hub encodes when it forwards `event` (toAmqp with the largest
+ * offset and a replay id), in bytes as AMQP 0-9-1 encodes it. At most LIMITS.headerTableBytes for
+ * every event that passed checkEvent.
+ */
+export function forwardHeaderBytes(event: Pick<HeraldEvent, 'headers' | 'subject' | 'causationId'>): number {
+  let n = FORWARD_FIXED_BYTES;
+  if (event.subject !== undefined) n += entryBytes(Headers.SUBJECT, Buffer.byteLength(event.subject));
+  if (event.causationId !== undefined) n += entryBytes(Headers.CAUSATION_ID, Buffer.byteLength(event.causationId));
+  for (const name in event.headers) n += entryBytes(name, Buffer.byteLength(event.headers[name] as string));
+  return n;
+}
+
+/**
+ * The limits of DESIGN.md §2 on a whole event, the one check every edge runs (createEvent for the
+ * SDK, REST and gRPC; fromAmqp for ingest): a UUID id; the time inside the window; content type,
+ * correlation id, causation id and header names as AMQP short strings (≤ 255 bytes); every string
+ * valid UTF-8 without NUL; no header named like one of the contract's; the header table as the hub
+ * forwards it within 64 KiB; the body within `maxBytes`. Sender and type are checked where they are
+ * read (assertSender, assertType). Throws a ValidationError (INVALID_EVENT, EVENT_TOO_LARGE) whose
+ * `details.parameter` names the field, so an event that passed can always be stored and forwarded.
+ */
+export function checkEvent(event: HeraldEvent, options: { maxBytes?: number } = {}): void {
+  const short = LIMITS.shortStringBytes.value;
+  if (!isUuid(event.id)) invalid(`invalid event id ${preview(event.id)}: expected a UUID`, { parameter: 'id' });
+  checkEventTime('time', event.time);
+  checkText('contentType', event.contentType, short);
+  if (event.correlationId !== undefined) checkText('correlationId', event.correlationId, short);
+  if (event.causationId !== undefined) checkText('causationId', event.causationId, short);
+  if (event.subject !== undefined) checkText('subject', event.subject);
+  for (const name in event.headers) {
+    checkText('headers', name, short);
+    if (name === '') invalid('invalid headers: a header name is empty', { parameter: 'headers' });
+    if (CONTRACT_HEADERS.has(name))
+      invalid(`invalid headers: ${preview(name)} is a header of the wire contract, set by Herald`, { parameter: 'headers' });
+    checkText(`headers.${name}`, event.headers[name]);
+  }
+  const headerBytes = forwardHeaderBytes(event);
+  if (headerBytes > LIMITS.headerTableBytes.value)
+    invalid(
+      `invalid headers: subject, causation id and headers take ${headerBytes} bytes as forwarded, more than the ${LIMITS.headerTableBytes.value} an AMQP header table holds`,
+      { parameter: 'headers', bytes: headerBytes },
+    );
+  assertSize(event.data.length, options.maxBytes ?? DEFAULT_MAX_EVENT_BYTES);
 }
 
 /** Throws EVENT_TOO_LARGE when a body of `size` bytes exceeds `maxBytes`. */
@@ -169,15 +236,26 @@ export function toAmqp(
   return { routingKey: `${event.sender}.${event.type}`, content: event.data, properties };
 }
 
-function headerString(value: unknown): string | undefined {
+/**
+ * A header value as the text an event keeps: strings as they are, numbers and booleans in decimal,
+ * tables and arrays as JSON. Bytes must be UTF-8 text: a binary value is refused, not mangled.
+ */
+function headerString(name: string, value: unknown): string | undefined {
   if (value === undefined || value === null) return undefined;
   if (typeof value === 'string') return value;
-  if (Buffer.isBuffer(value)) return value.toString('utf8');
+  if (Buffer.isBuffer(value)) {
+    if (!isUtf8(value))
+      invalid(`header ${preview(name)} holds ${value.length} bytes that are not UTF-8 text`, { parameter: `headers.${name}` });
+    return value.toString('utf8');
+  }
   if (typeof value === 'number' || typeof value === 'bigint' || typeof value === 'boolean') return String(value);
-  return JSON.stringify(value);
+  return JSON.stringify(value, function (this: Record<string, unknown>, key: string, v: unknown) {
+    const original = this[key];
+    if (typeof original === 'bigint') return original.toString();
+    if (Buffer.isBuffer(original)) return headerString(name, original);
+    return v;
+  });
 }
-
-const CONTRACT_HEADERS = new Set<string>(Object.values(Headers));
 
 /**
  * Reads an event from an AMQP message, as the hub does at ingest and a subscriber at delivery.
@@ -191,70 +269,60 @@ export function fromAmqp(
   const { sender, type } = parseRoutingKey(message.routingKey);
   const p = message.properties;
   if (p.appId !== undefined && p.appId !== null && p.appId !== sender) {
-    invalid(
-      `app_id ${JSON.stringify(p.appId)} disagrees with the sender ${JSON.stringify(sender)} of routing key ${JSON.stringify(message.routingKey)}`,
-      {
-        appId: p.appId,
-        routingKey: message.routingKey,
-      },
-    );
+    invalid(`app_id ${preview(p.appId)} disagrees with the sender ${preview(sender)} of routing key ${preview(message.routingKey)}`, {
+      parameter: 'appId',
+    });
   }
   if (p.type !== undefined && p.type !== null && p.type !== type) {
-    invalid(
-      `type property ${JSON.stringify(p.type)} disagrees with the type ${JSON.stringify(type)} of routing key ${JSON.stringify(message.routingKey)}`,
-      {
-        type: p.type,
-        routingKey: message.routingKey,
-      },
-    );
+    invalid(`type property ${preview(p.type)} disagrees with the type ${preview(type)} of routing key ${preview(message.routingKey)}`, {
+      parameter: 'type',
+    });
   }
   assertSize(message.content.length, options.maxBytes ?? DEFAULT_MAX_EVENT_BYTES);
   let id = p.messageId ?? undefined;
   if (id === undefined || id === null || id === '') id = uuidv7();
-  else if (!isUuid(id)) invalid(`message_id ${JSON.stringify(id)} is not a UUID`, { messageId: id });
+  else if (!isUuid(id)) invalid(`message_id ${preview(id)} is not a UUID`, { parameter: 'id' });
   const raw = p.headers ?? {};
   let time: number;
   const headerTime = raw[Headers.TIME];
   if (headerTime !== undefined && headerTime !== null) {
-    time = Number(typeof headerTime === 'object' ? headerString(headerTime) : headerTime);
-    if (!Number.isFinite(time) || time < 0)
-      invalid(`header ${Headers.TIME} ${JSON.stringify(headerString(headerTime))} is not epoch milliseconds`);
-    time = Math.trunc(time);
+    const text = headerString(Headers.TIME, headerTime) ?? '';
+    time = /^\s*-?[0-9]+(\.[0-9]*)?([eE][+-]?[0-9]+)?\s*$/.test(text) ? Math.trunc(Number(text)) : Number.NaN;
+    checkEventTime(`header ${Headers.TIME}`, time);
   } else if (typeof p.timestamp === 'number' && p.timestamp > 0) {
-    time = p.timestamp * 1000;
+    time = checkEventTime('timestamp', p.timestamp * 1000);
   } else {
     time = options.now ?? Date.now();
   }
   const headers: Record<string, string> = {};
   for (const [k, v] of Object.entries(raw)) {
-    if (CONTRACT_HEADERS.has(k as (typeof Headers)[keyof typeof Headers])) continue;
+    if (CONTRACT_HEADERS.has(k)) continue;
     if (k.startsWith('x-death') || k.startsWith('x-first-death') || k.startsWith('x-last-death')) continue;
-    const s = headerString(v);
+    const s = headerString(k, v);
     if (s !== undefined) headers[k] = s;
   }
-  const offsetRaw = headerString(raw[Headers.OFFSET]);
+  const offsetRaw = headerString(Headers.OFFSET, raw[Headers.OFFSET]);
   let offset: bigint | undefined;
   if (offsetRaw !== undefined) {
-    try {
-      offset = BigInt(offsetRaw);
-    } catch {
-      invalid(`header ${Headers.OFFSET} ${JSON.stringify(offsetRaw)} is not an integer`);
-    }
+    if (!/^[0-9]{1,19}$/.test(offsetRaw)) invalid(`header ${Headers.OFFSET} ${preview(offsetRaw)} is not an offset`);
+    offset = BigInt(offsetRaw);
   }
-  return {
+  const event: DeliveredEvent = {
     id,
     sender,
     type,
     time,
     data: message.content,
     contentType: p.contentType ?? DEFAULT_CONTENT_TYPE,
-    subject: headerString(raw[Headers.SUBJECT]),
+    subject: headerString(Headers.SUBJECT, raw[Headers.SUBJECT]),
     correlationId: p.correlationId ?? undefined,
-    causationId: headerString(raw[Headers.CAUSATION_ID]),
+    causationId: headerString(Headers.CAUSATION_ID, raw[Headers.CAUSATION_ID]),
     headers,
     offset,
-    replay: headerString(raw[Headers.REPLAY]),
+    replay: headerString(Headers.REPLAY, raw[Headers.REPLAY]),
   };
+  checkEvent(event, options);
+  return event;
 }
 
 /** True for content types whose body is JSON (`application/json`, `application/*+json`). */
@@ -265,14 +333,19 @@ export function isJsonContentType(contentType: string): boolean {
 
 /**
  * An event body as JSON shows it: `{ data }` parsed when the content type is JSON and the bytes
- * are valid JSON, else `{ dataBase64 }` with the bytes as they are.
+ * are valid UTF-8 JSON nested at most LIMITS.jsonDepth deep, else `{ dataBase64 }` with the bytes as
+ * they are. Never throws: whatever is stored can be shown.
  */
 export function bodyJson(contentType: string, data: Buffer): { data: unknown } | { dataBase64: string } {
-  if (isJsonContentType(contentType)) {
-    try {
-      return { data: JSON.parse(data.toString('utf8')) };
-    } catch {
-      // Bytes that claim JSON but are not: show them as they are.
+  if (isJsonContentType(contentType) && isUtf8(data)) {
+    const text = data.toString('utf8');
+    // Too deep to serialize again (JSON.stringify recurses): the bytes as they are.
+    if (!jsonTextDeeperThan(text)) {
+      try {
+        return { data: JSON.parse(text) };
+      } catch {
+        // Bytes that claim JSON but are not: show them as they are.
+      }
     }
   }
   return { dataBase64: data.toString('base64') };

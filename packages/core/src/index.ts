@@ -2,12 +2,14 @@ export type { AmqpProperties, DeliveredEvent, EventInit, HeraldEvent } from './e
 export {
   assertSize,
   bodyJson,
+  checkEvent,
   createEvent,
   DEAD_EXCHANGE,
   DEAD_QUEUE,
   DEFAULT_CONTENT_TYPE,
   DEFAULT_MAX_EVENT_BYTES,
   EVENTS_EXCHANGE,
+  forwardHeaderBytes,
   fromAmqp,
   Headers,
   INGEST_EXCHANGE,
@@ -16,6 +18,19 @@ export {
 } from './envelope.ts';
 export type { ErrorCode } from './errors.ts';
 export { ErrorCodes, HeraldError, hasCode, ValidationError } from './errors.ts';
+export type { Limit } from './limits.ts';
+export {
+  checkEventTime,
+  checkText,
+  deeperThan,
+  isoTime,
+  jsonTextDeeperThan,
+  LIMITS,
+  MAX_OFFSET,
+  parseOffset,
+  preview,
+  textProblem,
+} from './limits.ts';
 export { assertSender, assertType, isSubscriptionName, MAX_ROUTING_KEY_BYTES, parseRoutingKey, routingKeyOf } from './names.ts';
 export type {
   OffsetEvent,

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { ErrorCodes, ValidationError } from './errors.ts';
-import { assertSender } from './names.ts';
+import { LIMITS, preview } from './limits.ts';
+import { assertSender, MAX_ROUTING_KEY_BYTES } from './names.ts';
 
 /**
  * One `sender:type` pattern. `sender` is a sender name or `*` (any). `type` is `*` (any type) or a
@@ -27,13 +28,20 @@ const SEGMENT_RE = /^[A-Za-z0-9_-]+$/;
 const ANY = '*';
 
 function invalid(message: string, pattern: string): never {
-  throw new ValidationError(ErrorCodes.INVALID_SELECTOR, message, { details: { pattern } });
+  throw new ValidationError(ErrorCodes.INVALID_SELECTOR, message, { details: { pattern: preview(pattern) } });
 }
 
 function normalizeType(type: string, raw: string): string {
-  if (type === '') invalid(`invalid selector pattern ${JSON.stringify(raw)}: the type is empty`, raw);
+  if (type === '') invalid(`invalid selector pattern ${preview(raw)}: the type is empty`, raw);
+  // A routing key holds at most 255 bytes: a longer type pattern could never match, and bounding it
+  // bounds the work of every matcher and query built from it.
+  if (type.length > MAX_ROUTING_KEY_BYTES)
+    invalid(`invalid selector pattern ${preview(raw)}: the type is longer than a routing key (${MAX_ROUTING_KEY_BYTES} bytes)`, raw);
+  const segments = type.split('.');
+  if (segments.length > LIMITS.patternSegments.value)
+    invalid(`invalid selector pattern ${preview(raw)}: more than ${LIMITS.patternSegments.value} type segments`, raw);
   const out: string[] = [];
-  for (const segment of type.split('.')) {
+  for (const segment of segments) {
     if (segment === '#') {
       // `#.#` matches what `#` matches.
       if (out[out.length - 1] !== '#') out.push('#');
@@ -41,7 +49,7 @@ function normalizeType(type: string, raw: string): string {
       out.push(segment);
     } else {
       invalid(
-        `invalid selector pattern ${JSON.stringify(raw)}: type segment ${JSON.stringify(segment)} must be a name of A-Z a-z 0-9 _ -, or * or #`,
+        `invalid selector pattern ${preview(raw)}: type segment ${preview(segment)} must be a name of A-Z a-z 0-9 _ -, or * or #`,
         raw,
       );
     }
@@ -55,8 +63,7 @@ function normalizeType(type: string, raw: string): string {
 export function parsePattern(raw: string): Pattern {
   const text = raw.trim();
   const colon = text.indexOf(':');
-  if (colon < 0)
-    invalid(`invalid selector pattern ${JSON.stringify(raw)}: expected <sender>:<type>, e.g. billing:invoice.paid or billing:*`, raw);
+  if (colon < 0) invalid(`invalid selector pattern ${preview(raw)}: expected <sender>:<type>, e.g. billing:invoice.paid or billing:*`, raw);
   const sender = text.slice(0, colon).trim();
   const type = text.slice(colon + 1).trim();
   if (sender !== ANY) {
@@ -65,8 +72,8 @@ export function parsePattern(raw: string): Pattern {
     } catch (cause) {
       throw new ValidationError(
         ErrorCodes.INVALID_SELECTOR,
-        `invalid selector pattern ${JSON.stringify(raw)}: sender ${JSON.stringify(sender)} must be * or 1-64 characters of A-Z a-z 0-9 _ -`,
-        { cause, details: { pattern: raw } },
+        `invalid selector pattern ${preview(raw)}: sender ${preview(sender)} must be * or 1-64 characters of A-Z a-z 0-9 _ -`,
+        { cause, details: { pattern: preview(raw) } },
       );
     }
   }
@@ -87,11 +94,29 @@ export function parseSelector(input: SelectorInput): Selector {
   if (parts === null) {
     throw new ValidationError(ErrorCodes.INVALID_SELECTOR, 'invalid selector: expected a string or an array of sender:type patterns');
   }
+  const max = LIMITS.selectorPatterns.value;
+  // Counted before anything is parsed, so a selector of a million patterns costs nothing.
+  if (parts.length > max && parts.filter((p) => typeof p !== 'string' || p.trim() !== '').length > max) {
+    throw new ValidationError(ErrorCodes.INVALID_SELECTOR, `invalid selector: more than ${max} patterns`, {
+      details: { patterns: parts.length },
+    });
+  }
   const texts = new Set<string>();
+  let wildcardSegments = 0;
   for (const part of parts) {
-    if (typeof part !== 'string') invalid(`invalid selector pattern ${JSON.stringify(part)}: expected a string`, String(part));
+    if (typeof part !== 'string') invalid(`invalid selector pattern ${preview(part)}: expected a string`, String(part));
     if (part.trim() === '' && typeof input === 'string') continue;
-    texts.add(patternText(parsePattern(part)));
+    const pattern = parsePattern(part);
+    const text = patternText(pattern);
+    if (!texts.has(text) && !isLiteralType(pattern.type) && pattern.type !== ANY) wildcardSegments += pattern.type.split('.').length;
+    texts.add(text);
+  }
+  if (wildcardSegments > LIMITS.selectorWildcardSegments.value) {
+    throw new ValidationError(
+      ErrorCodes.INVALID_SELECTOR,
+      `invalid selector: its patterns with * or # have ${wildcardSegments} type segments in all, more than ${LIMITS.selectorWildcardSegments.value}`,
+      { details: { segments: wildcardSegments } },
+    );
   }
   if (texts.size === 0) {
     throw new ValidationError(ErrorCodes.INVALID_SELECTOR, 'invalid selector: it has no pattern; use *:* for every event');
@@ -179,31 +204,142 @@ export function sqlPredicate(
 export type Matcher = (sender: string, type: string) => boolean;
 
 /**
- * Compiles the selector to an in-memory matcher. Exact sender×type pairs are one hash lookup;
- * wildcard patterns are checked in order.
+ * The wildcard patterns of a selector as one nondeterministic automaton over type segments, run
+ * bit-parallel: a pattern of k segments owns k + 1 consecutive states (j = "j segments matched").
+ * Each segment of a type advances every live state at once, so a match costs (segments of the type)
+ * × (words of state), whatever the pattern: no backtracking, no regular expression. The selector's
+ * limits bound the words (LIMITS.selectorWildcardSegments).
+ */
+class WildcardAutomaton {
+  private readonly words: number;
+  /** Start states by sender, and of the patterns whose sender is `*`. */
+  private readonly startBySender = new Map<string, Uint32Array>();
+  private readonly startAny: Uint32Array;
+  /** States whose next pattern segment is this name. */
+  private readonly byName = new Map<string, Uint32Array>();
+  /** States whose next pattern segment is `*` (any one segment) … */
+  private readonly star: Uint32Array;
+  /** … or `#` (any number of segments, none included). */
+  private readonly hash: Uint32Array;
+  private readonly accept: Uint32Array;
+  private cur: Uint32Array;
+  private next: Uint32Array;
+
+  constructor(patterns: readonly Pattern[]) {
+    let states = 0;
+    for (const p of patterns) states += p.type.split('.').length + 1;
+    this.words = Math.max(1, Math.ceil(states / 32));
+    const bits = () => new Uint32Array(this.words);
+    const set = (b: Uint32Array, i: number) => {
+      b[i >>> 5] = (b[i >>> 5] as number) | (1 << (i & 31));
+    };
+    this.startAny = bits();
+    this.star = bits();
+    this.hash = bits();
+    this.accept = bits();
+    this.cur = bits();
+    this.next = bits();
+    let base = 0;
+    for (const p of patterns) {
+      const segments = p.type.split('.');
+      let start = this.startAny;
+      if (p.sender !== ANY) {
+        start = this.startBySender.get(p.sender) ?? bits();
+        this.startBySender.set(p.sender, start);
+      }
+      set(start, base);
+      segments.forEach((segment, j) => {
+        if (segment === '*') set(this.star, base + j);
+        else if (segment === '#') set(this.hash, base + j);
+        else {
+          let b = this.byName.get(segment);
+          if (b === undefined) {
+            b = bits();
+            this.byName.set(segment, b);
+          }
+          set(b, base + j);
+        }
+      });
+      set(this.accept, base + segments.length);
+      base += segments.length + 1;
+    }
+  }
+
+  /** `#` matches zero segments too: a state before a `#` is also the state after it (never two `#` in a row). */
+  private close(d: Uint32Array): void {
+    let carry = 0;
+    for (let w = 0; w < this.words; w++) {
+      const x = (d[w] as number) & (this.hash[w] as number);
+      const shifted = (x << 1) | carry;
+      carry = x >>> 31;
+      d[w] = (d[w] as number) | shifted;
+    }
+  }
+
+  matches(sender: string, type: string): boolean {
+    const words = this.words;
+    let d = this.cur;
+    const own = this.startBySender.get(sender);
+    let live = 0;
+    for (let w = 0; w < words; w++) {
+      d[w] = (this.startAny[w] as number) | (own === undefined ? 0 : (own[w] as number));
+      live |= d[w] as number;
+    }
+    if (live === 0) return false;
+    this.close(d);
+    let from = 0;
+    for (;;) {
+      const dot = type.indexOf('.', from);
+      const segment = dot < 0 ? type.slice(from) : type.slice(from, dot);
+      const named = this.byName.get(segment);
+      const n = this.next;
+      let carry = 0;
+      live = 0;
+      for (let w = 0; w < words; w++) {
+        const dw = d[w] as number;
+        const step = dw & ((this.star[w] as number) | (named === undefined ? 0 : (named[w] as number)));
+        n[w] = ((step << 1) | carry | (dw & (this.hash[w] as number))) >>> 0;
+        carry = step >>> 31;
+        live |= n[w] as number;
+      }
+      this.next = d;
+      d = n;
+      this.cur = d;
+      if (live === 0) return false;
+      this.close(d);
+      if (dot < 0) break;
+      from = dot + 1;
+    }
+    for (let w = 0; w < words; w++) if (((d[w] as number) & (this.accept[w] as number)) !== 0) return true;
+    return false;
+  }
+}
+
+/**
+ * Compiles the selector to an in-memory matcher. Exact sender×type pairs, whole senders and exact
+ * types of any sender are one hash lookup each; wildcard types run through one automaton for the
+ * whole selector, in time linear in the type's segments. The matcher is synchronous and keeps its
+ * working state between calls: one matcher serves one caller at a time (JavaScript's one thread).
  */
 export function compileMatcher(input: SelectorInput): Matcher {
   const { patterns } = parseSelector(input);
   const exact = new Set<string>();
   const anyTypeSenders = new Set<string>();
-  const rest: { sender: string; test: (type: string) => boolean }[] = [];
+  const anySenderTypes = new Set<string>();
+  const wildcard: Pattern[] = [];
   for (const p of patterns) {
     if (p.sender === ANY && p.type === ANY) return () => true;
     if (p.type === ANY) anyTypeSenders.add(p.sender);
     else if (isLiteralType(p.type) && p.sender !== ANY) exact.add(`${p.sender}\u0000${p.type}`);
-    else if (isLiteralType(p.type)) rest.push({ sender: ANY, test: (t) => t === p.type });
-    else {
-      const re = new RegExp(typeRegexSource(p.type));
-      rest.push({ sender: p.sender, test: (t) => re.test(`.${t}`) });
-    }
+    else if (isLiteralType(p.type)) anySenderTypes.add(p.type);
+    else wildcard.push(p);
   }
-  return (sender, type) => {
-    if (anyTypeSenders.has(sender) || exact.has(`${sender}\u0000${type}`)) return true;
-    for (const r of rest) {
-      if ((r.sender === ANY || r.sender === sender) && r.test(type)) return true;
-    }
-    return anyTypeSenders.has(ANY);
-  };
+  const automaton = wildcard.length > 0 ? new WildcardAutomaton(wildcard) : undefined;
+  return (sender, type) =>
+    anyTypeSenders.has(sender) ||
+    anySenderTypes.has(type) ||
+    exact.has(`${sender}\u0000${type}`) ||
+    automaton?.matches(sender, type) === true;
 }
 
 /** True when the selector matches an event of this sender and type. Compiles on every call. */

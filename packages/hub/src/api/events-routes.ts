@@ -6,8 +6,11 @@ import {
   HeraldError,
   type HeraldEvent,
   isJsonContentType,
+  isoTime,
   isUuid,
+  parseOffset as parseOffsetValue,
   parseSelector,
+  preview,
   type Selector,
 } from '@herald/core';
 import type { FastifyInstance } from 'fastify';
@@ -17,8 +20,6 @@ import { badParameter, notFound } from './problems.ts';
 
 const DEFAULT_LIMIT = 100;
 const MAX_LIMIT = 1000;
-/** Offsets are PostgreSQL bigints. */
-const MAX_OFFSET = 2n ** 63n - 1n;
 /** A date, or a date-time with a zone: a time without a zone would silently mean the hub's local time. */
 const ISO_TIME = /^\d{4}-\d{2}-\d{2}(?:[Tt ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:[Zz]|[+-]\d{2}:?\d{2}))?$/;
 
@@ -51,7 +52,7 @@ export function eventJson(e: StoredEvent): EventJson {
     id: e.id,
     sender: e.sender,
     type: e.type,
-    time: new Date(e.time).toISOString(),
+    time: isoTime(e.time),
     contentType: e.contentType,
     headers: e.headers,
   };
@@ -68,18 +69,14 @@ function parseTime(parameter: string, value: string | undefined): number | undef
   if (Number.isNaN(ms))
     throw badParameter(
       parameter,
-      `${parameter} ${JSON.stringify(value)} is not an ISO 8601 time with a zone, e.g. 2026-01-31T12:00:00Z or 2026-01-31`,
+      `${parameter} ${preview(value)} is not an ISO 8601 time with a zone, e.g. 2026-01-31T12:00:00Z or 2026-01-31`,
     );
   return ms;
 }
 
-/** A decimal offset from a request, or undefined when absent; a 400 naming `parameter` when it is not one. */
+/** A decimal offset from a request, or undefined when absent; a 400 naming `parameter` when it is not one (core's parseOffset). */
 export function parseOffset(parameter: string, value: string | undefined): bigint | undefined {
-  if (value === undefined) return undefined;
-  const offset = /^[0-9]{1,19}$/.test(value) ? BigInt(value) : -1n;
-  if (offset < 0n || offset > MAX_OFFSET)
-    throw badParameter(parameter, `${parameter} ${JSON.stringify(value)} is not an offset (an integer from 0 to ${MAX_OFFSET})`);
-  return offset;
+  return value === undefined ? undefined : parseOffsetValue(parameter, value);
 }
 
 function parseSelectorParam(value: string | undefined): Selector | undefined {
@@ -93,13 +90,11 @@ function parseSelectorParam(value: string | undefined): Selector | undefined {
   }
 }
 
-/** The body field a createEvent error is about, so the problem document can name it. */
+/** The body field a createEvent error is about, when the error does not name it itself. */
 function bodyField(err: HeraldError): string | undefined {
   if (err.code === ErrorCodes.INVALID_SENDER) return 'sender';
   if (err.code === ErrorCodes.INVALID_TYPE) return 'type';
   if (err.code === ErrorCodes.EVENT_TOO_LARGE) return 'data';
-  for (const field of ['id', 'time', 'contentType', 'subject', 'correlationId', 'causationId', 'headers'])
-    if (err.details && field in err.details) return field;
   return undefined;
 }
 

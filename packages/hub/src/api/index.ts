@@ -4,6 +4,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import Type from 'typebox';
 import type { Store } from '../store/index.ts';
 import { eventsRoutes } from './events-routes.ts';
+import { installInputGuard } from './input-guard.ts';
 import { installOpenApi } from './openapi.ts';
 import { installProblems } from './problems.ts';
 
@@ -67,6 +68,7 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
   // bodies are not (a JSON number is not a sender), and unknown fields are refused, not dropped.
   app.setValidatorCompiler(TypeBoxValidatorCompiler);
   installProblems(app);
+  installInputGuard(app);
   app.addHook('onRequest', authenticate);
   installOpenApi(app, { title: 'Herald', version: '1' });
 

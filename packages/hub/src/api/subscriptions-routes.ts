@@ -1,11 +1,11 @@
 import type { ServerResponse } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import { ErrorCodes, HeraldError, selectorPatterns } from '@herald/core';
+import { ErrorCodes, HeraldError, parseOffset as parseOffsetValue, selectorPatterns } from '@herald/core';
 import type { FastifyBaseLogger, FastifyInstance, FastifyRequest } from 'fastify';
 import Type from 'typebox';
 import type { Consumer, DeliveredEvent, SubscriptionManager, SubscriptionView } from '../subscriptions/types.ts';
-import { EventSchema, eventJson, parseOffset } from './events-routes.ts';
+import { EventSchema, eventJson } from './events-routes.ts';
 import { isoOrNull, SelectorBody } from './pauses-routes.ts';
 import { badParameter, notFound } from './problems.ts';
 
@@ -46,8 +46,9 @@ export function needManager(deps: SubscriptionRoutesDeps): SubscriptionManager {
 }
 
 const OffsetString = (description: string) => Type.String({ pattern: '^[0-9]+$', description });
-const OffsetInput = Type.Union([Type.Integer({ minimum: 0 }), Type.String({ pattern: '^[0-9]{1,19}$' })], {
-  description: 'an offset: a JSON integer, or a decimal string (needed above 2^53)',
+// Any number or string passes the schema: parseOffset (core) gives the one message for every bad offset.
+const OffsetInput = Type.Union([Type.Number(), Type.String()], {
+  description: 'an offset from 0 to 2^63 - 1: a JSON integer, or a decimal string (needed above 2^53)',
 });
 
 const SubscriptionSchema = Type.Object({
@@ -98,11 +99,7 @@ export function sseMessage(e: DeliveredEvent): string {
 }
 
 /** An offset sent as a JSON integer or a decimal string (a header, a body field), as a bigint; 400 naming `parameter` otherwise. */
-function offsetOf(parameter: string, value: number | string): bigint {
-  if (typeof value === 'number' && !Number.isSafeInteger(value))
-    throw badParameter(parameter, `${parameter} ${value} is not exact in JSON: send offsets above 2^53 as decimal strings`);
-  return parseOffset(parameter, String(value)) as bigint;
-}
+const offsetOf = (parameter: string, value: number | string): bigint => parseOffsetValue(parameter, value);
 
 /** Gives a manager error the request parameter it is about, so the problem document names it. */
 function naming(err: unknown, parameter: (e: HeraldError) => string | undefined): unknown {

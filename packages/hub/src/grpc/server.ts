@@ -9,6 +9,7 @@ import {
   type HeraldEvent,
   PROTO_LOADER_OPTIONS,
   PROTO_PATH,
+  parseOffset,
   toWireEvent,
   type WireEvent,
   type WireOpen,
@@ -73,9 +74,10 @@ function startOf(start: WireStart | null | undefined): unknown {
     case 'earliest':
       return 'earliest';
     case 'offset':
-      return { offset: BigInt(start.offset ?? '0') };
+      return { offset: parseOffset('start.offset', String(start.offset ?? '0')) };
     case 'timeMs':
-      return { time: new Date(Number(start.timeMs)).toISOString() };
+      // A number, read by the same rule as REST's {"time"}: the manager refuses what is out of range.
+      return { time: Number(start.timeMs) };
     case 'last':
       return { last: start.last ?? 0 };
     default:
@@ -172,7 +174,7 @@ class SubscribeSession {
         return;
       }
       try {
-        this.consumer.ack(BigInt(m.ack.offset));
+        this.consumer.ack(parseOffset('ack.offset', String(m.ack.offset)));
       } catch (err) {
         this.fail(err);
       }

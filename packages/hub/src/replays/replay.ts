@@ -1,4 +1,4 @@
-import { ErrorCodes, type Selector, type SelectorInput, ValidationError } from '@herald/core';
+import { ErrorCodes, LIMITS, parseOffset, preview, type Selector, type SelectorInput, ValidationError } from '@herald/core';
 import { parseSelectorParameter } from '../pauses/pause.ts';
 import type { Store } from '../store/types.ts';
 
@@ -50,17 +50,13 @@ function invalid(field: string, message: string): never {
   throw new ValidationError(ErrorCodes.INVALID_REQUEST, message, { details: { parameter: field } });
 }
 
-function offsetOf(field: string, v: unknown): bigint {
-  if (typeof v === 'bigint' && v >= 0n) return v;
-  if (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0) return BigInt(v);
-  if (typeof v === 'string' && /^\d{1,19}$/.test(v)) return BigInt(v);
-  return invalid(field, `invalid ${field} ${typeof v === 'bigint' ? v : JSON.stringify(v)}: expected an offset (an integer ≥ 0)`);
-}
+const offsetOf = parseOffset;
 
 function timeOf(field: string, v: unknown): number {
   const ms = typeof v === 'number' ? v : typeof v === 'string' ? Date.parse(v) : Number.NaN;
-  if (!Number.isFinite(ms)) invalid(field, `invalid ${field} ${JSON.stringify(v)}: expected an ISO 8601 time, e.g. 2026-01-31T12:00:00Z`);
-  return ms;
+  if (!Number.isFinite(ms) || ms < LIMITS.minEventTime.value || ms > LIMITS.maxEventTime.value)
+    invalid(field, `invalid ${field} ${preview(v)}: expected an ISO 8601 time from 1970 to 9999, e.g. 2026-01-31T12:00:00Z`);
+  return Math.trunc(ms);
 }
 
 function oneKey(field: string, v: unknown, allowed: string[]): [string, unknown] {
