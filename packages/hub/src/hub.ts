@@ -143,6 +143,8 @@ class HubProcess implements Hub {
       store = await openStore({
         url: config.databaseUrl,
         dataDir: config.dataDir,
+        readPoolSize: config.readPoolSize,
+        queryTimeoutMs: config.queryTimeout * 1000,
         onLeaseLost: (err?: unknown) => this.leaseLost(err),
       });
       this.store = store;
@@ -357,6 +359,8 @@ class HubProcess implements Hub {
       manager: () => this.subs,
       publish: (event: HeraldEvent) => this.publish(event),
       logger: this.logger.child({ part: 'grpc' }),
+      maxEventBytes: this.config.maxEventBytes,
+      maxStreams: this.config.maxGrpcStreams,
     });
     this.grpc = grpc;
     const { port } = await grpc.start();

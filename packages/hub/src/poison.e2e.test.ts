@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
+import { subscription } from '@herald/client';
 import { DEAD_QUEUE, EVENTS_EXCHANGE, Headers, INGEST_EXCHANGE } from '@herald/core';
 import { createRawPublisher, type RawPublisher, type RouterHub, startRouterHub, waitFor } from '@herald/testing';
 import amqp from 'amqplib';
 import pg from 'pg';
+import { openSse } from './api/subscriptions-test-kit.ts';
 
 // Bad input at every edge of a router hub on PostgreSQL: each case is refused with a 400 naming the
 // field, or dead-lettered with its reason, and an ordinary event published afterwards is still
@@ -223,5 +225,19 @@ test('every stored event reads back, whatever its time or body (rows written bef
   const pulled = await api('GET', '/api/v1/subscriptions/odd-reader/events?max=10&wait=5');
   assert.equal(pulled.status, 200, JSON.stringify(pulled.body));
   assert.equal((pulled.body.events as unknown[]).length, 3);
+  assert.equal((await api('POST', '/api/v1/subscriptions', { name: 'odd-sse', selector: 'odd:*', start: 'earliest' })).status, 201);
+  const sse = await openSse(`${fx.http}/api/v1/subscriptions/odd-sse/stream`);
+  try {
+    await sse.waitFor(3);
+  } finally {
+    await sse.close();
+  }
+  const got: string[] = [];
+  for await (const e of subscription('odd-grpc', 'odd:*', { url: fx.grpc, start: 'earliest' })) {
+    got.push(e.id);
+    e.ack();
+    if (got.length === 3) break;
+  }
+  assert.deepEqual(got, ids);
   await flowStillWorks();
 });

@@ -18,8 +18,18 @@ export function registerHub(program: Command): void {
     .option('--http-host <host>', 'REST address (HERALD_HTTP_HOST, default 127.0.0.1)')
     .option('--grpc-port <port>', 'gRPC port: Subscribe and Publish (HERALD_GRPC_PORT, default 50051; 0 = any free port)')
     .option('--max-event-bytes <n>', 'largest event body (HERALD_MAX_EVENT_BYTES, default 1048576)')
-    .option('--batch-size <n>', 'most events per store transaction (HERALD_BATCH_SIZE, default 500)')
-    .option('--prefetch <n>', 'unacknowledged ingest messages in flight (HERALD_PREFETCH, default 2000)')
+    .option('--batch-size <n>', 'most events per store transaction (HERALD_BATCH_SIZE, default 500 or the prefetch when smaller)')
+    .option(
+      '--prefetch <n>',
+      'unacknowledged ingest messages in flight (HERALD_PREFETCH, default min(2000, ingest max bytes / max event bytes): 256)',
+    )
+    .option('--ingest-max-bytes <n>', 'most bytes of event bodies ingest holds at once (HERALD_INGEST_MAX_BYTES, default 268435456)')
+    .option('--read-pool-size <n>', 'PostgreSQL connections for reading the log (HERALD_READ_POOL_SIZE, default 4)')
+    .option('--query-timeout <s>', 'seconds a read of the log may run (HERALD_QUERY_TIMEOUT, default 30)')
+    .option('--http-request-timeout <s>', 'seconds to receive a whole HTTP request; 0 = none (HERALD_HTTP_REQUEST_TIMEOUT, default 60)')
+    .option('--http-idle-timeout <s>', 'seconds an HTTP connection may stay silent; 0 = none (HERALD_HTTP_IDLE_TIMEOUT, default 120)')
+    .option('--http-keep-alive-timeout <s>', 'seconds an idle keep-alive connection is kept (HERALD_HTTP_KEEP_ALIVE_TIMEOUT, default 72)')
+    .option('--max-grpc-streams <n>', 'concurrent gRPC Subscribe streams (HERALD_MAX_GRPC_STREAMS, default 1000)')
     .option(
       '--receiver-max-length <n>',
       'messages a subscription receiver queue keeps, the oldest dropped beyond (HERALD_RECEIVER_MAX_LENGTH, default 10000)',

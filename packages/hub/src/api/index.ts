@@ -1,5 +1,5 @@
 import { TypeBoxValidatorCompiler } from '@fastify/type-provider-typebox';
-import { DEFAULT_MAX_EVENT_BYTES, type HeraldEvent } from '@herald/core';
+import { DEFAULT_MAX_EVENT_BYTES, type HeraldEvent, LIMITS } from '@herald/core';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import Type from 'typebox';
 import type { Store } from '../store/index.ts';
@@ -29,8 +29,18 @@ export interface ApiDeps {
   ready(): boolean | Readiness | Promise<boolean | Readiness>;
   /** Largest event body accepted by POST /api/v1/events, in bytes. Default `config.maxEventBytes`, else 1 MiB. */
   maxEventBytes?: number | undefined;
-  /** The hub's configuration, read for `maxEventBytes` when that is not given. */
-  config?: { maxEventBytes?: number | undefined } | undefined;
+  /**
+   * The hub's configuration: `maxEventBytes` when that is not given, and the HTTP timeouts in
+   * seconds (HubConfig's; the defaults here are the same).
+   */
+  config?:
+    | {
+        maxEventBytes?: number | undefined;
+        httpRequestTimeout?: number | undefined;
+        httpIdleTimeout?: number | undefined;
+        httpKeepAliveTimeout?: number | undefined;
+      }
+    | undefined;
   /** Request and error logs. Default: none. */
   logger?: FastifyBaseLogger | undefined;
   /** Adds more routes (pauses, replays, …) before the server starts; they get the same auth hook, errors and OpenAPI. */
@@ -43,6 +53,15 @@ export interface ApiDeps {
  * (throw a HeraldError to refuse), not forty routes.
  */
 async function authenticate(): Promise<void> {}
+
+/**
+ * The longest path parameter a route accepts (find-my-way answers 414 beyond it). The longest
+ * value any route carries is a subscription name (LIMITS.subscriptionNameChars, 128); offsets have
+ * 19 digits and ids 36 characters. Four times the name leaves room for a name sent fully
+ * percent-encoded (3 characters each), so a wrong name gets the route's own answer (400 or 404),
+ * not a 414.
+ */
+const MAX_PARAM_LENGTH = 4 * LIMITS.subscriptionNameChars.value;
 
 function isOk(value: boolean | string): boolean {
   return value === true || value === 'ok';
@@ -63,6 +82,15 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
     // A JSON body carries data of up to maxEventBytes, plus the envelope and JSON or base64 expansion;
     // anything in between is refused by createEvent with the exact size.
     bodyLimit: maxEventBytes * 2 + 64 * 1024,
+    // Node's requestTimeout covers receiving the request (headers and body) only: once a request
+    // is in, a long poll or an SSE stream answers as long as it likes. A slow-sending client is cut.
+    requestTimeout: (deps.config?.httpRequestTimeout ?? 60) * 1000,
+    // The socket timeout: a connection silent both ways this long is closed, request open or not.
+    // Long polls are silent for up to 30 s plus their read, SSE streams write a heartbeat every
+    // 15 s, so the default of 120 s cuts neither and still ends connections whose peer vanished.
+    connectionTimeout: (deps.config?.httpIdleTimeout ?? 120) * 1000,
+    keepAliveTimeout: (deps.config?.httpKeepAliveTimeout ?? 72) * 1000,
+    routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
   }) as unknown as FastifyInstance;
   // TypeBox checks the schemas: query strings and path parameters are converted (limit=10 → 10),
   // bodies are not (a JSON number is not a sender), and unknown fields are refused, not dropped.

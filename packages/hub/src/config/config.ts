@@ -28,13 +28,60 @@ export interface HubOptions {
   mode?: string | undefined;
   /** Largest event body in bytes; larger ones are dead letters. Env `HERALD_MAX_EVENT_BYTES`; default 1048576 (1 MiB). */
   maxEventBytes?: number | string | undefined;
-  /** Most events per store transaction. Env `HERALD_BATCH_SIZE`; default 500. */
+  /**
+   * Most events per store transaction. Env `HERALD_BATCH_SIZE`; default 500, or the prefetch when
+   * that is smaller (256 with the other defaults). At most the prefetch.
+   */
   batchSize?: number | string | undefined;
   /**
-   * Unacknowledged ingest messages RabbitMQ may push to the hub (the window batches are cut from;
-   * it bounds the hub's memory at prefetch × max event size). Env `HERALD_PREFETCH`; default 2000.
+   * Unacknowledged ingest messages RabbitMQ may push to the hub (the window batches are cut from).
+   * Each may be up to the max event size, so prefetch × max event size must fit the ingest memory
+   * bound. Env `HERALD_PREFETCH`; default `min(2000, floor(ingestMaxBytes / maxEventBytes))`, at
+   * least 1: 256 with the other defaults (256 MiB / 1 MiB).
    */
   prefetch?: number | string | undefined;
+  /**
+   * The most bytes of event bodies the ingest may hold at once (prefetch × max event size).
+   * Env `HERALD_INGEST_MAX_BYTES`; default 268435456 (256 MiB); at least the max event size.
+   */
+  ingestMaxBytes?: number | string | undefined;
+  /**
+   * PostgreSQL connections for reading the log (REST queries, catch-up, pulls, replays), a pool
+   * apart from the writer's, so readers never take the connections appends need. Unused by the
+   * embedded store (one connection). Env `HERALD_READ_POOL_SIZE`; default 4.
+   */
+  readPoolSize?: number | string | undefined;
+  /**
+   * Seconds a read of the log may run before PostgreSQL cancels it (statement_timeout of the read
+   * pool): the caller gets TIMEOUT (REST 504, gRPC DEADLINE_EXCEEDED). Not enforced by the embedded
+   * store, whose WebAssembly build has no statement timer. Env `HERALD_QUERY_TIMEOUT`; default 30.
+   */
+  queryTimeout?: number | string | undefined;
+  /**
+   * Seconds a client has to send a whole request, headers and body (Node's requestTimeout: it ends
+   * when the request is received, so long polls and SSE streams outlast it). 0 = none. Node checks
+   * every 30 s, so a request is cut between this and 30 s later. Env `HERALD_HTTP_REQUEST_TIMEOUT`;
+   * default 60.
+   */
+  httpRequestTimeout?: number | string | undefined;
+  /**
+   * Seconds an HTTP connection may stay silent both ways while a request is open before it is
+   * closed (the socket timeout). Long polls are silent for up to 30 s plus the query, and SSE streams
+   * write a heartbeat every 15 s, so values of 60 or less can cut them. 0 = none.
+   * Env `HERALD_HTTP_IDLE_TIMEOUT`; default 120.
+   */
+  httpIdleTimeout?: number | string | undefined;
+  /**
+   * Seconds an idle keep-alive HTTP connection is kept between requests. Longer than the 60 s idle
+   * timeout of common load balancers, so they close first. Env `HERALD_HTTP_KEEP_ALIVE_TIMEOUT`;
+   * default 72.
+   */
+  httpKeepAliveTimeout?: number | string | undefined;
+  /**
+   * Concurrent gRPC Subscribe streams; the next one ends with RESOURCE_EXHAUSTED.
+   * Env `HERALD_MAX_GRPC_STREAMS`; default 1000.
+   */
+  maxGrpcStreams?: number | string | undefined;
   /** pino level. Env `HERALD_LOG_LEVEL`; default `info`. */
   logLevel?: string | undefined;
   /** The longest ttl a pause may be given, in seconds. Env `HERALD_PAUSE_MAX_TTL`; default 86400 (24 h). */
@@ -60,6 +107,20 @@ export interface HubConfig {
   readonly maxEventBytes: number;
   readonly batchSize: number;
   readonly prefetch: number;
+  /** Bytes; prefetch × maxEventBytes fits it. */
+  readonly ingestMaxBytes: number;
+  /** Connections of the read pool (PostgreSQL). */
+  readonly readPoolSize: number;
+  /** Seconds; the read pool's statement timeout. */
+  readonly queryTimeout: number;
+  /** Seconds; 0 = none. */
+  readonly httpRequestTimeout: number;
+  /** Seconds; 0 = none. */
+  readonly httpIdleTimeout: number;
+  /** Seconds. */
+  readonly httpKeepAliveTimeout: number;
+  /** Concurrent gRPC Subscribe streams. */
+  readonly maxGrpcStreams: number;
   readonly logLevel: string;
   /** Seconds. */
   readonly pauseMaxTtl: number;
@@ -78,6 +139,13 @@ const NAMES = {
   maxEventBytes: { flag: '--max-event-bytes', env: 'HERALD_MAX_EVENT_BYTES' },
   batchSize: { flag: '--batch-size', env: 'HERALD_BATCH_SIZE' },
   prefetch: { flag: '--prefetch', env: 'HERALD_PREFETCH' },
+  ingestMaxBytes: { flag: '--ingest-max-bytes', env: 'HERALD_INGEST_MAX_BYTES' },
+  readPoolSize: { flag: '--read-pool-size', env: 'HERALD_READ_POOL_SIZE' },
+  queryTimeout: { flag: '--query-timeout', env: 'HERALD_QUERY_TIMEOUT' },
+  httpRequestTimeout: { flag: '--http-request-timeout', env: 'HERALD_HTTP_REQUEST_TIMEOUT' },
+  httpIdleTimeout: { flag: '--http-idle-timeout', env: 'HERALD_HTTP_IDLE_TIMEOUT' },
+  httpKeepAliveTimeout: { flag: '--http-keep-alive-timeout', env: 'HERALD_HTTP_KEEP_ALIVE_TIMEOUT' },
+  maxGrpcStreams: { flag: '--max-grpc-streams', env: 'HERALD_MAX_GRPC_STREAMS' },
   logLevel: { flag: '--log-level', env: 'HERALD_LOG_LEVEL' },
   pauseMaxTtl: { flag: '--pause-max-ttl', env: 'HERALD_PAUSE_MAX_TTL' },
   receiverMaxLength: { flag: '--receiver-max-length', env: 'HERALD_RECEIVER_MAX_LENGTH' },
@@ -156,9 +224,37 @@ export function normalizeConfig(options: HubOptions = {}, env: NodeJS.ProcessEnv
   const logLevel = String(level.value ?? 'info').toLowerCase();
   if (!LOG_LEVELS.has(logLevel)) bad(level.setting, level.value, `expected one of ${[...LOG_LEVELS].join(', ')}`);
 
-  const batchSize = int('batchSize', 500, 1, 10_000);
-  const prefetch = int('prefetch', 2000, 1, 65_535);
-  if (prefetch < batchSize) bad(pick('prefetch').setting, prefetch, `must be at least the batch size (${batchSize})`);
+  // RabbitMQ may push `prefetch` messages of up to maxEventBytes each before the hub acknowledges
+  // any: the bound in bytes sets the default prefetch, and an explicit one must fit it.
+  const maxEventBytes = int('maxEventBytes', DEFAULT_MAX_EVENT_BYTES, 1, 128 * 1024 * 1024);
+  const ingestBound = pick('ingestMaxBytes');
+  const ingestMaxBytes = int('ingestMaxBytes', 256 * 1024 * 1024, 1, 64 * 1024 ** 3);
+  const eventSetting = pick('maxEventBytes').setting;
+  if (ingestMaxBytes < maxEventBytes) {
+    bad(ingestBound.setting, ingestMaxBytes, `must be at least the max event size (${eventSetting}, ${maxEventBytes} bytes)`);
+  }
+  const fits = Math.floor(ingestMaxBytes / maxEventBytes);
+  const prefetchPick = pick('prefetch');
+  const prefetch = int('prefetch', Math.max(1, Math.min(2000, fits)), 1, 65_535);
+  if (prefetchPick.value !== undefined && prefetch > fits) {
+    bad(
+      prefetchPick.setting,
+      prefetch,
+      `${prefetch} messages of up to ${maxEventBytes} bytes (${eventSetting}) exceed ${ingestBound.setting} (${ingestMaxBytes} bytes): at most ${fits}`,
+    );
+  }
+  const batchPick = pick('batchSize');
+  const batchSize = int('batchSize', Math.min(500, prefetch), 1, 10_000);
+  if (prefetch < batchSize) {
+    if (prefetchPick.value !== undefined) bad(prefetchPick.setting, prefetch, `must be at least the batch size (${batchSize})`);
+    bad(
+      batchPick.setting,
+      batchSize,
+      fits < 2000
+        ? `must be at most the prefetch (${prefetch}, what ${ingestBound.setting} / ${eventSetting} allows); lower it or raise ${ingestBound.setting}`
+        : `must be at most the prefetch (${prefetch})`,
+    );
+  }
 
   return {
     amqpUrl,
@@ -168,9 +264,16 @@ export function normalizeConfig(options: HubOptions = {}, env: NodeJS.ProcessEnv
     httpHost,
     grpcPort: int('grpcPort', 50051, 0, 65_535),
     mode: mode as HubMode,
-    maxEventBytes: int('maxEventBytes', DEFAULT_MAX_EVENT_BYTES, 1, 128 * 1024 * 1024),
+    maxEventBytes,
     batchSize,
     prefetch,
+    ingestMaxBytes,
+    readPoolSize: int('readPoolSize', 4, 1, 100),
+    queryTimeout: int('queryTimeout', 30, 1, 3600),
+    httpRequestTimeout: int('httpRequestTimeout', 60, 0, 86_400),
+    httpIdleTimeout: int('httpIdleTimeout', 120, 0, 86_400),
+    httpKeepAliveTimeout: int('httpKeepAliveTimeout', 72, 1, 86_400),
+    maxGrpcStreams: int('maxGrpcStreams', 1000, 1, 100_000),
     logLevel,
     pauseMaxTtl: int('pauseMaxTtl', 86_400, 1, 30 * 86_400),
     receiverMaxLength: int('receiverMaxLength', 10_000, 1, 10_000_000),

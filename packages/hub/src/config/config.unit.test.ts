@@ -13,8 +13,16 @@ test('defaults when neither flags nor environment say anything', () => {
   assert.equal(c.grpcPort, 50051);
   assert.equal(c.mode, 'router');
   assert.equal(c.maxEventBytes, 1024 * 1024);
-  assert.equal(c.batchSize, 500);
-  assert.equal(c.prefetch, 2000);
+  // 256 MiB of ingest memory / 1 MiB events: 256 messages in flight, batches of at most that.
+  assert.equal(c.ingestMaxBytes, 256 * 1024 * 1024);
+  assert.equal(c.prefetch, 256);
+  assert.equal(c.batchSize, 256);
+  assert.equal(c.readPoolSize, 4);
+  assert.equal(c.queryTimeout, 30);
+  assert.equal(c.httpRequestTimeout, 60);
+  assert.equal(c.httpIdleTimeout, 120);
+  assert.equal(c.httpKeepAliveTimeout, 72);
+  assert.equal(c.maxGrpcStreams, 1000);
 });
 
 test('flags win over environment, environment over defaults', () => {
@@ -63,4 +71,106 @@ test('receiver max length: default 10000, from the environment, validated', () =
     () => normalizeConfig({}, { HERALD_RECEIVER_MAX_LENGTH: '0' }),
     /invalid HERALD_RECEIVER_MAX_LENGTH "0": expected an integer from 1 to 10000000/,
   );
+});
+
+test('ingest memory: the default prefetch is what fits HERALD_INGEST_MAX_BYTES, at most 2000, at least 1', () => {
+  const kib = 1024;
+  const mib = 1024 * kib;
+  const at = (env: NodeJS.ProcessEnv) => {
+    const c = normalizeConfig({}, env);
+    return { prefetch: c.prefetch, batchSize: c.batchSize };
+  };
+  // Small events: the count cap of 2000 applies, batches keep their default of 500.
+  assert.deepEqual(at({ HERALD_MAX_EVENT_BYTES: String(64 * kib) }), { prefetch: 2000, batchSize: 500 });
+  assert.deepEqual(at({ HERALD_MAX_EVENT_BYTES: String(256 * kib) }), { prefetch: 1024, batchSize: 500 });
+  assert.deepEqual(at({ HERALD_INGEST_MAX_BYTES: String(100 * mib) }), { prefetch: 100, batchSize: 100 });
+  // The largest events: one in flight, batches of one.
+  assert.deepEqual(at({ HERALD_MAX_EVENT_BYTES: String(128 * mib), HERALD_INGEST_MAX_BYTES: String(128 * mib) }), {
+    prefetch: 1,
+    batchSize: 1,
+  });
+  // Every result keeps prefetch × max event size within the bound.
+  for (const [eventBytes, bound] of [
+    [1, 1],
+    [1000, 999_999],
+    [mib, 256 * mib],
+    [3 * mib, 1000 * mib],
+    [128 * mib, 64 * 1024 * mib],
+  ] as const) {
+    const c = normalizeConfig({}, { HERALD_MAX_EVENT_BYTES: String(eventBytes), HERALD_INGEST_MAX_BYTES: String(bound) });
+    assert.ok(c.prefetch >= 1 && c.prefetch <= 2000, `prefetch ${c.prefetch}`);
+    assert.ok(c.prefetch * c.maxEventBytes <= c.ingestMaxBytes, `${c.prefetch} × ${eventBytes} within ${bound}`);
+    assert.ok(c.batchSize >= 1 && c.batchSize <= c.prefetch);
+  }
+  // An explicit prefetch that fits is kept; the batch size follows it down.
+  assert.deepEqual((({ prefetch, batchSize }) => ({ prefetch, batchSize }))(normalizeConfig({ prefetch: 200 }, {})), {
+    prefetch: 200,
+    batchSize: 200,
+  });
+});
+
+test('ingest memory: a prefetch or batch size past the bound in bytes is one line naming the setting', () => {
+  const cases: [Parameters<typeof normalizeConfig>[0], NodeJS.ProcessEnv, string][] = [
+    [
+      {},
+      { HERALD_PREFETCH: '2000' },
+      'invalid HERALD_PREFETCH "2000": 2000 messages of up to 1048576 bytes (HERALD_MAX_EVENT_BYTES) exceed HERALD_INGEST_MAX_BYTES (268435456 bytes): at most 256',
+    ],
+    [
+      { prefetch: 300, ingestMaxBytes: 1024 * 1024 * 1024, maxEventBytes: 8 * 1024 * 1024 },
+      {},
+      'invalid --prefetch "300": 300 messages of up to 8388608 bytes (--max-event-bytes) exceed --ingest-max-bytes (1073741824 bytes): at most 128',
+    ],
+    [
+      {},
+      { HERALD_BATCH_SIZE: '500' },
+      'invalid HERALD_BATCH_SIZE "500": must be at most the prefetch (256, what HERALD_INGEST_MAX_BYTES / HERALD_MAX_EVENT_BYTES allows); lower it or raise HERALD_INGEST_MAX_BYTES',
+    ],
+    [{ batchSize: 3000, maxEventBytes: 1024 }, {}, 'invalid --batch-size "3000": must be at most the prefetch (2000)'],
+    [
+      {},
+      { HERALD_INGEST_MAX_BYTES: '1000', HERALD_MAX_EVENT_BYTES: '1001' },
+      'invalid HERALD_INGEST_MAX_BYTES "1000": must be at least the max event size (HERALD_MAX_EVENT_BYTES, 1001 bytes)',
+    ],
+    [{}, { HERALD_INGEST_MAX_BYTES: '256MiB' }, 'invalid HERALD_INGEST_MAX_BYTES "256MiB": expected an integer from 1 to 68719476736'],
+  ];
+  for (const [opts, env, message] of cases) {
+    assert.throws(
+      () => normalizeConfig(opts, env),
+      (err: Error & { code?: string }) => err.message === message && err.code === 'INVALID_CONFIG' && !err.message.includes('\n'),
+      message,
+    );
+  }
+});
+
+test('read pool, query timeout, HTTP timeouts and the gRPC stream cap: from flags or environment, validated', () => {
+  const c = normalizeConfig(
+    { readPoolSize: '8', httpIdleTimeout: 0 },
+    {
+      HERALD_QUERY_TIMEOUT: '5',
+      HERALD_HTTP_REQUEST_TIMEOUT: '10',
+      HERALD_HTTP_KEEP_ALIVE_TIMEOUT: '5',
+      HERALD_MAX_GRPC_STREAMS: '20',
+    },
+  );
+  assert.deepEqual(
+    [c.readPoolSize, c.queryTimeout, c.httpRequestTimeout, c.httpIdleTimeout, c.httpKeepAliveTimeout, c.maxGrpcStreams],
+    [8, 5, 10, 0, 5, 20],
+  );
+  const cases: [Parameters<typeof normalizeConfig>[0], NodeJS.ProcessEnv, string][] = [
+    [{}, { HERALD_READ_POOL_SIZE: '0' }, 'invalid HERALD_READ_POOL_SIZE "0": expected an integer from 1 to 100'],
+    [{ queryTimeout: '0' }, {}, 'invalid --query-timeout "0": expected an integer from 1 to 3600'],
+    [{}, { HERALD_QUERY_TIMEOUT: '1.5' }, 'invalid HERALD_QUERY_TIMEOUT "1.5": expected an integer from 1 to 3600'],
+    [{}, { HERALD_HTTP_REQUEST_TIMEOUT: '-1' }, 'invalid HERALD_HTTP_REQUEST_TIMEOUT "-1": expected an integer from 0 to 86400'],
+    [{}, { HERALD_HTTP_IDLE_TIMEOUT: 'soon' }, 'invalid HERALD_HTTP_IDLE_TIMEOUT "soon": expected an integer from 0 to 86400'],
+    [{}, { HERALD_HTTP_KEEP_ALIVE_TIMEOUT: '0' }, 'invalid HERALD_HTTP_KEEP_ALIVE_TIMEOUT "0": expected an integer from 1 to 86400'],
+    [{ maxGrpcStreams: 0 }, {}, 'invalid --max-grpc-streams "0": expected an integer from 1 to 100000'],
+  ];
+  for (const [opts, env, message] of cases) {
+    assert.throws(
+      () => normalizeConfig(opts, env),
+      (err: Error & { code?: string }) => err.message === message && err.code === 'INVALID_CONFIG',
+      message,
+    );
+  }
 });

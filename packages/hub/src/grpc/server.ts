@@ -3,10 +3,12 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import {
   createEvent,
+  DEFAULT_MAX_EVENT_BYTES,
   ErrorCodes,
   GRPC_SERVICE,
   HeraldError,
   type HeraldEvent,
+  LIMITS,
   PROTO_LOADER_OPTIONS,
   PROTO_PATH,
   parseOffset,
@@ -33,6 +35,15 @@ export interface GrpcServerOptions {
   /** Publishes to herald.ingest and resolves once RabbitMQ confirmed it. */
   publish: (event: HeraldEvent) => Promise<void>;
   logger: Logger;
+  /**
+   * Largest event body a Publish may carry (HERALD_MAX_EVENT_BYTES). A message past it plus the
+   * envelope is refused by grpc-js before it is parsed (RESOURCE_EXHAUSTED); one within the
+   * envelope's room is refused by the envelope check (INVALID_ARGUMENT, EVENT_TOO_LARGE).
+   * Default 1 MiB.
+   */
+  maxEventBytes?: number | undefined;
+  /** Concurrent Subscribe streams (HERALD_MAX_GRPC_STREAMS); the next ends with RESOURCE_EXHAUSTED. Default 1000. */
+  maxStreams?: number | undefined;
 }
 
 /** The `herald.v1.Herald` service. */
@@ -47,8 +58,18 @@ export interface GrpcServer {
 const NEXT_MAX = 1000;
 /** One `events` message carries at most this many events … */
 const BATCH_EVENTS = 200;
-/** … and at most about this many bytes of event data (a single larger event goes alone). */
+/** … and at most about this many bytes of events as encoded (a single larger event goes alone). */
 const BATCH_BYTES = 512 * 1024;
+/**
+ * Room for everything of one event but its body, as protobuf encodes it: the headers (with the
+ * subject and causation id, within LIMITS.headerTableBytes as AMQP encodes them, which costs more
+ * per entry than protobuf), the other short strings (ids, sender, type, content type, each within
+ * 255 bytes) and the fixed fields, with room to spare.
+ */
+const ENVELOPE_BYTES = LIMITS.headerTableBytes.value + 64 * 1024;
+/** Fixed fields and protobuf framing of one event: offset, times, tags and lengths. */
+const EVENT_FRAMING_BYTES = 64;
+const DEFAULT_MAX_STREAMS = 1000;
 /** stop(): how long open calls get to finish before they are cut. */
 const SHUTDOWN_GRACE_MS = 5000;
 
@@ -58,13 +79,38 @@ const SHUTDOWN_GRACE_MS = 5000;
  * sleeps, or its standby takes over) within ~40 s instead of at the next TCP timeout. Clients may
  * ping every 10 s (the SDK pings every 20 s).
  */
-const SERVER_OPTIONS: grpc.ChannelOptions = {
+const KEEPALIVE_OPTIONS: grpc.ChannelOptions = {
   'grpc.keepalive_time_ms': 30_000,
   'grpc.keepalive_timeout_ms': 10_000,
   'grpc.keepalive_permit_without_calls': 1,
   'grpc.http2.min_ping_interval_without_data_ms': 10_000,
   'grpc.http2.max_ping_strikes': 5,
 };
+
+/**
+ * Message sizes: what the server takes is one Publish of the largest event with its envelope
+ * (Subscribe's open and acks are far smaller), so grpc-js refuses anything bigger before it is
+ * buffered whole or parsed. What it sends is one `events` message as batches() cuts them: up to
+ * BATCH_BYTES, or one event alone with its envelope. The SDK's client takes up to 64 MiB.
+ */
+export function grpcServerOptions(maxEventBytes: number): grpc.ChannelOptions {
+  return {
+    ...KEEPALIVE_OPTIONS,
+    'grpc.max_receive_message_length': maxEventBytes + ENVELOPE_BYTES,
+    'grpc.max_send_message_length': Math.max(BATCH_BYTES, maxEventBytes) + ENVELOPE_BYTES + BATCH_EVENTS * EVENT_FRAMING_BYTES,
+  };
+}
+
+/** Bytes of one event as an `events` message carries it, near enough to cut batches by. */
+function wireBytes(e: DeliveredEvent): number {
+  let n = e.data.length + EVENT_FRAMING_BYTES + e.id.length + e.sender.length + e.type.length + e.contentType.length;
+  // Strings are counted in UTF-16 units times 3, the most UTF-8 can take for one: an overestimate
+  // only makes a batch smaller, never one larger than the send limit.
+  const text = (v: string | undefined) => (v === undefined ? 0 : v.length * 3 + 8);
+  n += text(e.subject) + text(e.correlationId) + text(e.causationId) + text(e.replay);
+  for (const k in e.headers) n += text(k) + text(e.headers[k]);
+  return n;
+}
 
 /** The manager's JSON form of a start position, from the wire's oneof; undefined = resume (or `new` when created). */
 function startOf(start: WireStart | null | undefined): unknown {
@@ -90,13 +136,16 @@ function* batches(events: readonly DeliveredEvent[]): Generator<WireEvent[]> {
   let batch: WireEvent[] = [];
   let bytes = 0;
   for (const e of events) {
-    if (batch.length > 0 && (batch.length >= BATCH_EVENTS || bytes + e.data.length > BATCH_BYTES)) {
+    // Headers count too: 200 small bodies with 60 KiB of headers each would otherwise make one
+    // message of 12 MB, past the send limit, and the stream would fail on the same batch forever.
+    const size = wireBytes(e);
+    if (batch.length > 0 && (batch.length >= BATCH_EVENTS || bytes + size > BATCH_BYTES)) {
       yield batch;
       batch = [];
       bytes = 0;
     }
     batch.push(toWireEvent(e));
-    bytes += e.data.length;
+    bytes += size;
   }
   if (batch.length > 0) yield batch;
 }
@@ -259,6 +308,8 @@ class SubscribeSession {
  */
 export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
   const { logger } = options;
+  const maxEventBytes = options.maxEventBytes ?? DEFAULT_MAX_EVENT_BYTES;
+  const maxStreams = options.maxStreams ?? DEFAULT_MAX_STREAMS;
   const sessions = new Set<SubscribeSession>();
   let server: grpc.Server | undefined;
   let stopping: Promise<void> | undefined;
@@ -267,18 +318,21 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
     const r = call.request;
     let event: HeraldEvent;
     try {
-      event = createEvent({
-        id: r.id || undefined,
-        sender: r.sender,
-        type: r.type,
-        data: r.data,
-        contentType: r.contentType || undefined,
-        time: r.timeMs === undefined ? undefined : Number(r.timeMs),
-        subject: r.subject,
-        correlationId: r.correlationId,
-        causationId: r.causationId,
-        headers: r.headers,
-      });
+      event = createEvent(
+        {
+          id: r.id || undefined,
+          sender: r.sender,
+          type: r.type,
+          data: r.data,
+          contentType: r.contentType || undefined,
+          time: r.timeMs === undefined ? undefined : Number(r.timeMs),
+          subject: r.subject,
+          correlationId: r.correlationId,
+          causationId: r.causationId,
+          headers: r.headers,
+        },
+        { maxBytes: maxEventBytes },
+      );
     } catch (err) {
       callback(toGrpcStatus(err));
       return;
@@ -298,6 +352,18 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
       call.emit('error', heraldStatus(ErrorCodes.UNAVAILABLE, 'the hub is stopping'));
       return;
     }
+    if (sessions.size >= maxStreams) {
+      // Each stream holds a consumer and its window of events: past the cap, refuse rather than
+      // let clients grow the hub's memory. The Herald code is UNAVAILABLE: a retry later may fit,
+      // and the SDK retries it with backoff.
+      const status = heraldStatus(
+        ErrorCodes.UNAVAILABLE,
+        `too many Subscribe streams: this hub serves at most ${maxStreams} at once (HERALD_MAX_GRPC_STREAMS); retry later`,
+      );
+      call.emit('error', { ...status, code: grpc.status.RESOURCE_EXHAUSTED });
+      logger.warn({ peer: call.getPeer(), maxStreams }, 'grpc subscribe refused: stream cap reached');
+      return;
+    }
     const session: SubscribeSession = new SubscribeSession(call, options, () => sessions.delete(session));
     sessions.add(session);
   };
@@ -306,7 +372,7 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
     async start() {
       const definition = await protoLoader.load(PROTO_PATH, { ...PROTO_LOADER_OPTIONS });
       const service = definition[GRPC_SERVICE] as grpc.ServiceDefinition;
-      const s = new grpc.Server(SERVER_OPTIONS);
+      const s = new grpc.Server(grpcServerOptions(maxEventBytes));
       s.addService(service, { publish, subscribe } as grpc.UntypedServiceImplementation);
       const host = options.host.includes(':') && !options.host.startsWith('[') ? `[${options.host}]` : options.host;
       const address = `${host}:${options.port}`;

@@ -21,3 +21,13 @@ export interface Driver extends ScriptExecutor {
   transaction<T>(fn: (tx: ScriptExecutor) => Promise<T>): Promise<T>;
   close(): Promise<void>;
 }
+
+/**
+ * Where the log is read (queries, catch-up, pulls, replays): on a server, a pool apart from the
+ * writer's with a statement timeout; in the embedded store, the one connection. Rejects with a
+ * HeraldError TIMEOUT when a statement ran past the timeout, UNAVAILABLE when no connection could
+ * be had or it broke; other errors (a statement PostgreSQL refused) as the driver raised them.
+ */
+export interface ReadExecutor extends SqlExecutor {
+  close(): Promise<void>;
+}

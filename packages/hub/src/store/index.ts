@@ -7,9 +7,9 @@
  * A lost writer lease is reported through `onLeaseLost`, and `append` then rejects with CONFLICT
  * until `acquireWriterLease()` succeeds again. Details on each export.
  */
-export type { Driver, ScriptExecutor, SqlExecutor } from './driver.ts';
+export type { Driver, ReadExecutor, ScriptExecutor, SqlExecutor } from './driver.ts';
 export { migrationFiles } from './migrate.ts';
 export type { OpenStoreOptions } from './open.ts';
 export { DEFAULT_DATA_DIR, openStore } from './open.ts';
-export { eventQuerySql, SqlStore } from './sql-store.ts';
+export { eventQuerySql, queryMayHaveMore, SqlStore } from './sql-store.ts';
 export type { AppendResult, DeadLetter, EventQuery, Store, StoredEvent } from './types.ts';

@@ -2,7 +2,7 @@ import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { ErrorCodes, HeraldError, ValidationError } from '@herald/core';
 import pg from 'pg';
-import { createPgDriver } from './pg-driver.ts';
+import { createPgDriver, createPgReader } from './pg-driver.ts';
 import { createPgliteDriver } from './pglite-driver.ts';
 import { SqlStore, type WriterLease } from './sql-store.ts';
 
@@ -20,6 +20,13 @@ export interface OpenStoreOptions {
   onLeaseLost?: ((err?: unknown) => void) | undefined;
   /** Called for connection errors the pool recovers from by itself (for logging). */
   onError?: ((err: Error) => void) | undefined;
+  /** PostgreSQL: connections of the read pool (queries, catch-up, pulls, replays). Default 4. */
+  readPoolSize?: number | undefined;
+  /**
+   * PostgreSQL: the read pool's statement timeout, in ms; a read running longer is cancelled and
+   * rejects with TIMEOUT. Default 30,000. The embedded store cannot enforce one (pglite-driver.ts).
+   */
+  queryTimeoutMs?: number | undefined;
 }
 
 /**
@@ -61,7 +68,15 @@ export async function openStore(options: OpenStoreOptions = {}): Promise<SqlStor
         },
       );
     }
-    return new SqlStore('postgres', db, pgLease(url, options.onLeaseLost));
+    // Readers get connections of their own: however many reads run or hang, the writer's pool and
+    // the lease connection stay free. The pool connects lazily, so a read pool that cannot connect
+    // fails reads (UNAVAILABLE), never the start or the writer.
+    const reads = createPgReader(url, {
+      max: options.readPoolSize ?? 4,
+      statementTimeoutMs: options.queryTimeoutMs ?? 30_000,
+      onError: options.onError,
+    });
+    return new SqlStore('postgres', db, pgLease(url, options.onLeaseLost), async () => {}, reads);
   }
   const dir = resolve(options.dataDir ?? DEFAULT_DATA_DIR);
   mkdirSync(dir, { recursive: true });

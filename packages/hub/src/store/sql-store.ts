@@ -1,5 +1,5 @@
 import { ErrorCodes, HeraldError, type HeraldEvent, parseSelector, selectorPatterns, sqlPredicate } from '@herald/core';
-import type { Driver, SqlExecutor } from './driver.ts';
+import type { Driver, ReadExecutor, SqlExecutor } from './driver.ts';
 import { migrate } from './migrate.ts';
 import type { AppendResult, DeadLetter, EventQuery, Store, StoredEvent } from './types.ts';
 
@@ -84,6 +84,13 @@ export class SqlStore implements Store {
   readonly kind: 'postgres' | 'embedded';
   /** The hub's own modules (dispatcher, pauses, replays) run their SQL through this. */
   readonly sql: SqlExecutor;
+  /**
+   * Reads of the log (query, getByOffset, getById, and the hub's own log queries such as a
+   * subscription's lag): on PostgreSQL the read pool, apart from the writer's, whose statements
+   * are cancelled after the query timeout (TIMEOUT) and whose connection failures are UNAVAILABLE;
+   * on the embedded store the one connection (`sql`).
+   */
+  readonly reads: SqlExecutor;
   private head: bigint | undefined;
   private closing: Promise<void> | undefined;
 
@@ -92,9 +99,11 @@ export class SqlStore implements Store {
     private readonly db: Driver,
     private readonly lease: WriterLease,
     private readonly onClose: () => Promise<void> = async () => {},
+    private readonly readPool: ReadExecutor | undefined = undefined,
   ) {
     this.kind = kind;
     this.sql = db;
+    this.reads = readPool ?? db;
   }
 
   async migrate(): Promise<void> {
@@ -190,20 +199,27 @@ export class SqlStore implements Store {
   async query(q: EventQuery): Promise<StoredEvent[]> {
     const built = eventQuerySql(q);
     if (built === undefined) return [];
-    const { rows } = await this.db.query<EventRow>(built.sql, built.params);
+    const { rows } = await this.reads.query<EventRow>(built.sql, built.params);
     return rows.map(rowToEvent);
   }
 
   async getByOffset(offset: bigint): Promise<StoredEvent | undefined> {
-    const { rows } = await this.db.query<EventRow>(`SELECT ${EVENT_COLUMNS} FROM events WHERE "offset" = $1::bigint`, [offset.toString()]);
+    const { rows } = await this.reads.query<EventRow>(`SELECT ${EVENT_COLUMNS} FROM events WHERE "offset" = $1::bigint`, [
+      offset.toString(),
+    ]);
     return rows[0] === undefined ? undefined : rowToEvent(rows[0]);
   }
 
   async getById(id: string): Promise<StoredEvent | undefined> {
-    const { rows } = await this.db.query<EventRow>(`SELECT ${EVENT_COLUMNS} FROM events WHERE id = $1::uuid`, [id]);
+    const { rows } = await this.reads.query<EventRow>(`SELECT ${EVENT_COLUMNS} FROM events WHERE id = $1::uuid`, [id]);
     return rows[0] === undefined ? undefined : rowToEvent(rows[0]);
   }
 
+  /**
+   * On the writer's pool, not the read pool: the dispatcher and the lease need the head to keep
+   * the flow going however busy the readers are, and MAX("offset") is one index probe, so it cannot
+   * be the slow query a statement timeout is for.
+   */
   async headOffset(): Promise<bigint> {
     const { rows } = await this.db.query<{ head: string }>('SELECT COALESCE(MAX("offset"), 0)::text AS head FROM events');
     return BigInt(rows[0]?.head ?? '0');
@@ -280,6 +296,7 @@ export class SqlStore implements Store {
     this.closing ??= (async () => {
       try {
         await this.lease.release().catch(() => {});
+        await this.readPool?.close().catch(() => {});
         await this.db.close();
       } finally {
         await this.onClose();
@@ -321,10 +338,42 @@ export function eventQuerySql(q: EventQuery): { sql: string; params: unknown[] }
   // UNION, not UNION ALL: overlapping patterns (billing:*, *:invoice.paid) may find one event twice.
   const offsets =
     branches.length === 1 ? branches[0] : `SELECT "offset" FROM (${branches.join(' UNION ')}) u ORDER BY "offset" ${dir} LIMIT ${limit}`;
+  if (q.maxBytes === undefined) {
+    return {
+      sql: `SELECT ${EVENT_COLUMNS} FROM events WHERE "offset" IN (${offsets}) ORDER BY events."offset" ASC`,
+      params,
+    };
+  }
+  // The same rows with a running sum of the bodies before each one, in the query's order; rows
+  // whose predecessors reached the bound are dropped before anything is sent. octet_length of a
+  // bytea reads the length from the value's header, and a row dropped here is never sent, so a
+  // body that is not returned is not read from TOAST either.
+  const maxBytes = p(Math.max(1, Math.trunc(q.maxBytes)));
   return {
-    sql: `SELECT ${EVENT_COLUMNS} FROM events WHERE "offset" IN (${offsets}) ORDER BY events."offset" ASC`,
+    sql: `SELECT ${BOUNDED_COLUMNS} FROM (
+  SELECT ${EVENT_COLUMNS}, events."offset" AS pos,
+    COALESCE(sum(octet_length(data)) OVER (ORDER BY events."offset" ${dir} ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS bytes_before
+  FROM events WHERE "offset" IN (${offsets})
+) e WHERE bytes_before < ${maxBytes}::bigint ORDER BY pos ASC`,
     params,
   };
+}
+
+/** The columns of EVENT_COLUMNS by name, for the outer SELECT of a query bounded in bytes. */
+const BOUNDED_COLUMNS = `"offset", id, sender, type, time_ms, stored_ms, content_type, subject, correlation_id, causation_id, headers, data`;
+
+/**
+ * True when the log may hold more events past `rows`, the result of `q`: it came back full
+ * (`limit` events), or its bodies reached `q.maxBytes`. A result cut by bytes that happened to end
+ * at the last match also says true; the next read then comes back empty.
+ */
+export function queryMayHaveMore(q: Pick<EventQuery, 'limit' | 'last' | 'maxBytes'>, rows: readonly { data: Uint8Array }[]): boolean {
+  const limit = q.last !== undefined ? Math.min(q.last, q.limit) : q.limit;
+  if (rows.length >= limit) return true;
+  if (q.maxBytes === undefined || rows.length === 0) return false;
+  let bytes = 0;
+  for (const e of rows) bytes += e.data.length;
+  return bytes >= q.maxBytes;
 }
 
 /** SQLSTATE unique_violation: an id (or, with a stale head, an offset) already in the log. */

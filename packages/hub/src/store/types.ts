@@ -30,9 +30,25 @@ export interface EventQuery {
   last?: number | undefined;
   /** At most this many events. */
   limit: number;
+  /**
+   * Stop once the bodies reach this many bytes: an event is returned when the bodies before it
+   * (in the query's order: ascending, or from the newest for `last`) add up to less. So at least
+   * one event comes back whenever one matches, and the total passes the bound by at most one body.
+   * A result cut by it may hold fewer than `limit` events with more to come: more may follow when
+   * `limit` events came back or the bodies reached `maxBytes` (`queryMayHaveMore`). Unset, no bound
+   * in bytes (and the SQL is the plain one).
+   */
+  maxBytes?: number | undefined;
 }
 
-/** A message the hub could not take as an event, kept with its reason. */
+/**
+ * A message the hub could not take as an event (or an event the store refused), kept with its
+ * reason. `body` is the original bytes, whole. Everything else is a sanitized copy of what could
+ * be read (ingest's dead-letters.ts, DEAD_LETTER_BOUNDS): valid UTF-8 without NUL, each text cut to
+ * its bound; in `properties` byte arrays are `{ $base64, bytes, truncated? }`, the JSON is bounded
+ * with the largest header values dropped first, and a `sanitized` entry names what was changed or
+ * dropped. So writing one never fails for the reason its message failed.
+ */
 export interface DeadLetter {
   readonly reason: string;
   readonly code: string;
