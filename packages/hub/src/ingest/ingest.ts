@@ -1,10 +1,30 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { DEAD_EXCHANGE, ErrorCodes, EVENTS_EXCHANGE, fromAmqp, HeraldError, type HeraldEvent, INGEST_EXCHANGE, toAmqp } from '@herald/core';
+import {
+  DEAD_EXCHANGE,
+  ErrorCodes,
+  EVENTS_EXCHANGE,
+  fromAmqp,
+  HeraldError,
+  type HeraldEvent,
+  INGEST_EXCHANGE,
+  toAmqp,
+  ValidationError,
+} from '@herald/core';
 import { type Channel, type ChannelModel, type ConfirmChannel, connect, type Message } from 'amqplib';
 import type { Logger } from 'pino';
 import { type HubConfig, redactUrl } from '../config/index.ts';
-import type { AppendResult, DeadLetter, Store, StoredEvent } from '../store/types.ts';
-import { deadLetterPublish, toDeadLetter } from './dead-letters.ts';
+import type { AppendResult, Store, StoredEvent } from '../store/types.ts';
+import { HEADERS_DROPPED_HEADER, isEncodingError } from './amqp-table.ts';
+import {
+  type DeadLetterPublish,
+  deadLetterPublish,
+  eventDeadLetter,
+  messageDeadLetter,
+  minimalDeadLetterPublish,
+  type PendingDeadLetter,
+} from './dead-letters.ts';
+import { type ForwardMessage, forwardMessage, reducedForwardMessage } from './forward-message.ts';
+import { isEncodingFailure, storeFailure } from './store-errors.ts';
 import { ALL, ARCHIVE_QUEUE, declareArchive, declareRouterQueue, declareShared, ROUTER_QUEUE, removeArchiveBinding } from './topology.ts';
 
 /**
@@ -63,10 +83,13 @@ export interface IngestStats {
  * Guarantee: an ingest message is acknowledged only after the transaction that stores it (or its
  * dead letter) committed, and in router mode only after `herald.events` confirmed the forward.
  *
- * Failure: when the store fails, the batch in flight is retried with backoff and nothing is
- * acknowledged; RabbitMQ stops delivering once the prefetch window is full, so ingest pauses and
- * resumes by itself. A message that is not an event goes to `herald.dead` and the `dead_letters`
- * table, then is acknowledged.
+ * Failure: when the store is unavailable (store-errors.ts says what counts), the batch in flight is
+ * retried with backoff and nothing is acknowledged; RabbitMQ stops delivering once the prefetch
+ * window is full, so ingest pauses and resumes by itself. A message that is not an event, and an
+ * event the store refuses for its data, goes to the `dead_letters` table (sanitized, so the write
+ * cannot fail for the same reason) and to `herald.dead` with its reason; the rest of its batch is
+ * stored, and the message is acknowledged. A dead letter the store refuses all the same is logged
+ * and goes to `herald.dead` only. No single message stops the flow.
  *
  * Reconnect: when RabbitMQ drops the connection the hub reconnects with backoff (100 ms doubling to
  * 5 s, forever), recreates its channels and topology and consumes again; messages that were not
@@ -87,14 +110,18 @@ export interface Ingest {
   stop(): Promise<void>;
   /**
    * Publishes an event to `herald.ingest` on the hub's confirm channel; resolves when RabbitMQ
-   * confirmed it. Rejects with UNAVAILABLE while RabbitMQ is disconnected, PUBLISH_FAILED on a nack.
+   * confirmed it. Rejects with UNAVAILABLE while RabbitMQ is disconnected, PUBLISH_FAILED on a nack,
+   * INVALID_EVENT (a ValidationError) when amqplib cannot encode the event.
    */
   publish(event: HeraldEvent): Promise<void>;
   /**
    * Publishes stored events to `herald.events` on the hub's confirm channel, in the order given,
    * each with x-herald-offset (and x-herald-replay when `replay` is given); resolves when RabbitMQ
    * confirmed them all. This is the `Forward` the dispatcher needs. Rejects with UNAVAILABLE while
-   * RabbitMQ is disconnected, PUBLISH_FAILED on a nack; the caller retries (at least once).
+   * RabbitMQ is disconnected, PUBLISH_FAILED on a nack; the caller retries (at least once). An
+   * event whose headers cannot be published (stored before the limits were checked at ingest) goes
+   * without them, marked `x-herald-headers-dropped: "true"`, with one warning, so it never fails
+   * the forward.
    */
   forward(events: readonly StoredEvent[], options?: { replay?: string }): Promise<void>;
   /** Connected, consuming, and the store answered the last write. */
@@ -131,10 +158,24 @@ function errText(err: unknown): string {
   return String(err);
 }
 
-/** True for PostgreSQL data exceptions (SQLSTATE class 22): the events are bad, not the database. */
-function isDataError(err: unknown): boolean {
-  const code = (err as { code?: unknown } | undefined)?.code;
-  return typeof code === 'string' && /^22[0-9A-Z]{3}$/.test(code);
+/** How many forwards without headers are remembered, so each event's warning is logged once. */
+const DROPPED_WARNINGS_KEPT = 10_000;
+
+/** A dead letter of the batch in flight, and how far it got (a retried batch does not redo a step). */
+interface DeadDelivery {
+  readonly pending: PendingDeadLetter;
+  /** The row was written, or refused for its data (then `notStored` says why). */
+  settled: boolean;
+  notStored?: string | undefined;
+  /** RabbitMQ confirmed it on herald.dead, or it could not be encoded in any form. */
+  published: boolean;
+}
+
+/** The events of a batch still to store, in order, with the messages they came on. */
+interface AppendRun {
+  /** Runs of events still to append; a run the store refuses for its data is split in two. */
+  chunks: { events: HeraldEvent[]; received: Message[] }[];
+  stored: StoredEvent[];
 }
 
 /** A step failed: which side, for logs and readiness. */
@@ -222,6 +263,8 @@ class IngestPipeline implements Ingest {
   /** The checkpoint write in flight, if any. */
   private checkpointing: Promise<void> | undefined;
   private reconnecting = false;
+  /** Offsets forwarded without their headers whose warning was logged already (bounded). */
+  private readonly droppedWarned = new Set<bigint>();
   private readonly counters: IngestStats = {
     stored: 0,
     duplicates: 0,
@@ -296,7 +339,14 @@ class IngestPipeline implements Ingest {
           else resolve();
         });
       } catch (err) {
-        reject(new HeraldError(ErrorCodes.UNAVAILABLE, 'RabbitMQ channel closed; try again shortly', { cause: err }));
+        // amqplib refusing to encode the event is the event's fault, and retrying cannot help.
+        if (isEncodingError(err))
+          reject(
+            new ValidationError(ErrorCodes.INVALID_EVENT, `the event cannot be encoded as an AMQP message: ${errText(err)}`, {
+              cause: err,
+            }),
+          );
+        else reject(new HeraldError(ErrorCodes.UNAVAILABLE, 'RabbitMQ channel closed; try again shortly', { cause: err }));
       }
     });
   }
@@ -329,14 +379,53 @@ class IngestPipeline implements Ingest {
         } else if (--left === 0) resolve();
       };
       try {
-        for (const event of events) {
-          const { routingKey, content, properties } = toAmqp(event, { offset: event.offset, replay });
-          link.pubCh.publish(EVENTS_EXCHANGE, routingKey, content, properties, confirm);
-        }
+        for (const event of events) this.publishForward(link, event, replay, confirm);
       } catch (err) {
         confirm(err ?? new Error('channel closed'));
       }
     });
+  }
+
+  /**
+   * Hands one forward to the channel. A stored event whose headers cannot be published (too large
+   * as amqplib encodes them, or a name or value it cannot write: a log written before the limits
+   * were checked at ingest) goes out without them, marked `x-herald-headers-dropped`, so it never
+   * fails the forward and never makes the hub forward it again and again. Should even that form
+   * not encode, the event is left out of the flow (it stays in the log) and `confirm` is called for
+   * it. Throws what the channel throws otherwise (closed).
+   */
+  private publishForward(link: Link, event: StoredEvent, replay: string | undefined, confirm: (err: unknown) => void): void {
+    let message: ForwardMessage = forwardMessage(event, replay);
+    for (;;) {
+      try {
+        link.pubCh.publish(EVENTS_EXCHANGE, message.routingKey, message.content, message.properties, confirm);
+        break;
+      } catch (err) {
+        if (!isEncodingError(err)) throw err;
+        if (message.dropped === undefined) {
+          message = reducedForwardMessage(event, replay, `amqplib could not encode it: ${errText(err)}`);
+          continue;
+        }
+        this.log.error(
+          { offset: event.offset.toString(), id: event.id, err: errText(err) },
+          `an event cannot be published to ${EVENTS_EXCHANGE} even without its headers: left out of the flow, it stays in the log`,
+        );
+        confirm(undefined);
+        return;
+      }
+    }
+    if (message.dropped !== undefined) this.warnDropped(event, message.dropped);
+  }
+
+  /** Logs once per event (for the last DROPPED_WARNINGS_KEPT of them) that it went out without its headers. */
+  private warnDropped(event: StoredEvent, why: string): void {
+    if (this.droppedWarned.has(event.offset)) return;
+    if (this.droppedWarned.size >= DROPPED_WARNINGS_KEPT) this.droppedWarned.clear();
+    this.droppedWarned.add(event.offset);
+    this.log.warn(
+      { offset: event.offset.toString(), id: event.id, why },
+      `forwarded without its headers, marked ${HEADERS_DROPPED_HEADER}: the event stays whole in the log`,
+    );
   }
 
   // ---- connection -------------------------------------------------------------------------
@@ -642,11 +731,16 @@ class IngestPipeline implements Ingest {
    * succeeds, the connection it came on is gone (then RabbitMQ redelivers it), or the hub is
    * stopping and the grace ran out (both: false). Resolves with what the batch's acknowledgement
    * waits for: the confirms of everything forwarded so far.
+   *
+   * A message that is not an event, or an event the store refuses for its data, becomes a dead
+   * letter and the rest of the batch goes on; only a store that is unavailable (or RabbitMQ) makes
+   * the batch wait. Each step is done once: a retry resumes where the batch stopped.
    */
   private async processBatch(link: Link, batch: Message[]): Promise<Confirmation | false> {
+    const run: AppendRun = { chunks: [], stored: [] };
     const events: HeraldEvent[] = [];
-    const deadMsgs: Message[] = [];
-    const dead: DeadLetter[] = [];
+    const received: Message[] = [];
+    const dead: DeadDelivery[] = [];
     const now = Date.now();
     for (const msg of batch) {
       try {
@@ -656,37 +750,26 @@ class IngestPipeline implements Ingest {
             { maxBytes: this.config.maxEventBytes, now },
           ),
         );
+        received.push(msg);
       } catch (err) {
-        deadMsgs.push(msg);
-        dead.push(toDeadLetter(msg, err, now));
+        dead.push({ pending: messageDeadLetter(msg, err, now), settled: false, published: false });
       }
     }
-    let deadPublished = dead.length === 0;
-    let deadStored = dead.length === 0;
-    let appended: AppendResult | undefined;
+    if (events.length > 0) run.chunks.push({ events, received });
+    let appended = false;
     let delay = 50;
     let failing: 'store' | 'rabbitmq' | undefined;
     for (;;) {
       if (link.gen !== this.gen) return false;
       try {
-        if (!deadPublished) {
-          await this.publishDead(link, deadMsgs, dead);
-          deadPublished = true;
-        }
-        if (!deadStored) {
-          await onStore(() => this.store.addDeadLetters(dead));
-          deadStored = true;
-          this.counters.dead += dead.length;
-          for (const d of dead)
-            this.log.warn({ reason: d.reason, code: d.code, routingKey: d.routingKey, messageId: d.messageId }, 'dead letter');
-        }
         if (!appended) {
-          appended = events.length === 0 ? { stored: [], duplicates: [] } : await this.append(link, events);
+          await this.append(run, dead, now);
+          appended = true;
           if (KILL_AFTER_APPEND > 0 && this.counters.batches >= KILL_AFTER_APPEND) process.kill(process.pid, 'SIGKILL');
         }
+        await this.deliverDead(link, dead);
         let confirmation: Confirmation = { confirmed: Promise.resolve() };
-        if (this.published !== undefined && this.head !== undefined)
-          confirmation = await this.forwardUpTo(link, this.head, appended.stored);
+        if (this.published !== undefined && this.head !== undefined) confirmation = await this.forwardUpTo(link, this.head, run.stored);
         if (failing) this.log.info({ side: failing }, 'ingest recovered; batch stored');
         this.storeHealthy = true;
         return confirmation;
@@ -708,57 +791,139 @@ class IngestPipeline implements Ingest {
     }
   }
 
-  /**
-   * Appends a batch. When PostgreSQL rejects the data itself (SQLSTATE class 22, e.g. a NUL in a
-   * header), the batch is split so the bad events become dead letters and the rest is stored.
-   */
-  private async append(link: Link, events: HeraldEvent[]): Promise<AppendResult> {
-    let result: AppendResult;
-    try {
-      result = await this.store.append(events);
-    } catch (err) {
-      if (!isDataError(err)) throw new StepError('store', err);
-      const stored: StoredEvent[] = [];
-      const duplicates: string[] = [];
-      for (const event of events) {
-        try {
-          const r = await onStore(() => this.store.append([event]));
-          stored.push(...r.stored);
-          duplicates.push(...r.duplicates);
-        } catch (one) {
-          const original = one instanceof StepError ? one.original : one;
-          if (!isDataError(original)) throw one;
-          const { routingKey, content, properties } = toAmqp(event);
-          const msg = {
-            content,
-            fields: { deliveryTag: 0, redelivered: false, exchange: INGEST_EXCHANGE, routingKey },
-            properties,
-          } as unknown as Message;
-          const letter = toDeadLetter(msg, new HeraldError(ErrorCodes.INVALID_EVENT, `the store rejected the event: ${errText(original)}`));
-          await this.publishDead(link, [msg], [letter]);
-          await onStore(() => this.store.addDeadLetters([letter]));
-          this.counters.dead++;
-          this.log.warn({ reason: letter.reason, messageId: letter.messageId }, 'dead letter');
-        }
-      }
-      result = { stored, duplicates };
-    }
-    this.counters.batches++;
-    this.counters.stored += result.stored.length;
-    this.counters.duplicates += result.duplicates.length;
-    const last = result.stored[result.stored.length - 1];
-    if (last && (this.head === undefined || last.offset > this.head)) this.head = last.offset;
-    return result;
+  /** True when the store answers: a TypeError from a driver is the data's fault only if it does. */
+  private async storeAnswers(): Promise<boolean> {
+    return this.store.ping().then(
+      () => true,
+      () => false,
+    );
   }
 
-  private async publishDead(link: Link, msgs: Message[], letters: DeadLetter[]): Promise<void> {
-    await onBroker(async () => {
-      for (let i = 0; i < msgs.length; i++) {
-        const { routingKey, content, options } = deadLetterPublish(msgs[i] as Message, letters[i] as DeadLetter);
-        link.pubCh.publish(DEAD_EXCHANGE, routingKey, content, options);
+  /**
+   * Appends what is left of `run`, in order, moving the stored events to `run.stored`. The common
+   * case is one append of the whole batch. When the store refuses a run of events for their data
+   * (storeFailure: refused), the run is split in two and each half appended on its own, down to
+   * the single events it refuses, which become dead letters (added to `dead`, built from the event
+   * and the reason). Throws a StepError('store') when the store is unavailable; what was stored
+   * so far stays in `run`, so the retry goes on from there.
+   */
+  private async append(run: AppendRun, dead: DeadDelivery[], at: number): Promise<void> {
+    while (run.chunks.length > 0) {
+      const chunk = run.chunks[0] as AppendRun['chunks'][number];
+      let result: AppendResult;
+      try {
+        result = await this.store.append(chunk.events);
+      } catch (err) {
+        if (storeFailure(err) === 'unavailable') throw new StepError('store', err);
+        if (chunk.events.length > 1) {
+          const mid = chunk.events.length >> 1;
+          run.chunks.splice(
+            0,
+            1,
+            { events: chunk.events.slice(0, mid), received: chunk.received.slice(0, mid) },
+            { events: chunk.events.slice(mid), received: chunk.received.slice(mid) },
+          );
+          continue;
+        }
+        if (isEncodingFailure(err) && !(await this.storeAnswers())) throw new StepError('store', err);
+        const event = chunk.events[0] as HeraldEvent;
+        const msg = chunk.received[0] as Message;
+        const refused = new HeraldError(ErrorCodes.INVALID_EVENT, `the store refused the event: ${errText(err)}`, { cause: err });
+        const from = { exchange: msg.fields.exchange, routingKey: msg.fields.routingKey };
+        dead.push({ pending: eventDeadLetter(event, refused, from, at), settled: false, published: false });
+        run.chunks.shift();
+        continue;
       }
-      await link.pubCh.waitForConfirms();
-    });
+      run.chunks.shift();
+      this.counters.batches++;
+      this.counters.stored += result.stored.length;
+      this.counters.duplicates += result.duplicates.length;
+      for (const e of result.stored) run.stored.push(e);
+      const last = result.stored[result.stored.length - 1];
+      if (last && (this.head === undefined || last.offset > this.head)) this.head = last.offset;
+    }
+  }
+
+  /**
+   * Writes the batch's dead letters that are not written yet, then publishes those not yet on
+   * `herald.dead`. A dead letter the store refuses even sanitized is logged and published with
+   * that reason, so nothing waits on it. Throws a StepError when the store is unavailable or
+   * RabbitMQ fails (the batch is retried from the step that failed).
+   */
+  private async deliverDead(link: Link, dead: DeadDelivery[]): Promise<void> {
+    if (dead.length === 0) return;
+    const toStore = dead.filter((d) => !d.settled);
+    if (toStore.length > 0) await this.storeDead(toStore);
+    const toPublish = dead.filter((d) => !d.published);
+    if (toPublish.length > 0) await onBroker(() => Promise.all(toPublish.map((d) => this.publishDead(link, d))));
+  }
+
+  /** One INSERT for the lot; when the store refuses it for its data, halves, down to the one it refuses. */
+  private async storeDead(items: DeadDelivery[]): Promise<void> {
+    try {
+      await this.store.addDeadLetters(items.map((d) => d.pending.letter));
+      for (const d of items) this.deadSettled(d);
+    } catch (err) {
+      if (storeFailure(err) === 'unavailable') throw new StepError('store', err);
+      if (items.length > 1) {
+        const mid = items.length >> 1;
+        await this.storeDead(items.slice(0, mid));
+        await this.storeDead(items.slice(mid));
+        return;
+      }
+      if (isEncodingFailure(err) && !(await this.storeAnswers())) throw new StepError('store', err);
+      const d = items[0] as DeadDelivery;
+      d.notStored = errText(err);
+      this.log.error(
+        { reason: d.pending.letter.reason, messageId: d.pending.letter.messageId, err: d.notStored },
+        `the store refused a dead letter: it goes to ${DEAD_EXCHANGE} only`,
+      );
+      this.deadSettled(d);
+    }
+  }
+
+  private deadSettled(d: DeadDelivery): void {
+    d.settled = true;
+    this.counters.dead++;
+    const l = d.pending.letter;
+    this.log.warn({ reason: l.reason, code: l.code, routingKey: l.routingKey, messageId: l.messageId }, 'dead letter');
+  }
+
+  /**
+   * Publishes one dead letter to `herald.dead` and resolves when RabbitMQ confirmed it. The full
+   * form (deadLetterPublish) is measured so that amqplib takes it; should it throw all the same, the
+   * minimal form goes; should that throw too, the dead letter is only in the store (logged).
+   * Rejects on a nack or a closed channel.
+   */
+  private publishDead(link: Link, d: DeadDelivery): Promise<void> {
+    const forms: DeadLetterPublish[] = [deadLetterPublish(d.pending, d.notStored), minimalDeadLetterPublish(d.pending, d.notStored)];
+    for (const form of forms) {
+      let settle: ((err: unknown) => void) | undefined;
+      const confirmed = new Promise<void>((resolve, reject) => {
+        settle = (err) => (err ? reject(err instanceof Error ? err : new Error(String(err))) : resolve());
+      });
+      try {
+        link.pubCh.publish(DEAD_EXCHANGE, form.routingKey, form.content, form.options, settle);
+      } catch (err) {
+        if (!isEncodingError(err)) return Promise.reject(err);
+        this.log.warn({ messageId: d.pending.letter.messageId, err: errText(err) }, `a dead letter would not encode for ${DEAD_EXCHANGE}`);
+        continue;
+      }
+      if (form.headersDropped)
+        this.log.warn(
+          { messageId: d.pending.letter.messageId },
+          `dead letter published to ${DEAD_EXCHANGE} without its original headers, which RabbitMQ cannot take again (they are in dead_letters)`,
+        );
+      return confirmed.then(() => {
+        d.published = true;
+      });
+    }
+    this.log.error(
+      { messageId: d.pending.letter.messageId },
+      `a dead letter cannot be published to ${DEAD_EXCHANGE}: it is in dead_letters only`,
+    );
+    d.published = true;
+    return Promise.resolve();
   }
 
   /**
