@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { redactSecrets } from '@herald/core';
 import { Command } from 'commander';
 import { commands } from './commands/index.ts';
 
@@ -12,6 +13,6 @@ for (const register of commands) register(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   const message = err instanceof Error ? err.message : String(err);
-  process.stderr.write(`herald: ${message}\n`);
+  process.stderr.write(`herald: ${redactSecrets(message)}\n`);
   process.exit(1);
 });

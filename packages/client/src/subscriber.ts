@@ -6,6 +6,30 @@ import { type NormalizedSubscriber, normalizeSubscriberOptions } from './options
 import { applyTopology } from './topology.ts';
 import type { Handler, Subscriber, SubscriberOptions } from './types.ts';
 
+/**
+ * Declares herald.events, herald.dead and its queue, on a channel of its own. A user that may not
+ * configure `herald.*` (the least privilege of docs/hub.md: the hub declares those) is refused
+ * (403): then herald.events is only checked to exist, and its absence is the error.
+ */
+async function declareReceiverTopology(model: ChannelModel): Promise<void> {
+  const probe = await model.createChannel();
+  probe.on('error', () => undefined);
+  try {
+    await applyTopology(probe, RECEIVER_TOPOLOGY);
+  } catch (err) {
+    if ((err as { code?: unknown }).code !== 403) throw err;
+    const check = await model.createChannel();
+    check.on('error', () => undefined);
+    try {
+      await check.checkExchange(EVENTS_EXCHANGE);
+    } finally {
+      await check.close().catch(() => undefined);
+    }
+    return;
+  }
+  await probe.close().catch(() => undefined);
+}
+
 /** A handler that also learns which attempt this is (1 = first). */
 export type AttemptHandler = (event: DeliveredEvent, attempt: number) => Promise<void> | void;
 
@@ -119,7 +143,7 @@ export class SubscriberEngine implements Subscriber {
       ch.on('error', (err: Error) =>
         this.report(new HeraldError(ErrorCodes.UNAVAILABLE, `subscriber channel: ${err.message}`, { cause: err })),
       );
-      await applyTopology(ch, RECEIVER_TOPOLOGY);
+      await declareReceiverTopology(model);
       const { queue } = this.s.queue
         ? await ch.assertQueue(this.s.queue, { durable: true })
         : await ch.assertQueue('', { exclusive: true, durable: false, autoDelete: true });

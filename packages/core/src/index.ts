@@ -56,5 +56,5 @@ export type { Matcher, Pattern, Selector, SelectorInput, SqlPredicate } from './
 export { bindingKeys, compileMatcher, matches, parsePattern, parseSelector, selectorPatterns, sqlPredicate } from './selector.ts';
 export type { BindingDeclaration, ExchangeDeclaration, HubMode, QueueDeclaration, Topology } from './topology.ts';
 export { ARCHIVE_BINDING, HUB_MODES, RECEIVER_TOPOLOGY, wireTopology } from './topology.ts';
-export { redactUrl } from './url.ts';
+export { redactSecrets, redactUrl } from './url.ts';
 export { isUuid, uuidv7 } from './uuid.ts';

@@ -1,6 +1,6 @@
 import { ErrorCodes, HeraldError, type HeraldEvent } from '@herald/core';
 import type { FastifyInstance } from 'fastify';
-import { type Logger, pino } from 'pino';
+import type { Logger } from 'pino';
 import { createApi, type Readiness } from './api/index.ts';
 import { pausesRoutes } from './api/pauses-routes.ts';
 import { replaysRoutes } from './api/replays-routes.ts';
@@ -9,6 +9,7 @@ import { type HubConfig, redactUrl } from './config/index.ts';
 import { createDispatcher, type Dispatcher } from './dispatcher/index.ts';
 import { createGrpcServer, type GrpcServer } from './grpc/server.ts';
 import { createIngest, type Ingest, type IngestStats, probeAmqp } from './ingest/index.ts';
+import { createLogger } from './logger.ts';
 import type { SqlStore } from './store/index.ts';
 import { openStore } from './store/index.ts';
 import type { Store } from './store/types.ts';
@@ -58,7 +59,7 @@ export interface Hub {
 
 /** Creates a hub for a normalized configuration (see normalizeConfig). Nothing happens before start(). */
 export function createHub(config: HubConfig, options: { logger?: Logger } = {}): Hub {
-  return new HubProcess(config, options.logger ?? pino({ level: config.logLevel, base: { service: 'herald-hub' } }));
+  return new HubProcess(config, options.logger ?? createLogger(config.logLevel));
 }
 
 function errText(err: unknown): string {
@@ -272,6 +273,7 @@ class HubProcess implements Hub {
           return d === undefined ? undefined : BigInt(d);
         },
         holding: () => dispatcher.stats().holding > 0,
+        logHead: () => ingest.headOffset(),
       });
       try {
         await subs.start();

@@ -31,8 +31,20 @@ export interface TestVhost {
   dropConnections(): Promise<number>;
   /** Names and message counts of the queues in this vhost. */
   queues(): Promise<{ name: string; messages: number; consumers: number }[]>;
+  /**
+   * Creates a RabbitMQ user (`<vhost>-<name>`, a random password) with these permissions on this
+   * vhost only, and answers an AMQP URL that logs in as it. Deleted with the vhost.
+   */
+  addUser(name: string, permissions: VhostPermissions): Promise<{ user: string; password: string; url: string }>;
   /** Deletes the vhost and everything in it. */
   delete(): Promise<void>;
+}
+
+/** RabbitMQ's three permission regexes on resource (exchange and queue) names. */
+export interface VhostPermissions {
+  configure: string;
+  write: string;
+  read: string;
 }
 
 /** Creates a fresh vhost (`herald-test-<prefix>-<random>`) that guest may use. */
@@ -45,9 +57,21 @@ export async function createTestVhost(prefix = 't'): Promise<TestVhost> {
   const base = new URL(baseAmqpUrl);
   base.pathname = `/${enc}`;
   const url = base.href;
+  const users: string[] = [];
   return {
     name,
     url,
+    async addUser(userName, permissions) {
+      const user = `${name}-${userName}`;
+      const password = `pw-${randomBytes(12).toString('hex')}`;
+      await management('PUT', `/users/${encodeURIComponent(user)}`, { password, tags: '' });
+      users.push(user);
+      await management('PUT', `/permissions/${enc}/${encodeURIComponent(user)}`, permissions);
+      const u = new URL(url);
+      u.username = encodeURIComponent(user);
+      u.password = encodeURIComponent(password);
+      return { user, password, url: u.href };
+    },
     async dropConnections() {
       const res = await management('GET', `/vhosts/${enc}/connections`);
       if (res.status === 404) return 0;
@@ -65,6 +89,7 @@ export async function createTestVhost(prefix = 't'): Promise<TestVhost> {
     },
     async delete() {
       await management('DELETE', `/vhosts/${enc}`);
+      for (const user of users.splice(0)) await management('DELETE', `/users/${encodeURIComponent(user)}`);
     },
   };
 }

@@ -1,6 +1,6 @@
 export type { RawMessage, RawPublisher } from './amqp-publisher.ts';
 export { createRawPublisher, makeEvents } from './amqp-publisher.ts';
-export type { TestVhost } from './broker.ts';
+export type { TestVhost, VhostPermissions } from './broker.ts';
 export { baseAmqpUrl, createTestVhost, managementUrl } from './broker.ts';
 export type { TestDatabase } from './database.ts';
 export { baseDatabaseUrl, createTestDatabase } from './database.ts';

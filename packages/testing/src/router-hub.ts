@@ -21,10 +21,13 @@ export interface RouterHub {
 
 /**
  * Creates a vhost and a database named after `prefix`, picks free HTTP and gRPC ports, and starts a
- * router hub process on them with `extraEnv` added. Rejects (and cleans up) when the hub does not
- * come up.
+ * router hub process on them with `extraEnv` added (or what it answers for the new vhost, e.g. an
+ * HERALD_AMQP_URL of a user of its own). Rejects (and cleans up) when the hub does not come up.
  */
-export async function startRouterHub(prefix: string, extraEnv: Record<string, string> = {}): Promise<RouterHub> {
+export async function startRouterHub(
+  prefix: string,
+  extraEnv: Record<string, string> | ((vhost: TestVhost) => Promise<Record<string, string>>) = {},
+): Promise<RouterHub> {
   const [vhost, db] = await Promise.all([createTestVhost(prefix), createTestDatabase(prefix)]);
   const hubs: HeraldProcess[] = [];
   const close = async () => {
@@ -41,7 +44,7 @@ export async function startRouterHub(prefix: string, extraEnv: Record<string, st
       HERALD_MODE: 'router',
       HERALD_HTTP_PORT: String(httpPort),
       HERALD_GRPC_PORT: String(grpcPort),
-      ...extraEnv,
+      ...(typeof extraEnv === 'function' ? await extraEnv(vhost) : extraEnv),
     };
     const start = async () => {
       const hub = await startHubProcess(env);

@@ -1,3 +1,4 @@
+import { redactSecrets } from '@herald/core';
 import { createHub, type HubOptions, normalizeConfig } from '@herald/hub';
 import type { Command } from 'commander';
 
@@ -40,7 +41,7 @@ export function registerHub(program: Command): void {
       try {
         config = normalizeConfig(opts);
       } catch (err) {
-        process.stderr.write(`herald: ${err instanceof Error ? err.message : String(err)}\n`);
+        process.stderr.write(`herald: ${redactSecrets(err instanceof Error ? err.message : String(err))}\n`);
         process.exit(2);
       }
       const hub = createHub(config);
@@ -59,7 +60,7 @@ export function registerHub(program: Command): void {
       try {
         await hub.start();
       } catch (err) {
-        process.stderr.write(`herald: ${err instanceof Error ? err.message : String(err)}\n`);
+        process.stderr.write(`herald: ${redactSecrets(err instanceof Error ? err.message : String(err))}\n`);
         process.exit(1);
       }
     });

@@ -1,5 +1,5 @@
 import { resolve } from 'node:path';
-import { DEFAULT_MAX_EVENT_BYTES, ErrorCodes, HUB_MODES, type HubMode, ValidationError } from '@herald/core';
+import { DEFAULT_MAX_EVENT_BYTES, ErrorCodes, HUB_MODES, type HubMode, redactSecrets, ValidationError } from '@herald/core';
 import { DEFAULT_DATA_DIR } from '../store/index.ts';
 
 export type { HubMode };
@@ -153,9 +153,11 @@ const NAMES = {
 
 const LOG_LEVELS = new Set(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
 
+/** Throws INVALID_CONFIG quoting the value, with any password in it (a URL's) redacted. */
 function bad(setting: string, value: unknown, expected: string): never {
-  throw new ValidationError(ErrorCodes.INVALID_CONFIG, `invalid ${setting} ${JSON.stringify(String(value))}: ${expected}`, {
-    details: { setting, value },
+  const shown = redactSecrets(String(value));
+  throw new ValidationError(ErrorCodes.INVALID_CONFIG, `invalid ${setting} ${JSON.stringify(shown)}: ${expected}`, {
+    details: { setting, value: shown },
   });
 }
 

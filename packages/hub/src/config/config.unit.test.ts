@@ -63,6 +63,26 @@ test('bad settings are rejected with one line naming the flag or variable', () =
   }
 });
 
+test('a configuration error never shows a password: the URL is quoted with it redacted, in the message and the details', () => {
+  const cases: NodeJS.ProcessEnv[] = [
+    { HERALD_AMQP_URL: 'http://admin:hunter2@rabbit:5672' },
+    { HERALD_AMQP_URL: 'amqp://admin:hunter2@rabbit:99999' },
+    { HERALD_DATABASE_URL: 'mysql://app:hunter2@db/herald' },
+    { HERALD_DATABASE_URL: 'postgres://app:hunter2@db:notaport/herald' },
+  ];
+  for (const env of cases) {
+    assert.throws(
+      () => normalizeConfig({}, env),
+      (err: Error & { code?: string; details?: unknown }) =>
+        err.code === 'INVALID_CONFIG' &&
+        err.message.includes(':***@') &&
+        !err.message.includes('hunter2') &&
+        !JSON.stringify(err.details).includes('hunter2'),
+      JSON.stringify(env),
+    );
+  }
+});
+
 test('receiver max length: default 10000, from the environment, validated', () => {
   assert.equal(normalizeConfig({}, {}).receiverMaxLength, 10_000);
   assert.equal(normalizeConfig({}, { HERALD_RECEIVER_MAX_LENGTH: '50' }).receiverMaxLength, 50);

@@ -127,6 +127,11 @@ export interface Ingest {
   /** Connected, consuming, and the store answered the last write. */
   isReady(): boolean;
   stats(): IngestStats;
+  /**
+   * The highest offset this ingest stored or found in the log; undefined before start. Everything
+   * on `herald.events` from this hub is at or below it by the time it is published.
+   */
+  headOffset(): bigint | undefined;
 }
 
 /** What the ingest pipeline needs. */
@@ -284,6 +289,10 @@ class IngestPipeline implements Ingest {
 
   stats(): IngestStats {
     return { ...this.counters, dispatched: this.dispatched?.toString() };
+  }
+
+  headOffset(): bigint | undefined {
+    return this.head;
   }
 
   isReady(): boolean {

@@ -42,6 +42,12 @@ export interface SubscriptionManagerOptions {
    * checked against them. Default: always checked.
    */
   holding?: (() => boolean) | undefined;
+  /**
+   * The highest offset in the log as the writer knows it (router mode: ingest's head, which moves
+   * before an event is forwarded). A live event above it is checked against the log's head before
+   * it is taken (see onLive). Default: the store is asked.
+   */
+  logHead?: (() => bigint | undefined) | undefined;
   /** Events read from the log per catch-up step (bounded memory per consumer). Default 1000. */
   chunkSize?: number | undefined;
   /** How often acknowledged offsets are saved, in one UPDATE. Default 200 ms. */
@@ -483,6 +489,13 @@ class Manager implements SubscriptionManager, Core {
   private readonly receivers: Receivers;
   private readonly dispatched: (() => bigint | undefined) | undefined;
   private readonly holding: (() => boolean) | undefined;
+  private readonly logHead: (() => bigint | undefined) | undefined;
+  /** The log's head as last read from the store, for live events above what logHead says. */
+  private knownHead = 0n;
+  /** Live deliveries that wait for the head to be read, in order; undefined when none wait. */
+  private headCheck: Promise<void> | undefined;
+  /** Live messages left out for an offset beyond the log's head, since the last warning. */
+  private forged = { count: 0, warnedAt: 0 };
   private readonly flushMs: number;
   private readonly subs = new Map<string, Sub>();
   /** Subscriptions by selector hash: who gets a receiver's live events. */
@@ -503,6 +516,7 @@ class Manager implements SubscriptionManager, Core {
     this.log = (o.logger ?? pino({ level: 'silent' })).child({ part: 'subscriptions' });
     this.dispatched = o.dispatched;
     this.holding = o.holding;
+    this.logHead = o.logHead;
     this.flushMs = o.flushMs ?? 200;
     this.receivers = createReceivers({
       amqpUrl: o.amqpUrl,
@@ -607,7 +621,61 @@ class Manager implements SubscriptionManager, Core {
 
   // ---- live ------------------------------------------------------------------------------------
 
+  /**
+   * Live events from a receiver queue. The queue is fed by `herald.events`, where only the hub
+   * should publish (docs/hub.md, RabbitMQ permissions); all the same, an offset is never taken on
+   * trust: an event above the log's head (as ingest knows it, or else as the store answers) is
+   * left out, so a forged or stray message never moves a subscription past an offset it has not
+   * got. Deliveries stay in arrival order while the head is read.
+   */
   private onLive(hash: string, events: StoredEvent[]): void {
+    let top = 0n;
+    for (const e of events) if (e.offset > top) top = e.offset;
+    const trusted = this.headAtLeast();
+    if (this.headCheck === undefined && top <= trusted) {
+      this.deliverLive(hash, events);
+      return;
+    }
+    const run = (this.headCheck ?? Promise.resolve()).then(async () => {
+      if (top > this.headAtLeast()) {
+        try {
+          const head = await this.store.headOffset();
+          if (head > this.knownHead) this.knownHead = head;
+        } catch (err) {
+          this.log.debug({ err: String(err) }, 'could not read the log head for live events (those above it wait for catch-up)');
+        }
+      }
+      const head = this.headAtLeast();
+      const within = events.filter((e) => e.offset <= head);
+      if (within.length < events.length) this.leftOut(events.length - within.length, head);
+      if (within.length > 0) this.deliverLive(hash, within);
+    });
+    const settled = run.catch(() => undefined);
+    this.headCheck = settled;
+    void settled.then(() => {
+      if (this.headCheck === settled) this.headCheck = undefined;
+    });
+  }
+
+  /** The highest offset known to be in the log. */
+  private headAtLeast(): bigint {
+    const h = this.logHead?.();
+    return h !== undefined && h > this.knownHead ? h : this.knownHead;
+  }
+
+  /** Warns at most every 10 s, with how many were left out meanwhile. */
+  private leftOut(n: number, head: bigint): void {
+    this.forged.count += n;
+    const now = Date.now();
+    if (now - this.forged.warnedAt < 10_000) return;
+    this.log.warn(
+      { leftOut: this.forged.count, head: head.toString() },
+      'live messages with an offset beyond the log head left out: something other than the hub publishes to herald.events (see the RabbitMQ permissions in docs/hub.md)',
+    );
+    this.forged = { count: 0, warnedAt: now };
+  }
+
+  private deliverLive(hash: string, events: StoredEvent[]): void {
     const set = this.bySelector.get(hash);
     if (!set) return;
     for (const sub of set) {
