@@ -1,5 +1,5 @@
 import { redactSecrets } from '@herald/core';
-import { type Logger, pino } from 'pino';
+import { type DestinationStream, type Logger, pino } from 'pino';
 
 /** How deep a logged object is searched for secrets: the hub's log lines are shallow. */
 const MAX_DEPTH = 4;
@@ -33,8 +33,8 @@ function redacted(value: unknown, depth: number): unknown {
  * log call is redacted before it is written. Levels below `level` cost nothing (pino skips them
  * before this hook).
  */
-export function createLogger(level: string): Logger {
-  return pino({
+export function createLogger(level: string, destination?: DestinationStream): Logger {
+  const options: pino.LoggerOptions = {
     level,
     base: { service: 'herald-hub' },
     hooks: {
@@ -42,5 +42,6 @@ export function createLogger(level: string): Logger {
         return method.apply(this, args.map((a) => redacted(a, 0)) as Parameters<typeof method>);
       },
     },
-  });
+  };
+  return destination ? pino(options, destination) : pino(options);
 }
