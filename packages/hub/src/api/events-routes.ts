@@ -15,7 +15,7 @@ import {
 } from '@herald/core';
 import type { FastifyInstance } from 'fastify';
 import Type, { type Static } from 'typebox';
-import type { Store, StoredEvent } from '../store/index.ts';
+import { queryMayHaveMore, READ_MAX_BYTES, type Store, type StoredEvent } from '../store/index.ts';
 import { badParameter, notFound } from './problems.ts';
 
 const DEFAULT_LIMIT = 100;
@@ -130,7 +130,13 @@ export function eventsRoutes(app: FastifyInstance, deps: EventsRoutesDeps): void
             after: Type.Optional(OffsetParam('only offsets greater than this (the `next` of a page)')),
             since: Type.Optional(TimeParam('only events at or after this time')),
             until: Type.Optional(TimeParam('only events before this time')),
-            last: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_LIMIT, description: 'the last N matching events' })),
+            last: Type.Optional(
+              Type.Integer({
+                minimum: 1,
+                maximum: MAX_LIMIT,
+                description: 'the last N matching events (the newest of them whose bodies add up to 16 MiB, when they are more)',
+              }),
+            ),
             limit: Type.Optional(
               Type.Integer({ minimum: 1, maximum: MAX_LIMIT, description: `page size, default ${DEFAULT_LIMIT}, max ${MAX_LIMIT}` }),
             ),
@@ -156,14 +162,16 @@ export function eventsRoutes(app: FastifyInstance, deps: EventsRoutesDeps): void
       const since = parseTime('since', q.since);
       const until = parseTime('until', q.until);
       if (q.last !== undefined) {
-        const rows = await deps.store.query({ selector, after, since, until, last: q.last, limit: q.last });
+        const rows = await deps.store.query({ selector, after, since, until, last: q.last, limit: q.last, maxBytes: READ_MAX_BYTES });
         return { events: rows.map(eventJson), next: null };
       }
       const limit = q.limit ?? DEFAULT_LIMIT;
-      // One row more than asked tells whether there is a next page.
-      const rows = await deps.store.query({ selector, after, since, until, limit: limit + 1 });
-      const more = rows.length > limit;
-      const page = more ? rows.slice(0, limit) : rows;
+      // One row more than asked tells whether there is a next page; a page also ends once its
+      // bodies reach READ_MAX_BYTES (then `next` goes on from its last event).
+      const query = { selector, after, since, until, limit: limit + 1, maxBytes: READ_MAX_BYTES };
+      const rows = await deps.store.query(query);
+      const more = rows.length > limit || queryMayHaveMore(query, rows);
+      const page = rows.length > limit ? rows.slice(0, limit) : rows;
       return { events: page.map(eventJson), next: more ? (page[page.length - 1]?.offset.toString() ?? null) : null };
     },
   );

@@ -13,7 +13,7 @@ import {
 import { type Channel, type ChannelModel, type ConfirmChannel, connect, type Message } from 'amqplib';
 import type { Logger } from 'pino';
 import { type HubConfig, redactUrl } from '../config/index.ts';
-import type { AppendResult, Store, StoredEvent } from '../store/types.ts';
+import { type AppendResult, READ_MAX_BYTES, type Store, type StoredEvent } from '../store/types.ts';
 import { HEADERS_DROPPED_HEADER, isEncodingError } from './amqp-table.ts';
 import {
   type DeadLetterPublish,
@@ -962,7 +962,7 @@ class IngestPipeline implements Ingest {
         fresh = [];
       } else {
         const from = published;
-        events = await onStore(() => this.store.query({ after: from, upTo: head, limit: 1000 }));
+        events = await onStore(() => this.store.query({ after: from, upTo: head, limit: 1000, maxBytes: READ_MAX_BYTES }));
         if (events.length === 0) throw new StepError('store', new Error(`the log has no events after offset ${from} up to ${head}`));
       }
       const dispatch = this.dispatch;

@@ -13,3 +13,4 @@ export type { OpenStoreOptions } from './open.ts';
 export { DEFAULT_DATA_DIR, openStore } from './open.ts';
 export { eventQuerySql, queryMayHaveMore, SqlStore } from './sql-store.ts';
 export type { AppendResult, DeadLetter, EventQuery, Store, StoredEvent } from './types.ts';
+export { READ_MAX_BYTES } from './types.ts';

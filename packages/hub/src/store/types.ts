@@ -42,6 +42,12 @@ export interface EventQuery {
 }
 
 /**
+ * Bodies one read of the log may bring into memory (the `maxBytes` of a REST page, a catch-up or
+ * replay chunk, a recovery forward): 1,000 events of the 1 MiB maximum would be a gigabyte.
+ */
+export const READ_MAX_BYTES = 16 * 1024 * 1024;
+
+/**
  * A message the hub could not take as an event (or an event the store refused), kept with its
  * reason. `body` is the original bytes, whole. Everything else is a sanitized copy of what could
  * be read (ingest's dead-letters.ts, DEAD_LETTER_BOUNDS): valid UTF-8 without NUL, each text cut to
