@@ -99,6 +99,8 @@ function codeOfStatus(code: grpc.status): ErrorCode {
       return ErrorCodes.CONFLICT;
     case grpc.status.DEADLINE_EXCEEDED:
       return ErrorCodes.TIMEOUT;
+    case grpc.status.RESOURCE_EXHAUSTED:
+      return ErrorCodes.LIMIT_EXCEEDED;
     default:
       return ErrorCodes.UNAVAILABLE;
   }

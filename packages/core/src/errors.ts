@@ -29,6 +29,11 @@ export const ErrorCodes = {
   UNAVAILABLE: 'UNAVAILABLE',
   /** An operation took longer than allowed. */
   TIMEOUT: 'TIMEOUT',
+  /**
+   * A configured cap of the hub is reached (pauses, subscriptions, replays, streams, long polls):
+   * the message names the cap and its setting. Retry once one is freed (REST 429, gRPC RESOURCE_EXHAUSTED).
+   */
+  LIMIT_EXCEEDED: 'LIMIT_EXCEEDED',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];

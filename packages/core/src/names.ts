@@ -1,4 +1,5 @@
 import { ErrorCodes, ValidationError } from './errors.ts';
+import { preview } from './limits.ts';
 
 /** The longest routing key RabbitMQ accepts, in bytes. */
 export const MAX_ROUTING_KEY_BYTES = 255;
@@ -14,11 +15,9 @@ export function isSubscriptionName(name: unknown): name is string {
 /** Throws a ValidationError (INVALID_SENDER) unless `sender` is one segment `[A-Za-z0-9_-]{1,64}`. */
 export function assertSender(sender: unknown): asserts sender is string {
   if (typeof sender !== 'string' || !SENDER_RE.test(sender)) {
-    throw new ValidationError(
-      ErrorCodes.INVALID_SENDER,
-      `invalid sender ${JSON.stringify(sender)}: expected 1-64 characters of A-Z a-z 0-9 _ -`,
-      { details: { sender } },
-    );
+    throw new ValidationError(ErrorCodes.INVALID_SENDER, `invalid sender ${preview(sender)}: expected 1-64 characters of A-Z a-z 0-9 _ -`, {
+      details: { sender },
+    });
   }
 }
 
@@ -28,7 +27,7 @@ export function assertSender(sender: unknown): asserts sender is string {
  */
 export function assertType(type: unknown, sender?: string): asserts type is string {
   if (typeof type !== 'string' || type.length === 0) {
-    throw new ValidationError(ErrorCodes.INVALID_TYPE, `invalid type ${JSON.stringify(type)}: must be a non-empty string`, {
+    throw new ValidationError(ErrorCodes.INVALID_TYPE, `invalid type ${preview(type)}: must be a non-empty string`, {
       details: { type },
     });
   }
@@ -37,7 +36,7 @@ export function assertType(type: unknown, sender?: string): asserts type is stri
     if (!SEGMENT_RE.test(segment)) {
       throw new ValidationError(
         ErrorCodes.INVALID_TYPE,
-        `invalid type ${JSON.stringify(type)}: segment ${JSON.stringify(segment)} must be 1+ characters of A-Z a-z 0-9 _ -`,
+        `invalid type ${preview(type)}: segment ${preview(segment)} must be 1+ characters of A-Z a-z 0-9 _ -`,
         { details: { type, segment } },
       );
     }
@@ -66,7 +65,7 @@ export function routingKeyOf(sender: string, type: string): string {
 export function parseRoutingKey(routingKey: string): { sender: string; type: string } {
   const dot = routingKey.indexOf('.');
   if (dot <= 0 || dot === routingKey.length - 1) {
-    throw new ValidationError(ErrorCodes.INVALID_EVENT, `invalid routing key ${JSON.stringify(routingKey)}: expected <sender>.<type>`, {
+    throw new ValidationError(ErrorCodes.INVALID_EVENT, `invalid routing key ${preview(routingKey)}: expected <sender>.<type>`, {
       details: { routingKey },
     });
   }

@@ -6,7 +6,7 @@ import { pausesRoutes } from './api/pauses-routes.ts';
 import { replaysRoutes } from './api/replays-routes.ts';
 import { subscriptionsRoutes } from './api/subscriptions-routes.ts';
 import { type HubConfig, redactUrl } from './config/index.ts';
-import { createDispatcher, type Dispatcher } from './dispatcher/index.ts';
+import { assertArchiveSwitchSafe, createDispatcher, type Dispatcher } from './dispatcher/index.ts';
 import { createGrpcServer, type GrpcServer } from './grpc/server.ts';
 import { createIngest, type Ingest, type IngestStats, probeAmqp } from './ingest/index.ts';
 import { createLogger } from './logger.ts';
@@ -237,6 +237,8 @@ class HubProcess implements Hub {
 
   private async startIngest(): Promise<void> {
     const store = this.store as SqlStore;
+    // A switch to archive mode while pauses hold would strand their events: refused (CONFLICT).
+    if (this.config.mode === 'archive') await assertArchiveSwitchSafe(store.sql);
     // Router mode: every stored event goes out through the dispatcher, which holds what a pause
     // matches and runs replays; it forwards on the ingest's confirm channel.
     const dispatcher =
@@ -246,7 +248,7 @@ class HubProcess implements Hub {
             store,
             forward: (events, options) => ingest.forward(events, options),
             logger: this.logger,
-            limits: { maxTtlMs: this.config.pauseMaxTtl * 1000 },
+            limits: { maxTtlMs: this.config.pauseMaxTtl * 1000, maxActive: this.config.maxPauses },
           })
         : undefined;
     const ingest = createIngest({
@@ -268,6 +270,7 @@ class HubProcess implements Hub {
         amqpUrl: this.config.amqpUrl,
         logger: this.logger,
         receiverMaxLength: this.config.receiverMaxLength,
+        maxSubscriptions: this.config.maxSubscriptions,
         dispatched: () => {
           const d = ingest.stats().dispatched;
           return d === undefined ? undefined : BigInt(d);
@@ -334,8 +337,13 @@ class HubProcess implements Hub {
       extraRoutes: (app: FastifyInstance) => {
         const routes = { dispatcher: () => this.dispatcher, mode: this.config.mode };
         pausesRoutes(app, routes);
-        replaysRoutes(app, { ...routes, subscriptions: () => this.subs, store });
-        subscriptionsRoutes(app, { manager: () => this.subs, mode: this.config.mode });
+        replaysRoutes(app, { ...routes, subscriptions: () => this.subs, store, maxReplays: this.config.maxReplays });
+        subscriptionsRoutes(app, {
+          manager: () => this.subs,
+          mode: this.config.mode,
+          maxSseStreams: this.config.maxSseStreams,
+          maxLongPolls: this.config.maxLongPolls,
+        });
       },
       ready: () => this.readiness(),
       // Request lines would drown the ingest logs: warnings and errors only.

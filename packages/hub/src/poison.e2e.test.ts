@@ -1,8 +1,19 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
 import { subscription } from '@herald/client';
-import { DEAD_QUEUE, EVENTS_EXCHANGE, Headers, INGEST_EXCHANGE } from '@herald/core';
+import {
+  DEAD_QUEUE,
+  EVENTS_EXCHANGE,
+  GRPC_ERROR_CODE_KEY,
+  GRPC_SERVICE,
+  Headers,
+  INGEST_EXCHANGE,
+  PROTO_LOADER_OPTIONS,
+  PROTO_PATH,
+} from '@herald/core';
 import { createRawPublisher, type RawPublisher, type RouterHub, startRouterHub, waitFor } from '@herald/testing';
 import amqp from 'amqplib';
 import pg from 'pg';
@@ -178,6 +189,55 @@ describe('AMQP ingest dead-letters what could never be stored or forwarded, and 
     });
     assert.match(await deadLetterOf(a), /NUL/);
     assert.match(await deadLetterOf(b), /NUL/);
+    await flowStillWorks();
+  });
+});
+
+describe('gRPC answers bad input with INVALID_ARGUMENT, promptly, and the connection goes on', () => {
+  let client: grpc.Client;
+  let service: grpc.ServiceDefinition;
+  const identity = (b: Buffer) => b;
+  before(async () => {
+    service = (await protoLoader.load(PROTO_PATH, { ...PROTO_LOADER_OPTIONS }))[GRPC_SERVICE] as grpc.ServiceDefinition;
+    client = new grpc.Client(fx.grpc, grpc.credentials.createInsecure());
+  });
+  after(() => client?.close());
+
+  /** A Publish of `bytes` as they are; resolves with the error (null: OK) within 5 s or rejects. */
+  const publishBytes = (bytes: Buffer) =>
+    new Promise<grpc.ServiceError | null>((resolve) =>
+      client.makeUnaryRequest(
+        (service.Publish as grpc.MethodDefinition<Buffer, object>).path,
+        identity,
+        identity,
+        bytes,
+        new grpc.Metadata(),
+        { deadline: Date.now() + 5000 },
+        (err) => resolve(err),
+      ),
+    );
+  const encode = (method: string, message: object) => (service[method] as grpc.MethodDefinition<object, object>).requestSerialize(message);
+  const good = () => encode('Publish', { sender: 'billing', type: 'invoice.paid', data: Buffer.from('{}') });
+
+  test('a sender of 50,000 characters (its echo in the status once hung this call and every later one on the connection)', async () => {
+    const err = await publishBytes(encode('Publish', { sender: 'é'.repeat(50_000), type: 'invoice.paid', data: Buffer.from('{}') }));
+    assert.equal(err?.code, grpc.status.INVALID_ARGUMENT, `${err?.code} ${err?.details.slice(0, 200)}`);
+    assert.deepEqual(err?.metadata.get(GRPC_ERROR_CODE_KEY), ['INVALID_SENDER']);
+    assert.equal(await publishBytes(good()), null);
+  });
+
+  test('bytes that are not a PublishRequest or a SubscribeRequest (once INTERNAL)', async () => {
+    const err = await publishBytes(Buffer.concat([good(), Buffer.from([0])]));
+    assert.equal(err?.code, grpc.status.INVALID_ARGUMENT, `${err?.code} ${err?.details}`);
+    assert.deepEqual(err?.metadata.get(GRPC_ERROR_CODE_KEY), ['INVALID_REQUEST']);
+    const call = client.makeBidiStreamRequest((service.Subscribe as grpc.MethodDefinition<Buffer, object>).path, identity, identity);
+    call.on('error', () => undefined);
+    const status = new Promise<grpc.StatusObject>((resolve) => call.on('status', resolve));
+    call.write(Buffer.concat([encode('Subscribe', { open: { name: 'undecodable', selector: ['*:*'] } }), Buffer.from([0])]));
+    const s = await status;
+    assert.equal(s.code, grpc.status.INVALID_ARGUMENT, `${s.code} ${s.details}`);
+    assert.deepEqual(s.metadata.get(GRPC_ERROR_CODE_KEY), ['INVALID_REQUEST']);
+    assert.equal(await publishBytes(good()), null);
     await flowStillWorks();
   });
 });

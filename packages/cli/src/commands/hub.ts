@@ -31,6 +31,11 @@ export function registerHub(program: Command): void {
     .option('--http-idle-timeout <s>', 'seconds an HTTP connection may stay silent; 0 = none (HERALD_HTTP_IDLE_TIMEOUT, default 120)')
     .option('--http-keep-alive-timeout <s>', 'seconds an idle keep-alive connection is kept (HERALD_HTTP_KEEP_ALIVE_TIMEOUT, default 72)')
     .option('--max-grpc-streams <n>', 'concurrent gRPC Subscribe streams (HERALD_MAX_GRPC_STREAMS, default 1000)')
+    .option('--max-pauses <n>', 'active pauses (HERALD_MAX_PAUSES, default 1000)')
+    .option('--max-subscriptions <n>', 'durable subscriptions (HERALD_MAX_SUBSCRIPTIONS, default 10000)')
+    .option('--max-replays <n>', 'replays pending or running (HERALD_MAX_REPLAYS, default 16)')
+    .option('--max-sse-streams <n>', 'concurrent SSE streams (HERALD_MAX_SSE_STREAMS, default 1000)')
+    .option('--max-long-polls <n>', 'concurrent long polls (HERALD_MAX_LONG_POLLS, default 1000)')
     .option(
       '--receiver-max-length <n>',
       'messages a subscription receiver queue keeps, the oldest dropped beyond (HERALD_RECEIVER_MAX_LENGTH, default 10000)',

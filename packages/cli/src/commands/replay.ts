@@ -18,7 +18,9 @@ function int(flag: string, v: string): number {
  * `herald replay <selector> --last N | --from-offset N | --since TIME [--to-offset N | --until TIME] [--wait]`:
  * re-sends stored events into the flow (herald.events, marked with x-herald-replay) over the hub's
  * REST API; prints the replay id. With --wait, polls until done and prints the count; exits 1 if
- * the replay failed. `herald replay-status <id>` prints a replay's state.
+ * the replay failed. `herald replay-status <id>` prints a replay's state; `herald replay-cancel <id>`
+ * stops a replay (DELETE /api/v1/replays/{id}) and prints its state, `cancelled` (or how it finished
+ * when it finished first).
  */
 export const registerReplay: RegisterCommand = (program: Command) => {
   program
@@ -59,7 +61,7 @@ export const registerReplay: RegisterCommand = (program: Command) => {
           r = await callHub<ReplayDoc>(base, 'GET', `/replays/${r.id}`);
         }
         process.stdout.write(`replay ${r.id} ${r.status}: ${r.count} event(s)${r.error ? ` (${r.error})` : ''}\n`);
-        if (r.status === 'failed') process.exitCode = 1;
+        if (r.status === 'failed' || r.status === 'cancelled') process.exitCode = 1;
       },
     );
   program
@@ -69,6 +71,15 @@ export const registerReplay: RegisterCommand = (program: Command) => {
     .option('--hub <url>', 'hub REST URL (default HERALD_HUB_URL, else http://127.0.0.1:8080)')
     .action(async (id: string, o: { hub?: string }) => {
       const r = await callHub<ReplayDoc>(hubUrl(o.hub), 'GET', `/replays/${encodeURIComponent(id)}`);
+      process.stdout.write(`replay ${r.id} ${r.status}: ${r.count} event(s)${r.error ? ` (${r.error})` : ''}\n`);
+    });
+  program
+    .command('replay-cancel')
+    .description('cancel a replay: no more of its events are sent, its held live events go out')
+    .argument('<id>', 'the replay id')
+    .option('--hub <url>', 'hub REST URL (default HERALD_HUB_URL, else http://127.0.0.1:8080)')
+    .action(async (id: string, o: { hub?: string }) => {
+      const r = await callHub<ReplayDoc>(hubUrl(o.hub), 'DELETE', `/replays/${encodeURIComponent(id)}`);
       process.stdout.write(`replay ${r.id} ${r.status}: ${r.count} event(s)${r.error ? ` (${r.error})` : ''}\n`);
     });
 };

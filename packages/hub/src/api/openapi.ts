@@ -5,6 +5,7 @@ const PROBLEM_DESCRIPTIONS: Record<number, string> = {
   404: 'Not found',
   409: "Conflict with the hub's state or mode",
   413: 'The event body is over the size limit',
+  429: 'A cap of the hub is reached (LIMIT_EXCEEDED; `detail` names it and its setting): retry once a slot is free',
   502: 'RabbitMQ refused or did not confirm the publish',
   503: 'The hub cannot do this right now (standby, stopping, or a component is down)',
 };

@@ -63,7 +63,7 @@ const IdParams = Type.Object({ id: Type.String() });
 /**
  * POST /api/v1/pauses (create with ttl), GET /api/v1/pauses (those still holding), GET one, DELETE
  * one (= resume; idempotent). A bad body is 400 naming the parameter (a ttl above the maximum
- * included), an unknown id 404.
+ * included), an unknown id 404; a create past the active pauses cap (HERALD_MAX_PAUSES) 429.
  */
 export function pausesRoutes(app: FastifyInstance, deps: DispatcherRoutesDeps): void {
   app.post(
@@ -85,6 +85,7 @@ export function pausesRoutes(app: FastifyInstance, deps: DispatcherRoutesDeps): 
           { additionalProperties: false },
         ),
         response: { 201: PauseSchema },
+        problems: [400, 409, 429, 503],
       },
     },
     async (request, reply) => {

@@ -28,6 +28,7 @@ const STATUS: Record<ErrorCode, number> = {
   CLOSED: 503,
   UNAVAILABLE: 503,
   TIMEOUT: 504,
+  LIMIT_EXCEEDED: 429,
 };
 
 const TITLES: Record<number, string> = {
@@ -35,6 +36,7 @@ const TITLES: Record<number, string> = {
   404: 'Not Found',
   409: 'Conflict',
   413: 'Content Too Large',
+  429: 'Too Many Requests',
   500: 'Internal Server Error',
   502: 'Bad Gateway',
   503: 'Service Unavailable',

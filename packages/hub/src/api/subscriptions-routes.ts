@@ -4,6 +4,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { ErrorCodes, HeraldError, parseOffset as parseOffsetValue, selectorPatterns } from '@herald/core';
 import type { FastifyBaseLogger, FastifyInstance, FastifyRequest } from 'fastify';
 import Type from 'typebox';
+import { createCap } from '../caps/index.ts';
 import type { Consumer, DeliveredEvent, SubscriptionManager, SubscriptionView } from '../subscriptions/types.ts';
 import { EventSchema, eventJson } from './events-routes.ts';
 import { isoOrNull, SelectorBody } from './pauses-routes.ts';
@@ -17,6 +18,10 @@ export interface SubscriptionRoutesDeps {
   mode: string;
   /** Milliseconds between SSE heartbeat comments. Default 15,000. */
   heartbeatMs?: number | undefined;
+  /** Open SSE streams, standbys included (HERALD_MAX_SSE_STREAMS); the next is 429 LIMIT_EXCEEDED. Default 1000. */
+  maxSseStreams?: number | undefined;
+  /** Pulls waiting at once, those with `wait` above 0 (HERALD_MAX_LONG_POLLS); the next is 429. Default 1000. */
+  maxLongPolls?: number | undefined;
 }
 
 const DEFAULT_MAX = 100;
@@ -24,7 +29,7 @@ const MAX_MAX = 1000;
 const DEFAULT_WAIT_S = 5;
 const MAX_WAIT_S = 30;
 const HEARTBEAT_MS = 15_000;
-/** Events an SSE stream asks for at a time, and keeps unacknowledged (written but not yet flushed). */
+/** Events an SSE stream asks for at a time, and at most written to the connection but not yet flushed. */
 const SSE_BATCH = 500;
 const SSE_MAX_IN_FLIGHT = 1000;
 /** An attach that is not active this soon is a standby (another consumer holds the subscription). */
@@ -149,13 +154,16 @@ function openRequests(app: FastifyInstance): <T>(request: FastifyRequest, fn: (s
  * field) or from needManager (409 archive mode, 503 standby or stopping).
  *
  * Offsets are decimal strings in every answer, as in /api/v1/events; acks take a JSON integer or a
- * decimal string. The SSE stream acknowledges each event once it is written to the connection
- * (auto-ack); see streamSubscription.
+ * decimal string. An ack is the subscription's, whichever transport delivered the events. The SSE
+ * stream never acknowledges by itself: the client does, with POST …/ack or with the Last-Event-ID
+ * of its reconnect; see streamSubscription.
  */
 export function subscriptionsRoutes(app: FastifyInstance, deps: SubscriptionRoutesDeps): void {
   const api = app.withTypeProvider<TypeBoxTypeProvider>();
   const whileOpen = openRequests(app);
   const heartbeatMs = deps.heartbeatMs ?? HEARTBEAT_MS;
+  const sseStreams = createCap('sseStreams', deps.maxSseStreams);
+  const longPolls = createCap('longPolls', deps.maxLongPolls);
 
   api.post(
     '/api/v1/subscriptions',
@@ -191,7 +199,7 @@ export function subscriptionsRoutes(app: FastifyInstance, deps: SubscriptionRout
           { additionalProperties: false },
         ),
         response: { 200: SubscriptionSchema, 201: SubscriptionSchema },
-        problems: [400, 409, 503],
+        problems: [400, 409, 429, 503],
       },
     },
     async (request, reply) => {
@@ -289,7 +297,7 @@ export function subscriptionsRoutes(app: FastifyInstance, deps: SubscriptionRout
           { additionalProperties: false },
         ),
         response: { 200: Type.Object({ events: Type.Array(DeliveredSchema) }) },
-        problems: [400, 404, 409, 503],
+        problems: [400, 404, 409, 429, 503],
       },
     },
     async (request) => {
@@ -297,9 +305,15 @@ export function subscriptionsRoutes(app: FastifyInstance, deps: SubscriptionRout
       const { name } = request.params;
       const max = request.query.max ?? DEFAULT_MAX;
       const waitMs = Math.round((request.query.wait ?? DEFAULT_WAIT_S) * 1000);
-      // The client going away ends the wait; so does the hub stopping.
-      const events = await whileOpen(request, (signal) => m.pull(name, { max, waitMs, signal }));
-      return { events: events.map(deliveredJson) };
+      // A pull that may wait holds a slot (HERALD_MAX_LONG_POLLS) until it answers; wait=0 does not.
+      const release = waitMs > 0 ? longPolls.take() : undefined;
+      try {
+        // The client going away ends the wait; so does the hub stopping.
+        const events = await whileOpen(request, (signal) => m.pull(name, { max, waitMs, signal }));
+        return { events: events.map(deliveredJson) };
+      } finally {
+        release?.();
+      }
     },
   );
 
@@ -308,7 +322,11 @@ export function subscriptionsRoutes(app: FastifyInstance, deps: SubscriptionRout
     {
       schema: {
         summary: 'Acknowledge pulled events',
-        description: 'Cumulative: every event of the subscription up to `offset` is done. 400 for an offset above the head.',
+        description:
+          'Cumulative: every event of the subscription up to `offset` is done, whichever transport delivered it (a pull, ' +
+          'an SSE stream, a gRPC stream). Accepted while a stream holds the subscription: that stream then moves past ' +
+          'the acknowledged events. 400 for an offset that is not a decimal string (or JSON integer) from 0 to 2^63 - 1, ' +
+          'or above the head of the log.',
         tags: ['subscriptions'],
         params: NameParams,
         body: Type.Object({ offset: OffsetInput }, { additionalProperties: false }),
@@ -335,10 +353,10 @@ export function subscriptionsRoutes(app: FastifyInstance, deps: SubscriptionRout
         summary: 'A live tail as Server-Sent Events',
         description:
           'Attaches a consumer: from the acknowledged offset (catch-up from the log), then live. Each event is ' +
-          '`id: <offset>`, `event: <type>`, `data: <the event as JSON>` (replayed events carry no id). An event is ' +
-          'acknowledged once it is written to the connection (auto-ack): events in the network when the connection ' +
-          'breaks are not sent again. A `Last-Event-ID` header (as EventSource sends on reconnect) skips and ' +
-          'acknowledges what the client already has, up to that offset. While another consumer holds the ' +
+          '`id: <offset>`, `event: <type>`, `data: <the event as JSON>` (replayed events carry no id). The stream ' +
+          'acknowledges nothing by itself: a `Last-Event-ID` header (as EventSource sends on reconnect) acknowledges ' +
+          'everything up to that offset and resumes after it; POST …/ack acknowledges while the stream is open. ' +
+          'Events written but not acknowledged come again on the next stream. While another consumer holds the ' +
           'subscription the stream waits as standby (a comment `: waiting as standby`). A comment every 15 s keeps ' +
           'the connection open.',
         tags: ['subscriptions'],
@@ -352,7 +370,7 @@ export function subscriptionsRoutes(app: FastifyInstance, deps: SubscriptionRout
             content: { 'text/event-stream': { schema: { type: 'string' } } },
           },
         },
-        problems: [400, 404, 409, 503],
+        problems: [400, 404, 409, 429, 503],
       },
     },
     async (request, reply) => {
@@ -367,13 +385,24 @@ export function subscriptionsRoutes(app: FastifyInstance, deps: SubscriptionRout
         if (lastId > view.headOffset)
           throw badParameter('Last-Event-ID', `Last-Event-ID ${lastId} is above the head of the log (${view.headOffset})`);
       }
-      const consumer = await m.attach({
-        name,
-        consumer: `sse ${request.socket.remoteAddress ?? 'unknown'}:${request.socket.remotePort ?? 0}`,
-        maxInFlight: SSE_MAX_IN_FLIGHT,
-      });
+      // Held from the attach until the stream ends (HERALD_MAX_SSE_STREAMS).
+      const release = sseStreams.take();
+      let consumer: Consumer;
+      try {
+        consumer = await m.attach({
+          name,
+          consumer: `sse ${request.socket.remoteAddress ?? 'unknown'}:${request.socket.remotePort ?? 0}`,
+          maxInFlight: SSE_MAX_IN_FLIGHT,
+          resumeAfter: lastId,
+        });
+      } catch (err) {
+        release();
+        throw err;
+      }
       reply.hijack();
-      await whileOpen(request, (signal) => streamSubscription(consumer, reply.raw, { signal, lastId, heartbeatMs, log: request.log }));
+      await whileOpen(request, (signal) => streamSubscription(consumer, reply.raw, { signal, heartbeatMs, log: request.log })).finally(
+        release,
+      );
     },
   );
 }
@@ -383,17 +412,17 @@ export function subscriptionsRoutes(app: FastifyInstance, deps: SubscriptionRout
  * hub stopping) or the hub ends the consumer (deleted, taken over), then closes the consumer (the
  * subscription sleeps with its acknowledged offset, or a standby takes over) and ends the response.
  *
- * Ack contract: an event is acknowledged when the connection took it (the write callback), so the
- * subscription moves on with what was sent; what was in the network when the connection broke is
- * lost to this subscription. Non-replayed events at or below `lastId` (the client's Last-Event-ID)
- * are acknowledged without being sent. Backpressure: a write the socket cannot take waits for
- * 'drain' before the next batch, and max-in-flight bounds what is written but not yet flushed.
- * Never rejects.
+ * Ack contract: the stream acknowledges nothing. A write the socket took is not an event the client
+ * saw (socket buffers on both ends hold thousands), so it only frees the consumer's in-flight window
+ * (release); the client acknowledges with POST …/ack, or by the Last-Event-ID of its next stream
+ * (attach's resumeAfter). What was written but not acknowledged when the connection broke comes
+ * again. Backpressure: a write the socket cannot take waits for 'drain' before the next batch, and
+ * max-in-flight bounds what is written but not yet flushed. Never rejects.
  */
 export async function streamSubscription(
   consumer: Consumer,
   res: ServerResponse,
-  opts: { signal: AbortSignal; lastId?: bigint | undefined; heartbeatMs: number; log: FastifyBaseLogger },
+  opts: { signal: AbortSignal; heartbeatMs: number; log: FastifyBaseLogger },
 ): Promise<void> {
   const stop = new AbortController();
   const abort = () => stop.abort();
@@ -410,13 +439,9 @@ export async function streamSubscription(
   const stopped = new Promise<void>((resolve) => stop.signal.addEventListener('abort', () => resolve(), { once: true }));
   let draining = false;
   let closed = false;
-  const ack = (offset: bigint) => {
-    if (closed) return;
-    try {
-      consumer.ack(offset);
-    } catch (err) {
-      opts.log.warn({ err, subscription: consumer.name, offset: String(offset) }, 'SSE ack refused');
-    }
+  /** The socket took everything up to `offset`: room for more, nothing acknowledged. */
+  const written = (offset: bigint) => {
+    if (!closed) consumer.release(offset);
   };
   res.writeHead(200, {
     'content-type': 'text/event-stream; charset=utf-8',
@@ -445,20 +470,13 @@ export async function streamSubscription(
       const batch = await consumer.next(SSE_BATCH, stop.signal);
       if (batch.length === 0) continue;
       let chunk = '';
-      let upTo: bigint | undefined;
-      let skipped: bigint | undefined;
+      let upTo = 0n;
       for (const e of batch) {
-        if (upTo === undefined || e.offset > upTo) upTo = e.offset;
-        if (e.replay === undefined && opts.lastId !== undefined && e.offset <= opts.lastId) skipped = e.offset;
-        else chunk += sseMessage(e);
+        if (e.offset > upTo) upTo = e.offset;
+        chunk += sseMessage(e);
       }
-      if (chunk === '') {
-        if (skipped !== undefined) ack(skipped);
-        continue;
-      }
-      const ackTo = upTo as bigint;
       const ok = res.write(chunk, (err) => {
-        if (!err) ack(ackTo);
+        if (!err) written(upTo);
       });
       if (!ok) {
         draining = true;

@@ -1,5 +1,6 @@
 import { resolve } from 'node:path';
 import { DEFAULT_MAX_EVENT_BYTES, ErrorCodes, HUB_MODES, type HubMode, redactSecrets, ValidationError } from '@herald/core';
+import { CAPS } from '../caps/index.ts';
 import { DEFAULT_DATA_DIR } from '../store/index.ts';
 
 export type { HubMode };
@@ -82,6 +83,25 @@ export interface HubOptions {
    * Env `HERALD_MAX_GRPC_STREAMS`; default 1000.
    */
   maxGrpcStreams?: number | string | undefined;
+  /**
+   * User pauses active at once; the next create is refused (429 LIMIT_EXCEEDED) until one ends.
+   * Env `HERALD_MAX_PAUSES`; default 1000.
+   */
+  maxPauses?: number | string | undefined;
+  /**
+   * Durable subscriptions (sleeping ones included); the next create, by REST or by a gRPC open with a
+   * selector, is refused (429 / RESOURCE_EXHAUSTED) until one is deleted. Env `HERALD_MAX_SUBSCRIPTIONS`; default 10000.
+   */
+  maxSubscriptions?: number | string | undefined;
+  /**
+   * Replays pending or running at once, into the flow and into subscriptions together; the next is
+   * refused (429) until one finishes or is cancelled. Env `HERALD_MAX_REPLAYS`; default 16.
+   */
+  maxReplays?: number | string | undefined;
+  /** Concurrent SSE streams; the next is refused (429). Env `HERALD_MAX_SSE_STREAMS`; default 1000. */
+  maxSseStreams?: number | string | undefined;
+  /** Concurrent long polls (pulls with `wait` above 0); the next is refused (429). Env `HERALD_MAX_LONG_POLLS`; default 1000. */
+  maxLongPolls?: number | string | undefined;
   /** pino level. Env `HERALD_LOG_LEVEL`; default `info`. */
   logLevel?: string | undefined;
   /** The longest ttl a pause may be given, in seconds. Env `HERALD_PAUSE_MAX_TTL`; default 86400 (24 h). */
@@ -121,6 +141,14 @@ export interface HubConfig {
   readonly httpKeepAliveTimeout: number;
   /** Concurrent gRPC Subscribe streams. */
   readonly maxGrpcStreams: number;
+  /** Active user pauses. */
+  readonly maxPauses: number;
+  readonly maxSubscriptions: number;
+  /** Pending or running replays, both targets. */
+  readonly maxReplays: number;
+  readonly maxSseStreams: number;
+  /** Pulls that wait, open at once. */
+  readonly maxLongPolls: number;
   readonly logLevel: string;
   /** Seconds. */
   readonly pauseMaxTtl: number;
@@ -145,7 +173,12 @@ const NAMES = {
   httpRequestTimeout: { flag: '--http-request-timeout', env: 'HERALD_HTTP_REQUEST_TIMEOUT' },
   httpIdleTimeout: { flag: '--http-idle-timeout', env: 'HERALD_HTTP_IDLE_TIMEOUT' },
   httpKeepAliveTimeout: { flag: '--http-keep-alive-timeout', env: 'HERALD_HTTP_KEEP_ALIVE_TIMEOUT' },
-  maxGrpcStreams: { flag: '--max-grpc-streams', env: 'HERALD_MAX_GRPC_STREAMS' },
+  maxGrpcStreams: { flag: '--max-grpc-streams', env: CAPS.grpcStreams.setting },
+  maxPauses: { flag: '--max-pauses', env: CAPS.pauses.setting },
+  maxSubscriptions: { flag: '--max-subscriptions', env: CAPS.subscriptions.setting },
+  maxReplays: { flag: '--max-replays', env: CAPS.replays.setting },
+  maxSseStreams: { flag: '--max-sse-streams', env: CAPS.sseStreams.setting },
+  maxLongPolls: { flag: '--max-long-polls', env: CAPS.longPolls.setting },
   logLevel: { flag: '--log-level', env: 'HERALD_LOG_LEVEL' },
   pauseMaxTtl: { flag: '--pause-max-ttl', env: 'HERALD_PAUSE_MAX_TTL' },
   receiverMaxLength: { flag: '--receiver-max-length', env: 'HERALD_RECEIVER_MAX_LENGTH' },
@@ -275,7 +308,12 @@ export function normalizeConfig(options: HubOptions = {}, env: NodeJS.ProcessEnv
     httpRequestTimeout: int('httpRequestTimeout', 60, 0, 86_400),
     httpIdleTimeout: int('httpIdleTimeout', 120, 0, 86_400),
     httpKeepAliveTimeout: int('httpKeepAliveTimeout', 72, 1, 86_400),
-    maxGrpcStreams: int('maxGrpcStreams', 1000, 1, 100_000),
+    maxGrpcStreams: int('maxGrpcStreams', CAPS.grpcStreams.default, 1, 100_000),
+    maxPauses: int('maxPauses', CAPS.pauses.default, 1, 100_000),
+    maxSubscriptions: int('maxSubscriptions', CAPS.subscriptions.default, 1, 10_000_000),
+    maxReplays: int('maxReplays', CAPS.replays.default, 1, 1000),
+    maxSseStreams: int('maxSseStreams', CAPS.sseStreams.default, 1, 100_000),
+    maxLongPolls: int('maxLongPolls', CAPS.longPolls.default, 1, 100_000),
     logLevel,
     pauseMaxTtl: int('pauseMaxTtl', 86_400, 1, 30 * 86_400),
     receiverMaxLength: int('receiverMaxLength', 10_000, 1, 10_000_000),

@@ -23,6 +23,39 @@ test('defaults when neither flags nor environment say anything', () => {
   assert.equal(c.httpIdleTimeout, 120);
   assert.equal(c.httpKeepAliveTimeout, 72);
   assert.equal(c.maxGrpcStreams, 1000);
+  assert.equal(c.maxPauses, 1000);
+  assert.equal(c.maxSubscriptions, 10_000);
+  assert.equal(c.maxReplays, 16);
+  assert.equal(c.maxSseStreams, 1000);
+  assert.equal(c.maxLongPolls, 1000);
+});
+
+test('the caps: flags win over environment; each is refused outside its range naming the setting', () => {
+  const env = {
+    HERALD_MAX_PAUSES: '5',
+    HERALD_MAX_SUBSCRIPTIONS: '6',
+    HERALD_MAX_REPLAYS: '7',
+    HERALD_MAX_SSE_STREAMS: '8',
+    HERALD_MAX_LONG_POLLS: '9',
+  };
+  const c = normalizeConfig({}, env);
+  assert.deepEqual([c.maxPauses, c.maxSubscriptions, c.maxReplays, c.maxSseStreams, c.maxLongPolls], [5, 6, 7, 8, 9]);
+  const f = normalizeConfig({ maxPauses: '1', maxSubscriptions: 2, maxReplays: '3', maxSseStreams: '4', maxLongPolls: '5' }, env);
+  assert.deepEqual([f.maxPauses, f.maxSubscriptions, f.maxReplays, f.maxSseStreams, f.maxLongPolls], [1, 2, 3, 4, 5]);
+  const cases: [Parameters<typeof normalizeConfig>[0], NodeJS.ProcessEnv, string][] = [
+    [{}, { HERALD_MAX_PAUSES: '0' }, 'invalid HERALD_MAX_PAUSES "0": expected an integer from 1 to 100000'],
+    [{}, { HERALD_MAX_SUBSCRIPTIONS: 'lots' }, 'invalid HERALD_MAX_SUBSCRIPTIONS "lots": expected an integer from 1 to 10000000'],
+    [{ maxReplays: '1001' }, {}, 'invalid --max-replays "1001": expected an integer from 1 to 1000'],
+    [{}, { HERALD_MAX_SSE_STREAMS: '-1' }, 'invalid HERALD_MAX_SSE_STREAMS "-1": expected an integer from 1 to 100000'],
+    [{ maxLongPolls: '2.5' }, {}, 'invalid --max-long-polls "2.5": expected an integer from 1 to 100000'],
+  ];
+  for (const [opts, e, message] of cases) {
+    assert.throws(
+      () => normalizeConfig(opts, e),
+      (err: Error & { code?: string }) => err.message === message && err.code === 'INVALID_CONFIG',
+      message,
+    );
+  }
 });
 
 test('flags win over environment, environment over defaults', () => {

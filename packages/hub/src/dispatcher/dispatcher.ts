@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { compileMatcher, ErrorCodes, HeraldError, isUuid, uuidv7 } from '@herald/core';
 import { type Logger, pino } from 'pino';
+import { CAPS, capReached } from '../caps/index.ts';
 import {
   createPauseStore,
   DEFAULT_MAX_PAUSE_TTL_MS,
@@ -51,6 +52,8 @@ export interface DispatcherStats {
   replayed: number;
   /** Pauses (the replays' own included) that still hold. */
   holding: number;
+  /** Replays into the flow pending or running (they count against HERALD_MAX_REPLAYS). */
+  replays: number;
 }
 
 /** What the dispatcher needs. */
@@ -61,7 +64,7 @@ export interface DispatcherOptions {
   store: Pick<Store, 'query' | 'headOffset'>;
   forward: Forward;
   logger?: Logger | undefined;
-  /** The default and maximum ttl of a pause (300 s and 24 h by default). */
+  /** The default and maximum ttl of a pause (300 s and 24 h by default), and how many may be active (1000). */
   limits?: PauseLimits | undefined;
   /** Events per release or replay step, read from the log and forwarded at once. Default 2000. */
   chunkSize?: number | undefined;
@@ -102,7 +105,10 @@ export interface Dispatcher {
    * rejects when it did not (the caller then forwards again from its checkpoint: at least once).
    */
   publish(events: readonly StoredEvent[]): Promise<{ confirmed: Promise<void> }>;
-  /** Creates a pause; live events it matches are held from the next dispatch on. Throws a ValidationError on bad input. */
+  /**
+   * Creates a pause; live events it matches are held from the next dispatch on. Throws a
+   * ValidationError on bad input, LIMIT_EXCEEDED when `limits.maxActive` user pauses are active.
+   */
   createPause(input: PauseInput): Promise<PauseView>;
   /** User pauses that still hold (active, or ended with a release in progress), oldest first. */
   listPauses(): Promise<PauseView[]>;
@@ -112,9 +118,21 @@ export interface Dispatcher {
    * those another active pause matches. Idempotent on an ended pause. Throws NOT_FOUND.
    */
   resume(id: string): Promise<PauseView>;
-  /** Creates a replay into the flow; it runs in the background. Throws a ValidationError on bad input. */
+  /**
+   * Creates a replay into the flow; it runs in the background. It re-sends only released events:
+   * those of its range a pause still holds are left out (they go out once, live, on release).
+   * Throws a ValidationError on bad input.
+   */
   createReplay(input: ReplayInput): Promise<Replay>;
   getReplay(id: string): Promise<Replay | undefined>;
+  /**
+   * Cancels a replay into the flow: once the step in progress is out (its chunk confirmed), no more
+   * of it is sent; it is `cancelled`, its pause ends (the live events it held go out, in order) and
+   * it no longer counts as active. Resolves with the replay as it stands: a finished one (done,
+   * failed, cancelled) is left as it is. Undefined for an unknown id; a replay into a subscription is
+   * returned untouched (the subscription manager cancels those).
+   */
+  cancelReplay(id: string): Promise<Replay | undefined>;
   /** Resolves when no release or replay is pending (for tests and the bench). */
   idle(): Promise<void>;
   stats(): DispatcherStats;
@@ -180,7 +198,7 @@ class SerialDispatcher implements Dispatcher {
   }
 
   stats(): DispatcherStats {
-    return { ...this.counters, holding: this.holding.length };
+    return { ...this.counters, holding: this.holding.length, replays: this.replays.length };
   }
 
   /** Runs `fn` after everything queued before it: the one serialization point. */
@@ -259,6 +277,10 @@ class SerialDispatcher implements Dispatcher {
     const { selector, ttlMs, reason } = normalizePauseInput(input, this.limits);
     if (!this.starting) await this.start();
     return this.serial(async () => {
+      const maxActive = this.limits.maxActive ?? CAPS.pauses.default;
+      let active = 0;
+      for (const p of this.holding) if (p.replayId === undefined && p.endedAt === undefined) active++;
+      if (active >= maxActive) throw capReached('pauses', maxActive);
       const now = Date.now();
       const pause: Pause = {
         id: uuidv7(),
@@ -407,6 +429,26 @@ class SerialDispatcher implements Dispatcher {
     return this.replayStore.get(id);
   }
 
+  async cancelReplay(id: string): Promise<Replay | undefined> {
+    if (!isUuid(id)) return undefined;
+    if (!this.starting) await this.start();
+    // On the serial queue: the chunk in progress is confirmed before this runs, and no step follows.
+    return this.serial(async () => {
+      const s = this.replays.find((x) => x.replay.id === id);
+      if (s) {
+        const now = Date.now();
+        await this.replayStore.finish(id, 'cancelled', now);
+        this.replays = this.replays.filter((x) => x !== s);
+        this.markEnded(
+          this.holding.filter((p) => p.replayId === id).map((p) => p.id),
+          now,
+        );
+        this.log.info({ replay: id, count: s.count }, 'replay cancelled');
+      }
+      return this.replayStore.get(id);
+    }).finally(() => this.kick());
+  }
+
   // ---- background: releases and replays, one chunk per step --------------------------------
 
   private kick(): void {
@@ -465,9 +507,15 @@ class SerialDispatcher implements Dispatcher {
     }
   }
 
+  /**
+   * One chunk of a replay into the flow. It re-sends only what the flow already released: an event
+   * of its range still held by a pause (held_events) is left out, since it has not gone out once
+   * yet; it goes out once, live and unmarked, when its pauses end (the replay's own pause holds it
+   * until the replay is done, so the set of held events in the range does not change meanwhile).
+   */
   private async replayStep(s: ReplayState): Promise<void> {
     const r = s.replay;
-    const events = await this.store.query({
+    const rows = await this.store.query({
       selector: r.selector,
       after: s.position,
       upTo: r.upTo,
@@ -475,14 +523,16 @@ class SerialDispatcher implements Dispatcher {
       until: r.until,
       limit: this.chunk,
     });
-    if (events.length > 0) {
-      await this.forward(events, { replay: r.id });
-      s.position = (events[events.length - 1] as StoredEvent).offset;
+    if (rows.length > 0) {
+      const held = await this.heldStore.heldAmong(rows.map((e) => e.offset));
+      const events = held.size === 0 ? rows : rows.filter((e) => !held.has(e.offset));
+      if (events.length > 0) await this.forward(events, { replay: r.id });
+      s.position = (rows[rows.length - 1] as StoredEvent).offset;
       s.count += events.length;
       this.counters.replayed += events.length;
       await this.replayStore.progress(r.id, s.position, s.count);
     }
-    if (events.length < this.chunk) {
+    if (rows.length < this.chunk) {
       const now = Date.now();
       await this.replayStore.finish(r.id, 'done', now);
       this.replays = this.replays.filter((x) => x !== s);

@@ -24,6 +24,8 @@ export interface HeldStore {
   releasable(active: readonly Selector[], after: bigint, limit: number): Promise<HeldRow[]>;
   /** Forgets released events. */
   remove(offsets: readonly bigint[]): Promise<void>;
+  /** Which of these offsets are held now (a replay leaves them out: they have not been released yet). */
+  heldAmong(offsets: readonly bigint[]): Promise<Set<bigint>>;
   /** How many held events match the selector. */
   count(selector: Selector): Promise<number>;
   /** How many events are held in all. */
@@ -61,6 +63,14 @@ export function createHeldStore(sql: SqlExecutor): HeldStore {
     async remove(offsets) {
       if (offsets.length === 0) return;
       await sql.query(`DELETE FROM held_events WHERE "offset" = ANY($1::bigint[])`, [offsets.map(String)]);
+    },
+    async heldAmong(offsets) {
+      if (offsets.length === 0) return new Set();
+      const { rows } = await sql.query<{ off: string }>(
+        `SELECT "offset"::text AS off FROM held_events WHERE "offset" = ANY($1::bigint[])`,
+        [offsets.map(String)],
+      );
+      return new Set(rows.map((r) => toBigInt(r.off)));
     },
     async count(selector) {
       const p = sqlPredicate(selector);

@@ -2,4 +2,5 @@ export type { Dispatcher, DispatcherOptions, DispatcherStats, Forward, PauseView
 export { createDispatcher } from './dispatcher.ts';
 export type { HeldRow, HeldStore } from './held-store.ts';
 export { createHeldStore } from './held-store.ts';
+export { assertArchiveSwitchSafe } from './mode-switch.ts';
 export type { SqlExecutor } from './sql.ts';

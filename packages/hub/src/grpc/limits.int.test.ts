@@ -104,7 +104,7 @@ describe('gRPC limits: message sizes and the Subscribe stream cap', { timeout: 9
     const refused = await c.status;
     assert.equal(refused.code, grpc.status.RESOURCE_EXHAUSTED, `${grpc.status[refused.code]}: ${refused.details}`);
     assert.match(refused.details, /at most 2 at once \(HERALD_MAX_GRPC_STREAMS\)/);
-    assert.deepEqual(refused.metadata.get(GRPC_ERROR_CODE_KEY), ['UNAVAILABLE']);
+    assert.deepEqual(refused.metadata.get(GRPC_ERROR_CODE_KEY), ['LIMIT_EXCEEDED']);
     // The client ends one stream; once the hub has let it go, a new stream is served.
     a.call.end();
     assert.equal((await a.status).code, grpc.status.OK);

@@ -22,6 +22,7 @@ import {
   type WireSubscribeResponse,
 } from '@herald/core';
 import type { Logger } from 'pino';
+import { CAPS, capReached } from '../caps/index.ts';
 import type { Consumer, DeliveredEvent, SubscriptionManager } from '../subscriptions/types.ts';
 import { type GrpcStatus, heraldStatus, toGrpcStatus } from './status.ts';
 
@@ -69,7 +70,6 @@ const BATCH_BYTES = 512 * 1024;
 const ENVELOPE_BYTES = LIMITS.headerTableBytes.value + 64 * 1024;
 /** Fixed fields and protobuf framing of one event: offset, times, tags and lengths. */
 const EVENT_FRAMING_BYTES = 64;
-const DEFAULT_MAX_STREAMS = 1000;
 /** stop(): how long open calls get to finish before they are cut. */
 const SHUTDOWN_GRACE_MS = 5000;
 
@@ -100,6 +100,36 @@ export function grpcServerOptions(maxEventBytes: number): grpc.ChannelOptions {
     'grpc.max_send_message_length': Math.max(BATCH_BYTES, maxEventBytes) + ENVELOPE_BYTES + BATCH_EVENTS * EVENT_FRAMING_BYTES,
   };
 }
+
+/**
+ * A request whose protobuf bytes do not decode (cut short, garbled). grpc-js would end the call
+ * with INTERNAL, which says the hub failed and invites a retry of the same bytes; the handlers
+ * answer INVALID_ARGUMENT (INVALID_REQUEST) instead.
+ */
+class Undecodable {
+  constructor(readonly reason: string) {}
+}
+
+/** `service` with request decoders that return an Undecodable instead of throwing. */
+function tolerantDecoding(service: grpc.ServiceDefinition): grpc.ServiceDefinition {
+  const out: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
+  for (const [name, method] of Object.entries(service)) {
+    out[name] = {
+      ...method,
+      requestDeserialize: (bytes: Buffer) => {
+        try {
+          return method.requestDeserialize(bytes);
+        } catch (err) {
+          return new Undecodable(err instanceof Error ? err.message : String(err));
+        }
+      },
+    };
+  }
+  return out as grpc.ServiceDefinition;
+}
+
+const undecodableStatus = (what: string, u: Undecodable): GrpcStatus =>
+  heraldStatus(ErrorCodes.INVALID_REQUEST, `the ${what} message is not valid protobuf for herald.v1: ${u.reason.slice(0, 200)}`);
 
 /** Bytes of one event as an `events` message carries it, near enough to cut batches by. */
 function wireBytes(e: DeliveredEvent): number {
@@ -171,7 +201,7 @@ class SubscribeSession {
     private readonly onDone: () => void,
   ) {
     this.peer = call.getPeer();
-    call.on('data', (m: WireSubscribeRequest) => this.onMessage(m));
+    call.on('data', (m: WireSubscribeRequest | Undecodable) => this.onMessage(m));
     // The client half-closed: it has sent its last ack. Detach and answer OK.
     call.on('end', () => void this.end(undefined));
     call.on('cancelled', () => {
@@ -206,8 +236,12 @@ class SubscribeSession {
     this.onDone();
   }
 
-  private onMessage(m: WireSubscribeRequest): void {
+  private onMessage(m: WireSubscribeRequest | Undecodable): void {
     if (this.done) return;
+    if (m instanceof Undecodable) {
+      void this.end(undecodableStatus('SubscribeRequest', m));
+      return;
+    }
     if (m.kind === 'open' && m.open) {
       if (this.opened) {
         void this.end(heraldStatus(ErrorCodes.INVALID_REQUEST, 'open was sent twice: one stream serves one subscription'));
@@ -309,13 +343,17 @@ class SubscribeSession {
 export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
   const { logger } = options;
   const maxEventBytes = options.maxEventBytes ?? DEFAULT_MAX_EVENT_BYTES;
-  const maxStreams = options.maxStreams ?? DEFAULT_MAX_STREAMS;
+  const maxStreams = options.maxStreams ?? CAPS.grpcStreams.default;
   const sessions = new Set<SubscribeSession>();
   let server: grpc.Server | undefined;
   let stopping: Promise<void> | undefined;
 
   const publish: grpc.handleUnaryCall<WirePublishRequest, WirePublishResponse> = (call, callback) => {
-    const r = call.request;
+    const r: WirePublishRequest | Undecodable = call.request;
+    if (r instanceof Undecodable) {
+      callback(undecodableStatus('PublishRequest', r));
+      return;
+    }
     let event: HeraldEvent;
     try {
       event = createEvent(
@@ -354,13 +392,9 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
     }
     if (sessions.size >= maxStreams) {
       // Each stream holds a consumer and its window of events: past the cap, refuse rather than
-      // let clients grow the hub's memory. The Herald code is UNAVAILABLE: a retry later may fit,
-      // and the SDK retries it with backoff.
-      const status = heraldStatus(
-        ErrorCodes.UNAVAILABLE,
-        `too many Subscribe streams: this hub serves at most ${maxStreams} at once (HERALD_MAX_GRPC_STREAMS); retry later`,
-      );
-      call.emit('error', { ...status, code: grpc.status.RESOURCE_EXHAUSTED });
+      // let clients grow the hub's memory. RESOURCE_EXHAUSTED (LIMIT_EXCEEDED): a retry later may
+      // fit, and the SDK retries it with backoff.
+      call.emit('error', toGrpcStatus(capReached('grpcStreams', maxStreams)));
       logger.warn({ peer: call.getPeer(), maxStreams }, 'grpc subscribe refused: stream cap reached');
       return;
     }
@@ -373,7 +407,7 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
       const definition = await protoLoader.load(PROTO_PATH, { ...PROTO_LOADER_OPTIONS });
       const service = definition[GRPC_SERVICE] as grpc.ServiceDefinition;
       const s = new grpc.Server(grpcServerOptions(maxEventBytes));
-      s.addService(service, { publish, subscribe } as grpc.UntypedServiceImplementation);
+      s.addService(tolerantDecoding(service), { publish, subscribe } as grpc.UntypedServiceImplementation);
       const host = options.host.includes(':') && !options.host.startsWith('[') ? `[${options.host}]` : options.host;
       const address = `${host}:${options.port}`;
       const port = await new Promise<number>((resolve, reject) => {

@@ -23,7 +23,19 @@ export const GRPC_STATUS_OF: Readonly<Record<ErrorCode, Status>> = {
   CLOSED: Status.UNAVAILABLE,
   UNAVAILABLE: Status.UNAVAILABLE,
   TIMEOUT: Status.DEADLINE_EXCEEDED,
+  // A cap of the hub is reached: a retry may fit once one is freed (the SDK retries with backoff).
+  LIMIT_EXCEEDED: Status.RESOURCE_EXHAUSTED,
 };
+
+/**
+ * The longest `details` a status carries. They travel percent-encoded in the `grpc-message`
+ * trailer (up to 9 bytes per character); past what node's HTTP/2 sends in one header block (64 KiB)
+ * the trailers never go out, and that call and every later one on the same connection hang to
+ * their deadlines (a 50,000-character sender echoed in "invalid sender …" did that).
+ */
+const MAX_DETAILS_CHARS = 500;
+
+const clip = (details: string) => (details.length > MAX_DETAILS_CHARS ? `${details.slice(0, MAX_DETAILS_CHARS)}…` : details);
 
 /** The status a call ends with: `code`, one-line `details`, and the Herald code in trailing metadata. */
 export type GrpcStatus = Pick<ServiceError, 'code' | 'details' | 'metadata'>;
@@ -37,10 +49,10 @@ export function toGrpcStatus(err: unknown): GrpcStatus & { internal: boolean } {
   const metadata = new Metadata();
   if (err instanceof HeraldError) {
     metadata.set(GRPC_ERROR_CODE_KEY, err.code);
-    return { code: GRPC_STATUS_OF[err.code] ?? Status.UNKNOWN, details: err.message, metadata, internal: false };
+    return { code: GRPC_STATUS_OF[err.code] ?? Status.UNKNOWN, details: clip(err.message), metadata, internal: false };
   }
   const message = err instanceof Error ? err.message : String(err);
-  return { code: Status.INTERNAL, details: `internal error: ${message}`, metadata, internal: true };
+  return { code: Status.INTERNAL, details: clip(`internal error: ${message}`), metadata, internal: true };
 }
 
 /** A HeraldError for a status the server decides itself (not from a thrown error). */

@@ -9,7 +9,7 @@ test('every Herald error code has a gRPC status', () => {
   for (const code of Object.values(ErrorCodes)) assert.ok(GRPC_STATUS_OF[code] !== undefined, code);
 });
 
-test('bad input is INVALID_ARGUMENT, conflicts ALREADY_EXISTS, hub trouble UNAVAILABLE, timeouts DEADLINE_EXCEEDED', () => {
+test('bad input is INVALID_ARGUMENT, conflicts ALREADY_EXISTS, hub trouble UNAVAILABLE, timeouts DEADLINE_EXCEEDED, caps RESOURCE_EXHAUSTED', () => {
   const cases: [keyof typeof ErrorCodes, Status][] = [
     ['INVALID_SENDER', Status.INVALID_ARGUMENT],
     ['INVALID_TYPE', Status.INVALID_ARGUMENT],
@@ -24,6 +24,7 @@ test('bad input is INVALID_ARGUMENT, conflicts ALREADY_EXISTS, hub trouble UNAVA
     ['PUBLISH_FAILED', Status.UNAVAILABLE],
     ['CLOSED', Status.UNAVAILABLE],
     ['TIMEOUT', Status.DEADLINE_EXCEEDED],
+    ['LIMIT_EXCEEDED', Status.RESOURCE_EXHAUSTED],
   ];
   for (const [code, expected] of cases) {
     const s = toGrpcStatus(new HeraldError(ErrorCodes[code], `it is ${code}`));
@@ -56,4 +57,11 @@ test('the SDK reads the status back into the same Herald code', () => {
     'UNAVAILABLE',
   );
   assert.equal(errorOfStatus({ code: Status.ALREADY_EXISTS, details: '', metadata: undefined as never }, 'x').code, 'CONFLICT');
+});
+
+test('details stay short whatever the message echoes (a 100 KB trailer once hung the connection)', () => {
+  const s = toGrpcStatus(new ValidationError(ErrorCodes.INVALID_SENDER, `invalid sender ${'é'.repeat(50_000)}`));
+  assert.ok(s.details.length <= 501, `${s.details.length} characters`);
+  assert.ok(s.details.startsWith('invalid sender éé'));
+  assert.ok(toGrpcStatus(new Error('x'.repeat(100_000))).details.length <= 501);
 });

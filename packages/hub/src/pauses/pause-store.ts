@@ -95,7 +95,7 @@ export function createPauseStore(sql: SqlExecutor): PauseStore {
     async endForFinishedReplays(at) {
       const { rows } = await sql.query<{ id: string }>(
         `UPDATE pauses p SET ended_at = ${ts(1)} FROM replays r
-          WHERE p.replay_id = r.id AND p.ended_at IS NULL AND r.status IN ('done', 'failed') RETURNING p.id::text AS id`,
+          WHERE p.replay_id = r.id AND p.ended_at IS NULL AND r.status IN ('done', 'failed', 'cancelled') RETURNING p.id::text AS id`,
         [at],
       );
       return rows.map((r) => r.id);

@@ -36,6 +36,8 @@ export interface PauseLimits {
   defaultTtlMs?: number | undefined;
   /** Default 86 400 000 (24 h). */
   maxTtlMs?: number | undefined;
+  /** User pauses active at once (HERALD_MAX_PAUSES); the next create is LIMIT_EXCEEDED. Default 1000. */
+  maxActive?: number | undefined;
 }
 
 const MAX_REASON_LENGTH = 1000;

@@ -107,8 +107,8 @@ export interface ReplayStore {
    * to a finished replay.
    */
   progress(id: string, position: bigint, count: number, upTo?: bigint): Promise<void>;
-  /** Marks the replay done or failed and ends its pause, in one statement. */
-  finish(id: string, status: 'done' | 'failed', at: number, error?: string): Promise<void>;
+  /** Marks the replay done, failed or cancelled and ends its pause, in one statement. */
+  finish(id: string, status: 'done' | 'failed' | 'cancelled', at: number, error?: string): Promise<void>;
 }
 
 /** The ReplayStore over an SQL executor. */

@@ -11,7 +11,8 @@ export type ReplayTo = { offset: bigint } | { time: number };
  * `{subscription}`: they go to that durable subscription's consumer alone (the subscription manager runs it).
  */
 export type ReplayTarget = 'flow' | { readonly subscription: string };
-export type ReplayStatus = 'pending' | 'running' | 'done' | 'failed';
+/** `cancelled`: stopped by DELETE /api/v1/replays/{id} before it finished. */
+export type ReplayStatus = 'pending' | 'running' | 'done' | 'failed' | 'cancelled';
 
 /** Re-sending stored events that match a selector (DESIGN.md §1). */
 export interface Replay {

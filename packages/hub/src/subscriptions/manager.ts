@@ -1,5 +1,6 @@
 import { compileMatcher, ErrorCodes, HeraldError, type Matcher, parseSelector, type Selector, ValidationError } from '@herald/core';
 import { type Logger, pino } from 'pino';
+import { CAPS, capReached } from '../caps/index.ts';
 import { createReplayStore, type ReplayStore } from '../replays/index.ts';
 import type { SqlExecutor } from '../store/driver.ts';
 import type { Store, StoredEvent } from '../store/types.ts';
@@ -50,6 +51,8 @@ export interface SubscriptionManagerOptions {
   logHead?: (() => bigint | undefined) | undefined;
   /** Events read from the log per catch-up step (bounded memory per consumer). Default 1000. */
   chunkSize?: number | undefined;
+  /** Subscriptions this manager keeps (HERALD_MAX_SUBSCRIPTIONS); creating one more is LIMIT_EXCEEDED. Default 10,000. */
+  maxSubscriptions?: number | undefined;
   /** How often acknowledged offsets are saved, in one UPDATE. Default 200 ms. */
   flushMs?: number | undefined;
   /**
@@ -191,6 +194,8 @@ class AttachedConsumer implements Consumer {
     readonly sub: Sub,
     readonly label: string,
     readonly maxInFlight: number,
+    /** The client's Last-Event-ID (SSE): acknowledged when this consumer becomes active. */
+    private readonly resumeAfter: bigint | undefined = undefined,
   ) {
     this.active = new Promise<void>((resolve, reject) => {
       this.resolveActive = resolve;
@@ -208,6 +213,8 @@ class AttachedConsumer implements Consumer {
 
   activate(): void {
     this.state = 'active';
+    // The client says it has everything up to here: that is an ack, and it resumes after it.
+    if (this.resumeAfter !== undefined) this.core.acked(this.sub, this.resumeAfter);
     this.position = this.sub.acked;
     this.mode = 'catchup';
     this.live = [];
@@ -340,8 +347,11 @@ class AttachedConsumer implements Consumer {
       if (this.chunk.length === 0) {
         const pre = this.prefetched;
         this.prefetched = undefined;
-        const rows = await (pre && pre.after === this.position ? pre.rows : this.readChunk(this.position));
+        const from = this.position;
+        const rows = await (pre && pre.after === from ? pre.rows : this.readChunk(from));
         if (this.state !== 'active') return { events: [] };
+        // An ack through another transport moved this consumer past what it read (skipTo).
+        if (this.position !== from) return { events: [], again: true };
         this.lastRead = Date.now();
         this.chunk = rows;
         this.chunkFull = rows.length === core.chunk;
@@ -430,6 +440,30 @@ class AttachedConsumer implements Consumer {
     this.wake?.();
   }
 
+  release(offset: bigint): void {
+    this.trimInflight(offset);
+    this.wake?.();
+  }
+
+  /**
+   * An ack through another transport (HTTP) above what this consumer delivered: events another
+   * consumer (an HTTP pull before this one attached) got and the client now says are done. They are
+   * acknowledged, and this consumer moves past them instead of delivering them (it reads the log
+   * from there on).
+   */
+  skipTo(offset: bigint): void {
+    this.trimInflight(offset);
+    this.core.acked(this.sub, offset);
+    if (this.state !== 'active' || offset <= this.position) return;
+    this.position = offset;
+    this.mode = 'catchup';
+    this.chunk = [];
+    this.prefetched = undefined;
+    this.live = this.live.filter((e) => e.offset > offset);
+    if (this.dropped <= offset) this.dropped = 0n;
+    this.wake?.();
+  }
+
   /** Acknowledgements through another path (HTTP ack) free the window too. */
   trimInflight(offset: bigint): void {
     const f = this.inflight;
@@ -497,6 +531,7 @@ class Manager implements SubscriptionManager, Core {
   /** Live messages left out for an offset beyond the log's head, since the last warning. */
   private forged = { count: 0, warnedAt: 0 };
   private readonly flushMs: number;
+  private readonly maxSubscriptions: number;
   private readonly subs = new Map<string, Sub>();
   /** Subscriptions by selector hash: who gets a receiver's live events. */
   private readonly bySelector = new Map<string, Set<Sub>>();
@@ -518,6 +553,7 @@ class Manager implements SubscriptionManager, Core {
     this.holding = o.holding;
     this.logHead = o.logHead;
     this.flushMs = o.flushMs ?? 200;
+    this.maxSubscriptions = o.maxSubscriptions ?? CAPS.subscriptions.default;
     this.receivers = createReceivers({
       amqpUrl: o.amqpUrl,
       maxLength: o.receiverMaxLength ?? 10_000,
@@ -786,6 +822,7 @@ class Manager implements SubscriptionManager, Core {
           );
         return have;
       }
+      if (this.subs.size >= this.maxSubscriptions) throw capReached('subscriptions', this.maxSubscriptions);
       const acked = await this.startOffset(selector, start);
       const rec = await this.subStore.insert({ name, selector, ackedOffset: acked, createdAt: Date.now() });
       if (rec.selector.canonical !== selector.canonical)
@@ -884,7 +921,7 @@ class Manager implements SubscriptionManager, Core {
     const sub = await this.ensure(req.name, req.selector, req.start);
     this.ready();
     if (this.subs.get(sub.name) !== sub) throw new HeraldError(ErrorCodes.NOT_FOUND, `no subscription ${sub.name}`);
-    const c = new AttachedConsumer(this, sub, req.consumer, maxInFlight);
+    const c = new AttachedConsumer(this, sub, req.consumer, maxInFlight, req.resumeAfter);
     if (sub.active) sub.standby.push(c);
     else {
       sub.active = c;
@@ -957,8 +994,11 @@ class Manager implements SubscriptionManager, Core {
           details: { parameter: 'offset', offset: offset.toString(), head: head.toString() },
         });
     }
+    // An ack is the subscription's, whichever transport delivered: one above what the attached
+    // consumer delivered (an HTTP pull got those before it attached) moves that consumer past them.
     if (sub.active) {
-      sub.active.ack(offset);
+      if (offset > sub.active.position) sub.active.skipTo(offset);
+      else sub.active.ack(offset);
       return;
     }
     sub.httpUntil = Date.now() + HTTP_ACTIVE_MS;
@@ -1015,6 +1055,29 @@ class Manager implements SubscriptionManager, Core {
     }
     this.log.info({ subscription: name, replay: range.id, count }, 'replay into subscription');
     return count;
+  }
+
+  activeReplays(): number {
+    let n = 0;
+    for (const sub of this.subs.values()) n += sub.replays.length;
+    return n;
+  }
+
+  cancelReplay(name: string, id: string): Promise<boolean> {
+    const sub = this.subs.get(name);
+    if (!sub) return Promise.resolve(false);
+    // After the replay read in progress (serialized like readReplay): no later read returns its events.
+    const run = sub.replaying.then(async () => {
+      const job = sub.replays.find((j) => j.id === id);
+      if (!job) return false;
+      await this.replayStore.finish(id, 'cancelled', Date.now());
+      const i = sub.replays.indexOf(job);
+      if (i >= 0) sub.replays.splice(i, 1);
+      this.log.info({ subscription: name, replay: id, count: job.count }, 'replay into subscription cancelled');
+      return true;
+    });
+    sub.replaying = run.catch(() => undefined);
+    return run;
   }
 
   /**

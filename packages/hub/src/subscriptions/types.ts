@@ -57,6 +57,12 @@ export interface AttachRequest {
   maxInFlight?: number | undefined;
   /** Who attaches, for the API's view and logs. */
   consumer: string;
+  /**
+   * The offset of the last event the client already has (SSE's `Last-Event-ID`): when this consumer
+   * becomes active it acknowledges everything up to here, as an ack would, and resumes after it (or
+   * after the acknowledged offset when that is higher). At most the head of the log (the caller checks).
+   */
+  resumeAfter?: bigint | undefined;
 }
 
 /**
@@ -75,6 +81,12 @@ export interface Consumer {
   next(max: number, signal?: AbortSignal): Promise<DeliveredEvent[]>;
   /** Cumulative: everything delivered up to `offset` is done. Acks above what was delivered are rejected (INVALID_REQUEST). */
   ack(offset: bigint): void;
+  /**
+   * Frees the max-in-flight window up to `offset` without acknowledging anything: the transport
+   * handed those events on (SSE: the socket took them) and bounds what it holds by itself. They stay
+   * unacknowledged until an ack (or a later attach's `resumeAfter`) says the client has them.
+   */
+  release(offset: bigint): void;
   /** Detaches: the subscription sleeps with its acknowledged offset saved (or a standby takes over). Idempotent. */
   close(): Promise<void>;
   /** Resolves with the reason when the hub ends this consumer (subscription deleted, hub stopping, taken over). */
@@ -90,7 +102,10 @@ export interface SubscriptionManager {
   start(): Promise<void>;
   /** Ends every consumer, saves acknowledged offsets, stops consuming receivers. */
   stop(): Promise<void>;
-  /** CONFLICT when it exists with another selector; returns the existing one when identical. */
+  /**
+   * CONFLICT when it exists with another selector; returns the existing one when identical.
+   * LIMIT_EXCEEDED when a new one would pass the cap (HERALD_MAX_SUBSCRIPTIONS); attach creates through the same path.
+   */
   create(input: SubscriptionInput): Promise<SubscriptionView>;
   list(): Promise<SubscriptionView[]>;
   get(name: string): Promise<SubscriptionView | undefined>;
@@ -115,6 +130,15 @@ export interface SubscriptionManager {
    * rejects when the store fails (nothing kept, nothing sent).
    */
   replay(name: string, range: SubscriptionReplay): Promise<number>;
+  /** Replays into subscriptions pending or running (they count against HERALD_MAX_REPLAYS). */
+  activeReplays(): number;
+  /**
+   * Cancels a replay into subscription `name`: once the read in progress is done, no more of its
+   * events are handed out; its row is `cancelled` (those already handed out stay delivered, to be
+   * acknowledged as usual). False when the subscription or an unfinished replay `id` into it is not
+   * there. Rejects when the store fails (the replay then goes on).
+   */
+  cancelReplay(name: string, id: string): Promise<boolean>;
 }
 
 /** A replay into one subscription, its range resolved against the log (see resolveReplayRange). */

@@ -1,0 +1,2 @@
+export type { Cap, CapName, CapSpec } from './caps.ts';
+export { CAPS, capReached, createCap } from './caps.ts';
