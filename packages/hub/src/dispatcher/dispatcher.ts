@@ -21,7 +21,8 @@ import {
   type ReplayStore,
   resolveReplayRange,
 } from '../replays/index.ts';
-import type { Store, StoredEvent } from '../store/types.ts';
+import { queryMayHaveMore } from '../store/sql-store.ts';
+import { READ_MAX_BYTES, type Store, type StoredEvent } from '../store/types.ts';
 import { createHeldStore, type HeldStore } from './held-store.ts';
 import { loadEvents } from './load-events.ts';
 import type { SqlExecutor } from './sql.ts';
@@ -515,14 +516,17 @@ class SerialDispatcher implements Dispatcher {
    */
   private async replayStep(s: ReplayState): Promise<void> {
     const r = s.replay;
-    const rows = await this.store.query({
+    // Bounded in bytes too: a chunk of 1,000 events of 1 MiB would be a gigabyte.
+    const query = {
       selector: r.selector,
       after: s.position,
       upTo: r.upTo,
       since: r.since,
       until: r.until,
       limit: this.chunk,
-    });
+      maxBytes: READ_MAX_BYTES,
+    };
+    const rows = await this.store.query(query);
     if (rows.length > 0) {
       const held = await this.heldStore.heldAmong(rows.map((e) => e.offset));
       const events = held.size === 0 ? rows : rows.filter((e) => !held.has(e.offset));
@@ -532,7 +536,7 @@ class SerialDispatcher implements Dispatcher {
       this.counters.replayed += events.length;
       await this.replayStore.progress(r.id, s.position, s.count);
     }
-    if (rows.length < this.chunk) {
+    if (!queryMayHaveMore(query, rows)) {
       const now = Date.now();
       await this.replayStore.finish(r.id, 'done', now);
       this.replays = this.replays.filter((x) => x !== s);

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ErrorCodes, hasCode, parseSelector, uuidv7 } from '@herald/core';
+import { createEvent, ErrorCodes, hasCode, parseSelector, uuidv7 } from '@herald/core';
 import { managementUrl, waitFor } from '@herald/testing';
 import { createRig, drain, offsetsOf, type Rig } from './test-kit.ts';
 import type { DeliveredEvent, SubscriptionManager } from './types.ts';
@@ -303,6 +303,30 @@ for (const kind of ['postgres', 'embedded'] as const) {
       assert.equal(failed?.status, 'failed');
       assert.match(failed?.error ?? '', /deleted/);
       await m2.stop();
+    });
+
+    test('catch-up and a replay into the subscription read in chunks bounded in bytes: 20 events of 1 MiB, each once, in order', async () => {
+      const big = Array.from({ length: 20 }, (_, i) =>
+        createEvent({ sender: 'mb', type: 'blob', data: Buffer.alloc(1024 * 1024, i), contentType: 'application/octet-stream' }),
+      );
+      const stored = await rig.ingestEvents(big);
+      const want = offsetsOf(stored);
+      await m.create({ name: 'mb', selector: 'mb:*', start: 'earliest' });
+      const c = await m.attach({ name: 'mb', consumer: 'bytes test' });
+      await c.active;
+      const got: DeliveredEvent[] = [];
+      await drain(c, (g) => g.length >= 20, { got });
+      assert.deepEqual(offsetsOf(got), want);
+      for (const e of got) await m.ack('mb', e.offset);
+      const r = uuidv7();
+      assert.equal(await m.replay('mb', { id: r, selector: parseSelector('mb:*'), after: 0n, upTo: 1_000_000n }), 20);
+      await drain(c, (g) => g.length >= 40, { got });
+      assert.deepEqual(offsetsOf(got.slice(20)), want);
+      assert.ok(got.slice(20).every((e) => e.replay === r));
+      await waitFor('replay done', async () => (await rig.dispatcher.getReplay(r))?.status === 'done', 10_000);
+      assert.equal((await rig.dispatcher.getReplay(r))?.count, 20);
+      await c.close();
+      await m.delete('mb');
     });
 
     test('stop and restart: a new manager restores state and resumes after the acknowledged offset', async () => {

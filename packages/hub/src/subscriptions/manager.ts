@@ -3,7 +3,8 @@ import { type Logger, pino } from 'pino';
 import { CAPS, capReached } from '../caps/index.ts';
 import { createReplayStore, type ReplayStore } from '../replays/index.ts';
 import type { SqlExecutor } from '../store/driver.ts';
-import type { Store, StoredEvent } from '../store/types.ts';
+import { queryMayHaveMore } from '../store/sql-store.ts';
+import { READ_MAX_BYTES, type Store, type StoredEvent } from '../store/types.ts';
 import { createReceivers, type Receivers } from './receivers.ts';
 import { assertSubscriptionName, normalizeStart } from './start-position.ts';
 import { createSubscriptionStore, receiverQueue, type SubscriptionRecord, type SubscriptionStore } from './subscription-store.ts';
@@ -354,7 +355,7 @@ class AttachedConsumer implements Consumer {
         if (this.position !== from) return { events: [], again: true };
         this.lastRead = Date.now();
         this.chunk = rows;
-        this.chunkFull = rows.length === core.chunk;
+        this.chunkFull = queryMayHaveMore({ limit: core.chunk, maxBytes: READ_MAX_BYTES }, rows);
         if (this.chunkFull) {
           const after = (rows[rows.length - 1] as StoredEvent).offset;
           const next = this.readChunk(after);
@@ -728,7 +729,8 @@ class Manager implements SubscriptionManager, Core {
       if (held !== undefined) horizon = min(horizon, held - 1n);
     }
     if (horizon !== undefined && horizon <= after) return [];
-    return this.store.query({ selector: sub.selector, after, upTo: horizon, limit });
+    // Bounded in bytes too: a chunk of 1,000 events of 1 MiB would be a gigabyte per consumer.
+    return this.store.query({ selector: sub.selector, after, upTo: horizon, limit, maxBytes: READ_MAX_BYTES });
   }
 
   // ---- acks ------------------------------------------------------------------------------------
@@ -1105,6 +1107,7 @@ class Manager implements SubscriptionManager, Core {
               since: job.since,
               until: job.until,
               limit: this.chunk,
+              maxBytes: READ_MAX_BYTES,
             });
       const out: DeliveredEvent[] = [];
       let last = job.position;
@@ -1113,7 +1116,9 @@ class Manager implements SubscriptionManager, Core {
         if (job.matches(e.sender, e.type)) out.push({ ...e, replay: job.id });
         if (out.length >= room) break;
       }
-      const finished = rows.length < this.chunk && (rows.length === 0 || last === (rows[rows.length - 1] as StoredEvent).offset);
+      const finished =
+        !queryMayHaveMore({ limit: this.chunk, maxBytes: READ_MAX_BYTES }, rows) &&
+        (rows.length === 0 || last === (rows[rows.length - 1] as StoredEvent).offset);
       const count = job.count + out.length;
       // Deleted meanwhile (its row is failed already), or another reader finished the job.
       if (this.subs.get(sub.name) !== sub || sub.replays[0] !== job) return [];
