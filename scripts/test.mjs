@@ -1,6 +1,8 @@
 #!/usr/bin/env node
-// Runs the test tiers named on the command line (unit, int, e2e) in one node:test run, so the
-// closing summary covers all of them. Test files are `packages/*/src/**/*.<tier>.test.ts`.
+// Runs the test tiers named on the command line (unit, int, e2e, fuzz) in one node:test run, so the
+// closing summary covers all of them. Test files are `packages/*/src/**/*.<tier>.test.ts`. The fuzz
+// tier is sized by HERALD_FUZZ_RUNS, HERALD_FUZZ_SEED and the other variables in
+// packages/hub/src/fuzz/fuzz-kit.ts.
 import { spawnSync } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
@@ -8,10 +10,10 @@ import { join } from 'node:path';
 
 const tiers = process.argv.slice(2).filter((a) => !a.startsWith('-'));
 const passthrough = process.argv.slice(2).filter((a) => a.startsWith('-'));
-const known = new Set(['unit', 'int', 'e2e']);
+const known = new Set(['unit', 'int', 'e2e', 'fuzz']);
 for (const t of tiers) {
   if (!known.has(t)) {
-    console.error(`unknown test tier ${JSON.stringify(t)}: expected unit, int or e2e`);
+    console.error(`unknown test tier ${JSON.stringify(t)}: expected unit, int, e2e or fuzz`);
     process.exit(2);
   }
 }

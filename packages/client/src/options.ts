@@ -1,6 +1,7 @@
 import {
   assertSender,
   bindingKeys as bindingKeysOf,
+  compileMatcher,
   DEFAULT_GRPC_PORT,
   DEFAULT_MAX_EVENT_BYTES,
   ErrorCodes,
@@ -8,6 +9,7 @@ import {
   HUB_MODES,
   type HubMode,
   isSubscriptionName,
+  type Matcher,
   parseSelector,
   redactUrl,
   type Selector,
@@ -45,6 +47,8 @@ export interface NormalizedPublisher extends NormalizedConnection {
 export interface NormalizedSubscriber extends NormalizedConnection {
   readonly selector: Selector;
   readonly bindingKeys: readonly string[];
+  /** The selector's matcher: the binding keys may route more than it matches (a type with two `#`). */
+  readonly matches: Matcher;
   readonly queue: string | undefined;
   readonly concurrency: number;
   readonly prefetch: number;
@@ -214,6 +218,7 @@ export function normalizeSubscriberOptions(options: SubscriberOptions): Normaliz
     ...normalizeConnection(options, 'subscriber'),
     selector,
     bindingKeys: bindingKeysOf(selector),
+    matches: compileMatcher(selector),
     queue: queue as string | undefined,
     concurrency,
     prefetch,

@@ -80,6 +80,23 @@ describe('subscriber', () => {
     }
   });
 
+  test('a selector with two # is bound wider (RabbitMQ backtracks over several #): what it does not match is acked unseen', async () => {
+    const got: string[] = [];
+    const sub = createSubscriber({ url: vhost.url, selector: 'billing:a.#.b.#.c' }, (e) => {
+      got.push(e.type);
+    });
+    try {
+      await sub.queue;
+      for (const type of ['a.x', 'a.b.c', 'a.b.x', 'a.q.b.r.c', 'a.c']) void pub.publish(type, {});
+      await pub.flush();
+      await until('2 events', () => got.length >= 2);
+      await new Promise((r) => setTimeout(r, 200));
+      assert.deepEqual(got, ['a.b.c', 'a.q.b.r.c']);
+    } finally {
+      await sub.close();
+    }
+  });
+
   test('a failing handler is retried after the delay, then dead-lettered with its headers and acked', async () => {
     const attempts: number[] = [];
     const sub = createSubscriber(

@@ -233,6 +233,11 @@ export class SubscriberEngine implements Subscriber {
       await this.deadLetter(d, deathCause(err, 0));
       return;
     }
+    // Routed by a binding key wider than the selector (bindingKeys): not ours, acknowledged unseen.
+    if (!this.s.matches(event.sender, event.type)) {
+      this.complete(d);
+      return;
+    }
     const id = event.id;
     for (;;) {
       const failed = this.failures.get(id);

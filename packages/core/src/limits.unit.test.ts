@@ -5,7 +5,7 @@ import { describe, test } from 'node:test';
 import { bodyJson, checkEvent, createEvent, forwardHeaderBytes, fromAmqp, Headers, toAmqp } from './envelope.ts';
 import { ValidationError } from './errors.ts';
 import { deeperThan, jsonTextDeeperThan, LIMITS, MAX_OFFSET, parseOffset, textProblem } from './limits.ts';
-import { compileMatcher, parseSelector } from './selector.ts';
+import { bindingKeys, compileMatcher, parseSelector } from './selector.ts';
 
 /** Asserts a ValidationError with this code whose details name `parameter`. */
 function refused(fn: () => unknown, code: string, parameter?: string): void {
@@ -149,6 +149,11 @@ describe('selector limits and the matcher', () => {
   test('too many segments, or types longer than a routing key, are refused', () => {
     refused(() => parseSelector(`*:${Array.from({ length: 129 }, () => 'a').join('.')}`), 'INVALID_SELECTOR');
     refused(() => parseSelector(`*:${'a'.repeat(256)}`), 'INVALID_SELECTOR');
+    // The binding key <sender>.<type> must fit too (a type of 250 bytes once wedged the receivers' channel).
+    refused(() => parseSelector(`billing:${'a'.repeat(250)}`), 'INVALID_SELECTOR');
+    refused(() => parseSelector(`*:${'a'.repeat(254)}`), 'INVALID_SELECTOR');
+    assert.equal(bindingKeys(`*:${'a'.repeat(253)}`)[0]?.length, 255);
+    assert.equal(bindingKeys(`${'s'.repeat(64)}:${'a'.repeat(190)}`)[0]?.length, 255);
     refused(
       () => parseSelector(Array.from({ length: 20 }, (_, i) => `*:#.${Array.from({ length: 30 }, () => '*').join('.')}.x${i}`)),
       'INVALID_SELECTOR',

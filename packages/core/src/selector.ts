@@ -77,7 +77,41 @@ export function parsePattern(raw: string): Pattern {
       );
     }
   }
-  return { sender, type: normalizeType(type, raw) };
+  const pattern = { sender, type: normalizeType(type, raw) };
+  // The pattern is bound to herald.events as `<sender>.<type>`, an AMQP short string: a longer key
+  // cannot be bound (amqplib throws, and once left the receivers' channel waiting forever), and
+  // could match no routing key but the few a `#` shortens by its dot. Sender and type are ASCII.
+  const bytes = pattern.sender.length + 1 + pattern.type.length;
+  if (bytes > MAX_ROUTING_KEY_BYTES)
+    invalid(
+      `invalid selector pattern ${preview(raw)}: <sender>.<type> is ${bytes} bytes, longer than a routing key (${MAX_ROUTING_KEY_BYTES} bytes)`,
+      raw,
+    );
+  return pattern;
+}
+
+/** Segments a type may have after its one `#` and still be bound exactly (see bindingKeyOf). */
+const EXACT_AFTER_HASH = 4;
+
+/**
+ * The AMQP binding key of one pattern on herald.events: `<sender>.<type>`, exact when the type has
+ * no `#`, or one `#` followed by at most EXACT_AFTER_HASH segments. RabbitMQ's topic exchange
+ * matches a `#` by trying every split of the routing key, so its work grows with the segments
+ * after a `#` and exponentially with the number of `#` (one pattern of ten `#` and an event of 40
+ * segments kept a broker at 100% CPU for minutes, every publish on that channel waiting; three `#`
+ * cost ~0.5 s per 80-segment event, one `#` and 60 `*` ~20 ms). Any other type is bound up to its
+ * first `#` (`a.#.b.#.c` as `a.#`), which RabbitMQ matches in linear time and which routes a
+ * superset: whoever consumes the queue keeps what the selector's matcher accepts.
+ */
+function bindingKeyOf(p: Pattern): string {
+  if (p.sender === ANY && p.type === ANY) return '#';
+  if (p.type === ANY) return `${p.sender}.#`;
+  const segments = p.type.split('.');
+  const first = segments.indexOf('#');
+  if (first < 0) return `${p.sender}.${p.type}`;
+  const after = segments.slice(first + 1);
+  if (after.length <= EXACT_AFTER_HASH && !after.includes('#')) return `${p.sender}.${p.type}`;
+  return `${p.sender}.${segments.slice(0, first + 1).join('.')}`;
 }
 
 function patternText(p: Pattern): string {
@@ -132,16 +166,15 @@ export function parseSelector(input: SelectorInput): Selector {
 }
 
 /**
- * The AMQP topic binding keys that deliver exactly the events the selector matches, for routing
- * keys `<sender>.<type>`. Unique and sorted.
+ * The AMQP topic binding keys for routing keys `<sender>.<type>`, unique and sorted. They deliver
+ * exactly the events the selector matches, but for patterns whose type has two `#`, or more than
+ * four segments after its `#`: their keys deliver a superset (see bindingKeyOf), so a consumer of
+ * a queue bound with them filters with compileMatcher.
  */
 export function bindingKeys(input: SelectorInput): string[] {
   const { patterns } = parseSelector(input);
   const keys = new Set<string>();
-  for (const p of patterns) {
-    if (p.sender === ANY && p.type === ANY) keys.add('#');
-    else keys.add(`${p.sender}.${p.type === ANY ? '#' : p.type}`);
-  }
+  for (const p of patterns) keys.add(bindingKeyOf(p));
   return [...keys].sort();
 }
 

@@ -1,3 +1,4 @@
+import { types } from 'node:util';
 import { LIMITS } from '@herald/core';
 
 /**
@@ -67,7 +68,9 @@ function valueBytes(value: unknown, depth: number): number {
         for (const item of val) n += valueBytes(item, depth + 1);
         return n;
       }
-      if (Buffer.isBuffer(val)) return 1 + 4 + val.length;
+      // amqplib asks Buffer.isBuffer (the prototype) and then copies the bytes, which throws for a
+      // table that only inherits from a Buffer (a header named `__proto__` decoded by assignment).
+      if (Buffer.isBuffer(val)) return types.isUint8Array(val) ? 1 + 4 + val.length : UNENCODABLE;
       return depth >= MAX_DEPTH ? UNENCODABLE : 1 + tableBytes(val as object, depth + 1);
     case 'boolean':
       return 2;

@@ -1,3 +1,4 @@
+import { types } from 'node:util';
 import { ErrorCodes, Headers, HeraldError, type HeraldEvent, INGEST_EXCHANGE, toAmqp } from '@herald/core';
 import type { Message, Options } from 'amqplib';
 import type { DeadLetter } from '../store/types.ts';
@@ -117,8 +118,10 @@ function cleanValue(value: unknown, path: string, depth: number, note: Note): un
     default:
       return cleanNoted(String(value), DEAD_LETTER_BOUNDS.valueBytes, path, note);
   }
-  if (value instanceof Uint8Array) return binary(value, path, note);
-  if (value instanceof Date) return Number.isNaN(value.getTime()) ? String(value) : value.toISOString();
+  // Checked by what the value is, not by its prototype: amqplib decodes a header named `__proto__`
+  // by assignment, so a table can inherit from a Buffer (or an array) without being one.
+  if (types.isUint8Array(value)) return binary(value, path, note);
+  if (types.isDate(value)) return Number.isNaN(value.getTime()) ? String(value) : value.toISOString();
   if (depth >= DEAD_LETTER_BOUNDS.depth) {
     record(note.changed, note, path);
     return `[nested deeper than ${DEAD_LETTER_BOUNDS.depth} levels]`;
@@ -159,7 +162,7 @@ function sanitizeNoted(properties: Readonly<Record<string, unknown>>, note: Note
   for (const [k, v] of Object.entries(properties)) {
     if (v === undefined) continue;
     const name = cleanNoted(k, DEAD_LETTER_BOUNDS.shortBytes, k, note);
-    if (name === 'headers' && typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Uint8Array)) {
+    if (name === 'headers' && typeof v === 'object' && v !== null && !Array.isArray(v) && !types.isUint8Array(v)) {
       headers = cleanTable(v as Record<string, unknown>, 'headers', 0, note);
       out.headers = headers;
     } else if (typeof v === 'string') out[name] = cleanNoted(v, DEAD_LETTER_BOUNDS.shortBytes, name, note);
@@ -210,17 +213,35 @@ function letterOf(
   const { reason, code } = deadReason(err);
   const note = noteOf();
   const short = DEAD_LETTER_BOUNDS.shortBytes;
-  return {
-    reason: cleanNoted(reason, DEAD_LETTER_BOUNDS.reasonBytes, 'reason', note),
-    code: cleanNoted(code, short, 'code', note),
-    exchange: cleanNoted(where.exchange, short, 'exchange', note),
-    routingKey: cleanNoted(where.routingKey, short, 'routingKey', note),
-    messageId: typeof where.messageId === 'string' ? cleanNoted(where.messageId, short, 'messageId', note) : undefined,
-    // Last, so that the note it ends with also names the fields above that were changed.
-    properties: sanitizeNoted(properties, note),
-    body,
-    at,
-  };
+  try {
+    return fullLetter();
+  } catch (failure) {
+    // A bug in sanitizing must not stop the flow: keep the body, the reason and where it came
+    // from, and say that the properties could not be kept.
+    return {
+      reason: clean(reason, DEAD_LETTER_BOUNDS.reasonBytes),
+      code: clean(code, short),
+      exchange: clean(String(where.exchange), short),
+      routingKey: clean(String(where.routingKey), short),
+      messageId: typeof where.messageId === 'string' ? clean(where.messageId, short) : undefined,
+      properties: { sanitized: { failed: clean(String(failure), DEAD_LETTER_BOUNDS.reasonBytes) } },
+      body,
+      at,
+    };
+  }
+  function fullLetter(): DeadLetter {
+    return {
+      reason: cleanNoted(reason, DEAD_LETTER_BOUNDS.reasonBytes, 'reason', note),
+      code: cleanNoted(code, short, 'code', note),
+      exchange: cleanNoted(where.exchange, short, 'exchange', note),
+      routingKey: cleanNoted(where.routingKey, short, 'routingKey', note),
+      messageId: typeof where.messageId === 'string' ? cleanNoted(where.messageId, short, 'messageId', note) : undefined,
+      // Last, so that the note it ends with also names the fields above that were changed.
+      properties: sanitizeNoted(properties, note),
+      body,
+      at,
+    };
+  }
 }
 
 /** The dead letter of a message the hub could not take as an event (`err` says why). Never throws. */

@@ -36,6 +36,18 @@ function encodeAsAmqplib(exchange: string, routingKey: string, options: Options.
   defs.encodeProperties(defs.BasicProperties, 1, 0, fields);
 }
 
+const codec = require(join(amqplibDir, 'lib/codec.js')) as {
+  encodeTable(buffer: Buffer, table: unknown, offset: number): number;
+  decodeFields(slice: Buffer): Record<string, unknown>;
+};
+
+/** `table` encoded and decoded by amqplib, as a consumer receives it (a key `__proto__` included). */
+function throughAmqplib(table: Record<string, unknown>): Record<string, unknown> {
+  const buffer = Buffer.alloc(64 * 1024);
+  const end = codec.encodeTable(buffer, table, 0);
+  return codec.decodeFields(buffer.subarray(4, end));
+}
+
 /** A message as amqplib delivers it. */
 function message(routingKey: string, properties: Record<string, unknown>, content = Buffer.from('{}')): Message {
   return {
@@ -205,6 +217,23 @@ describe('dead letters of messages and of events', () => {
     assert.equal(letter.properties.appId, 'billing');
     assert.equal(source.routingKey, 'billing.invoice.paid');
   });
+});
+
+test('a header named __proto__ (amqplib decodes it by assignment: the table then inherits from a Buffer) once crashed the hub', () => {
+  for (const value of [Buffer.from([1, 2, 3]), [1, 2], { nested: 'x' }]) {
+    const proto = Object.defineProperty({ k: 'v' }, '__proto__', { value, enumerable: true });
+    const headers = throughAmqplib({ outer: proto, ...proto });
+    if (Buffer.isBuffer(value))
+      assert.ok(headers instanceof Uint8Array && Buffer.isBuffer(headers), 'the trap: a table that passes for bytes');
+    const pending = messageDeadLetter(message('a.b', { headers }), new Error('bad'));
+    assert.equal(pending.letter.reason, 'bad');
+    assert.equal((pending.letter.properties.headers as Record<string, unknown>).k, 'v');
+    assert.equal(((pending.letter.properties.headers as Record<string, unknown>).outer as Record<string, unknown>).k, 'v');
+    JSON.stringify(pending.letter);
+    const pub = deadLetterPublish(pending);
+    assert.equal(pub.options.headers?.[Headers.DEAD_REASON], 'bad');
+    assert.ok(fieldTableBytes(headers) > 0);
+  }
 });
 
 describe('the publish to herald.dead always encodes', () => {

@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { bindingKeys, EVENTS_EXCHANGE, fromAmqp, type Selector } from '@herald/core';
+import { bindingKeys, compileMatcher, EVENTS_EXCHANGE, fromAmqp, type Matcher, type Selector } from '@herald/core';
 import { type Channel, type ChannelModel, type ConsumeMessage, connect } from 'amqplib';
 import type { Logger } from 'pino';
 import type { StoredEvent } from '../store/types.ts';
@@ -49,6 +49,15 @@ export function createReceivers(options: {
 }): Receivers {
   const { amqpUrl, maxLength, logger: log, onLive, onReset } = options;
   const wanted = new Map<string, Selector>();
+  /**
+   * The matcher of each wanted selector: a queue's binding keys may route more than its selector
+   * matches (bindingKeys, for types with two or more `#`), so what arrives is filtered here.
+   */
+  const matchers = new Map<string, Matcher>();
+  const want = (s: Selector) => {
+    wanted.set(s.hash, s);
+    if (!matchers.has(s.hash)) matchers.set(s.hash, compileMatcher(s));
+  };
   /** Queues removed while RabbitMQ was away: deleted on reconnect. */
   const unwanted = new Map<string, Selector>();
   /** consumer tag by hash, on the current link */
@@ -101,7 +110,7 @@ export function createReceivers(options: {
       const e = fromAmqp({ routingKey: msg.fields.routingKey, content: msg.content, properties: msg.properties }, { maxBytes: 1 << 30 });
       // The replay mark of a replay into the flow means nothing to a subscription: left out.
       const { offset, replay: _flowReplay, ...event } = e;
-      if (offset !== undefined) {
+      if (offset !== undefined && matchers.get(hash)?.(e.sender, e.type) !== false) {
         const ev: StoredEvent = { ...event, offset, storedAt: Date.now() };
         const list = batch.get(hash);
         if (list) list.push(ev);
@@ -130,7 +139,13 @@ export function createReceivers(options: {
     } finally {
       await tmp.close().catch(() => undefined);
     }
-    for (const key of bindingKeys(selector)) await l.ch.bindQueue(queue, EVENTS_EXCHANGE, key);
+    for (const key of bindingKeys(selector)) {
+      // amqplib throws on a key it cannot encode after it has taken the channel's one RPC slot, and
+      // every later RPC on the channel then waits forever: never hand it one (parseSelector refuses
+      // such patterns; this keeps the channel safe whatever built the selector).
+      if (Buffer.byteLength(key) > 255) throw new Error(`binding key of ${Buffer.byteLength(key)} bytes for ${queue}: at most 255`);
+      await l.ch.bindQueue(queue, EVENTS_EXCHANGE, key);
+    }
     if (!tags.has(selector.hash)) {
       const tag = `herald-sub-${++lastTag}`;
       tags.set(selector.hash, tag);
@@ -205,17 +220,18 @@ export function createReceivers(options: {
 
   return {
     async start(selectors) {
-      for (const s of selectors) wanted.set(s.hash, s);
+      for (const s of selectors) want(s);
       await connectAndSetup();
     },
     async add(selector) {
-      wanted.set(selector.hash, selector);
+      want(selector);
       unwanted.delete(selector.hash);
       const l = link;
       if (l) await declare(l, selector);
     },
     async remove(selector) {
       wanted.delete(selector.hash);
+      matchers.delete(selector.hash);
       const l = link;
       const tag = tags.get(selector.hash);
       tags.delete(selector.hash);
