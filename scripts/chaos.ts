@@ -23,7 +23,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { subscription } from '@herald/client';
+import { subscription } from '@herald/client/grpc';
 import { EVENTS_EXCHANGE, Headers, INGEST_EXCHANGE } from '@herald/core';
 import {
   createRawPublisher,

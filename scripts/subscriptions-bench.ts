@@ -14,7 +14,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
-import { subscription } from '@herald/client';
+import { subscription } from '@herald/client/grpc';
 import { EVENTS_EXCHANGE, INGEST_EXCHANGE } from '@herald/core';
 import { openStore } from '@herald/hub';
 import { createRawPublisher, createTestDatabase, createTestVhost, type HeraldProcess, sampleRss, startHubProcess } from '@herald/testing';

@@ -39,6 +39,7 @@ const concurrency = process.env.HERALD_TEST_CONCURRENCY ?? String(Math.max(2, av
 const result = spawnSync(
   process.execPath,
   [
+    '--conditions=herald-source',
     '--import',
     'tsx',
     '--test',

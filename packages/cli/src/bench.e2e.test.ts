@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { createTestVhost, type TestVhost } from '@herald/testing';
+import { createTestVhost, SOURCE_NODE_ARGS, type TestVhost } from '@herald/testing';
 import { type ChannelModel, connect } from 'amqplib';
 import type { BenchReport } from './bench/index.ts';
 
@@ -13,7 +13,7 @@ function herald(args: string[], url: string): Promise<{ code: number; stdout: st
   return new Promise((resolve) => {
     execFile(
       process.execPath,
-      ['--import', 'tsx', main, ...args],
+      [...SOURCE_NODE_ARGS, main, ...args],
       { env: { ...process.env, HERALD_AMQP_URL: url }, maxBuffer: 16 * 1024 * 1024 },
       (err, stdout, stderr) => {
         const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;

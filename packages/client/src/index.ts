@@ -1,15 +1,8 @@
 // @herald/client: the SDK services import. Everything public is exported here, by name.
 
-export type { DurableSubscription, DurableSubscriptionOptions, SubscriptionEvent, SubscriptionStart } from './durable-subscription.ts';
-export { errorOfStatus, subscription } from './durable-subscription.ts';
-export type { NormalizedDurableSubscription } from './options.ts';
-export {
-  DEFAULT_AMQP_URL,
-  grpcUrl,
-  normalizeDurableSubscriptionOptions,
-  normalizePublisherOptions,
-  normalizeSubscriberOptions,
-} from './options.ts';
+// Durable subscriptions over gRPC are in `@herald/client/grpc` (./grpc.ts), so that importing this
+// entry never loads gRPC.
+export { DEFAULT_AMQP_URL, normalizePublisherOptions, normalizeSubscriberOptions } from './options.ts';
 export { createPublisher } from './publisher.ts';
 export { createSubscriber } from './subscriber.ts';
 export type { Subscription } from './subscription.ts';

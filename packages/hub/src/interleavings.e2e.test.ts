@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
-import { type SubscriptionEvent, subscription } from '@herald/client';
+import { type SubscriptionEvent, subscription } from '@herald/client/grpc';
 import { EVENTS_EXCHANGE, Headers, INGEST_EXCHANGE } from '@herald/core';
 import {
   createRawPublisher,

@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
-import { subscription } from '@herald/client';
+import { subscription } from '@herald/client/grpc';
 import {
   DEAD_QUEUE,
   EVENTS_EXCHANGE,

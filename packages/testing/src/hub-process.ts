@@ -31,7 +31,13 @@ export interface HeraldProcess {
 }
 
 /**
- * Runs `node --import tsx packages/cli/src/main.ts <args>` from the repository root with `env` added
+ * Node's arguments to run the repository's TypeScript sources: tsx, and the `herald-source`
+ * condition, under which each @herald package resolves to its `src/` instead of its built `dist/`.
+ */
+export const SOURCE_NODE_ARGS: readonly string[] = ['--conditions=herald-source', '--import', 'tsx'];
+
+/**
+ * Runs `node --conditions=herald-source --import tsx packages/cli/src/main.ts <args>` from the repository root with `env` added
  * to the environment. HERALD_* variables of the parent are removed first so the test decides.
  * HERALD_GRPC_PORT defaults to 0 (any free port) so that hubs of parallel tests do not collide;
  * `grpcPort()` tells the port a hub bound.
@@ -39,7 +45,7 @@ export interface HeraldProcess {
 export function spawnHerald(args: string[], env: Record<string, string>): HeraldProcess {
   const base: Record<string, string | undefined> = { ...process.env };
   for (const k of Object.keys(base)) if (k.startsWith('HERALD_') && !k.startsWith('HERALD_TEST_')) delete base[k];
-  const child = spawn(process.execPath, ['--import', 'tsx', 'packages/cli/src/main.ts', ...args], {
+  const child = spawn(process.execPath, [...SOURCE_NODE_ARGS, 'packages/cli/src/main.ts', ...args], {
     cwd: repoRoot,
     env: { ...base, HERALD_GRPC_PORT: '0', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

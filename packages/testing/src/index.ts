@@ -5,7 +5,7 @@ export { baseAmqpUrl, createTestVhost, managementUrl } from './broker.ts';
 export type { TestDatabase } from './database.ts';
 export { baseDatabaseUrl, createTestDatabase } from './database.ts';
 export type { HeraldProcess } from './hub-process.ts';
-export { freePort, repoRoot, runHeraldBench, spawnHerald, startHubProcess } from './hub-process.ts';
+export { freePort, repoRoot, runHeraldBench, SOURCE_NODE_ARGS, spawnHerald, startHubProcess } from './hub-process.ts';
 export type { TcpProxy } from './proxy.ts';
 export { startProxy } from './proxy.ts';
 export type { RouterHub } from './router-hub.ts';

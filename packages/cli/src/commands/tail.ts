@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { type SubscriptionEvent, type SubscriptionStart, subscription } from '@herald/client';
+import { type SubscriptionEvent, type SubscriptionStart, subscription } from '@herald/client/grpc';
 import { bodyJson, isJsonContentType, parseSelector } from '@herald/core';
 import type { Command } from 'commander';
 import { callHub, hubUrl } from './hub-api.ts';

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { SubscriptionEvent } from '@herald/client';
+import type { SubscriptionEvent } from '@herald/client/grpc';
 import { formatJson, formatLine, parseFrom } from './tail.ts';
 
 test('--from: new, earliest, offset:N, last:N, time:ISO; anything else names the flag', () => {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { subscription } from '@herald/client';
+import { subscription } from '@herald/client/grpc';
 import { INGEST_EXCHANGE } from '@herald/core';
 import { createRawPublisher, makeEvents, type RouterHub, startProxy, startRouterHub, type TcpProxy, waitFor } from '@herald/testing';
 import { openStore } from '../store/index.ts';

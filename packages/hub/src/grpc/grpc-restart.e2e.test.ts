@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { subscription } from '@herald/client';
+import { subscription } from '@herald/client/grpc';
 import { type HeraldError, INGEST_EXCHANGE } from '@herald/core';
 import { createRawPublisher, makeEvents, type RouterHub, startRouterHub, waitFor } from '@herald/testing';
 import { openStore } from '../store/index.ts';

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
-import { type SubscriptionEvent, subscription } from '@herald/client';
+import { type SubscriptionEvent, subscription } from '@herald/client/grpc';
 import { createEvent, GRPC_ERROR_CODE_KEY, PROTO_LOADER_OPTIONS, PROTO_PATH } from '@herald/core';
 import { freePort, waitFor } from '@herald/testing';
 import { pino } from 'pino';

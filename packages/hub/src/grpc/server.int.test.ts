@@ -8,7 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
-import { type SubscriptionEvent, subscription } from '@herald/client';
+import { type SubscriptionEvent, subscription } from '@herald/client/grpc';
 import { GRPC_ERROR_CODE_KEY, type HeraldError, PROTO_LOADER_OPTIONS, PROTO_PATH } from '@herald/core';
 import { freePort, waitFor } from '@herald/testing';
 import { pino } from 'pino';

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { status as Status } from '@grpc/grpc-js';
-import { errorOfStatus } from '@herald/client';
+import { errorOfStatus } from '@herald/client/grpc';
 import { ErrorCodes, GRPC_ERROR_CODE_KEY, HeraldError, ValidationError } from '@herald/core';
 import { GRPC_STATUS_OF, toGrpcStatus } from './status.ts';
 
