@@ -136,14 +136,15 @@ describe('the packages installed from their tarballs, outside the workspace', { 
       });
 
       const service = (load: string, sender: string) => `${load}
-const sub = createSubscriber({ url: process.env.HERALD_AMQP_URL, selector: '${sender}:*' }, (event) => {
-  if (event.type !== 'installed.works' || event.json().n !== 1) throw new Error('unexpected ' + JSON.stringify(event));
+const onError = (err) => console.error('trouble: ' + err.message);
+const sub = createSubscriber({ url: process.env.HERALD_AMQP_URL, selector: '${sender}:*', onError }, (event) => {
+  if (event.type !== 'installed.works' || event.payload().n !== 1) throw new Error('unexpected ' + JSON.stringify(event));
   console.log('received ' + event.sender + ' ' + event.type);
   done();
 });
 let done;
 const received = new Promise((resolve) => { done = resolve; });
-const pub = createPublisher({ url: process.env.HERALD_AMQP_URL, sender: '${sender}' });
+const pub = createPublisher({ url: process.env.HERALD_AMQP_URL, sender: '${sender}', onError });
 const main = async () => {
   await sub.queue;
   await pub.publish('installed.works', { n: 1 });
@@ -197,12 +198,21 @@ console.log(JSON.stringify(loaded.filter((f) => f.includes('@grpc'))));
         },
       }),
     );
-    const source = (data: string) => `import { createPublisher } from '@herald/client';
+    const source = (data: string) => `import { createPublisher, createSubscriber, HeraldError } from '@herald/client';
 import { subscription } from '@herald/client/grpc';
-type Events = { 'invoice.paid': { amount: number; currency: string } };
+type Events = { 'invoice.paid': { amount: number; currency: string }; 'invoice.voided': { reason: string } };
 const pub = createPublisher<Events>({ sender: 'billing' });
-await pub.publish('invoice.paid', ${data});
-void subscription;
+await pub.publish('invoice.paid', ${data}, { signal: AbortSignal.timeout(1000) });
+await using sub = createSubscriber<Events>({ selector: 'billing:*' }, (event) => {
+  const n: number = event.type === 'invoice.paid' ? event.payload().amount : event.payload().reason.length;
+  void n;
+});
+for await (const e of subscription<Events>('typed', 'billing:*')) {
+  if (e.type === 'invoice.voided') console.log(e.payload().reason, e.offset);
+  e.ack();
+}
+const err: unknown = undefined;
+if (err instanceof HeraldError) console.log(err.code);
 export {};
 `;
     writeFileSync(join(dir, 'typed.mts'), source("{ amount: 42, currency: 'EUR' }"));

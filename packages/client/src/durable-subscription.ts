@@ -2,7 +2,6 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import {
-  type DeliveredEvent,
   type ErrorCode,
   ErrorCodes,
   fromWireEvent,
@@ -17,6 +16,8 @@ import {
   type WireSubscribeResponse,
 } from '@herald/core';
 import { type NormalizedDurableSubscription, normalizeDurableSubscriptionOptions } from './options.ts';
+import { withPayload } from './payload.ts';
+import type { AnyEvents, EventMap, EventOf } from './types.ts';
 
 /**
  * Where a subscription starts when this call creates it. An existing subscription ignores it and
@@ -43,6 +44,11 @@ export interface DurableSubscriptionOptions {
   maxInFlight?: number | undefined;
   /** Aborting it closes the subscription (the iteration ends; acks made so far are sent first). */
   signal?: AbortSignal | undefined;
+  /**
+   * The API token, sent as `authorization: Bearer <token>` metadata on every stream. Default:
+   * HERALD_TOKEN, else none.
+   */
+  token?: string | undefined;
   /** First delay before reconnecting after the stream broke, ms; doubles up to the maximum. Default 100. */
   reconnectInitialDelayMs?: number | undefined;
   /** Longest delay between reconnect attempts, ms. Default 5000. */
@@ -52,7 +58,7 @@ export interface DurableSubscriptionOptions {
 }
 
 /** An event of a durable subscription: its offset is exact, and `ack()` settles it. */
-export interface SubscriptionEvent extends DeliveredEvent {
+export type SubscriptionEvent<E extends EventMap = AnyEvents> = EventOf<E> & {
   readonly offset: bigint;
   /**
    * Acknowledges this event and, cumulatively, every event before it in this subscription. Acks are
@@ -62,16 +68,18 @@ export interface SubscriptionEvent extends DeliveredEvent {
    * offset) is settled by its ack without acknowledging anything else.
    */
   ack(): void;
-}
+};
 
 /** A durable subscription read with `for await`; see subscription(). */
-export interface DurableSubscription extends AsyncIterable<SubscriptionEvent> {
+export interface DurableSubscription<E extends EventMap = AnyEvents> extends AsyncIterable<SubscriptionEvent<E>> {
   readonly name: string;
   /**
    * Sends the pending acks, detaches (the subscription sleeps on the hub with its acknowledged
    * offset; waits up to 2 s for the hub to confirm) and ends the iteration. Idempotent.
    */
   close(): Promise<void>;
+  /** close(), for `await using sub = subscription(…)`. */
+  [Symbol.asyncDispose](): Promise<void>;
 }
 
 /** gRPC statuses a retry cannot fix: the request itself is wrong. */
@@ -188,6 +196,10 @@ class DurableSubscriptionImpl implements DurableSubscription, AsyncIterator<Subs
 
   [Symbol.asyncIterator](): AsyncIterator<SubscriptionEvent> {
     return this;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
   }
 
   next(): Promise<IteratorResult<SubscriptionEvent>> {
@@ -320,7 +332,9 @@ class DurableSubscriptionImpl implements DurableSubscription, AsyncIterator<Subs
   private stream(m: SubscribeMethod): Promise<{ status: grpc.StatusObject; opened: boolean }> {
     return new Promise((resolve) => {
       let opened = false;
-      const call = this.client.makeBidiStreamRequest(m.path, m.serialize, m.deserialize);
+      const metadata = new grpc.Metadata();
+      if (this.opts.token !== undefined) metadata.set('authorization', `Bearer ${this.opts.token}`);
+      const call = this.client.makeBidiStreamRequest(m.path, m.serialize, m.deserialize, metadata);
       this.call = call;
       this.callOpened = false;
       this.callDelivered = -1n;
@@ -361,7 +375,7 @@ class DurableSubscriptionImpl implements DurableSubscription, AsyncIterator<Subs
       }
       const offset = e.offset;
       const replay = e.replay !== undefined;
-      this.buffer.push({ ...e, ack: () => this.ack(offset, replay) });
+      this.buffer.push({ ...withPayload(e), ack: () => this.ack(offset, replay) });
     }
     this.wake();
   }
@@ -387,6 +401,11 @@ class DurableSubscriptionImpl implements DurableSubscription, AsyncIterator<Subs
  * subscription sleeps on the hub, and unacknowledged events come again next time — at least
  * once, never lost.
  */
-export function subscription(name: string, selector: SelectorInput, options: DurableSubscriptionOptions = {}): DurableSubscription {
-  return new DurableSubscriptionImpl(normalizeDurableSubscriptionOptions(name, selector, options));
+export function subscription<E extends EventMap = AnyEvents>(
+  name: string,
+  selector: SelectorInput,
+  options: DurableSubscriptionOptions = {},
+): DurableSubscription<E> {
+  // The map is compile-time only: the events are SubscriptionEvent<E> as far as the caller said.
+  return new DurableSubscriptionImpl(normalizeDurableSubscriptionOptions(name, selector, options)) as unknown as DurableSubscription<E>;
 }

@@ -1,8 +1,11 @@
 // @herald/client: the SDK services import. Everything public is exported here, by name.
 
+// The error classes and codes every SDK call rejects with, so a service needs no second import.
+export { type ErrorCode, ErrorCodes, HeraldError, hasCode, ValidationError } from '@herald/core';
 // Durable subscriptions over gRPC are in `@herald/client/grpc` (./grpc.ts), so that importing this
 // entry never loads gRPC.
 export { DEFAULT_AMQP_URL, normalizePublisherOptions, normalizeSubscriberOptions } from './options.ts';
+export { payloadOf } from './payload.ts';
 export { createPublisher } from './publisher.ts';
 export { createSubscriber } from './subscriber.ts';
 export type { Subscription } from './subscription.ts';
@@ -10,8 +13,12 @@ export { subscribe } from './subscription.ts';
 export type { DeclareTopologyOptions } from './topology.ts';
 export { declareTopology } from './topology.ts';
 export type {
+  AnyEvents,
   ConnectionOptions,
+  EventMap,
+  EventOf,
   Handler,
+  PublishArgs,
   Publisher,
   PublisherOptions,
   PublishOptions,

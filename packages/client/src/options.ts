@@ -195,6 +195,7 @@ const SUBSCRIBER_FIELDS = [
   'retryDelayMs',
   'maxEventBytes',
   'onError',
+  'signal',
 ] as const;
 
 /**
@@ -206,6 +207,7 @@ export function normalizeSubscriberOptions(options: SubscriberOptions): Normaliz
   rejectUnknown(o, SUBSCRIBER_FIELDS, 'subscriber');
   if (o.selector === undefined) bad('selector', 'required, e.g. "billing:*" or ["*:invoice.paid"]', o.selector);
   const selector = parseSelector(options.selector);
+  if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) bad('signal', 'expected an AbortSignal', o.signal);
   const queue = o.queue;
   if (queue !== undefined) {
     if (typeof queue !== 'string' || queue === '' || Buffer.byteLength(queue) > 255) bad('queue', 'expected a name of 1-255 bytes', queue);
@@ -244,9 +246,24 @@ export interface NormalizedDurableSubscription {
   readonly start: WireStart | undefined;
   readonly maxInFlight: number;
   readonly signal: AbortSignal | undefined;
+  readonly token: string | undefined;
   readonly reconnectInitialDelayMs: number;
   readonly reconnectMaxDelayMs: number;
   readonly onError: ((err: HeraldError) => void) | undefined;
+}
+
+/**
+ * Checks an API token: printable ASCII without spaces, at most 4,096 characters (a header value
+ * must not carry a line break or NUL). An empty HERALD_TOKEN means none. Never echoes the token.
+ */
+function tokenOption(token: unknown): string | undefined {
+  if (token === undefined || token === '') return undefined;
+  if (typeof token !== 'string' || token.length > 4096 || !/^[\x21-\x7e]+$/.test(token)) {
+    throw new ValidationError(ErrorCodes.INVALID_CONFIG, 'invalid token: expected up to 4096 printable ASCII characters, no spaces', {
+      details: { field: 'token' },
+    });
+  }
+  return token;
 }
 
 /** The hub's gRPC address from the option or the environment. */
@@ -299,6 +316,7 @@ export function normalizeDurableSubscriptionOptions(
     start: startOption(options.start),
     maxInFlight: int(o, 'maxInFlight', 100, 1, 10_000),
     signal: options.signal,
+    token: tokenOption(options.token ?? process.env.HERALD_TOKEN),
     reconnectInitialDelayMs: initial,
     reconnectMaxDelayMs: max,
     onError: callback(o, 'onError') as ((err: HeraldError) => void) | undefined,

@@ -184,6 +184,60 @@ describe('publisher', () => {
     }
   });
 
+  test('AbortSignal: an aborted publish rejects with ABORTED; one not yet sent is never sent', async () => {
+    const target = new URL(vhost.url);
+    const proxy = await startProxy({ host: target.hostname, port: Number(target.port || 5672) });
+    proxy.cut();
+    const url = new URL(vhost.url);
+    url.host = `127.0.0.1:${proxy.port}`;
+    const q = await rawQueue('abort.#');
+    const pub = createPublisher({ url: url.href, sender: 'abort', maxPending: 2, reconnectMaxDelayMs: 200 });
+    try {
+      // Already aborted: refused before anything is queued.
+      await assert.rejects(pub.publish('early', {}, { signal: AbortSignal.abort() }), rejectsWith('ABORTED', 'publish aborted'));
+      // Buffered during the outage (admitted) and waiting for room (blocked), then aborted.
+      const first = pub.publish('kept', { n: 0 });
+      const buffered = new AbortController();
+      const inBuffer = pub.publish('dropped', { n: 1 }, { signal: buffered.signal });
+      const waiting = new AbortController();
+      const blocked = pub.publish('dropped', { n: 2 }, { signal: waiting.signal });
+      const last = pub.publish('kept', { n: 3 });
+      assert.equal(pub.pending, 2);
+      buffered.abort(new Error('user gave up'));
+      waiting.abort();
+      await assert.rejects(inBuffer, (err: unknown) => {
+        rejectsWith('ABORTED', 'aborted')(err);
+        assert.equal((err as HeraldError).cause instanceof Error && (err as HeraldError).cause?.toString(), 'Error: user gave up');
+        assert.match(String((err as HeraldError).details?.id), /^[0-9a-f-]{36}$/);
+        return true;
+      });
+      await assert.rejects(blocked, rejectsWith('ABORTED', 'aborted'));
+      proxy.restore();
+      await Promise.all([first, last]);
+      // Nothing aborted went out: the two kept ones arrive, in order, and nothing between them.
+      const a = await q.next();
+      const b = await q.next();
+      assert.deepEqual([a.properties.type, b.properties.type], ['kept', 'kept']);
+      assert.deepEqual([JSON.parse(a.content.toString()).n, JSON.parse(b.content.toString()).n], [0, 3]);
+      // A later confirmed publish proves the queue held no aborted event behind them.
+      await pub.publish('kept', { n: 4 });
+      assert.equal(JSON.parse((await q.next()).content.toString()).n, 4);
+      assert.equal(pub.pending, 0);
+    } finally {
+      await pub.close();
+      await proxy.close();
+    }
+  });
+
+  test('await using closes the publisher (flushing first)', async () => {
+    const q = await rawQueue('disposed.#');
+    {
+      await using pub = createPublisher({ url: vhost.url, sender: 'disposed' });
+      void pub.publish('bye', { n: 1 });
+    }
+    assert.equal(JSON.parse((await q.next()).content.toString()).n, 1);
+  });
+
   test('a publish not confirmed in time rejects with TIMEOUT', async () => {
     const pub = createPublisher({ url: 'amqp://guest:guest@127.0.0.1:1/', sender: 'billing', confirmTimeoutMs: 200 });
     const started = Date.now();

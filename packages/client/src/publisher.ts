@@ -1,9 +1,9 @@
-import { createEvent, ErrorCodes, HeraldError, INGEST_EXCHANGE, toAmqp, wireTopology } from '@herald/core';
+import { createEvent, ErrorCodes, type EventInit, HeraldError, INGEST_EXCHANGE, toAmqp, ValidationError, wireTopology } from '@herald/core';
 import type { ChannelModel, ConfirmChannel, Options } from 'amqplib';
 import { later, type ManagedConnection, openConnection } from './connection.ts';
 import { type NormalizedPublisher, normalizePublisherOptions } from './options.ts';
 import { applyTopology } from './topology.ts';
-import type { Publisher, PublisherOptions, PublishOptions, PublishReceipt } from './types.ts';
+import type { AnyEvents, EventMap, Publisher, PublisherOptions, PublishOptions, PublishReceipt } from './types.ts';
 
 /** The message amqplib gives a confirm callback on a nack (any other error means the channel closed). */
 const NACKED = 'message nacked';
@@ -14,6 +14,8 @@ class Pending {
   settled = false;
   /** The confirm callback, made once per publish and reused if the event is re-sent. */
   readonly done: (err: Error | null) => void;
+  /** Removes the listener on the caller's AbortSignal once the publish settled. */
+  unlisten: (() => void) | undefined;
 
   constructor(
     owner: PublisherImpl,
@@ -72,15 +74,25 @@ class PublisherImpl implements Publisher {
     return this.live.size;
   }
 
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
   publish(type: string, data?: unknown, options?: PublishOptions): Promise<PublishReceipt> {
     if (this.closing) return Promise.reject(new HeraldError(ErrorCodes.CLOSED, 'publisher is closed'));
     if (this.fatal) return Promise.reject(this.fatal);
+    const signal = options?.signal;
+    if (signal !== undefined && !(signal instanceof AbortSignal))
+      return Promise.reject(new ValidationError(ErrorCodes.INVALID_CONFIG, 'invalid publish option signal: expected an AbortSignal'));
+    if (signal?.aborted) return Promise.reject(aborted(signal, options?.id));
     let message: ReturnType<typeof toAmqp>;
     try {
-      const event = createEvent(
-        options === undefined ? { sender: this.s.sender, type, data } : { ...options, sender: this.s.sender, type, data },
-        { maxBytes: this.s.maxEventBytes },
-      );
+      let init: EventInit = { sender: this.s.sender, type, data };
+      if (options !== undefined) {
+        const { signal: _signal, ...fields } = options;
+        init = { ...fields, sender: this.s.sender, type, data };
+      }
+      const event = createEvent(init, { maxBytes: this.s.maxEventBytes });
       message = toAmqp(event, this.s.setUserId ? { userId: this.s.user } : {});
     } catch (err) {
       return Promise.reject(err);
@@ -97,6 +109,11 @@ class PublisherImpl implements Publisher {
         resolve,
         reject,
       );
+      if (signal) {
+        const onAbort = () => this.abort(p, signal);
+        signal.addEventListener('abort', onAbort, { once: true });
+        p.unlisten = () => signal.removeEventListener('abort', onAbort);
+      }
       if (this.blockedHead === this.blocked.length && this.live.size < this.s.maxPending) this.admit(p);
       else this.blocked.push(p);
     });
@@ -130,6 +147,29 @@ class PublisherImpl implements Publisher {
     else this.returned.push(p);
   }
 
+  /**
+   * The caller stopped waiting. Settling takes the event out of `live` and makes pump() and the
+   * blocked queue skip it, so one not yet sent never is; one on the wire may still be confirmed,
+   * and that confirm is ignored.
+   */
+  private abort(p: Pending, signal: AbortSignal): void {
+    if (p.settled) return;
+    if (this.live.has(p)) this.settle(p, aborted(signal, p.id));
+    else {
+      // Still waiting for room: not in `live`, so settle() would miscount.
+      p.settled = true;
+      p.unlisten?.();
+      p.reject(aborted(signal, p.id));
+      if (this.flushWaiters.length > 0 && this.idle()) this.wakeFlushWaiters();
+    }
+  }
+
+  private wakeFlushWaiters(): void {
+    const waiters = this.flushWaiters;
+    this.flushWaiters = [];
+    for (const w of waiters) w();
+  }
+
   private idle(): boolean {
     return this.live.size === 0 && this.blockedHead === this.blocked.length;
   }
@@ -143,6 +183,7 @@ class PublisherImpl implements Publisher {
   private settle(p: Pending, err: HeraldError | undefined): void {
     if (p.settled) return;
     p.settled = true;
+    p.unlisten?.();
     this.live.delete(p);
     if (err) p.reject(err);
     else p.resolve({ id: p.id });
@@ -154,11 +195,7 @@ class PublisherImpl implements Publisher {
       this.blocked = [];
       this.blockedHead = 0;
     }
-    if (this.flushWaiters.length > 0 && this.idle()) {
-      const waiters = this.flushWaiters;
-      this.flushWaiters = [];
-      for (const w of waiters) w();
-    }
+    if (this.flushWaiters.length > 0 && this.idle()) this.wakeFlushWaiters();
   }
 
   /** Sends queued events in order until the queue is empty or the socket asks us to wait. */
@@ -295,6 +332,7 @@ class PublisherImpl implements Publisher {
       this.blockedHead++;
       if (!p.settled) {
         p.settled = true;
+        p.unlisten?.();
         p.reject(timedOut(p));
       }
     }
@@ -327,6 +365,15 @@ class PublisherImpl implements Publisher {
  * close() waits for every pending publish to settle: during an outage that is until the
  * reconnect, or until `confirmTimeoutMs` (with 0, possibly forever).
  */
-export function createPublisher(options: PublisherOptions): Publisher {
-  return new PublisherImpl(options);
+export function createPublisher<E extends EventMap = AnyEvents>(options: PublisherOptions): Publisher<E> {
+  // The map is compile-time only; at run time every publisher takes any type.
+  return new PublisherImpl(options) as unknown as Publisher<E>;
+}
+
+/** The error of a publish whose caller's signal fired; `cause` is the signal's reason. */
+function aborted(signal: AbortSignal, id: string | undefined): HeraldError {
+  return new HeraldError(ErrorCodes.ABORTED, id ? `publish of event ${id} aborted` : 'publish aborted', {
+    cause: signal.reason,
+    details: id ? { id } : {},
+  });
 }

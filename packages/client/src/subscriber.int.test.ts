@@ -218,6 +218,35 @@ describe('subscriber', () => {
   });
 });
 
+describe('subscriber: signal and await using', () => {
+  test('an aborted signal closes the subscriber: its consumer leaves the queue', async () => {
+    const controller = new AbortController();
+    const got: unknown[] = [];
+    const sub = createSubscriber(
+      { url: vhost.url, selector: 'billing:aborted.*', queue: 'aborted-sub', signal: controller.signal },
+      (e) => {
+        got.push(e.payload());
+      },
+    );
+    await sub.queue;
+    await pub.publish('aborted.one', { n: 1 });
+    await until('the first event', () => got.length === 1);
+    assert.deepEqual(got, [{ n: 1 }]);
+    controller.abort();
+    await until('no consumer on the queue', async () => (await ch.checkQueue('aborted-sub')).consumerCount === 0);
+    await sub.close();
+  });
+
+  test('await using closes the subscriber at the end of the block', async () => {
+    {
+      await using sub = createSubscriber({ url: vhost.url, selector: 'billing:using.*', queue: 'using-sub' }, () => undefined);
+      await sub.queue;
+      assert.equal((await ch.checkQueue('using-sub')).consumerCount, 1);
+    }
+    assert.equal((await ch.checkQueue('using-sub')).consumerCount, 0);
+  });
+});
+
 describe('subscribe (async iterator)', () => {
   test('yields events in order; nack retries with attempt + 1; leaving the loop closes', async () => {
     const sub = subscribe({ url: vhost.url, selector: 'billing:iter.*', retryDelayMs: 20, queue: 'iter' });
@@ -235,6 +264,19 @@ describe('subscribe (async iterator)', () => {
     assert.deepEqual(seen, ['0@1', '1@1', '1@2', '2@1', '3@1', '4@1']);
     // The last one was not settled when the loop ended: it stays queued for the next consumer.
     await until('1 left in the queue', async () => (await ch.checkQueue('iter')).messageCount === 1);
+  });
+
+  test('aborting the signal ends the loop; payload() gives the data back as published', async () => {
+    const controller = new AbortController();
+    const sub = subscribe<{ 'signal.step': { n: number } }>({ url: vhost.url, selector: 'billing:signal.*', signal: controller.signal });
+    await sub.queue;
+    await pub.publish('signal.step', { n: 7 });
+    const seen: number[] = [];
+    for await (const e of sub) {
+      seen.push(e.payload().n);
+      controller.abort();
+    }
+    assert.deepEqual(seen, [7]);
   });
 
   test('close() ends a waiting loop', async () => {

@@ -1,10 +1,11 @@
-import { type DeliveredEvent, ErrorCodes, EVENTS_EXCHANGE, fromAmqp, HeraldError, RECEIVER_TOPOLOGY } from '@herald/core';
+import { ErrorCodes, EVENTS_EXCHANGE, fromAmqp, HeraldError, RECEIVER_TOPOLOGY } from '@herald/core';
 import type { ChannelModel, ConfirmChannel, ConsumeMessage } from 'amqplib';
 import { later, type ManagedConnection, openConnection } from './connection.ts';
 import { deathCause, publishDeadLetter } from './dead-letter.ts';
 import { type NormalizedSubscriber, normalizeSubscriberOptions } from './options.ts';
+import { withPayload } from './payload.ts';
 import { applyTopology } from './topology.ts';
-import type { Handler, Subscriber, SubscriberOptions } from './types.ts';
+import type { AnyEvents, EventMap, EventOf, Handler, Subscriber, SubscriberOptions } from './types.ts';
 
 /**
  * Declares herald.events, herald.dead and its queue, on a channel of its own. A user that may not
@@ -31,7 +32,7 @@ async function declareReceiverTopology(model: ChannelModel): Promise<void> {
 }
 
 /** A handler that also learns which attempt this is (1 = first). */
-export type AttemptHandler = (event: DeliveredEvent, attempt: number) => Promise<void> | void;
+export type AttemptHandler = (event: EventOf, attempt: number) => Promise<void> | void;
 
 /**
  * Thrown by a handler to give a delivery back without acking it and without counting an attempt:
@@ -117,6 +118,13 @@ export class SubscriberEngine implements Subscriber {
       onConnect: (model) => void this.attach(model),
       report: (err) => this.report(err),
     });
+    const signal = options.signal;
+    if (signal?.aborted) void this.close();
+    else signal?.addEventListener('abort', () => void this.close(), { once: true });
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
   }
 
   close(): Promise<void> {
@@ -222,11 +230,13 @@ export class SubscriberEngine implements Subscriber {
 
   private async process(d: Delivery): Promise<void> {
     const { msg, gen } = d;
-    let event: DeliveredEvent;
+    let event: EventOf;
     try {
-      event = fromAmqp(
-        { routingKey: msg.fields.routingKey, content: msg.content, properties: msg.properties },
-        { maxBytes: this.s.maxEventBytes },
+      event = withPayload(
+        fromAmqp(
+          { routingKey: msg.fields.routingKey, content: msg.content, properties: msg.properties },
+          { maxBytes: this.s.maxEventBytes },
+        ),
       );
     } catch (err) {
       // An unreadable envelope would fail the same way every time: dead-letter it at once.
@@ -344,9 +354,10 @@ export class SubscriberEngine implements Subscriber {
  * order; after a reconnect, redeliveries repeat a few already seen, so "in order" means in order
  * of first arrival. Connection trouble is reported to `onError`, never thrown.
  */
-export function createSubscriber(options: SubscriberOptions, handler: Handler): Subscriber {
+export function createSubscriber<E extends EventMap = AnyEvents>(options: SubscriberOptions, handler: Handler<E>): Subscriber {
   if (typeof handler !== 'function') {
     throw new HeraldError(ErrorCodes.INVALID_CONFIG, 'createSubscriber needs a handler function as its second argument');
   }
-  return new SubscriberEngine(options, (event) => handler(event));
+  // The map is compile-time only: every delivered event is an EventOf<E> as far as the caller said.
+  return new SubscriberEngine(options, (event) => handler(event as EventOf<E>));
 }

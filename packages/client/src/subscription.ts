@@ -1,16 +1,18 @@
-import type { DeliveredEvent } from '@herald/core';
 import { RELEASE, SubscriberEngine } from './subscriber.ts';
-import type { ReceivedEvent, SubscriberOptions } from './types.ts';
+import type { AnyEvents, EventMap, EventOf, ReceivedEvent, SubscriberOptions } from './types.ts';
 
 /** A subscription read with `for await`; see subscribe(). */
-export interface Subscription extends AsyncIterable<ReceivedEvent> {
+export interface Subscription<E extends EventMap = AnyEvents> extends AsyncIterable<ReceivedEvent<E>> {
   /** The queue being consumed (resolved once the first connection is set up). */
   readonly queue: Promise<string>;
   /**
    * Stops taking deliveries and ends the iteration. Events yielded and not yet settled, and events
    * buffered but not yet yielded, are left unacknowledged: RabbitMQ redelivers them later.
+   * Idempotent; aborting `options.signal` does the same.
    */
   close(): Promise<void>;
+  /** close(), for `await using events = subscribe(…)`. */
+  [Symbol.asyncDispose](): Promise<void>;
 }
 
 interface Slot {
@@ -34,7 +36,7 @@ interface Slot {
  * Failure: bad options throw a ValidationError at once; connection trouble goes to `onError` and
  * the subscription recovers by itself.
  */
-export function subscribe(options: SubscriberOptions): Subscription {
+export function subscribe<E extends EventMap = AnyEvents>(options: SubscriberOptions): Subscription<E> {
   const concurrency = options.concurrency ?? 1;
   const buffer: Slot[] = [];
   let pullers: ((r: IteratorResult<ReceivedEvent>) => void)[] = [];
@@ -42,7 +44,7 @@ export function subscribe(options: SubscriberOptions): Subscription {
   let ended = false;
   const releases = new Set<() => void>();
 
-  const engine = new SubscriberEngine(options, (event: DeliveredEvent, attempt: number) => {
+  const engine = new SubscriberEngine(options, (event: EventOf, attempt: number) => {
     if (ended) throw RELEASE;
     return new Promise<void>((resolve, reject) => {
       const release = () => reject(RELEASE);
@@ -107,9 +109,15 @@ export function subscribe(options: SubscriberOptions): Subscription {
     },
   };
 
+  // Aborting the signal closes the engine; the iteration must end with it.
+  if (options.signal?.aborted) void close();
+  else options.signal?.addEventListener('abort', () => void close(), { once: true });
+
+  // The map is compile-time only: the events are ReceivedEvent<E> as far as the caller said.
   return {
     queue: engine.queue,
     close,
-    [Symbol.asyncIterator]: () => iterator,
+    [Symbol.asyncDispose]: close,
+    [Symbol.asyncIterator]: () => iterator as AsyncIterator<ReceivedEvent<E>>,
   };
 }

@@ -38,8 +38,45 @@ export interface PublisherOptions extends ConnectionOptions {
   onError?: (err: Error) => void;
 }
 
-/** Per-publish options: everything of EventInit but sender and type. */
-export type PublishOptions = Omit<EventInit, 'sender' | 'type' | 'data'>;
+/** Per-publish options: everything of EventInit but sender, type and data, and an AbortSignal. */
+export type PublishOptions = Omit<EventInit, 'sender' | 'type' | 'data'> & {
+  /**
+   * Stops waiting for this publish: it rejects with ABORTED at once. If the event was not sent yet
+   * (buffered during an outage, or waiting for room) it is never sent; if it was, it may still be
+   * stored. To be sure either way, publish again with the same `id`: the log stores an id once.
+   */
+  signal?: AbortSignal | undefined;
+};
+
+/**
+ * Maps event type names to their payload types, for compile-time checks:
+ * `createPublisher<{ 'invoice.paid': { amount: number } }>(…)`. A promise the code makes to itself,
+ * not checked at run time. Without one, any type and any data are accepted.
+ */
+export type EventMap = object;
+
+/** The map used when none is given: every type, any payload. */
+export type AnyEvents = Record<string, unknown>;
+
+/** The arguments after the type: the payload is required unless the map allows undefined. */
+export type PublishArgs<D> = undefined extends D ? [data?: D, options?: PublishOptions] : [data: D, options?: PublishOptions];
+
+/**
+ * A delivered event of a typed subscriber: one member per type of the map, so checking
+ * `event.type` narrows what `payload()` returns.
+ */
+export type EventOf<E extends EventMap = AnyEvents> = {
+  [K in keyof E & string]: DeliveredEvent & {
+    readonly type: K;
+    /**
+     * The data as the publisher passed it: a JSON body (application/json or +json) parsed, a text
+     * body (text/*) as a string, any other body as its bytes. Parses on each call; a body that is
+     * not valid JSON throws a ValidationError (INVALID_EVENT), which in a handler counts as a
+     * failed attempt. `data` keeps the raw bytes.
+     */
+    payload(): E[K];
+  };
+}[keyof E & string];
 
 /** What a confirmed publish resolves with. */
 export interface PublishReceipt {
@@ -57,14 +94,16 @@ export interface PublishReceipt {
  * is the idempotency key); publishes issued meanwhile wait in a bounded buffer, and once it is full
  * `publish` waits for room instead of growing memory.
  */
-export interface Publisher {
-  publish(type: string, data?: unknown, options?: PublishOptions): Promise<PublishReceipt>;
+export interface Publisher<E extends EventMap = AnyEvents> {
+  publish<K extends keyof E & string>(type: K, ...args: PublishArgs<E[K]>): Promise<PublishReceipt>;
   /** Waits until everything published so far is confirmed or failed. */
   flush(): Promise<void>;
   /** Flushes, then closes the connection. Publishing after close rejects with CLOSED. */
   close(): Promise<void>;
   /** Publishes waiting for a confirm or for a connection. */
   readonly pending: number;
+  /** close(), for `await using publisher = createPublisher(…)`. */
+  [Symbol.asyncDispose](): Promise<void>;
 }
 
 /**
@@ -73,7 +112,7 @@ export interface Publisher {
  * `herald.dead` with the reason and the attempt count in its headers. Nothing is redelivered
  * forever and nothing is dropped silently.
  */
-export type Handler = (event: DeliveredEvent) => Promise<void> | void;
+export type Handler<E extends EventMap = AnyEvents> = (event: EventOf<E>) => Promise<void> | void;
 
 export interface SubscriberOptions extends ConnectionOptions {
   /** Which events to receive (DESIGN.md §1). Required. */
@@ -99,21 +138,25 @@ export interface SubscriberOptions extends ConnectionOptions {
    * dead letter that could not be published. Default: ignored (the subscriber keeps reconnecting).
    */
   onError?: (err: Error) => void;
+  /** Aborting it closes the subscriber, as close() does. Default: none. */
+  signal?: AbortSignal;
 }
 
 /** A subscriber with a handler: runs until closed, surviving reconnects. */
 export interface Subscriber {
   /** The queue being consumed (resolved once the first connection is set up). */
   readonly queue: Promise<string>;
-  /** Stops taking deliveries, waits for handlers in flight, then closes. */
+  /** Stops taking deliveries, waits for handlers in flight, then closes. Idempotent. */
   close(): Promise<void>;
+  /** close(), for `await using subscriber = createSubscriber(…)`. */
+  [Symbol.asyncDispose](): Promise<void>;
 }
 
 /** An event from an async-iterator subscription; call `ack()` when done (or `nack(err)` to retry). */
-export interface ReceivedEvent extends DeliveredEvent {
+export type ReceivedEvent<E extends EventMap = AnyEvents> = EventOf<E> & {
   ack(): void;
   /** Counts as a failed attempt: retried after a delay, then dead-lettered. */
   nack(reason?: unknown): void;
   /** The delivery attempt, starting at 1. */
   readonly attempt: number;
-}
+};

@@ -34,6 +34,8 @@ export const ErrorCodes = {
    * the message names the cap and its setting. Retry once one is freed (REST 429, gRPC RESOURCE_EXHAUSTED).
    */
   LIMIT_EXCEEDED: 'LIMIT_EXCEEDED',
+  /** The caller's AbortSignal fired before the operation finished; `cause` is the signal's reason. */
+  ABORTED: 'ABORTED',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];

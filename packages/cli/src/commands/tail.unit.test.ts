@@ -14,8 +14,9 @@ test('--from: new, earliest, offset:N, last:N, time:ISO; anything else names the
   }
 });
 
-function event(data: string, contentType: string, extra: Partial<SubscriptionEvent> = {}): SubscriptionEvent {
+function event(data: string, contentType: string, extra: { subject?: string; replay?: string } = {}): SubscriptionEvent {
   return {
+    payload: () => undefined,
     offset: 42n,
     id: '0190a6b2-0000-7000-8000-000000000000',
     sender: 'billing',

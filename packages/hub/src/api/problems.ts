@@ -29,6 +29,8 @@ const STATUS: Record<ErrorCode, number> = {
   UNAVAILABLE: 503,
   TIMEOUT: 504,
   LIMIT_EXCEEDED: 429,
+  // Raised only by the SDK, when a caller's AbortSignal fires; never by the hub.
+  ABORTED: 400,
 };
 
 const TITLES: Record<number, string> = {

@@ -25,6 +25,8 @@ export const GRPC_STATUS_OF: Readonly<Record<ErrorCode, Status>> = {
   TIMEOUT: Status.DEADLINE_EXCEEDED,
   // A cap of the hub is reached: a retry may fit once one is freed (the SDK retries with backoff).
   LIMIT_EXCEEDED: Status.RESOURCE_EXHAUSTED,
+  // Raised only by the SDK, when a caller's AbortSignal fires; never by the hub.
+  ABORTED: Status.CANCELLED,
 };
 
 /**
