@@ -102,7 +102,7 @@ describe('the packages installed from their tarballs, outside the workspace', { 
     assert.ok(packed.get('@herald/cli')?.files.includes('dist/main.js'));
   });
 
-  test('npx herald --version prints the version', { todo: 'herald --version lands with the CLI flag vocabulary (issue 13)' }, async () => {
+  test('npx herald --version prints the version', async () => {
     assert.equal(ok(await run(npm, ['exec', '--offline', '--', 'herald', '--version'], { cwd: dir }), 'herald --version').trim(), version);
   });
 

@@ -85,12 +85,12 @@ describe('herald tail, hub process', { timeout: 88_000 }, () => {
     assert.ok(names.includes('ops-tail'));
   });
 
-  test('bad input fails with one line: a bad selector, a bad --from, another selector for an existing name', async () => {
+  test('bad input fails with one line: a bad selector, a bad --from (a usage error, 2), another selector for an existing name', async () => {
     const bad = spawnHerald(['tail', 'not a selector'], env);
     assert.equal(await bad.exited, 1);
     assert.match(bad.stderr(), /^herald: invalid selector/);
     const from = spawnHerald(['tail', '*:*', '--from', 'yesterday'], env);
-    assert.equal(await from.exited, 1);
+    assert.equal(await from.exited, 2);
     assert.match(from.stderr(), /^herald: invalid --from "yesterday"/);
     const conflict = spawnHerald(['tail', 'crm:*', '--subscription', 'ops-tail'], env);
     assert.equal(await conflict.exited, 1);

@@ -1,3 +1,4 @@
+export { parseDuration } from './duration.ts';
 export type { AmqpProperties, DeliveredEvent, EventInit, HeraldEvent } from './envelope.ts';
 export {
   assertSize,

@@ -145,7 +145,7 @@ class HubProcess implements Hub {
         url: config.databaseUrl,
         dataDir: config.dataDir,
         readPoolSize: config.readPoolSize,
-        queryTimeoutMs: config.queryTimeout * 1000,
+        queryTimeoutMs: Math.round(config.queryTimeout * 1000),
         onLeaseLost: (err?: unknown) => this.leaseLost(err),
       });
       this.store = store;
@@ -248,7 +248,7 @@ class HubProcess implements Hub {
             store,
             forward: (events, options) => ingest.forward(events, options),
             logger: this.logger,
-            limits: { maxTtlMs: this.config.pauseMaxTtl * 1000, maxActive: this.config.maxPauses },
+            limits: { maxTtlMs: Math.round(this.config.pauseMaxTtl * 1000), maxActive: this.config.maxPauses },
           })
         : undefined;
     const ingest = createIngest({

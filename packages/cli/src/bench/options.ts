@@ -1,5 +1,7 @@
 import { redactUrl } from '@herald/core';
+import { durationFlag, UsageError } from '../usage.ts';
 import { RECEIVER_KINDS, type ReceiverKind } from './receivers.ts';
+
 /** The settings of one `herald bench` run, normalized. */
 export interface BenchOptions {
   /** AMQP URL. Default: `HERALD_AMQP_URL`, else `amqp://guest:guest@127.0.0.1:5672`. */
@@ -41,7 +43,7 @@ export interface BenchOptions {
 
 /** The raw option values commander hands over (strings as typed). */
 export interface RawBenchOptions {
-  url?: string;
+  amqpUrl?: string;
   senders?: string;
   types?: string;
   rate?: string;
@@ -65,26 +67,27 @@ function int(name: string, raw: string | undefined, def: number, min: number, ma
   if (raw === undefined) return def;
   const n = Number(raw);
   if (!Number.isInteger(n) || n < min || n > max)
-    throw new Error(`invalid --${name} ${JSON.stringify(raw)}: expected an integer from ${min} to ${max}`);
+    throw new UsageError(`invalid --${name} ${JSON.stringify(raw)}: expected an integer from ${min} to ${max}`);
   return n;
 }
 
 function positive(name: string, raw: string): number {
   const n = Number(raw);
-  if (!Number.isFinite(n) || n <= 0) throw new Error(`invalid --${name} ${JSON.stringify(raw)}: expected a positive number`);
+  if (!Number.isFinite(n) || n <= 0) throw new UsageError(`invalid --${name} ${JSON.stringify(raw)}: expected a positive number`);
   return n;
 }
 
 /**
  * Merges defaults (then `env.HERALD_AMQP_URL`) into the raw options and rejects bad or conflicting
- * ones with an error naming the option.
+ * ones with a UsageError naming the option. Durations take units (`20s`, `1m30s`, `500ms`); a bare
+ * number is seconds for --duration and milliseconds for --drain-timeout and --warmup, as before.
  */
 export function normalizeBenchOptions(raw: RawBenchOptions, env: Record<string, string | undefined> = process.env): BenchOptions {
-  if (raw.count !== undefined && raw.duration !== undefined) throw new Error('--count and --duration exclude each other: give one');
+  if (raw.count !== undefined && raw.duration !== undefined) throw new UsageError('--count and --duration exclude each other: give one');
   const rate = raw.rate === undefined || raw.rate === 'max' ? 'max' : positive('rate', raw.rate);
-  const durationMs = raw.duration === undefined ? undefined : Math.round(positive('duration', raw.duration) * 1000);
+  const durationMs = raw.duration === undefined ? undefined : durationFlag(raw.duration, '--duration', { bare: 's' });
   return {
-    url: raw.url ?? env.HERALD_AMQP_URL ?? DEFAULT_AMQP_URL,
+    url: raw.amqpUrl || env.HERALD_AMQP_URL || DEFAULT_AMQP_URL,
     senders: int('senders', raw.senders, 3, 1, 1000),
     types: int('types', raw.types, 4, 1, 1000),
     rate,
@@ -94,8 +97,8 @@ export function normalizeBenchOptions(raw: RawBenchOptions, env: Record<string, 
     seed: int('seed', raw.seed, 1, 0, 0xffffffff),
     inFlight: int('in-flight', raw.inFlight, 1000, 1),
     prefetch: int('prefetch', raw.prefetch, 500, 1, 65535),
-    drainTimeoutMs: int('drain-timeout', raw.drainTimeout, 5000, 0),
-    warmupMs: int('warmup', raw.warmup, 5000, 100),
+    drainTimeoutMs: raw.drainTimeout === undefined ? 5000 : durationFlag(raw.drainTimeout, '--drain-timeout', { bare: 'ms', min: 0 }),
+    warmupMs: raw.warmup === undefined ? 5000 : durationFlag(raw.warmup, '--warmup', { bare: 'ms', min: 100 }),
     baseline: raw.baseline === true,
     receivers: receiverKinds(raw.receivers),
     json: raw.json === true,
@@ -108,11 +111,11 @@ function receiverKinds(raw: string | undefined): ReceiverKind[] {
   const kinds = raw.split(',').map((k) => k.trim());
   for (const k of kinds) {
     if (!(RECEIVER_KINDS as readonly string[]).includes(k)) {
-      throw new Error(`invalid --receivers ${JSON.stringify(raw)}: ${JSON.stringify(k)} is not one of ${RECEIVER_KINDS.join(', ')}`);
+      throw new UsageError(`invalid --receivers ${JSON.stringify(raw)}: ${JSON.stringify(k)} is not one of ${RECEIVER_KINDS.join(', ')}`);
     }
   }
   // The probe that checks the flow before the run goes to the `all` receiver.
-  if (!kinds.includes('all')) throw new Error(`invalid --receivers ${JSON.stringify(raw)}: it must include all`);
+  if (!kinds.includes('all')) throw new UsageError(`invalid --receivers ${JSON.stringify(raw)}: it must include all`);
   return [...new Set(kinds)] as ReceiverKind[];
 }
 

@@ -1,6 +1,7 @@
 import { parseSelector } from '@herald/core';
 import type { Command } from 'commander';
-import { callHub, hubUrl } from './hub-api.ts';
+import { type HubFlags, hubOf, hubUrlOption, tokenOption } from './flags.ts';
+import { callHub } from './hub-api.ts';
 import type { RegisterCommand } from './index.ts';
 
 /** An event as GET /api/v1/events returns it. */
@@ -14,14 +15,13 @@ interface EventDoc {
   dataBase64?: string;
 }
 
-interface EventsOptions {
+interface EventsOptions extends HubFlags {
   last?: string;
   after?: string;
   since?: string;
   until?: string;
   limit?: string;
   json?: boolean;
-  hub?: string;
 }
 
 const DATA_WIDTH = 60;
@@ -53,15 +53,17 @@ export const registerEvents: RegisterCommand = (program: Command) => {
     .option('--until <time>', 'only events before this ISO time')
     .option('--limit <n>', 'at most N events (default 100, max 1000)')
     .option('--json', 'one JSON object per line')
-    .option('--hub <url>', 'hub URL (default HERALD_HUB_URL, else http://127.0.0.1:$HERALD_HTTP_PORT, else :8080)')
+    .addOption(hubUrlOption())
+    .addOption(tokenOption())
     .action(async (selector: string, o: EventsOptions) => {
       parseSelector(selector);
+      const hub = hubOf(o);
       const params = new URLSearchParams({ selector });
       for (const key of ['last', 'after', 'since', 'until', 'limit'] as const) {
         const value = o[key];
         if (value !== undefined) params.set(key, value);
       }
-      const r = await callHub<{ events: EventDoc[]; next: string | null }>(hubUrl(o.hub), 'GET', `/events?${params}`);
+      const r = await callHub<{ events: EventDoc[]; next: string | null }>(hub, 'GET', `/events?${params}`);
       if (o.json) {
         for (const e of r.events) process.stdout.write(`${JSON.stringify(e)}\n`);
         return;

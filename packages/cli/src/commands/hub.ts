@@ -4,7 +4,7 @@ import type { Command } from 'commander';
 
 /**
  * `herald hub`: runs the hub in the foreground. Flags override HERALD_* variables, which override
- * the defaults. Invalid configuration or an unreachable RabbitMQ/database at start prints one line
+ * the defaults. Time settings are durations (`30s`, `500ms`, `2m`); a bare number is seconds. Invalid configuration or an unreachable RabbitMQ/database at start prints one line
  * to stderr and exits 1 (2 for configuration). SIGTERM or SIGINT stops gracefully (the batch in
  * flight is finished); a second signal exits at once.
  */
@@ -26,10 +26,19 @@ export function registerHub(program: Command): void {
     )
     .option('--ingest-max-bytes <n>', 'most bytes of event bodies ingest holds at once (HERALD_INGEST_MAX_BYTES, default 268435456)')
     .option('--read-pool-size <n>', 'PostgreSQL connections for reading the log (HERALD_READ_POOL_SIZE, default 4)')
-    .option('--query-timeout <s>', 'seconds a read of the log may run (HERALD_QUERY_TIMEOUT, default 30)')
-    .option('--http-request-timeout <s>', 'seconds to receive a whole HTTP request; 0 = none (HERALD_HTTP_REQUEST_TIMEOUT, default 60)')
-    .option('--http-idle-timeout <s>', 'seconds an HTTP connection may stay silent; 0 = none (HERALD_HTTP_IDLE_TIMEOUT, default 120)')
-    .option('--http-keep-alive-timeout <s>', 'seconds an idle keep-alive connection is kept (HERALD_HTTP_KEEP_ALIVE_TIMEOUT, default 72)')
+    .option('--query-timeout <duration>', 'how long a read of the log may run, 1s to 1h (HERALD_QUERY_TIMEOUT, default 30s)')
+    .option(
+      '--http-request-timeout <duration>',
+      'how long receiving a whole HTTP request may take; 0 = none (HERALD_HTTP_REQUEST_TIMEOUT, default 60s)',
+    )
+    .option(
+      '--http-idle-timeout <duration>',
+      'how long an HTTP connection may stay silent; 0 = none (HERALD_HTTP_IDLE_TIMEOUT, default 2m)',
+    )
+    .option(
+      '--http-keep-alive-timeout <duration>',
+      'how long an idle keep-alive connection is kept (HERALD_HTTP_KEEP_ALIVE_TIMEOUT, default 72s)',
+    )
     .option('--max-grpc-streams <n>', 'concurrent gRPC Subscribe streams (HERALD_MAX_GRPC_STREAMS, default 1000)')
     .option('--max-pauses <n>', 'active pauses (HERALD_MAX_PAUSES, default 1000)')
     .option('--max-subscriptions <n>', 'durable subscriptions (HERALD_MAX_SUBSCRIPTIONS, default 10000)')
@@ -41,6 +50,7 @@ export function registerHub(program: Command): void {
       'messages a subscription receiver queue keeps, the oldest dropped beyond (HERALD_RECEIVER_MAX_LENGTH, default 10000)',
     )
     .option('--log-level <level>', 'pino level (HERALD_LOG_LEVEL, default info)')
+    .addHelpText('after', '\nTimes are durations such as 500ms, 30s, 2m or 1h30m; a bare number is seconds.')
     .action(async (opts: HubOptions) => {
       let config: ReturnType<typeof normalizeConfig>;
       try {

@@ -1,14 +1,15 @@
-import { createPublisher, DEFAULT_AMQP_URL } from '@herald/client';
+import { createPublisher } from '@herald/client';
 import { assertSender, assertType, redactUrl } from '@herald/core';
 import amqp from 'amqplib';
 import type { Command } from 'commander';
+import { amqpUrl, amqpUrlOption } from './flags.ts';
 import type { RegisterCommand } from './index.ts';
 
 interface PublishFlags {
   id?: string;
   subject?: string;
   correlationId?: string;
-  url?: string;
+  amqpUrl?: string;
 }
 
 /**
@@ -22,7 +23,7 @@ async function assertReachable(url: string): Promise<void> {
   } catch (err) {
     const e = err as { code?: string; message?: string };
     throw new Error(
-      `cannot reach RabbitMQ at ${redactUrl(url)} (${e.code ?? e.message ?? String(err)}): start it, or pass --url or set HERALD_AMQP_URL`,
+      `cannot reach RabbitMQ at ${redactUrl(url)} (${e.code ?? e.message ?? String(err)}): start it, or pass --amqp-url or set HERALD_AMQP_URL`,
     );
   }
 }
@@ -43,7 +44,7 @@ export const registerPublish: RegisterCommand = (program: Command) => {
     .option('--id <uuid>', 'the event id, the idempotency key (default: a new UUIDv7)')
     .option('--subject <subject>', 'the subject')
     .option('--correlation-id <id>', 'the correlation id')
-    .option('--url <amqp>', `RabbitMQ URL (default HERALD_AMQP_URL, else ${DEFAULT_AMQP_URL})`)
+    .addOption(amqpUrlOption())
     .action(async (sender: string, type: string, json: string, o: PublishFlags) => {
       let data: unknown;
       try {
@@ -53,7 +54,7 @@ export const registerPublish: RegisterCommand = (program: Command) => {
       }
       assertSender(sender);
       assertType(type, sender);
-      const url = o.url ?? process.env.HERALD_AMQP_URL ?? DEFAULT_AMQP_URL;
+      const url = amqpUrl(o.amqpUrl);
       await assertReachable(url);
       const publisher = createPublisher({ sender, url, confirmTimeoutMs: 10_000 });
       try {

@@ -2,20 +2,21 @@ import { randomBytes } from 'node:crypto';
 import { type SubscriptionEvent, type SubscriptionStart, subscription } from '@herald/client/grpc';
 import { bodyJson, isJsonContentType, parseSelector } from '@herald/core';
 import type { Command } from 'commander';
-import { callHub, hubUrl } from './hub-api.ts';
+import { UsageError } from '../usage.ts';
+import { grpcUrlOption, type HubFlags, hubOf, hubUrlOption, tokenOption } from './flags.ts';
+import { callHub } from './hub-api.ts';
 import type { RegisterCommand } from './index.ts';
 
-interface TailOptions {
+interface TailOptions extends HubFlags {
   subscription?: string;
   from?: string;
-  url?: string;
-  hub?: string;
+  grpcUrl?: string;
   json?: boolean;
 }
 
 const DATA_WIDTH = 100;
 
-/** `--from`: new | earliest | offset:N | last:N | time:ISO. Throws naming the flag. */
+/** `--from`: new | earliest | offset:N | last:N | time:ISO. Throws a UsageError naming the flag. */
 export function parseFrom(text: string): SubscriptionStart {
   if (text === 'new' || text === 'earliest') return text;
   const m = /^(offset|last|time):(.+)$/.exec(text);
@@ -25,7 +26,7 @@ export function parseFrom(text: string): SubscriptionStart {
     if (kind === 'last' && /^\d+$/.test(value) && Number(value) > 0) return { last: Number(value) };
     if (kind === 'time' && Number.isFinite(Date.parse(value))) return { time: new Date(Date.parse(value)) };
   }
-  throw new Error(
+  throw new UsageError(
     `invalid --from ${JSON.stringify(text)}: expected new, earliest, offset:N, last:N or time:ISO (e.g. time:2026-01-31T12:00:00Z)`,
   );
 }
@@ -62,15 +63,17 @@ export function formatJson(e: SubscriptionEvent): string {
 }
 
 /**
- * `herald tail <selector> [--subscription NAME] [--from …] [--url host:port] [--json]`: a live tail
- * over the hub's gRPC API, one line per event, each acknowledged once printed.
+ * `herald tail <selector> [--subscription NAME] [--from …] [--grpc-url host:port] [--token T] [--json]`:
+ * a live tail over the hub's gRPC API, one line per event, each acknowledged once printed. The
+ * token goes as `authorization: Bearer <token>` metadata on the stream and as the Authorization
+ * header of the REST call.
  *
  * With --subscription the tail is durable: run it again and it resumes after the last printed
  * event (--from applies only when the subscription is created). Without, it uses a temporary
  * subscription `tail-<random>` starting at --from (default new) and deletes it over the REST API
- * (--hub) when it exits. It reconnects by itself when the hub restarts (a note on stderr); it stops
+ * (--hub-url) when it exits. It reconnects by itself when the hub restarts (a note on stderr); it stops
  * on Ctrl-C, or with one line and exit 1 on a permanent error (bad selector, a subscription that
- * exists with another selector, deleted meanwhile).
+ * exists with another selector, deleted meanwhile); a bad --from exits 2.
  */
 export const registerTail: RegisterCommand = (program: Command) => {
   program
@@ -79,12 +82,15 @@ export const registerTail: RegisterCommand = (program: Command) => {
     .argument('<selector>', 'sender:type patterns, comma-separated')
     .option('--subscription <name>', 'a durable subscription: resume where the last tail with this name stopped')
     .option('--from <position>', 'where a new subscription starts: new (default), earliest, offset:N, last:N, time:ISO')
-    .option('--url <host:port>', 'hub gRPC address (default HERALD_GRPC_URL, else 127.0.0.1:$HERALD_GRPC_PORT, else :50051)')
-    .option('--hub <url>', 'hub REST URL, to delete the temporary subscription (default HERALD_HUB_URL, else :8080)')
+    .addOption(grpcUrlOption())
+    .addOption(hubUrlOption('to delete the temporary subscription'))
+    .addOption(tokenOption())
     .option('--json', 'one JSON object per line')
     .action(async (selector: string, o: TailOptions) => {
       parseSelector(selector);
       const start = o.from === undefined ? 'new' : parseFrom(o.from);
+      // Resolved before the stream opens, so a bad URL or token fails before anything is created.
+      const hub = hubOf(o);
       const temporary = o.subscription === undefined;
       const name = o.subscription ?? `tail-${randomBytes(6).toString('hex')}`;
       const ac = new AbortController();
@@ -95,7 +101,8 @@ export const registerTail: RegisterCommand = (program: Command) => {
       process.stdout.on('error', stop);
       let down = false;
       const sub = subscription(name, selector, {
-        url: o.url,
+        url: o.grpcUrl || undefined,
+        token: hub.token,
         start,
         signal: ac.signal,
         onError: (err) => {
@@ -118,7 +125,7 @@ export const registerTail: RegisterCommand = (program: Command) => {
         process.off('SIGINT', stop);
         process.off('SIGTERM', stop);
         if (temporary) {
-          await callHub(hubUrl(o.hub), 'DELETE', `/subscriptions/${encodeURIComponent(name)}`).catch((err: unknown) => {
+          await callHub(hub, 'DELETE', `/subscriptions/${encodeURIComponent(name)}`).catch((err: unknown) => {
             const why = err instanceof Error ? err.message : String(err);
             process.stderr.write(`herald tail: could not delete the temporary subscription ${name}: ${why}\n`);
           });

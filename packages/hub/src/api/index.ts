@@ -31,7 +31,7 @@ export interface ApiDeps {
   maxEventBytes?: number | undefined;
   /**
    * The hub's configuration: `maxEventBytes` when that is not given, and the HTTP timeouts in
-   * seconds (HubConfig's; the defaults here are the same).
+   * seconds, fractions rounded to the millisecond (HubConfig's; the defaults here are the same).
    */
   config?:
     | {
@@ -84,12 +84,12 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
     bodyLimit: maxEventBytes * 2 + 64 * 1024,
     // Node's requestTimeout covers receiving the request (headers and body) only: once a request
     // is in, a long poll or an SSE stream answers as long as it likes. A slow-sending client is cut.
-    requestTimeout: (deps.config?.httpRequestTimeout ?? 60) * 1000,
+    requestTimeout: Math.round((deps.config?.httpRequestTimeout ?? 60) * 1000),
     // The socket timeout: a connection silent both ways this long is closed, request open or not.
     // Long polls are silent for up to 30 s plus their read, SSE streams write a heartbeat every
     // 15 s, so the default of 120 s cuts neither and still ends connections whose peer vanished.
-    connectionTimeout: (deps.config?.httpIdleTimeout ?? 120) * 1000,
-    keepAliveTimeout: (deps.config?.httpKeepAliveTimeout ?? 72) * 1000,
+    connectionTimeout: Math.round((deps.config?.httpIdleTimeout ?? 120) * 1000),
+    keepAliveTimeout: Math.round((deps.config?.httpKeepAliveTimeout ?? 72) * 1000),
     routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
   }) as unknown as FastifyInstance;
   // TypeBox checks the schemas: query strings and path parameters are converted (limit=10 → 10),

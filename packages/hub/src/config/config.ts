@@ -1,5 +1,5 @@
 import { resolve } from 'node:path';
-import { DEFAULT_MAX_EVENT_BYTES, ErrorCodes, HUB_MODES, type HubMode, redactSecrets, ValidationError } from '@herald/core';
+import { DEFAULT_MAX_EVENT_BYTES, ErrorCodes, HUB_MODES, type HubMode, parseDuration, redactSecrets, ValidationError } from '@herald/core';
 import { CAPS } from '../caps/index.ts';
 import { DEFAULT_DATA_DIR } from '../store/index.ts';
 
@@ -53,29 +53,30 @@ export interface HubOptions {
    */
   readPoolSize?: number | string | undefined;
   /**
-   * Seconds a read of the log may run before PostgreSQL cancels it (statement_timeout of the read
+   * How long a read of the log may run before PostgreSQL cancels it (statement_timeout of the read
    * pool): the caller gets TIMEOUT (REST 504, gRPC DEADLINE_EXCEEDED). Not enforced by the embedded
-   * store, whose WebAssembly build has no statement timer. Env `HERALD_QUERY_TIMEOUT`; default 30.
+   * store, whose WebAssembly build has no statement timer. A duration (`30s`, `2m`) or seconds;
+   * 1 s to 1 h. Env `HERALD_QUERY_TIMEOUT`; default 30 s.
    */
   queryTimeout?: number | string | undefined;
   /**
-   * Seconds a client has to send a whole request, headers and body (Node's requestTimeout: it ends
+   * How long a client has to send a whole request, headers and body (Node's requestTimeout: it ends
    * when the request is received, so long polls and SSE streams outlast it). 0 = none. Node checks
-   * every 30 s, so a request is cut between this and 30 s later. Env `HERALD_HTTP_REQUEST_TIMEOUT`;
-   * default 60.
+   * every 30 s, so a request is cut between this and 30 s later. A duration (`60s`, `500ms`) or
+   * seconds; at most 1 d. Env `HERALD_HTTP_REQUEST_TIMEOUT`; default 60 s.
    */
   httpRequestTimeout?: number | string | undefined;
   /**
-   * Seconds an HTTP connection may stay silent both ways while a request is open before it is
+   * How long an HTTP connection may stay silent both ways while a request is open before it is
    * closed (the socket timeout). Long polls are silent for up to 30 s plus the query, and SSE streams
-   * write a heartbeat every 15 s, so values of 60 or less can cut them. 0 = none.
-   * Env `HERALD_HTTP_IDLE_TIMEOUT`; default 120.
+   * write a heartbeat every 15 s, so values of 60 s or less can cut them. 0 = none. A duration
+   * (`2m`) or seconds; at most 1 d. Env `HERALD_HTTP_IDLE_TIMEOUT`; default 120 s.
    */
   httpIdleTimeout?: number | string | undefined;
   /**
-   * Seconds an idle keep-alive HTTP connection is kept between requests. Longer than the 60 s idle
-   * timeout of common load balancers, so they close first. Env `HERALD_HTTP_KEEP_ALIVE_TIMEOUT`;
-   * default 72.
+   * How long an idle keep-alive HTTP connection is kept between requests. Longer than the 60 s idle
+   * timeout of common load balancers, so they close first. A duration (`72s`) or seconds; 1 s to
+   * 1 d. Env `HERALD_HTTP_KEEP_ALIVE_TIMEOUT`; default 72 s.
    */
   httpKeepAliveTimeout?: number | string | undefined;
   /**
@@ -104,7 +105,7 @@ export interface HubOptions {
   maxLongPolls?: number | string | undefined;
   /** pino level. Env `HERALD_LOG_LEVEL`; default `info`. */
   logLevel?: string | undefined;
-  /** The longest ttl a pause may be given, in seconds. Env `HERALD_PAUSE_MAX_TTL`; default 86400 (24 h). */
+  /** The longest ttl a pause may be given: a duration, a bare number is seconds. Env `HERALD_PAUSE_MAX_TTL`; default 24 h. */
   pauseMaxTtl?: number | string | undefined;
   /**
    * The most messages a subscription receiver queue keeps (`x-max-length`, the oldest dropped
@@ -131,13 +132,13 @@ export interface HubConfig {
   readonly ingestMaxBytes: number;
   /** Connections of the read pool (PostgreSQL). */
   readonly readPoolSize: number;
-  /** Seconds; the read pool's statement timeout. */
+  /** Seconds (fractional when given in ms: 1500ms is 1.5); the read pool's statement timeout. */
   readonly queryTimeout: number;
-  /** Seconds; 0 = none. */
+  /** Seconds, fractional when given in ms; 0 = none. */
   readonly httpRequestTimeout: number;
-  /** Seconds; 0 = none. */
+  /** Seconds, fractional when given in ms; 0 = none. */
   readonly httpIdleTimeout: number;
-  /** Seconds. */
+  /** Seconds, fractional when given in ms. */
   readonly httpKeepAliveTimeout: number;
   /** Concurrent gRPC Subscribe streams. */
   readonly maxGrpcStreams: number;
@@ -213,6 +214,13 @@ export function normalizeConfig(options: HubOptions = {}, env: NodeJS.ProcessEnv
     const n = typeof value === 'number' ? value : /^\s*-?\d+\s*$/.test(String(value)) ? Number(value) : Number.NaN;
     if (!Number.isSafeInteger(n) || n < min || n > max) bad(setting, value, `expected an integer from ${min} to ${max}`);
     return n;
+  }
+  // A time setting: a duration (`30s`, `500ms`, `2m`) or, as before units, a whole number of seconds.
+  // Returns seconds, fractional when given in ms (1500ms → 1.5): users of it round to milliseconds.
+  function seconds(key: keyof HubOptions, fallback: number, min: number, max: number): number {
+    const { value, setting } = pick(key);
+    if (value === undefined) return fallback;
+    return parseDuration(String(value), setting, { bare: 's', min: min * 1000, max: max * 1000 }) / 1000;
   }
 
   const amqp = pick('amqpUrl');
@@ -304,10 +312,10 @@ export function normalizeConfig(options: HubOptions = {}, env: NodeJS.ProcessEnv
     prefetch,
     ingestMaxBytes,
     readPoolSize: int('readPoolSize', 4, 1, 100),
-    queryTimeout: int('queryTimeout', 30, 1, 3600),
-    httpRequestTimeout: int('httpRequestTimeout', 60, 0, 86_400),
-    httpIdleTimeout: int('httpIdleTimeout', 120, 0, 86_400),
-    httpKeepAliveTimeout: int('httpKeepAliveTimeout', 72, 1, 86_400),
+    queryTimeout: seconds('queryTimeout', 30, 1, 3600),
+    httpRequestTimeout: seconds('httpRequestTimeout', 60, 0, 86_400),
+    httpIdleTimeout: seconds('httpIdleTimeout', 120, 0, 86_400),
+    httpKeepAliveTimeout: seconds('httpKeepAliveTimeout', 72, 1, 86_400),
     maxGrpcStreams: int('maxGrpcStreams', CAPS.grpcStreams.default, 1, 100_000),
     maxPauses: int('maxPauses', CAPS.pauses.default, 1, 100_000),
     maxSubscriptions: int('maxSubscriptions', CAPS.subscriptions.default, 1, 10_000_000),
@@ -315,7 +323,7 @@ export function normalizeConfig(options: HubOptions = {}, env: NodeJS.ProcessEnv
     maxSseStreams: int('maxSseStreams', CAPS.sseStreams.default, 1, 100_000),
     maxLongPolls: int('maxLongPolls', CAPS.longPolls.default, 1, 100_000),
     logLevel,
-    pauseMaxTtl: int('pauseMaxTtl', 86_400, 1, 30 * 86_400),
+    pauseMaxTtl: seconds('pauseMaxTtl', 86_400, 1, 30 * 86_400),
     receiverMaxLength: int('receiverMaxLength', 10_000, 1, 10_000_000),
   };
 }

@@ -196,7 +196,12 @@ test('ingest memory: a prefetch or batch size past the bound in bytes is one lin
   }
 });
 
-test('read pool, query timeout, HTTP timeouts and the gRPC stream cap: from flags or environment, validated', () => {
+/** The one line a malformed time setting gets. */
+function expectedDuration(settingAndValue: string): string {
+  return `invalid ${settingAndValue}: expected a duration such as 500ms, 30s, 5m, 1h or 1h30m, or a number of seconds`;
+}
+
+test('read pool, query timeout, HTTP timeouts (durations or seconds) and the gRPC stream cap: from flags or environment, validated', () => {
   const c = normalizeConfig(
     { readPoolSize: '8', httpIdleTimeout: 0 },
     {
@@ -210,13 +215,25 @@ test('read pool, query timeout, HTTP timeouts and the gRPC stream cap: from flag
     [c.readPoolSize, c.queryTimeout, c.httpRequestTimeout, c.httpIdleTimeout, c.httpKeepAliveTimeout, c.maxGrpcStreams],
     [8, 5, 10, 0, 5, 20],
   );
+  // Durations, by flag or environment; a bare number stays seconds.
+  const d = normalizeConfig(
+    { queryTimeout: '2m', httpRequestTimeout: '500ms' },
+    { HERALD_HTTP_IDLE_TIMEOUT: '1m30s', HERALD_HTTP_KEEP_ALIVE_TIMEOUT: '30s' },
+  );
+  assert.deepEqual([d.queryTimeout, d.httpRequestTimeout, d.httpIdleTimeout, d.httpKeepAliveTimeout], [120, 0.5, 90, 30]);
+  assert.equal(normalizeConfig({}, { HERALD_HTTP_IDLE_TIMEOUT: '0s' }).httpIdleTimeout, 0);
+  assert.equal(normalizeConfig({ httpKeepAliveTimeout: '1d' }, {}).httpKeepAliveTimeout, 86_400);
   const cases: [Parameters<typeof normalizeConfig>[0], NodeJS.ProcessEnv, string][] = [
     [{}, { HERALD_READ_POOL_SIZE: '0' }, 'invalid HERALD_READ_POOL_SIZE "0": expected an integer from 1 to 100'],
-    [{ queryTimeout: '0' }, {}, 'invalid --query-timeout "0": expected an integer from 1 to 3600'],
-    [{}, { HERALD_QUERY_TIMEOUT: '1.5' }, 'invalid HERALD_QUERY_TIMEOUT "1.5": expected an integer from 1 to 3600'],
-    [{}, { HERALD_HTTP_REQUEST_TIMEOUT: '-1' }, 'invalid HERALD_HTTP_REQUEST_TIMEOUT "-1": expected an integer from 0 to 86400'],
-    [{}, { HERALD_HTTP_IDLE_TIMEOUT: 'soon' }, 'invalid HERALD_HTTP_IDLE_TIMEOUT "soon": expected an integer from 0 to 86400'],
-    [{}, { HERALD_HTTP_KEEP_ALIVE_TIMEOUT: '0' }, 'invalid HERALD_HTTP_KEEP_ALIVE_TIMEOUT "0": expected an integer from 1 to 86400'],
+    [{ queryTimeout: '0' }, {}, 'invalid --query-timeout "0": must be more than 0, e.g. 30s'],
+    [{}, { HERALD_QUERY_TIMEOUT: '1.5' }, expectedDuration('HERALD_QUERY_TIMEOUT "1.5"')],
+    [{}, { HERALD_QUERY_TIMEOUT: '500ms' }, 'invalid HERALD_QUERY_TIMEOUT "500ms": expected at least 1s, e.g. 30s'],
+    [{ queryTimeout: '2h' }, {}, 'invalid --query-timeout "2h": expected at most 1h, e.g. 30s'],
+    [{}, { HERALD_HTTP_REQUEST_TIMEOUT: '-1' }, expectedDuration('HERALD_HTTP_REQUEST_TIMEOUT "-1"')],
+    [{}, { HERALD_HTTP_IDLE_TIMEOUT: 'soon' }, expectedDuration('HERALD_HTTP_IDLE_TIMEOUT "soon"')],
+    [{}, { HERALD_HTTP_IDLE_TIMEOUT: '2 m' }, expectedDuration('HERALD_HTTP_IDLE_TIMEOUT "2 m"')],
+    [{}, { HERALD_HTTP_KEEP_ALIVE_TIMEOUT: '0' }, 'invalid HERALD_HTTP_KEEP_ALIVE_TIMEOUT "0": must be more than 0, e.g. 30s'],
+    [{ httpKeepAliveTimeout: 7.5 }, {}, expectedDuration('--http-keep-alive-timeout "7.5"')],
     [{ maxGrpcStreams: 0 }, {}, 'invalid --max-grpc-streams "0": expected an integer from 1 to 100000'],
   ];
   for (const [opts, env, message] of cases) {

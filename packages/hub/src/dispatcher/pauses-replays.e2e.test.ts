@@ -207,7 +207,7 @@ describe('hub process: pauses and replays in router mode', { timeout: 150_000 },
     assert.match((await cli('pauses')).out, new RegExp(id));
     assert.match((await cli('resume', id)).out, /resumed/);
     const bad = await cli('pause', 's8:*', '--ttl', '5x');
-    assert.equal(bad.code, 1);
+    assert.equal(bad.code, 2, 'a usage error');
     assert.match(bad.out, /invalid --ttl/);
     const replay = await cli('replay', 's7:*', '--last', '2', '--wait');
     assert.equal(replay.code, 0, replay.out);

@@ -91,6 +91,8 @@ describe('the configured maximum ttl', () => {
     const { normalizeConfig } = await import('../config/index.ts');
     assert.equal(normalizeConfig({}, {}).pauseMaxTtl, 86_400);
     assert.equal(normalizeConfig({}, { HERALD_PAUSE_MAX_TTL: '600' }).pauseMaxTtl, 600);
+    assert.equal(normalizeConfig({}, { HERALD_PAUSE_MAX_TTL: '2h' }).pauseMaxTtl, 7200);
+    assert.throws(() => normalizeConfig({}, { HERALD_PAUSE_MAX_TTL: '31d' }), /HERALD_PAUSE_MAX_TTL/);
     assert.throws(() => normalizeConfig({}, { HERALD_PAUSE_MAX_TTL: '0' }), /HERALD_PAUSE_MAX_TTL/);
   });
 });
