@@ -109,6 +109,10 @@ function codeOfStatus(code: grpc.status): ErrorCode {
       return ErrorCodes.TIMEOUT;
     case grpc.status.RESOURCE_EXHAUSTED:
       return ErrorCodes.LIMIT_EXCEEDED;
+    case grpc.status.UNAUTHENTICATED:
+      return ErrorCodes.UNAUTHENTICATED;
+    case grpc.status.PERMISSION_DENIED:
+      return ErrorCodes.FORBIDDEN;
     default:
       return ErrorCodes.UNAVAILABLE;
   }

@@ -36,6 +36,10 @@ export const ErrorCodes = {
   LIMIT_EXCEEDED: 'LIMIT_EXCEEDED',
   /** The caller's AbortSignal fired before the operation finished; `cause` is the signal's reason. */
   ABORTED: 'ABORTED',
+  /** The request carries no valid credentials: no token, an unknown or revoked one (REST 401, gRPC UNAUTHENTICATED). */
+  UNAUTHENTICATED: 'UNAUTHENTICATED',
+  /** The credentials are valid but their roles do not allow this (REST 403, gRPC PERMISSION_DENIED). */
+  FORBIDDEN: 'FORBIDDEN',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];

@@ -386,7 +386,7 @@ describe('deployment: Dockerfile, docker-compose.yml, docs/operations.md', { tim
         flagCell!.includes(`\`${flag}\``) || /environment only/.test(flagCell!),
         `${env}: the flag column says ${flagCell}, config.ts says ${flag}`,
       );
-      const value = key === 'databaseUrl' ? DEFAULT_DATA_DIR : String(defaults[key]);
+      const value = key === 'databaseUrl' ? DEFAULT_DATA_DIR : defaults[key] === undefined ? 'none' : String(defaults[key]);
       // The value as a whole token: the default of 4 is not found in "1048576".
       const token = new RegExp(`(?<![\\w.])${value.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}(?![\\d])`);
       assert.match(defaultCell!, token, `${env}: the default column says ${defaultCell}, the hub's default is ${value}`);

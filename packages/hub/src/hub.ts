@@ -5,6 +5,7 @@ import { createApi, type Readiness } from './api/index.ts';
 import { pausesRoutes } from './api/pauses-routes.ts';
 import { replaysRoutes } from './api/replays-routes.ts';
 import { subscriptionsRoutes } from './api/subscriptions-routes.ts';
+import { type AccessControl, createAccessControl } from './auth/index.ts';
 import { type HubConfig, redactUrl } from './config/index.ts';
 import { assertArchiveSwitchSafe, createDispatcher, type Dispatcher } from './dispatcher/index.ts';
 import { createGrpcServer, type GrpcServer } from './grpc/server.ts';
@@ -99,6 +100,7 @@ class HubProcess implements Hub {
   private leaseLoop: Promise<void> | undefined;
   private wakeLease: (() => void) | undefined;
   private stopping: Promise<void> | undefined;
+  private access: AccessControl | undefined;
 
   constructor(
     readonly config: HubConfig,
@@ -136,6 +138,7 @@ class HubProcess implements Hub {
         store: config.databaseUrl ? redactUrl(config.databaseUrl) : `embedded:${config.dataDir}`,
         http: `${config.httpHost}:${config.httpPort}`,
         grpc: `${config.httpHost}:${config.grpcPort}`,
+        auth: config.authEnabled ? 'on' : 'off',
       },
       'hub starting',
     );
@@ -160,6 +163,8 @@ class HubProcess implements Hub {
     }
     try {
       await probeAmqp(config.amqpUrl);
+      this.access = createAccessControl(config, (store as SqlStore).sql, logger);
+      await this.access.start();
       await this.startHttp(store);
       await this.startGrpc();
       const first = await this.acquireLease(true);
@@ -191,6 +196,7 @@ class HubProcess implements Hub {
     await this.dispatcher?.stop().catch(() => undefined);
     await this.leaseLoop;
     await this.http?.close().catch(() => undefined);
+    this.access?.stop();
     await this.store?.close().catch(() => undefined);
     this.current = 'stopped';
     this.logger.info('hub stopped');
@@ -256,6 +262,7 @@ class HubProcess implements Hub {
       store,
       logger: this.logger,
       dispatch: dispatcher ? (events) => dispatcher.publish(events) : undefined,
+      senderCheck: this.access?.senderCheck,
     });
     this.ingest = ingest;
     this.dispatcher = dispatcher;
@@ -329,9 +336,12 @@ class HubProcess implements Hub {
   }
 
   private async startHttp(store: Store): Promise<void> {
+    const access = this.access as AccessControl;
     const app = await createApi({
       store,
       config: this.config,
+      auth: access.auth,
+      users: access.users,
       publish: (event: HeraldEvent) => this.publish(event),
       // Router mode: pauses and replays, answered by this hub's dispatcher while it holds the lease.
       extraRoutes: (app: FastifyInstance) => {
@@ -371,6 +381,7 @@ class HubProcess implements Hub {
       logger: this.logger.child({ part: 'grpc' }),
       maxEventBytes: this.config.maxEventBytes,
       maxStreams: this.config.maxGrpcStreams,
+      auth: (this.access as AccessControl).auth,
     });
     this.grpc = grpc;
     const { port } = await grpc.start();

@@ -50,6 +50,17 @@ export function registerHub(program: Command): void {
       'messages a subscription receiver queue keeps, the oldest dropped beyond (HERALD_RECEIVER_MAX_LENGTH, default 10000)',
     )
     .option('--log-level <level>', 'pino level (HERALD_LOG_LEVEL, default info)')
+    .option('--auth <mode>', 'auto: off on a loopback address, required elsewhere | required | off (HERALD_AUTH, default auto)')
+    .option('--rabbitmq-api <url>', 'RabbitMQ management API with admin credentials: RabbitMQ users for Herald users (HERALD_RABBITMQ_API)')
+    .option(
+      '--auth-failures-per-minute <n>',
+      'failed authentications per client address per minute before 429 (HERALD_AUTH_FAILURES_PER_MINUTE, default 30)',
+    )
+    .option('--publish-rate-per-token <n>', 'REST publishes per second per token, 0 = no limit (HERALD_PUBLISH_RATE_PER_TOKEN, default 0)')
+    .addHelpText(
+      'after',
+      '\nHERALD_ADMIN_TOKEN (environment only, so it stays out of the process list): a token the hub accepts as an admin.',
+    )
     .addHelpText('after', '\nTimes are durations such as 500ms, 30s, 2m or 1h30m; a bare number is seconds.')
     .action(async (opts: HubOptions) => {
       let config: ReturnType<typeof normalizeConfig>;

@@ -158,6 +158,7 @@ export function eventsRoutes(app: FastifyInstance, deps: EventsRoutesDeps): void
       const q = request.query;
       if (q.last !== undefined && q.limit !== undefined) throw badParameter('limit', 'give either last or limit, not both');
       const selector = parseSelectorParam(q.selector);
+      app.auth.assertRead(request.principal, selector);
       const after = parseOffset('after', q.after);
       const since = parseTime('since', q.since);
       const until = parseTime('until', q.until);
@@ -191,6 +192,7 @@ export function eventsRoutes(app: FastifyInstance, deps: EventsRoutesDeps): void
       const offset = parseOffset('offset', request.params.offset) as bigint;
       const event = await deps.store.getByOffset(offset);
       if (!event) throw notFound(`no event at offset ${offset}`);
+      app.auth.assertReadEvent(request.principal, event.sender, event.type);
       return eventJson(event);
     },
   );
@@ -211,6 +213,7 @@ export function eventsRoutes(app: FastifyInstance, deps: EventsRoutesDeps): void
       if (!isUuid(id)) throw badParameter('id', `id ${JSON.stringify(id)} is not a UUID`);
       const event = await deps.store.getById(id);
       if (!event) throw notFound(`no event with id ${id}`);
+      app.auth.assertReadEvent(request.principal, event.sender, event.type);
       return eventJson(event);
     },
   );
@@ -247,6 +250,7 @@ export function eventsRoutes(app: FastifyInstance, deps: EventsRoutesDeps): void
     },
     async (request, reply) => {
       const b = request.body;
+      app.auth.assertPublish(request.principal, b.sender, true);
       if (b.data !== undefined && b.dataBase64 !== undefined) throw badParameter('dataBase64', 'give either data or dataBase64, not both');
       if (b.dataBase64 !== undefined && !/^[A-Za-z0-9+/]*={0,2}$/.test(b.dataBase64))
         throw badParameter('dataBase64', 'dataBase64 is not base64');

@@ -2,12 +2,17 @@ import { TypeBoxValidatorCompiler } from '@fastify/type-provider-typebox';
 import { DEFAULT_MAX_EVENT_BYTES, type HeraldEvent, LIMITS } from '@herald/core';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import Type from 'typebox';
+import { Auth } from '../auth/auth.ts';
+import type { Users } from '../auth/users.ts';
 import type { Store } from '../store/index.ts';
+import { installAccess } from './access.ts';
 import { eventsRoutes } from './events-routes.ts';
 import { installInputGuard } from './input-guard.ts';
 import { installOpenApi } from './openapi.ts';
 import { installProblems } from './problems.ts';
+import { usersRoutes } from './users-routes.ts';
 
+export { ACCESS, type Access, accessOf } from './access.ts';
 export type { EventJson, EventsRoutesDeps } from './events-routes.ts';
 export { eventJson } from './events-routes.ts';
 export type { Problem } from './problems.ts';
@@ -43,16 +48,13 @@ export interface ApiDeps {
     | undefined;
   /** Request and error logs. Default: none. */
   logger?: FastifyBaseLogger | undefined;
+  /** Authentication and the access rules. Default: authentication off (every request allowed), as on a loopback hub. */
+  auth?: Auth | undefined;
+  /** Users and tokens: serves /api/v1/users when given. */
+  users?: Users | undefined;
   /** Adds more routes (pauses, replays, …) before the server starts; they get the same auth hook, errors and OpenAPI. */
   extraRoutes?: ((app: FastifyInstance) => void) | undefined;
 }
-
-/**
- * Authentication, in one place (DESIGN.md §8): an onRequest hook every route passes, including
- * unknown routes and /openapi.json. It allows everything for now; users and tokens replace its body
- * (throw a HeraldError to refuse), not forty routes.
- */
-async function authenticate(): Promise<void> {}
 
 /**
  * The longest path parameter a route accepts (find-my-way answers 414 beyond it). The longest
@@ -96,8 +98,9 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
   // bodies are not (a JSON number is not a sender), and unknown fields are refused, not dropped.
   app.setValidatorCompiler(TypeBoxValidatorCompiler);
   installProblems(app);
+  // First of the request hooks: a request without valid credentials learns nothing but 401 (DESIGN.md §8).
+  installAccess(app, deps.auth ?? new Auth({ enabled: false }));
   installInputGuard(app);
-  app.addHook('onRequest', authenticate);
   installOpenApi(app, { title: 'Herald', version: '1' });
 
   app.get(
@@ -143,6 +146,7 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
   );
 
   eventsRoutes(app, { store: deps.store, publish: deps.publish, maxEventBytes });
+  if (deps.users) usersRoutes(app, deps.users);
   deps.extraRoutes?.(app);
   return app;
 }

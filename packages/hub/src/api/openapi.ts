@@ -1,7 +1,10 @@
 import type { FastifyInstance, RouteOptions } from 'fastify';
+import { accessOf } from './access.ts';
 
 const PROBLEM_DESCRIPTIONS: Record<number, string> = {
   400: 'A bad parameter or body field, named in `parameter`',
+  401: 'No valid credentials (UNAUTHENTICATED): send Authorization: Bearer <token>',
+  403: 'The credentials do not allow this (FORBIDDEN): `detail` says what is missing',
   404: 'Not found',
   409: "Conflict with the hub's state or mode",
   413: 'The event body is over the size limit',
@@ -73,12 +76,23 @@ function document(routes: Collected[], info: { title: string; version: string })
       description: 'An error, as an RFC 7807 problem document',
       content: { 'application/problem+json': { schema: { $ref: '#/components/schemas/Problem' } } },
     };
+    // Every route but the open ones takes a bearer token, and can answer 401 and 403 (and 429 after failed attempts).
+    const open = accessOf(r.method.toUpperCase(), r.url) === 'open';
+    if (!open) {
+      for (const status of [401, 403, 429]) {
+        responses[String(status)] ??= {
+          description: status === 429 ? 'Too many failed authentications from this address, or a cap' : PROBLEM_DESCRIPTIONS[status],
+          content: { 'application/problem+json': { schema: { $ref: '#/components/schemas/Problem' } } },
+        };
+      }
+    }
     const op: Record<string, unknown> = {
       summary: r.schema.summary,
       description: r.schema.description,
       tags: r.schema.tags,
       parameters,
       responses,
+      security: open ? [] : [{ bearer: [] }],
     };
     if (r.schema.body) op.requestBody = { required: true, content: { 'application/json': { schema: r.schema.body } } };
     paths[path] = { ...(paths[path] ?? {}), [r.method]: op };
@@ -88,6 +102,9 @@ function document(routes: Collected[], info: { title: string; version: string })
     info,
     paths,
     components: {
+      securitySchemes: {
+        bearer: { type: 'http', scheme: 'bearer', description: 'an API token (POST /api/v1/users/{name}/tokens) or HERALD_ADMIN_TOKEN' },
+      },
       schemas: {
         Problem: {
           type: 'object',

@@ -31,10 +31,14 @@ const STATUS: Record<ErrorCode, number> = {
   LIMIT_EXCEEDED: 429,
   // Raised only by the SDK, when a caller's AbortSignal fires; never by the hub.
   ABORTED: 400,
+  UNAUTHENTICATED: 401,
+  FORBIDDEN: 403,
 };
 
 const TITLES: Record<number, string> = {
   400: 'Bad Request',
+  401: 'Unauthorized',
+  403: 'Forbidden',
   404: 'Not Found',
   409: 'Conflict',
   413: 'Content Too Large',
@@ -114,6 +118,10 @@ export function installProblems(app: FastifyInstance): void {
       const status = STATUS[err.code] ?? 500;
       const parameter = typeof err.details?.parameter === 'string' ? err.details.parameter : undefined;
       if (status >= 500) request.log.warn({ err }, 'request failed');
+      // A refusal that ends by itself (a rate limit) says when to come back; a 401 which scheme it wants.
+      const retryAfter = err.details?.retryAfterSeconds;
+      if (typeof retryAfter === 'number') reply.header('retry-after', String(Math.max(1, Math.ceil(retryAfter))));
+      if (status === 401) reply.header('www-authenticate', 'Bearer realm="herald"');
       return send(reply, problemOf(err.code, status, err.message, instance, parameter));
     }
     if (err.validation) {

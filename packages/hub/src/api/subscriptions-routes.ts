@@ -1,10 +1,11 @@
 import type { ServerResponse } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import { ErrorCodes, HeraldError, parseOffset as parseOffsetValue, selectorPatterns } from '@herald/core';
+import { ErrorCodes, HeraldError, parseOffset as parseOffsetValue, parseSelector, type Selector, selectorPatterns } from '@herald/core';
 import type { FastifyBaseLogger, FastifyInstance, FastifyRequest } from 'fastify';
 import Type from 'typebox';
 import { createCap } from '../caps/index.ts';
+import { assertSubscriptionName } from '../subscriptions/start-position.ts';
 import type { Consumer, DeliveredEvent, SubscriptionManager, SubscriptionView } from '../subscriptions/types.ts';
 import { EventSchema, eventJson } from './events-routes.ts';
 import { isoOrNull, SelectorBody } from './pauses-routes.ts';
@@ -119,6 +120,15 @@ function createField(err: HeraldError): string | undefined {
   return err.code === ErrorCodes.INVALID_SELECTOR ? 'selector' : undefined;
 }
 
+/** The selector of a create body, its errors naming the field. */
+function parseSelectorField(input: string | string[]): Selector {
+  try {
+    return parseSelector(input);
+  } catch (err) {
+    throw naming(err, () => 'selector');
+  }
+}
+
 const NameParams = Type.Object({ name: Type.String({ description: 'the subscription name' }) });
 
 /**
@@ -160,6 +170,13 @@ function openRequests(app: FastifyInstance): <T>(request: FastifyRequest, fn: (s
  */
 export function subscriptionsRoutes(app: FastifyInstance, deps: SubscriptionRoutesDeps): void {
   const api = app.withTypeProvider<TypeBoxTypeProvider>();
+  /** The subscription, once the caller may use it (404 first: absent; then 403: another user's, or outside the caller's selectors). */
+  const usable = async (request: FastifyRequest, m: SubscriptionManager, name: string): Promise<SubscriptionView> => {
+    const view = await m.get(name);
+    if (!view) throw notFound(`no subscription ${name}`);
+    await app.auth.assertSubscription(request.principal, name, view.selector, { create: false });
+    return view;
+  };
   const whileOpen = openRequests(app);
   const heartbeatMs = deps.heartbeatMs ?? HEARTBEAT_MS;
   const sseStreams = createCap('sseStreams', deps.maxSseStreams);
@@ -205,11 +222,23 @@ export function subscriptionsRoutes(app: FastifyInstance, deps: SubscriptionRout
     async (request, reply) => {
       const m = needManager(deps);
       const body = request.body;
-      const existed = (await m.get(body.name).catch(() => undefined)) !== undefined;
+      try {
+        assertSubscriptionName(body.name);
+      } catch (err) {
+        throw naming(err, () => 'name');
+      }
+      const existing = await m.get(body.name).catch(() => undefined);
+      const existed = existing !== undefined;
+      // The caller must be allowed the selector asked for, and an existing subscription must be its own.
+      if (existed) await app.auth.assertSubscription(request.principal, body.name, existing.selector, { create: false });
+      app.auth.assertRead(request.principal, parseSelectorField(body.selector));
+      if (!existed) await app.auth.assertSubscription(request.principal, body.name, body.selector, { create: true });
       let view: SubscriptionView;
       try {
         view = await m.create({ name: body.name, selector: body.selector, start: body.start });
       } catch (err) {
+        // A name claimed for a subscription that was not created is free again.
+        if (!existed && !(await m.get(body.name).catch(() => undefined))) await app.auth.forget(body.name).catch(() => undefined);
         throw naming(err, createField);
       }
       return reply
@@ -229,7 +258,15 @@ export function subscriptionsRoutes(app: FastifyInstance, deps: SubscriptionRout
         problems: [409, 503],
       },
     },
-    async () => ({ items: (await needManager(deps).list()).map(subscriptionJson) }),
+    async (request) => {
+      const all = await needManager(deps).list();
+      // A user sees its own subscriptions; an admin every one.
+      const visible = await app.auth.visibleSubscriptions(
+        request.principal,
+        all.map((v) => v.name),
+      );
+      return { items: all.filter((v) => visible === undefined || visible.has(v.name)).map(subscriptionJson) };
+    },
   );
 
   api.get(
@@ -244,10 +281,7 @@ export function subscriptionsRoutes(app: FastifyInstance, deps: SubscriptionRout
       },
     },
     async (request) => {
-      const { name } = request.params;
-      const view = await needManager(deps).get(name);
-      if (!view) throw notFound(`no subscription ${name}`);
-      return subscriptionJson(view);
+      return subscriptionJson(await usable(request, needManager(deps), request.params.name));
     },
   );
 
@@ -265,7 +299,10 @@ export function subscriptionsRoutes(app: FastifyInstance, deps: SubscriptionRout
     },
     async (request, reply) => {
       const { name } = request.params;
-      if (!(await needManager(deps).delete(name))) throw notFound(`no subscription ${name}`);
+      const m = needManager(deps);
+      await usable(request, m, name);
+      if (!(await m.delete(name))) throw notFound(`no subscription ${name}`);
+      await app.auth.forget(name);
       return reply.code(204).send(null);
     },
   );
@@ -303,6 +340,7 @@ export function subscriptionsRoutes(app: FastifyInstance, deps: SubscriptionRout
     async (request) => {
       const m = needManager(deps);
       const { name } = request.params;
+      await usable(request, m, name);
       const max = request.query.max ?? DEFAULT_MAX;
       const waitMs = Math.round((request.query.wait ?? DEFAULT_WAIT_S) * 1000);
       // A pull that may wait holds a slot (HERALD_MAX_LONG_POLLS) until it answers; wait=0 does not.
@@ -336,6 +374,7 @@ export function subscriptionsRoutes(app: FastifyInstance, deps: SubscriptionRout
     },
     async (request, reply) => {
       const m = needManager(deps);
+      await usable(request, m, request.params.name);
       const offset = offsetOf('offset', request.body.offset);
       try {
         await m.ack(request.params.name, offset);
@@ -376,8 +415,7 @@ export function subscriptionsRoutes(app: FastifyInstance, deps: SubscriptionRout
     async (request, reply) => {
       const m = needManager(deps);
       const { name } = request.params;
-      const view = await m.get(name);
-      if (!view) throw notFound(`no subscription ${name}`);
+      const view = await usable(request, m, name);
       const header = request.headers['last-event-id'];
       let lastId: bigint | undefined;
       if (header !== undefined && header !== '') {

@@ -1,5 +1,6 @@
 import { resolve } from 'node:path';
 import { DEFAULT_MAX_EVENT_BYTES, ErrorCodes, HUB_MODES, type HubMode, parseDuration, redactSecrets, ValidationError } from '@herald/core';
+import { AUTH_MODES, type AuthMode, authEnabled } from '../auth/auth.ts';
 import { CAPS } from '../caps/index.ts';
 import { DEFAULT_DATA_DIR } from '../store/index.ts';
 
@@ -112,6 +113,19 @@ export interface HubOptions {
    * beyond; subscriptions then read the log). Env `HERALD_RECEIVER_MAX_LENGTH`; default 10000.
    */
   receiverMaxLength?: number | string | undefined;
+  /**
+   * `auto` (default): authentication off on a loopback address, required on any other; `required`;
+   * `off` (refused on a non-loopback address). Env `HERALD_AUTH`.
+   */
+  auth?: string | undefined;
+  /** A token the hub accepts as an admin, for the first users and for automation: 32 to 4096 printable ASCII characters. Env `HERALD_ADMIN_TOKEN`. */
+  adminToken?: string | undefined;
+  /** The RabbitMQ management API with admin credentials, e.g. `http://admin:secret@rabbitmq:15672`: RabbitMQ users for Herald's users. Env `HERALD_RABBITMQ_API`. */
+  rabbitmqApi?: string | undefined;
+  /** Failed authentications per minute a client address may make before 429. Env `HERALD_AUTH_FAILURES_PER_MINUTE`; default 30. */
+  authFailuresPerMinute?: number | string | undefined;
+  /** REST publishes per second per token (a burst of as many); 0 = no limit. Env `HERALD_PUBLISH_RATE_PER_TOKEN`; default 0. */
+  publishRatePerToken?: number | string | undefined;
 }
 
 /** The hub's configuration after normalization: every field present and valid. */
@@ -155,6 +169,13 @@ export interface HubConfig {
   readonly pauseMaxTtl: number;
   /** Messages per receiver queue. */
   readonly receiverMaxLength: number;
+  readonly auth: AuthMode;
+  /** Whether requests need credentials: from `auth` and the listening address. */
+  readonly authEnabled: boolean;
+  readonly adminToken: string | undefined;
+  readonly rabbitmqApi: string | undefined;
+  readonly authFailuresPerMinute: number;
+  readonly publishRatePerToken: number;
 }
 
 /** Each option, its flag and its environment variable: error messages name the one that was used. */
@@ -183,6 +204,11 @@ const NAMES = {
   logLevel: { flag: '--log-level', env: 'HERALD_LOG_LEVEL' },
   pauseMaxTtl: { flag: '--pause-max-ttl', env: 'HERALD_PAUSE_MAX_TTL' },
   receiverMaxLength: { flag: '--receiver-max-length', env: 'HERALD_RECEIVER_MAX_LENGTH' },
+  auth: { flag: '--auth', env: 'HERALD_AUTH' },
+  adminToken: { flag: '--admin-token', env: 'HERALD_ADMIN_TOKEN' },
+  rabbitmqApi: { flag: '--rabbitmq-api', env: 'HERALD_RABBITMQ_API' },
+  authFailuresPerMinute: { flag: '--auth-failures-per-minute', env: 'HERALD_AUTH_FAILURES_PER_MINUTE' },
+  publishRatePerToken: { flag: '--publish-rate-per-token', env: 'HERALD_PUBLISH_RATE_PER_TOKEN' },
 } as const satisfies Record<keyof HubOptions, { flag: string; env: string }>;
 
 const LOG_LEVELS = new Set(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
@@ -299,6 +325,31 @@ export function normalizeConfig(options: HubOptions = {}, env: NodeJS.ProcessEnv
     );
   }
 
+  const authPick = pick('auth');
+  const auth = String(authPick.value ?? 'auto').toLowerCase() as AuthMode;
+  if (!AUTH_MODES.includes(auth)) bad(authPick.setting, authPick.value, `expected ${AUTH_MODES.join(', ')}`);
+  let authOn: boolean;
+  try {
+    authOn = authEnabled(auth, httpHost);
+  } catch (err) {
+    throw new ValidationError(ErrorCodes.INVALID_CONFIG, (err as Error).message.replace('HERALD_AUTH=off', `${authPick.setting}=off`), {
+      details: { setting: authPick.setting },
+    });
+  }
+  const adminPick = pick('adminToken');
+  const adminToken = adminPick.value === undefined ? undefined : String(adminPick.value);
+  // Never quoted in the message: it is a secret.
+  if (adminToken !== undefined && !/^[\x21-\x7e]{32,4096}$/.test(adminToken))
+    throw new ValidationError(
+      ErrorCodes.INVALID_CONFIG,
+      `invalid ${adminPick.setting}: expected 32 to 4096 printable ASCII characters without spaces, e.g. from: openssl rand -base64 32`,
+      { details: { setting: adminPick.setting } },
+    );
+  const apiPick = pick('rabbitmqApi');
+  const rabbitmqApi = apiPick.value === undefined ? undefined : String(apiPick.value);
+  if (rabbitmqApi !== undefined && !/^https?:\/\/[^/]/i.test(rabbitmqApi))
+    bad(apiPick.setting, rabbitmqApi, 'expected the management API URL with admin credentials, e.g. http://admin:secret@127.0.0.1:15672');
+
   return {
     amqpUrl,
     databaseUrl,
@@ -325,5 +376,11 @@ export function normalizeConfig(options: HubOptions = {}, env: NodeJS.ProcessEnv
     logLevel,
     pauseMaxTtl: seconds('pauseMaxTtl', 86_400, 1, 30 * 86_400),
     receiverMaxLength: int('receiverMaxLength', 10_000, 1, 10_000_000),
+    auth,
+    authEnabled: authOn,
+    adminToken,
+    rabbitmqApi,
+    authFailuresPerMinute: int('authFailuresPerMinute', 30, 1, 100_000),
+    publishRatePerToken: int('publishRatePerToken', 0, 0, 1_000_000),
   };
 }

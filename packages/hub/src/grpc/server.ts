@@ -22,7 +22,10 @@ import {
   type WireSubscribeResponse,
 } from '@herald/core';
 import type { Logger } from 'pino';
+import { Auth } from '../auth/auth.ts';
+import type { Principal } from '../auth/types.ts';
 import { CAPS, capReached } from '../caps/index.ts';
+import { assertSubscriptionName } from '../subscriptions/start-position.ts';
 import type { Consumer, DeliveredEvent, SubscriptionManager } from '../subscriptions/types.ts';
 import { type GrpcStatus, heraldStatus, toGrpcStatus } from './status.ts';
 
@@ -45,6 +48,23 @@ export interface GrpcServerOptions {
   maxEventBytes?: number | undefined;
   /** Concurrent Subscribe streams (HERALD_MAX_GRPC_STREAMS); the next ends with RESOURCE_EXHAUSTED. Default 1000. */
   maxStreams?: number | undefined;
+  /** Authentication (metadata `authorization: Bearer <token>`) and the access rules. Default: off, every call allowed. */
+  auth?: Auth | undefined;
+}
+
+/** The client address of a call, `ipv4:127.0.0.1:5555` → `127.0.0.1`, for the failed-authentication limit. */
+function clientOf(call: { getPeer(): string }): string {
+  return call
+    .getPeer()
+    .replace(/^ipv[46]:/, '')
+    .replace(/:\d+$/, '')
+    .replace(/^\[|\]$/g, '');
+}
+
+/** Who makes a call: from its `authorization` metadata. Rejects UNAUTHENTICATED (or LIMIT_EXCEEDED after too many failures). */
+function principalOfCall(auth: Auth, call: { metadata: grpc.Metadata; getPeer(): string }): Promise<Principal> {
+  const value = call.metadata.get('authorization')[0];
+  return auth.authenticate(typeof value === 'string' ? value : undefined, clientOf(call));
 }
 
 /** The `herald.v1.Herald` service. */
@@ -198,6 +218,8 @@ class SubscribeSession {
   constructor(
     private readonly call: SubscribeCall,
     private readonly options: GrpcServerOptions,
+    private readonly auth: Auth,
+    private readonly principal: Principal,
     private readonly onDone: () => void,
   ) {
     this.peer = call.getPeer();
@@ -275,13 +297,26 @@ class SubscribeSession {
   private async run(open: WireOpen): Promise<void> {
     const manager = this.options.manager();
     if (!manager) throw new HeraldError(ErrorCodes.UNAVAILABLE, 'this hub does not serve subscriptions right now');
-    const consumer = await manager.attach({
-      name: open.name,
-      selector: open.selector.length > 0 ? open.selector : undefined,
-      start: startOf(open.start),
-      maxInFlight: open.maxInFlight > 0 ? open.maxInFlight : undefined,
-      consumer: `grpc ${this.peer}`,
-    });
+    // The subscription must be the caller's (or new, then it becomes the caller's), inside its selectors.
+    assertSubscriptionName(open.name);
+    const existing = await manager.get(open.name);
+    const asked = open.selector.length > 0 ? open.selector : undefined;
+    if (existing) await this.auth.assertSubscription(this.principal, open.name, existing.selector, { create: false });
+    if (asked !== undefined) this.auth.assertRead(this.principal, asked);
+    if (!existing && asked !== undefined) await this.auth.assertSubscription(this.principal, open.name, asked, { create: true });
+    const consumer = await manager
+      .attach({
+        name: open.name,
+        selector: open.selector.length > 0 ? open.selector : undefined,
+        start: startOf(open.start),
+        maxInFlight: open.maxInFlight > 0 ? open.maxInFlight : undefined,
+        consumer: `grpc ${this.peer}`,
+      })
+      .catch(async (err: unknown) => {
+        // A name claimed for a subscription that was not created is free again.
+        if (!existing && !(await manager.get(open.name).catch(() => undefined))) await this.auth.forget(open.name).catch(() => undefined);
+        throw err;
+      });
     this.consumer = consumer;
     if (this.done) {
       // The client went away while we attached.
@@ -348,7 +383,21 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
   let server: grpc.Server | undefined;
   let stopping: Promise<void> | undefined;
 
+  const auth = options.auth ?? new Auth({ enabled: false });
+
   const publish: grpc.handleUnaryCall<WirePublishRequest, WirePublishResponse> = (call, callback) => {
+    // Credentials first: a call without them learns nothing but UNAUTHENTICATED.
+    principalOfCall(auth, call).then(
+      (principal) => publishAs(principal, call, callback),
+      (err: unknown) => callback(toGrpcStatus(err)),
+    );
+  };
+
+  const publishAs = (
+    principal: Principal,
+    call: grpc.ServerUnaryCall<WirePublishRequest, WirePublishResponse>,
+    callback: grpc.sendUnaryData<WirePublishResponse>,
+  ): void => {
     const r: WirePublishRequest | Undecodable = call.request;
     if (r instanceof Undecodable) {
       callback(undecodableStatus('PublishRequest', r));
@@ -356,6 +405,7 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
     }
     let event: HeraldEvent;
     try {
+      auth.assertPublish(principal, r.sender);
       event = createEvent(
         {
           id: r.id || undefined,
@@ -398,8 +448,18 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
       logger.warn({ peer: call.getPeer(), maxStreams }, 'grpc subscribe refused: stream cap reached');
       return;
     }
-    const session: SubscribeSession = new SubscribeSession(call, options, () => sessions.delete(session));
-    sessions.add(session);
+    // Credentials first: until they are checked no message of the stream is read (it waits, buffered).
+    principalOfCall(auth, call).then(
+      (principal) => {
+        if (stopping) {
+          call.emit('error', heraldStatus(ErrorCodes.UNAVAILABLE, 'the hub is stopping'));
+          return;
+        }
+        const session: SubscribeSession = new SubscribeSession(call, options, auth, principal, () => sessions.delete(session));
+        sessions.add(session);
+      },
+      (err: unknown) => call.emit('error', toGrpcStatus(err)),
+    );
   };
 
   return {

@@ -27,6 +27,8 @@ export const GRPC_STATUS_OF: Readonly<Record<ErrorCode, Status>> = {
   LIMIT_EXCEEDED: Status.RESOURCE_EXHAUSTED,
   // Raised only by the SDK, when a caller's AbortSignal fires; never by the hub.
   ABORTED: Status.CANCELLED,
+  UNAUTHENTICATED: Status.UNAUTHENTICATED,
+  FORBIDDEN: Status.PERMISSION_DENIED,
 };
 
 /**

@@ -134,6 +134,14 @@ export interface Ingest {
   headOffset(): bigint | undefined;
 }
 
+/**
+ * Whether the RabbitMQ user `userId` may publish as `sender`: the reason it may not (one line, e.g.
+ * `user_id herald-x may not publish as sender billing`), or undefined when it may, or when `userId`
+ * is not a user the hub manages (guest, the hub's own user). Synchronous, since it runs for every
+ * ingest message that carries a user_id: answer from memory.
+ */
+export type SenderCheck = (userId: string, sender: string) => string | undefined;
+
 /** What the ingest pipeline needs. */
 export interface IngestOptions {
   config: HubConfig;
@@ -148,6 +156,15 @@ export interface IngestOptions {
    * stay unacknowledged until their events are confirmed. Default: forward() them all.
    */
   dispatch?: ((events: readonly StoredEvent[]) => Promise<{ confirmed: Promise<void> }>) | undefined;
+  /**
+   * Checks the `user_id` of each ingest message against the sender of its routing key (DESIGN.md
+   * §8; RabbitMQ itself made sure the user_id is the publishing connection's user). A message it
+   * refuses becomes a dead letter (INVALID_EVENT) with its reason, like any message that is not an
+   * event, and the flow goes on; should it throw, the message becomes a dead letter with that error.
+   * In archive mode RabbitMQ has delivered the message before the hub sees it: the check keeps it
+   * out of the log only. Messages without user_id are not checked. Default: none.
+   */
+  senderCheck?: SenderCheck | undefined;
 }
 
 /** Creates the ingest pipeline of DESIGN.md §2 for `config.mode`. Nothing happens before start(). */
@@ -237,6 +254,7 @@ class IngestPipeline implements Ingest {
   private readonly store: Store;
   private readonly log: Logger;
   private readonly dispatch: ((events: readonly StoredEvent[]) => Promise<{ confirmed: Promise<void> }>) | undefined;
+  private readonly senderCheck: SenderCheck | undefined;
   private link: Link | undefined;
   /** Bumped on every new connection; a batch from an older generation is never acknowledged. */
   private gen = 0;
@@ -285,6 +303,7 @@ class IngestPipeline implements Ingest {
     this.store = options.store;
     this.log = options.logger.child({ part: 'ingest' });
     this.dispatch = options.dispatch;
+    this.senderCheck = options.senderCheck;
   }
 
   stats(): IngestStats {
@@ -741,8 +760,8 @@ class IngestPipeline implements Ingest {
    * stopping and the grace ran out (both: false). Resolves with what the batch's acknowledgement
    * waits for: the confirms of everything forwarded so far.
    *
-   * A message that is not an event, or an event the store refuses for its data, becomes a dead
-   * letter and the rest of the batch goes on; only a store that is unavailable (or RabbitMQ) makes
+   * A message that is not an event, whose user_id senderCheck refuses, or an event the store
+   * refuses for its data, becomes a dead letter and the rest of the batch goes on; only a store that is unavailable (or RabbitMQ) makes
    * the batch wait. Each step is done once: a retry resumes where the batch stopped.
    */
   private async processBatch(link: Link, batch: Message[]): Promise<Confirmation | false> {
@@ -753,12 +772,12 @@ class IngestPipeline implements Ingest {
     const now = Date.now();
     for (const msg of batch) {
       try {
-        events.push(
-          fromAmqp(
-            { routingKey: msg.fields.routingKey, content: msg.content, properties: msg.properties },
-            { maxBytes: this.config.maxEventBytes, now },
-          ),
+        const event = fromAmqp(
+          { routingKey: msg.fields.routingKey, content: msg.content, properties: msg.properties },
+          { maxBytes: this.config.maxEventBytes, now },
         );
+        this.checkSender(msg, event.sender);
+        events.push(event);
         received.push(msg);
       } catch (err) {
         dead.push({ pending: messageDeadLetter(msg, err, now), settled: false, published: false });
@@ -798,6 +817,14 @@ class IngestPipeline implements Ingest {
         if (side === 'store') await this.store.ping().catch(() => undefined);
       }
     }
+  }
+
+  /** Throws a ValidationError (INVALID_EVENT) with senderCheck's reason when it refuses the message's user_id. */
+  private checkSender(msg: Message, sender: string): void {
+    const userId: unknown = msg.properties.userId;
+    if (this.senderCheck === undefined || typeof userId !== 'string' || userId === '') return;
+    const refused = this.senderCheck(userId, sender);
+    if (refused !== undefined) throw new ValidationError(ErrorCodes.INVALID_EVENT, refused, { details: { userId, sender } });
   }
 
   /** True when the store answers: a TypeError from a driver is the data's fault only if it does. */
