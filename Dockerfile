@@ -27,9 +27,10 @@ RUN echo '{"name":"herald-image","private":true}' > package.json \
  && chown node:node /var/lib/herald
 
 # Listen on every interface of the container (the hub's default, 127.0.0.1, is unreachable from
-# outside it); gRPC binds the same address. The hub has no authentication yet: publish the
-# ports on a trusted network only. Without a postgres:// HERALD_DATABASE_URL the log is the
-# embedded store in the volume; it is one process's, so run one container per volume.
+# outside it); gRPC binds the same address. Beyond loopback the hub requires API tokens
+# (HERALD_AUTH=auto): pass HERALD_ADMIN_TOKEN to create the first users (docs/security.md).
+# Without a postgres:// HERALD_DATABASE_URL the log is the embedded store in the volume; it is one
+# process's, so run one container per volume.
 ENV HERALD_HTTP_HOST=0.0.0.0 \
     HERALD_DATABASE_URL=/var/lib/herald
 VOLUME ["/var/lib/herald"]

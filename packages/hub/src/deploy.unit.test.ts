@@ -335,6 +335,10 @@ describe('deployment: Dockerfile, docker-compose.yml, docs/operations.md', { tim
     assert.equal(env.HERALD_HTTP_HOST, '0.0.0.0');
     const config = normalizeConfig({}, { ...dockerEnv(runtime), ...env });
     assert.equal(config.databaseUrl, env.HERALD_DATABASE_URL, 'the hub uses PostgreSQL, not the embedded store');
+    assert.equal(config.authEnabled, true, 'a hub reachable beyond its container requires tokens');
+    assert.equal(config.adminToken, undefined, 'no admin token by default: the operator sets one');
+    const api = new URL(env.HERALD_RABBITMQ_API!);
+    assert.deepEqual([api.hostname, api.port, api.username], ['rabbitmq', '15672', envOf(rabbitmq).RABBITMQ_DEFAULT_USER]);
     const published = (hub.ports as string[]).map((p) => p.split(':'));
     assert.deepEqual(published.map((p) => Number(p.at(-1))).sort(), [config.httpPort, config.grpcPort].sort());
 

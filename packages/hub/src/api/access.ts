@@ -61,14 +61,9 @@ declare module 'fastify' {
     auth: Auth;
   }
   interface FastifyRequest {
-    /** Who sent the request: set by the access hook before anything else reads the request. */
+    /** Who sent the request: set by the access hook before anything else reads the request (null on open routes). */
     principal: Principal;
   }
-}
-
-/** The request's principal, for the handler's own checks. */
-export function principalOf(request: FastifyRequest): Principal {
-  return request.principal;
 }
 
 /**
@@ -120,10 +115,8 @@ export function installAccess(app: FastifyInstance, auth: Auth): void {
     const url = request.routeOptions.url;
     // Unknown routes (404) still need credentials: without them, nobody learns which routes exist.
     const access = url === undefined ? 'admin' : (accessOf(request.method, url) ?? 'admin');
-    if (access === 'open') {
-      request.principal = { kind: 'anonymous' };
-      return;
-    }
+    // An open route is anyone's: it has no principal, and asks for none.
+    if (access === 'open') return;
     const header = request.headers.authorization;
     request.principal = await auth.authenticate(Array.isArray(header) ? header[0] : header, request.ip);
     if (url === undefined) return;

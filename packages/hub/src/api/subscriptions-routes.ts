@@ -261,10 +261,7 @@ export function subscriptionsRoutes(app: FastifyInstance, deps: SubscriptionRout
     async (request) => {
       const all = await needManager(deps).list();
       // A user sees its own subscriptions; an admin every one.
-      const visible = await app.auth.visibleSubscriptions(
-        request.principal,
-        all.map((v) => v.name),
-      );
+      const visible = await app.auth.visibleSubscriptions(request.principal);
       return { items: all.filter((v) => visible === undefined || visible.has(v.name)).map(subscriptionJson) };
     },
   );

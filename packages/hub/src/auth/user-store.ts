@@ -34,6 +34,8 @@ export interface UserStore {
   touch(ids: readonly string[]): Promise<void>;
   /** The owner of a subscription, undefined when it has none. */
   ownerOf(subscription: string): Promise<string | undefined>;
+  /** The subscriptions `owner` owns. */
+  owned(owner: string): Promise<Set<string>>;
   /** Makes `owner` the owner of `subscription` unless it has one; resolves with the owner it has then. */
   claim(subscription: string, owner: string): Promise<string>;
   /** Forgets a subscription's owner. */
@@ -148,6 +150,10 @@ export function createUserStore(sql: SqlExecutor): UserStore {
     async ownerOf(subscription) {
       const r = await sql.query<{ owner: string }>('SELECT owner FROM subscription_owners WHERE subscription = $1', [subscription]);
       return r.rows[0]?.owner;
+    },
+    async owned(owner) {
+      const r = await sql.query<{ subscription: string }>('SELECT subscription FROM subscription_owners WHERE owner = $1', [owner]);
+      return new Set(r.rows.map((row) => row.subscription));
     },
     async claim(subscription, owner) {
       const r = await sql.query<{ owner: string }>(
