@@ -4,13 +4,13 @@
 // selectors, owners); tokens stored hashed and revoked at once; the refusals of browser requests;
 // the start refusals of an exposed hub without authentication.
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { request } from 'node:http';
 import { after, before, describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { subscription } from '@herald/client/grpc';
-import { ErrorCodes, PROTO_LOADER_OPTIONS, PROTO_PATH } from '@herald/core';
+import { createEvent, ErrorCodes, PROTO_LOADER_OPTIONS, PROTO_PATH, toAmqp } from '@herald/core';
 import {
   createTestDatabase,
   createTestVhost,
@@ -22,6 +22,7 @@ import {
   type TestDatabase,
   type TestVhost,
 } from '@herald/testing';
+import amqp from 'amqplib';
 import pg from 'pg';
 import { ACCESS, type Access } from '../api/access.ts';
 
@@ -39,6 +40,8 @@ describe('access control (e2e: hub process, PostgreSQL, RabbitMQ)', { timeout: 1
   let grpcUrl: string;
   const tokens: Record<Role, string> = { admin: '', publisher: '', subscriber: '' };
   let otherSubscriber = '';
+  /** The RabbitMQ credentials the publisher user was given (HERALD_RABBITMQ_API). */
+  let pubAmqp: { username: string; password: string } | undefined;
 
   const call = async (method: string, path: string, options: { token?: string; body?: unknown; headers?: Record<string, string> } = {}) => {
     const headers: Record<string, string> = { ...options.headers };
@@ -61,6 +64,7 @@ describe('access control (e2e: hub process, PostgreSQL, RabbitMQ)', { timeout: 1
   const userWithToken = async (user: string, roles: unknown[]): Promise<string> => {
     const created = await admin('POST', '/api/v1/users', { name: user, roles });
     assert.equal(created.status, 201, created.text);
+    if (user === name('pub')) pubAmqp = created.json().amqp as typeof pubAmqp;
     const t = await admin('POST', `/api/v1/users/${user}/tokens`, { name: 'e2e' });
     assert.equal(t.status, 201, t.text);
     return t.json().token as string;
@@ -299,6 +303,47 @@ describe('access control (e2e: hub process, PostgreSQL, RabbitMQ)', { timeout: 1
     assert.equal(await subscribeError(tokens.subscriber, 'shipping:*'), ErrorCodes.FORBIDDEN);
     assert.equal(await subscribeError(tokens.publisher, 'billing:*'), ErrorCodes.FORBIDDEN);
     assert.equal(await subscribeError(tokens.subscriber, 'billing:*'), 'opened', 'inside its selectors it gets events');
+  });
+
+  test('AMQP: the publisher user’s RabbitMQ credentials publish its sender, RabbitMQ refuses another; deleted, they no longer connect', async () => {
+    assert.ok(pubAmqp, 'the answer that created the publisher carried its RabbitMQ credentials');
+    assert.ok(!hub.output().includes(pubAmqp.password), 'the password is in no log line');
+    const url = new URL(vhost.url);
+    url.username = encodeURIComponent(pubAmqp.username);
+    url.password = encodeURIComponent(pubAmqp.password);
+    const conn = await amqp.connect(url.href, { noDelay: true });
+    conn.on('error', () => undefined);
+    const id = randomUUID();
+    try {
+      const ch = await conn.createConfirmChannel();
+      const event = toAmqp(createEvent({ id, sender: 'billing', type: 'amqp.check', data: Buffer.from('{}') }), {
+        userId: pubAmqp.username,
+      });
+      await new Promise<void>((resolve, reject) =>
+        ch.publish('herald.ingest', event.routingKey, event.content, event.properties, (err) => (err ? reject(err) : resolve())),
+      );
+      let stored = 0;
+      for (let i = 0; i < 100 && stored === 0; i++) {
+        stored = (await admin('GET', `/api/v1/events/by-id/${id}`)).status === 200 ? 1 : 0;
+        if (!stored) await new Promise((r) => setTimeout(r, 100));
+      }
+      assert.equal(stored, 1, 'the event published with its own credentials is in the log');
+      const ch2 = await conn.createConfirmChannel();
+      const closed = new Promise<string>((resolve) => ch2.on('error', (err: Error) => resolve(err.message)));
+      ch2.on('close', () => undefined);
+      const spoof = toAmqp(createEvent({ sender: 'shipping', type: 'amqp.check', data: Buffer.from('{}') }));
+      ch2.publish('herald.ingest', spoof.routingKey, spoof.content, spoof.properties, () => undefined);
+      assert.match(await closed, /ACCESS_REFUSED/);
+    } finally {
+      await conn.close().catch(() => undefined);
+    }
+    const extra = await admin('POST', '/api/v1/users', { name: name('gone'), roles: [{ role: 'publisher', senders: ['gone'] }] });
+    const gone = extra.json().amqp as { username: string; password: string };
+    assert.equal((await admin('DELETE', `/api/v1/users/${name('gone')}`)).status, 204);
+    const goneUrl = new URL(vhost.url);
+    goneUrl.username = encodeURIComponent(gone.username);
+    goneUrl.password = encodeURIComponent(gone.password);
+    await assert.rejects(amqp.connect(goneUrl.href), /ACCESS_REFUSED|403/);
   });
 
   test('browser requests are refused: another origin, another site, an opaque origin', async () => {
