@@ -1,3 +1,4 @@
+export { bootstrapAdmin } from './auth/bootstrap.ts';
 export type { HubConfig, HubMode, HubOptions } from './config/index.ts';
 export { normalizeConfig, redactUrl } from './config/index.ts';
 export type { Hub, HubState } from './hub.ts';

@@ -6,7 +6,9 @@ import { registerPause } from './pause.ts';
 import { registerPublish } from './publish.ts';
 import { registerReplay } from './replay.ts';
 import { registerTail } from './tail.ts';
+import { registerTokens } from './tokens.ts';
 import { registerTopology } from './topology.ts';
+import { registerUsers } from './users.ts';
 
 /** Registers one subcommand on the program. */
 export type RegisterCommand = (program: Command) => void;
@@ -22,4 +24,6 @@ export const commands: RegisterCommand[] = [
   registerPause,
   registerReplay,
   registerTail,
+  registerUsers,
+  registerTokens,
 ];

@@ -5,6 +5,7 @@
 // the start refusals of an exposed hub without authentication.
 import assert from 'node:assert/strict';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { rmSync } from 'node:fs';
 import { request } from 'node:http';
 import { after, before, describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
@@ -375,7 +376,7 @@ describe('start refusals and the loopback default (e2e: hub process)', { timeout
     );
   });
 
-  test('HERALD_AUTH=required without an admin says how to create one; a loopback hub without auth refuses a rebinding page', async () => {
+  test('HERALD_AUTH=required without an admin says how to create one, and herald users add --admin --database-url creates one; a loopback hub without auth refuses a rebinding page', async () => {
     const vhost = await createTestVhost('access-start');
     const dir = `/tmp/herald-access-${randomBytes(4).toString('hex')}`;
     try {
@@ -390,6 +391,25 @@ describe('start refusals and the loopback default (e2e: hub process)', { timeout
         assert.match(required.output(), /there is no admin: set HERALD_ADMIN_TOKEN/);
       } finally {
         await required.kill();
+      }
+      // The other way out: the first admin written straight into the store, while no hub holds it.
+      const add = spawnHerald(['users', 'add', 'first-admin', '--admin', '--database-url', dir], {});
+      assert.equal(await add.exited, 0, add.output());
+      const secret = add.output().match(/^hrd_\S+$/m)?.[0];
+      assert.ok(secret, `a token on its own line: ${add.output()}`);
+      const again = await startHubProcess({
+        HERALD_AMQP_URL: vhost.url,
+        HERALD_DATABASE_URL: dir,
+        HERALD_HTTP_PORT: String(port),
+        HERALD_AUTH: 'required',
+      });
+      try {
+        assert.match(again.output(), /"msg":"authentication on"/);
+        const users = await fetch(`http://127.0.0.1:${port}/api/v1/users`, { headers: { authorization: `Bearer ${secret}` } });
+        assert.equal(users.status, 200, 'the bootstrapped admin is an admin');
+        assert.equal((await fetch(`http://127.0.0.1:${port}/api/v1/users`)).status, 401);
+      } finally {
+        await again.kill();
       }
       const open = await startHubProcess({ HERALD_AMQP_URL: vhost.url, HERALD_DATABASE_URL: dir, HERALD_HTTP_PORT: String(port) });
       try {
@@ -420,6 +440,7 @@ describe('start refusals and the loopback default (e2e: hub process)', { timeout
       }
     } finally {
       await vhost.delete();
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });
