@@ -27,8 +27,9 @@ Exit codes:
 
 /** The line after a usage error: where the command's help is. */
 function hint(command: Command): string {
-  const path = command.parent ? `herald ${command.name()}` : 'herald';
-  return `(see ${path} --help)`;
+  const names: string[] = [];
+  for (let c: Command | null = command; c?.parent; c = c.parent) names.unshift(c.name());
+  return `(see ${['herald', ...names].join(' ')} --help)`;
 }
 
 /** A commander message (`error: …`, maybe a second line `(Did you mean …?)`) as one `herald: …` line. */

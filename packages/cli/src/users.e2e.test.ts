@@ -210,6 +210,7 @@ describe('herald users, herald tokens (e2e: hub process with HERALD_AUTH=require
       const r = await herald([...args]);
       assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
       assert.ok(r.stderr.startsWith(message), `${args.join(' ')}: ${r.stderr}`);
+      assert.ok(r.stderr.includes(`(see herald ${args[0]} ${args[1]} --help)`), `the hint names the subcommand: ${r.stderr}`);
       assert.equal(r.stdout, '');
     }
     assert.equal(await userStatus(bob), 404, 'no user was created');
