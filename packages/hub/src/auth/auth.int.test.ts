@@ -95,6 +95,8 @@ describe('authentication limits and user validation (REST inject, embedded store
       [{ name: 'ok', roles: [{ role: 'publisher', senders: ['bad.sender'] }] }, /^roles\[0\]\.senders$/],
       [{ name: 'ok', roles: [{ role: 'publisher', senders: Array.from({ length: 300 }, (_, i) => `s${i}`) }] }, /^roles\[0\]\.senders$/],
       [{ name: 'ok', roles: [{ role: 'subscriber', selector: 'nocolon' }] }, /^roles\[0\]\.selector$/],
+      [{ name: 'ok', roles: [{ role: 'subscriber', selector: { canonical: 'not a selector' } }] }, /^roles\[0\]\.selector$/],
+      [{ name: 'ok', roles: [{ role: 'subscriber', selector: [1] }] }, /^roles\[0\]\.selector$/],
       [{ name: 'ok', roles: [{ role: 'admin', senders: ['x'] }] }, /^roles\[0\]$/],
       [{ name: 'ok', roles: Array.from({ length: 17 }, () => ({ role: 'admin' })) }, /^roles$/],
       [{ name: 'ok', roles: [JSON.parse(`${'['.repeat(200)}${']'.repeat(200)}`)] }, /^body$/], // the input guard's depth bound

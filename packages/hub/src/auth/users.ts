@@ -58,6 +58,10 @@ export function parseRoles(input: unknown, parameter = 'roles'): Role[] {
     }
     if (r.role === 'subscriber') {
       if (keys.some((k) => k !== 'role' && k !== 'selector')) throw invalid(at, `${at}: a subscriber role has only selector`);
+      // A string or an array of strings only: parseSelector takes any object with `canonical` as parsed.
+      const sel = r.selector;
+      if (typeof sel !== 'string' && !(Array.isArray(sel) && sel.every((p) => typeof p === 'string')))
+        throw invalid(`${at}.selector`, `${at}.selector must be a string or an array of sender:type patterns`);
       try {
         return { role: 'subscriber', selector: parseSelector(r.selector as string | string[]) };
       } catch (err) {
