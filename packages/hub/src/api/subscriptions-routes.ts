@@ -170,11 +170,20 @@ function openRequests(app: FastifyInstance): <T>(request: FastifyRequest, fn: (s
  */
 export function subscriptionsRoutes(app: FastifyInstance, deps: SubscriptionRoutesDeps): void {
   const api = app.withTypeProvider<TypeBoxTypeProvider>();
-  /** The subscription, once the caller may use it (404 first: absent; then 403: another user's, or outside the caller's selectors). */
-  const usable = async (request: FastifyRequest, m: SubscriptionManager, name: string): Promise<SubscriptionView> => {
+  /**
+   * Throws unless the caller may use the subscription: 404 when it is absent, then 403 when it is
+   * another user's or outside the caller's selectors. From memory, so a pull or an ack costs no lag query.
+   */
+  const usable = async (request: FastifyRequest, m: SubscriptionManager, name: string): Promise<void> => {
+    const selector = m.selectorOf(name);
+    if (!selector) throw notFound(`no subscription ${name}`);
+    await app.auth.assertSubscription(request.principal, name, selector, { create: false });
+  };
+  /** The subscription's view (with lag), once the caller may use it. */
+  const usableView = async (request: FastifyRequest, m: SubscriptionManager, name: string): Promise<SubscriptionView> => {
+    await usable(request, m, name);
     const view = await m.get(name);
     if (!view) throw notFound(`no subscription ${name}`);
-    await app.auth.assertSubscription(request.principal, name, view.selector, { create: false });
     return view;
   };
   const whileOpen = openRequests(app);
@@ -227,10 +236,10 @@ export function subscriptionsRoutes(app: FastifyInstance, deps: SubscriptionRout
       } catch (err) {
         throw naming(err, () => 'name');
       }
-      const existing = await m.get(body.name).catch(() => undefined);
+      const existing = m.selectorOf(body.name);
       const existed = existing !== undefined;
       // The caller must be allowed the selector asked for, and an existing subscription must be its own.
-      if (existed) await app.auth.assertSubscription(request.principal, body.name, existing.selector, { create: false });
+      if (existed) await app.auth.assertSubscription(request.principal, body.name, existing, { create: false });
       app.auth.assertRead(request.principal, parseSelectorField(body.selector));
       if (!existed) await app.auth.assertSubscription(request.principal, body.name, body.selector, { create: true });
       let view: SubscriptionView;
@@ -238,7 +247,7 @@ export function subscriptionsRoutes(app: FastifyInstance, deps: SubscriptionRout
         view = await m.create({ name: body.name, selector: body.selector, start: body.start });
       } catch (err) {
         // A name claimed for a subscription that was not created is free again.
-        if (!existed && !(await m.get(body.name).catch(() => undefined))) await app.auth.forget(body.name).catch(() => undefined);
+        if (!existed && !m.selectorOf(body.name)) await app.auth.forget(body.name).catch(() => undefined);
         throw naming(err, createField);
       }
       return reply
@@ -278,7 +287,7 @@ export function subscriptionsRoutes(app: FastifyInstance, deps: SubscriptionRout
       },
     },
     async (request) => {
-      return subscriptionJson(await usable(request, needManager(deps), request.params.name));
+      return subscriptionJson(await usableView(request, needManager(deps), request.params.name));
     },
   );
 
@@ -412,7 +421,7 @@ export function subscriptionsRoutes(app: FastifyInstance, deps: SubscriptionRout
     async (request, reply) => {
       const m = needManager(deps);
       const { name } = request.params;
-      const view = await usable(request, m, name);
+      const view = await usableView(request, m, name);
       const header = request.headers['last-event-id'];
       let lastId: bigint | undefined;
       if (header !== undefined && header !== '') {

@@ -299,9 +299,9 @@ class SubscribeSession {
     if (!manager) throw new HeraldError(ErrorCodes.UNAVAILABLE, 'this hub does not serve subscriptions right now');
     // The subscription must be the caller's (or new, then it becomes the caller's), inside its selectors.
     assertSubscriptionName(open.name);
-    const existing = await manager.get(open.name);
+    const existing = manager.selectorOf(open.name);
     const asked = open.selector.length > 0 ? open.selector : undefined;
-    if (existing) await this.auth.assertSubscription(this.principal, open.name, existing.selector, { create: false });
+    if (existing) await this.auth.assertSubscription(this.principal, open.name, existing, { create: false });
     if (asked !== undefined) this.auth.assertRead(this.principal, asked);
     if (!existing && asked !== undefined) await this.auth.assertSubscription(this.principal, open.name, asked, { create: true });
     const consumer = await manager
@@ -314,7 +314,7 @@ class SubscribeSession {
       })
       .catch(async (err: unknown) => {
         // A name claimed for a subscription that was not created is free again.
-        if (!existing && !(await manager.get(open.name).catch(() => undefined))) await this.auth.forget(open.name).catch(() => undefined);
+        if (!existing && !manager.selectorOf(open.name)) await this.auth.forget(open.name).catch(() => undefined);
         throw err;
       });
     this.consumer = consumer;

@@ -855,6 +855,11 @@ class Manager implements SubscriptionManager, Core {
     return Promise.all(subs.map((s) => this.view(s, head)));
   }
 
+  selectorOf(name: string): Selector | undefined {
+    this.ready();
+    return this.subs.get(name)?.selector;
+  }
+
   async get(name: string): Promise<SubscriptionView | undefined> {
     this.ready();
     const sub = this.subs.get(name);

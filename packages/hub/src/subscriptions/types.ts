@@ -109,6 +109,8 @@ export interface SubscriptionManager {
   create(input: SubscriptionInput): Promise<SubscriptionView>;
   list(): Promise<SubscriptionView[]>;
   get(name: string): Promise<SubscriptionView | undefined>;
+  /** The selector of a subscription, from memory (no lag or head query, unlike get); undefined when absent. */
+  selectorOf(name: string): Selector | undefined;
   /** Ends its consumer, removes it, and removes its receiver queue when it was the last user. False when absent. */
   delete(name: string): Promise<boolean>;
   attach(req: AttachRequest): Promise<Consumer>;
