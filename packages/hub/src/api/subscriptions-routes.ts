@@ -444,9 +444,19 @@ export function subscriptionsRoutes(app: FastifyInstance, deps: SubscriptionRout
         throw err;
       }
       reply.hijack();
-      await whileOpen(request, (signal) => streamSubscription(consumer, reply.raw, { signal, heartbeatMs, log: request.log })).finally(
-        release,
+      // The stream ends when its token is revoked, or its user's roles no longer allow it.
+      const revoked = new AbortController();
+      const unwatch = app.auth.watch(
+        request.principal,
+        (p) => app.auth.assertSubscription(p, name, m.selectorOf(name) ?? view.selector, { create: false }),
+        (err) => revoked.abort(err),
       );
+      await whileOpen(request, (signal) =>
+        streamSubscription(consumer, reply.raw, { signal: AbortSignal.any([signal, revoked.signal]), heartbeatMs, log: request.log }),
+      ).finally(() => {
+        unwatch();
+        release();
+      });
     },
   );
 }
@@ -535,9 +545,12 @@ export async function streamSubscription(
     opts.signal.removeEventListener('abort', abort);
     stop.abort();
     closed = true;
+    // Ended by the hub: the access check's reason (a revoked token, roles that no longer allow it), or the consumer's.
+    const denied = opts.signal.reason instanceof HeraldError ? opts.signal.reason : undefined;
+    const reason = denied ? `${denied.code}: ${denied.message}` : endReason;
     await consumer.close().catch((err) => opts.log.warn({ err, subscription: consumer.name }, 'closing an SSE consumer failed'));
     if (!res.destroyed && !res.writableEnded) {
-      if (endReason !== undefined) res.write(`: ended: ${endReason.replaceAll('\n', ' ')}\n\n`);
+      if (reason !== undefined) res.write(`: ended: ${reason.replaceAll('\n', ' ')}\n\n`);
       res.end();
     }
   }

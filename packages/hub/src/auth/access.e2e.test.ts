@@ -95,7 +95,8 @@ describe('access control (e2e: hub process, PostgreSQL, RabbitMQ)', { timeout: 1
   });
 
   after(async () => {
-    for (const u of ['root', 'pub', 'sub', 'sub2', 'both']) await admin('DELETE', `/api/v1/users/${name(u)}`).catch(() => undefined);
+    for (const u of ['root', 'pub', 'sub', 'sub2', 'both', 'gstream', 'sstream'])
+      await admin('DELETE', `/api/v1/users/${name(u)}`).catch(() => undefined);
     await hub?.kill();
     await db?.drop();
     await vhost?.delete();
@@ -177,7 +178,7 @@ describe('access control (e2e: hub process, PostgreSQL, RabbitMQ)', { timeout: 1
     assert.match(outside.json().detail as string, /shipping:\*/);
     assert.equal((await call('GET', '/api/v1/events', { token: tokens.subscriber })).status, 403, 'no selector means every event');
 
-    // One event by offset: allowed when the subscriber's selectors match it.
+    // One event by offset: allowed when the subscriber's selectors match it, else 404.
     let offsets: { offset: string; sender: string }[] = [];
     for (let i = 0; i < 100 && offsets.length < 2; i++) {
       const r = await admin('GET', '/api/v1/events?selector=billing:invoice.paid,shipping:parcel.sent');
@@ -188,7 +189,10 @@ describe('access control (e2e: hub process, PostgreSQL, RabbitMQ)', { timeout: 1
     const shipping = offsets.find((e) => e.sender === 'shipping');
     assert.ok(billing && shipping, 'both events were stored');
     assert.equal((await call('GET', `/api/v1/events/${billing.offset}`, { token: tokens.subscriber })).status, 200);
-    assert.equal((await call('GET', `/api/v1/events/${shipping.offset}`, { token: tokens.subscriber })).status, 403);
+    // Outside its selectors an event is as absent as one that is not there: its sender and type are not told.
+    const hidden = await call('GET', `/api/v1/events/${shipping.offset}`, { token: tokens.subscriber });
+    assert.equal(hidden.status, 404);
+    assert.doesNotMatch(hidden.text, /shipping|parcel/);
   });
 
   test('a subscription belongs to its creator: others get 403, admins pass, lists show one’s own', async () => {
@@ -207,6 +211,18 @@ describe('access control (e2e: hub process, PostgreSQL, RabbitMQ)', { timeout: 1
     const taken = await call('POST', '/api/v1/subscriptions', { token: otherSubscriber, body: { name: sub, selector: 'billing:*' } });
     assert.equal(taken.status, 403, 'the same name and selector does not hand it over');
     assert.equal((await call('GET', `/api/v1/subscriptions/${sub}`, { token: tokens.admin })).status, 200);
+    // Another's subscription outside the caller's selectors: 403 for the owner, saying nothing of its selector.
+    const adminsSub = name('adminsub');
+    assert.equal(
+      (await call('POST', '/api/v1/subscriptions', { token: tokens.admin, body: { name: adminsSub, selector: 'shipping:parcel.*' } }))
+        .status,
+      201,
+    );
+    const foreign = await call('GET', `/api/v1/subscriptions/${adminsSub}/events?wait=0`, { token: tokens.subscriber });
+    assert.equal(foreign.status, 403);
+    assert.match(foreign.text, /belongs to another user/);
+    assert.doesNotMatch(foreign.text, /shipping|parcel/);
+    assert.equal((await call('DELETE', `/api/v1/subscriptions/${adminsSub}`, { token: tokens.admin })).status, 204);
     const mine = (await call('GET', '/api/v1/subscriptions', { token: otherSubscriber })).json().items as { name: string }[];
     assert.ok(!mine.some((s) => s.name === sub));
     const theirs = (await call('GET', '/api/v1/subscriptions', { token: tokens.subscriber })).json().items as { name: string }[];
@@ -304,6 +320,58 @@ describe('access control (e2e: hub process, PostgreSQL, RabbitMQ)', { timeout: 1
     assert.equal(await subscribeError(tokens.subscriber, 'shipping:*'), ErrorCodes.FORBIDDEN);
     assert.equal(await subscribeError(tokens.publisher, 'billing:*'), ErrorCodes.FORBIDDEN);
     assert.equal(await subscribeError(tokens.subscriber, 'billing:*'), 'opened', 'inside its selectors it gets events');
+  });
+
+  test('open streams end when their token is revoked or their roles no longer allow them: gRPC Subscribe and SSE', async () => {
+    const event = { sender: 'billing', type: 'invoice.paid', data: { stream: true } };
+    assert.equal((await call('POST', '/api/v1/events', { token: tokens.publisher, body: event })).status, 202);
+
+    // gRPC: the token is revoked while the stream delivers.
+    const grpcUser = name('gstream');
+    const grpcToken = await userWithToken(grpcUser, [{ role: 'subscriber', selector: ['billing:*'] }]);
+    const sub = subscription(name('gstream-sub'), 'billing:*', { url: grpcUrl, token: grpcToken, start: 'earliest' });
+    let delivered!: () => void;
+    const first = new Promise<void>((resolve) => (delivered = resolve));
+    const ended = (async () => {
+      try {
+        for await (const _ of sub) delivered();
+        return 'ended';
+      } catch (err) {
+        return (err as { code?: string }).code;
+      }
+    })();
+    await first;
+    const [tokenInfo] = (await admin('GET', `/api/v1/users/${grpcUser}/tokens`)).json().items as { id: string }[];
+    assert.equal((await admin('DELETE', `/api/v1/users/${grpcUser}/tokens/${tokenInfo!.id}`)).status, 204);
+    assert.equal(await ended, ErrorCodes.UNAUTHENTICATED);
+    await sub.close();
+
+    // SSE: the user's roles narrow so that the subscription is outside them.
+    const sseUser = name('sstream');
+    const sseToken = await userWithToken(sseUser, [{ role: 'subscriber', selector: ['billing:*'] }]);
+    const sseSub = name('sstream-sub');
+    assert.equal(
+      (await call('POST', '/api/v1/subscriptions', { token: sseToken, body: { name: sseSub, selector: 'billing:*', start: 'earliest' } }))
+        .status,
+      201,
+    );
+    const res = await fetch(`${base}/api/v1/subscriptions/${sseSub}/stream`, { headers: { authorization: `Bearer ${sseToken}` } });
+    assert.equal(res.status, 200);
+    const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+    let text = '';
+    const readUntil = async (pattern: RegExp) => {
+      while (!pattern.test(text)) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        text += value;
+      }
+      return text;
+    };
+    assert.match(await readUntil(/\nid: \d+/), /event:|data:/, 'the stream delivers');
+    assert.equal((await admin('PUT', `/api/v1/users/${sseUser}/roles`, [{ role: 'subscriber', selector: ['shipping:*'] }])).status, 200);
+    assert.match(await readUntil(/: ended: FORBIDDEN/), /: ended: FORBIDDEN: user .* may not read billing:\*/);
+    assert.equal((await reader.read()).done, true, 'and the response ends');
+    await admin('DELETE', `/api/v1/subscriptions/${sseSub}`);
   });
 
   test('AMQP: the publisher user’s RabbitMQ credentials publish its sender, RabbitMQ refuses another; deleted, they no longer connect', async () => {

@@ -8,12 +8,12 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import type { HeraldEvent } from '@herald/core';
+import { type HeraldEvent, parseSelector } from '@herald/core';
 import type { FastifyInstance } from 'fastify';
 import { createApi } from '../api/index.ts';
 import { openStore, type SqlStore } from '../store/index.ts';
 import { Auth } from './auth.ts';
-import { createUserStore } from './user-store.ts';
+import { createUserStore, type UserStore } from './user-store.ts';
 import { Users } from './users.ts';
 
 describe('authentication limits and user validation (REST inject, embedded store)', () => {
@@ -23,13 +23,15 @@ describe('authentication limits and user validation (REST inject, embedded store
   let clock = 1_000_000;
   const published: HeraldEvent[] = [];
   const ADMIN = 'a'.repeat(40);
+  let users: UserStore;
+  let auth: Auth;
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'herald-auth-'));
     store = await openStore({ dataDir: dir });
     await store.migrate();
-    const users = createUserStore(store.sql);
-    const auth = new Auth({ enabled: true, users, adminToken: ADMIN, failuresPerMinute: 3, publishRatePerToken: 2, now: () => clock });
+    users = createUserStore(store.sql);
+    auth = new Auth({ enabled: true, users, adminToken: ADMIN, failuresPerMinute: 3, publishRatePerToken: 2, now: () => clock });
     app = await createApi({
       store,
       publish: async (e) => void published.push(e),
@@ -53,7 +55,7 @@ describe('authentication limits and user validation (REST inject, embedded store
       ...(payload === undefined ? {} : { payload: payload as Record<string, unknown> }),
     });
 
-  test('failed authentications from one address: 401 three times, then 429 with Retry-After, even for a good token; others unaffected', async () => {
+  test('failed authentications from one address: 401 three times, then 429 with Retry-After; a good token still passes; others unaffected', async () => {
     for (let i = 0; i < 3; i++) assert.equal((await inject('GET', '/api/v1/users', 'wrong', undefined, '10.9.9.9')).statusCode, 401);
     const limited = await inject('GET', '/api/v1/users', 'wrong', undefined, '10.9.9.9');
     assert.equal(limited.statusCode, 429);
@@ -61,12 +63,20 @@ describe('authentication limits and user validation (REST inject, embedded store
     assert.ok(Number(limited.headers['retry-after']) >= 1, `Retry-After ${limited.headers['retry-after']}`);
     assert.equal(
       (await inject('GET', '/api/v1/users', ADMIN, undefined, '10.9.9.9')).statusCode,
-      429,
-      'the address waits, whatever it sends',
+      200,
+      'valid credentials behind the same address (a NAT) are not locked out',
     );
-    assert.equal((await inject('GET', '/api/v1/users', ADMIN, undefined, '10.8.8.8')).statusCode, 200, 'another address is not held');
+    assert.equal((await inject('GET', '/api/v1/users', 'wrong', undefined, '10.8.8.8')).statusCode, 401, 'another address is not held');
     clock += 21_000; // 3 per minute: one attempt back every 20 s
-    assert.equal((await inject('GET', '/api/v1/users', ADMIN, undefined, '10.9.9.9')).statusCode, 200);
+    assert.equal((await inject('GET', '/api/v1/users', 'wrong', undefined, '10.9.9.9')).statusCode, 401);
+    assert.equal((await inject('GET', '/api/v1/users', 'wrong', undefined, '10.9.9.9')).statusCode, 429);
+  });
+
+  test('IPv6 clients are limited by their /64: another address of the same /64 is held, another /64 is not', async () => {
+    for (let i = 0; i < 3; i++)
+      assert.equal((await inject('GET', '/api/v1/users', 'wrong', undefined, `2001:db8:1:2::${i + 1}`)).statusCode, 401);
+    assert.equal((await inject('GET', '/api/v1/users', 'wrong', undefined, '2001:db8:1:2:ffff::9')).statusCode, 429);
+    assert.equal((await inject('GET', '/api/v1/users', 'wrong', undefined, '2001:db8:1:3::1')).statusCode, 401);
   });
 
   test('hostile Authorization headers are 401, never a 500', async () => {
@@ -132,5 +142,32 @@ describe('authentication limits and user validation (REST inject, embedded store
       await new Promise((r) => setTimeout(r, 20));
     }
     assert.ok(listed[0]?.lastUsedAt, 'lastUsedAt is set once the token was used');
+  });
+
+  test('an admin creating a subscription whose name has a stale claim of another user owns it alone', async () => {
+    await users.insert({
+      name: 'claimer',
+      roles: [{ role: 'subscriber', selector: parseSelector('*:*') }],
+      createdAt: Date.now(),
+      amqpUsername: undefined,
+    });
+    await users.insert({ name: 'boss', roles: [{ role: 'admin' }], createdAt: Date.now(), amqpUsername: undefined });
+    assert.equal(await users.claim('stale-sub', 'claimer'), 'claimer');
+    const boss = (await users.list()).find((u) => u.name === 'boss')!;
+    await auth.assertSubscription({ kind: 'user', user: boss, tokenId: 'x' }, 'stale-sub', '*:*', { create: true });
+    assert.equal(await users.ownerOf('stale-sub'), 'boss');
+  });
+
+  test('a user row whose roles cannot be read is absent: lists go on, its token does not authenticate, and an unknown role is never an admin', async () => {
+    await inject('POST', '/api/v1/users', ADMIN, { name: 'broken', roles: [{ role: 'admin' }] }, '10.4.4.4');
+    const t = (await inject('POST', '/api/v1/users/broken/tokens', ADMIN, { name: 't' }, '10.4.4.4')).json() as { token: string };
+    assert.equal((await inject('GET', '/api/v1/users', t.token, undefined, '10.4.4.4')).statusCode, 200);
+    for (const roles of ['[{"role":"root"}]', '[{"role":"subscriber","selector":"no colon"}]', '{"not":"an array"}']) {
+      await store.sql.query('UPDATE users SET roles = $2::jsonb WHERE name = $1', ['broken', roles]);
+      const listed = await inject('GET', '/api/v1/users', ADMIN, undefined, '10.4.4.4');
+      assert.equal(listed.statusCode, 200, listed.body);
+      assert.ok(!(listed.json().items as { name: string }[]).some((u) => u.name === 'broken'), roles);
+      assert.equal((await inject('GET', '/api/v1/users', t.token, undefined, '10.4.4.5')).statusCode, 401, roles);
+    }
   });
 });

@@ -1,13 +1,16 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { ErrorCodes, HeraldError, parseSelector, preview, type Selector, type SelectorInput } from '@herald/core';
+import { ErrorCodes, HeraldError, matches, parseSelector, preview, type Selector, type SelectorInput } from '@herald/core';
 import type { Logger } from 'pino';
 import { uncovered } from './scope.ts';
-import type { Principal, User } from './types.ts';
+import type { Principal, Role, User } from './types.ts';
 import type { UserStore } from './user-store.ts';
 
 /** `HERALD_AUTH`: `auto` (off on a loopback address, required elsewhere), `required`, `off`. */
 export const AUTH_MODES = ['auto', 'required', 'off'] as const;
 export type AuthMode = (typeof AUTH_MODES)[number];
+
+/** REST publishes per second per token unless configured: far above a service's REST use, far below a flood's. */
+export const DEFAULT_PUBLISH_RATE_PER_TOKEN = 1000;
 
 /** API tokens are `hrd_` and 32 random bytes in base64url: 47 characters. */
 export const TOKEN_PREFIX = 'hrd_';
@@ -52,7 +55,7 @@ export interface AuthOptions {
   readonly adminToken?: string | undefined;
   /** Failed authentications a client address may make per minute before it gets 429 (HERALD_AUTH_FAILURES_PER_MINUTE). Default 30. */
   readonly failuresPerMinute?: number | undefined;
-  /** REST publishes per second a token may make, in a burst of as many (HERALD_PUBLISH_RATE_PER_TOKEN); 0 = no limit. Default 0. */
+  /** REST publishes per second a token may make, in a burst of as many (HERALD_PUBLISH_RATE_PER_TOKEN); 0 = no limit. Default 1,000. */
   readonly publishRatePerToken?: number | undefined;
   readonly log?: Logger | undefined;
   /** The clock, for tests. */
@@ -80,20 +83,47 @@ class Buckets {
     }
     b.tokens = Math.min(this.burst, b.tokens + ((now - b.at) / 1000) * this.perSecond);
     b.at = now;
-    if (b.tokens >= 1) {
-      b.tokens -= 1;
-      return 0;
-    }
-    return (1 - b.tokens) / this.perSecond;
+    if (b.tokens < 1) return (1 - b.tokens) / this.perSecond;
+    b.tokens -= 1;
+    return 0;
   }
+}
 
-  /** Seconds until `key` may try again (0: now), without taking. */
-  wait(key: string): number {
-    const b = this.buckets.get(key);
-    if (b === undefined) return 0;
-    const tokens = Math.min(this.burst, b.tokens + ((this.now() - b.at) / 1000) * this.perSecond);
-    return tokens >= 1 ? 0 : (1 - tokens) / this.perSecond;
-  }
+/**
+ * The key a client address is limited under: an IPv4 address itself, an IPv6 address by its /64
+ * (one host usually holds a whole /64, so per address it could try without limit).
+ */
+export function clientKey(address: string): string {
+  const a = address
+    .toLowerCase()
+    .replace(/^\[|\]$/g, '')
+    .replace(/%.*$/, '');
+  if (!a.includes(':')) return a;
+  const mapped = /^::ffff:(\d{1,3}(?:\.\d{1,3}){3})$/.exec(a);
+  if (mapped) return mapped[1]!;
+  const [head = '', tail] = a.split('::', 2);
+  const left = head === '' ? [] : head.split(':');
+  const right = tail === undefined || tail === '' ? [] : tail.split(':');
+  const groups = tail === undefined ? left : [...left, ...Array<string>(Math.max(0, 8 - left.length - right.length)).fill('0'), ...right];
+  return `${groups
+    .slice(0, 4)
+    .map((g) => g.replace(/^0+(?=.)/, ''))
+    .join(':')}::/64`;
+}
+
+type UserPrincipal = Extract<Principal, { kind: 'user' }>;
+
+/** An open stream (SSE, gRPC Subscribe) kept to the rules while it lasts. */
+interface Watched {
+  principal: UserPrincipal;
+  readonly recheck: (p: Principal) => Promise<void> | void;
+  readonly end: (err: HeraldError) => void;
+}
+
+/** Roles compared by what they allow (selectors by their canonical form). */
+function sameRoles(a: readonly Role[], b: readonly Role[]): boolean {
+  const text = (roles: readonly Role[]) => JSON.stringify(roles.map((r) => (r.role === 'subscriber' ? r.selector.canonical : r)));
+  return text(a) === text(b);
 }
 
 function principalName(p: Principal): string {
@@ -118,6 +148,8 @@ export class Auth {
   private readonly publishes: Buckets | undefined;
   private readonly log: Logger | undefined;
   private readonly now: () => number;
+  /** The open streams of users, checked again when users change (recheckStreams). */
+  private readonly streams = new Set<Watched>();
   /** When each token's last_used_at was last written: at most once a minute per token. */
   private readonly touched = new Map<string, number>();
 
@@ -128,7 +160,7 @@ export class Auth {
     this.now = o.now ?? Date.now;
     const perMinute = o.failuresPerMinute ?? 30;
     this.failures = new Buckets(perMinute / 60, perMinute, this.now);
-    const rate = o.publishRatePerToken ?? 0;
+    const rate = o.publishRatePerToken ?? DEFAULT_PUBLISH_RATE_PER_TOKEN;
     this.publishes = rate > 0 ? new Buckets(rate, rate, this.now) : undefined;
     this.log = o.log;
   }
@@ -136,12 +168,13 @@ export class Auth {
   /**
    * Who sent a request with this `Authorization` value (`Bearer <token>`) from this client address.
    * Off: always anonymous. On: UNAUTHENTICATED without valid credentials, LIMIT_EXCEEDED (with
-   * `retryAfterSeconds`) once the address failed too often in the last minute.
+   * `retryAfterSeconds`) instead once the address (an IPv6 one by its /64) failed too often in the
+   * last minute.
    */
   async authenticate(authorization: string | undefined, client: string): Promise<Principal> {
     if (!this.enabled) return { kind: 'anonymous' };
-    const wait = this.failures.wait(client);
-    if (wait > 0) throw this.tooManyFailures(wait);
+    // Valid credentials always pass, so an address that others behind the same NAT flood is not
+    // locked out; only failures count against it.
     const secret = bearer(authorization);
     if (secret === undefined) return this.fail(client, authorization === undefined ? 'no credentials' : 'not a Bearer token');
     const hash = secretHash(secret);
@@ -152,8 +185,9 @@ export class Auth {
     return { kind: 'user', user: found.user, tokenId: found.token.id };
   }
 
+  /** Counts a failure against the client's address: UNAUTHENTICATED, or LIMIT_EXCEEDED past the limit. */
   private fail(client: string, why: string): never {
-    const wait = this.failures.take(client);
+    const wait = this.failures.take(clientKey(client));
     this.log?.info({ client, why }, 'authentication failed');
     if (wait > 0) throw this.tooManyFailures(wait);
     throw new HeraldError(
@@ -231,28 +265,74 @@ export class Auth {
     }
   }
 
-  /** Reading one event needs a subscriber selector that matches it. */
-  assertReadEvent(p: Principal, sender: string, type: string): void {
-    this.assertRead(p, `${sender}:${type}`);
+  /**
+   * Whether one event may be read: a subscriber selector matches it. A route answers 404 when it may
+   * not, as for an absent event, so its sender and type are not told.
+   */
+  mayReadEvent(p: Principal, sender: string, type: string): boolean {
+    const granted = this.readable(p);
+    return granted === undefined || granted.some((g) => matches(g, sender, type));
   }
 
   /**
    * Using, or deleting, the subscription `name` with `selector` (its stored one, else the one asked
    * for it): admins may; another user only when the subscription is its own, or new (it then
-   * becomes its own), and its selector lies inside the user's. An ownerless one (created while
-   * authentication was off) is for admins.
+   * becomes its own), and its selector lies inside the user's. Ownership is decided first, so the
+   * 403 for another user's subscription tells nothing of its selector. An ownerless one (created
+   * while authentication was off) is for admins.
    */
   async assertSubscription(p: Principal, name: string, selector: SelectorInput, options: { create: boolean }): Promise<void> {
+    const users = this.users;
     if (this.isAdmin(p)) {
-      // An admin user creating one owns it, so it can be listed as its own; ownership never limits an admin.
-      if (options.create && p.kind === 'user') await this.users?.claim(name, p.user.name).catch(() => undefined);
+      // An admin user creating one owns it (a stale claim of a subscription that is gone included),
+      // so it is listed as its own; ownership never limits an admin.
+      if (options.create && p.kind === 'user') await users?.assign(name, p.user.name);
       return;
     }
     const user = userOf(p);
-    this.assertRead(p, selector);
-    const users = this.users;
+    if (options.create) this.assertRead(p, selector); // the caller's own selector: nothing to leak, and nothing claimed when refused
     const owner = users === undefined ? undefined : options.create ? await users.claim(name, user.name) : await users.ownerOf(name);
     if (owner !== user.name) throw forbidden(p, `use subscription ${name}: it belongs to another user`, { subscription: name });
+    if (!options.create) this.assertRead(p, selector);
+  }
+
+  /**
+   * Keeps an open stream to the rules while it lasts: `end` is called with UNAUTHENTICATED once its
+   * token is revoked or its user deleted, and with what `recheck` throws (FORBIDDEN) when the
+   * user's roles change so that they no longer allow it. Checked by recheckStreams. Returns the
+   * function that stops watching, to call when the stream ends.
+   */
+  watch(p: Principal, recheck: (p: Principal) => Promise<void> | void, end: (err: HeraldError) => void): () => void {
+    if (p.kind !== 'user' || this.users === undefined) return () => {};
+    const watched: Watched = { principal: p, recheck, end };
+    this.streams.add(watched);
+    return () => this.streams.delete(watched);
+  }
+
+  /** Checks every watched stream against the store, in one query for all their tokens (after a change here, and periodically for changes made through another hub). */
+  async recheckStreams(): Promise<void> {
+    if (this.streams.size === 0 || this.users === undefined) return;
+    const open = [...this.streams];
+    const owners = await this.users.byIds([...new Set(open.map((w) => w.principal.tokenId))]);
+    const userOfToken = new Map(owners.map((o) => [o.token.id, o.user]));
+    for (const w of open) {
+      if (!this.streams.has(w)) continue;
+      const user = userOfToken.get(w.principal.tokenId);
+      if (user === undefined) {
+        this.streams.delete(w);
+        w.end(new HeraldError(ErrorCodes.UNAUTHENTICATED, 'the token of this stream was revoked, or its user deleted'));
+        continue;
+      }
+      if (sameRoles(user.roles, w.principal.user.roles)) continue;
+      const next: UserPrincipal = { ...w.principal, user };
+      try {
+        await w.recheck(next);
+        w.principal = next;
+      } catch (err) {
+        this.streams.delete(w);
+        w.end(err instanceof HeraldError ? err : new HeraldError(ErrorCodes.FORBIDDEN, String(err)));
+      }
+    }
   }
 
   /** The subscription names a principal may see in a list; undefined for all. */

@@ -25,7 +25,7 @@ export interface AccessConfig {
   readonly publishRatePerToken: number;
 }
 
-/** How often the ingest's map of RabbitMQ users to roles is read again (users changed through another hub). */
+/** How often the ingest's map of RabbitMQ users to roles is read again, and open streams checked (users changed through another hub). */
 const REFRESH_MS = 10_000;
 
 /** Authentication, the users and tokens, and the ingest's user_id check, for one hub. */
@@ -49,6 +49,7 @@ export function createAccessControl(config: AccessConfig, sql: SqlExecutor, logg
     const next = new Map<string, readonly Role[]>();
     for (const u of await store.list()) if (u.amqpUsername !== undefined) next.set(u.amqpUsername, u.roles);
     byAmqpUser = next;
+    await auth.recheckStreams();
   };
   const refreshSoon = () => void refresh().catch((err: unknown) => log.warn({ err }, 'could not reload the users'));
   const auth = new Auth({

@@ -167,7 +167,7 @@ describe('RabbitMQ users for Herald users (management API, real RabbitMQ)', () =
     await users.remove(name); // absent: no error
   });
 
-  test('a subscriber declares, binds and consumes queues named after it only; it may dead-letter, not publish', async () => {
+  test('a subscriber declares, binds (with its selectors’ keys only) and consumes queues named after it only; it may dead-letter, not publish', async () => {
     const name = nameOf('sub');
     const roles: Role[] = [{ role: 'subscriber', selector: parseSelector('billing:*') }];
     const creds = await users.create(name, roles);
@@ -193,6 +193,13 @@ describe('RabbitMQ users for Herald users (management API, real RabbitMQ)', () =
     assertRefused(await onChannel(conn, (c) => c.assertQueue('mine', { durable: false })), 'declaring a queue not named after it');
     assertRefused(await onChannel(conn, (c) => c.assertQueue('', { exclusive: true })), 'a server-named queue');
     assertRefused(await onChannel(conn, (c) => c.bindQueue(queue, INGEST_EXCHANGE, '#')), 'binding its queue to herald.ingest');
+    // Its own queue, but beyond its selectors: RabbitMQ's topic permission admits their binding keys and narrower ones only.
+    assertOk(await onChannel(conn, (c) => c.bindQueue(queue, EVENTS_EXCHANGE, 'billing.invoice.*')), 'binding a narrower key');
+    for (const key of ['#', 'shipping.#', '*.#', '*.invoice.paid'])
+      assertRefused(
+        await onChannel(conn, (c) => c.bindQueue(queue, EVENTS_EXCHANGE, key)),
+        `binding its queue to herald.events with ${key}`,
+      );
     assertRefused(await publish(conn, INGEST_EXCHANGE, 'billing.invoice.paid'), 'publishing without a publisher role');
     assertRefused(await publish(conn, EVENTS_EXCHANGE, 'billing.invoice.paid'), 'publishing to herald.events');
     assertOk(await publish(conn, DEAD_EXCHANGE, 'billing.invoice.paid'), 'a dead letter to herald.dead, as the SDK subscriber sends');

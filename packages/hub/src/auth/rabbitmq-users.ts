@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
   assertSender,
+  bindingKeys,
   DEAD_EXCHANGE,
   ErrorCodes,
   EVENTS_EXCHANGE,
@@ -75,7 +76,14 @@ export interface RabbitUsersOptions {
   timeoutMs?: number | undefined;
 }
 
-/** The three permissions of a RabbitMQ user on a vhost, and its topic permission on `herald.ingest`. */
+/** A topic permission: on a topic exchange, regexes on the routing keys a user may publish with (write) and bind with (read). */
+export interface TopicPermission {
+  readonly exchange: string;
+  readonly write: string;
+  readonly read: string;
+}
+
+/** The three permissions of a RabbitMQ user on a vhost, and its topic permissions on `herald.ingest` and `herald.events`. */
 export interface AmqpPermissions {
   /** Regex on the names of exchanges and queues the user may declare and delete. */
   readonly configure: string;
@@ -83,8 +91,8 @@ export interface AmqpPermissions {
   readonly write: string;
   /** Regex on what the user may consume from (queues) and bind from (exchanges). */
   readonly read: string;
-  /** On `herald.ingest`, regexes on the routing key; undefined when the user does not publish. */
-  readonly ingestTopic: { readonly write: string; readonly read: string } | undefined;
+  /** On `herald.ingest` (a publisher's senders) and `herald.events` (a subscriber's binding keys); empty when neither. */
+  readonly topics: readonly TopicPermission[];
 }
 
 /** Every Herald-made RabbitMQ user's name starts with this. */
@@ -128,13 +136,33 @@ export function subscriberQueuePattern(name: string): string {
 }
 
 /**
+ * A regex (without anchors) of the binding keys that deliver no more than binding key `key` (a
+ * selector's: `#`, or a sender word then type words): a literal word stands for itself, `*` for a
+ * literal word or `*`, `#` for any segments. So a subscriber of `billing:*` may bind `billing.#`,
+ * `billing.invoice.*` or `billing.invoice.paid`, and not `#` or `*.invoice.paid`.
+ */
+export function narrowerKeys(key: string): string {
+  if (key === '#') return '.+';
+  return key
+    .split('.')
+    .map((w, i) => {
+      if (w === '#') return '(\\.[^.]+)*';
+      const word = w === '*' ? '[^.#]+' : escapeRegex(w);
+      return i === 0 ? word : `\\.${word}`;
+    })
+    .join('');
+}
+
+/**
  * What `roles` allow over AMQP (DESIGN.md §8), as RabbitMQ permissions on the vhost:
  * - publisher of senders S: write on exchange `herald.ingest` only, with a topic permission there
  *   whose write regex admits routing keys `<s>.` for s in S only, so RabbitMQ refuses (403) any
  *   other sender; nothing to configure or read.
  * - subscriber: declare (configure), bind (write on the queue, read on `herald.events`) and consume
  *   (read) queues named `herald-<name>.<rest>` only (subscriberQueuePattern), and publish its dead
- *   letters to `herald.dead` (the SDK subscriber does).
+ *   letters to `herald.dead` (the SDK subscriber does). A topic permission on `herald.events` lets
+ *   it bind with its selectors' binding keys and narrower ones only (narrowerKeys), so it cannot
+ *   bind `#` and read everything.
  * - admin: nothing over AMQP (admins use the REST API).
  * Several roles give the union; no role gives `^$` (the user may connect and do nothing). Never
  * write on `herald.events`: only the hub publishes there. Throws INVALID_SENDER for a bad sender,
@@ -143,24 +171,28 @@ export function subscriberQueuePattern(name: string): string {
 export function amqpPermissionsOf(name: string, roles: readonly Role[]): AmqpPermissions {
   const queue = subscriberQueuePattern(name);
   const senders = new Set<string>();
-  let subscriber = false;
+  const keys = new Set<string>();
   for (const r of roles) {
     if (r.role === 'publisher') {
       for (const s of r.senders) {
         assertSender(s);
         senders.add(s);
       }
-    } else if (r.role === 'subscriber') subscriber = true;
+    } else if (r.role === 'subscriber') for (const k of bindingKeys(r.selector)) keys.add(k);
   }
+  const subscriber = keys.size > 0;
   const write: string[] = [];
   if (senders.size > 0) write.push(escapeRegex(INGEST_EXCHANGE));
   if (subscriber) write.push(queue, escapeRegex(DEAD_EXCHANGE));
-  const sorted = [...senders].sort();
+  const topics: TopicPermission[] = [];
+  if (senders.size > 0)
+    topics.push({ exchange: INGEST_EXCHANGE, write: `^(${[...senders].sort().map(escapeRegex).join('|')})\\.`, read: NOTHING });
+  if (subscriber) topics.push({ exchange: EVENTS_EXCHANGE, write: NOTHING, read: `^(${[...keys].sort().map(narrowerKeys).join('|')})$` });
   return {
     configure: subscriber ? `^${queue}$` : NOTHING,
     write: write.length > 0 ? `^(${write.join('|')})$` : NOTHING,
     read: subscriber ? `^(${queue}|${escapeRegex(EVENTS_EXCHANGE)})$` : NOTHING,
-    ingestTopic: sorted.length > 0 ? { write: `^(${sorted.map(escapeRegex).join('|')})\\.`, read: NOTHING } : undefined,
+    topics,
   };
 }
 
@@ -294,12 +326,11 @@ class ManagementClient implements RabbitUsers {
     const topics = await this.call('GET', ['topic-permissions', this.vhost, username], undefined, [404]);
     const p = (vhost.status === 404 ? {} : vhost.body) as { configure?: unknown; write?: unknown; read?: unknown };
     const list = Array.isArray(topics.body) ? (topics.body as { exchange?: unknown; write?: unknown; read?: unknown }[]) : [];
-    const ingest = list.find((t) => t.exchange === INGEST_EXCHANGE);
     return {
       configure: typeof p.configure === 'string' ? p.configure : undefined,
       write: typeof p.write === 'string' ? p.write : undefined,
       read: typeof p.read === 'string' ? p.read : undefined,
-      ingestTopic: ingest === undefined ? undefined : { write: String(ingest.write), read: String(ingest.read) },
+      topics: list.map((t) => ({ exchange: String(t.exchange), write: String(t.write), read: String(t.read) })),
     };
   }
 
@@ -327,20 +358,16 @@ class ManagementClient implements RabbitUsers {
   }
 
   /**
-   * Sets the permissions, restriction first. With a topic permission (a publisher) it is set before
-   * the write on `herald.ingest` it narrows, since without any topic permission RabbitMQ lets every
-   * routing key through. Without one, the write on `herald.ingest` goes first, then the topic
-   * permission that no longer matters.
+   * Sets the permissions, never wider than either the old or the new ones in between: RabbitMQ
+   * lets every routing key through an exchange the user has no topic permission on, so a user that
+   * had any first loses every vhost permission, then its topic permissions are replaced, then the
+   * new vhost permissions come (a user created again included: it may hold an old user's).
    */
   private async setPermissions(username: string, p: AmqpPermissions): Promise<void> {
-    const vhostPermissions = { configure: p.configure, write: p.write, read: p.read };
-    if (p.ingestTopic !== undefined) {
-      await this.call('PUT', ['topic-permissions', this.vhost, username], { exchange: INGEST_EXCHANGE, ...p.ingestTopic }, [], true);
-      await this.call('PUT', ['permissions', this.vhost, username], vhostPermissions, [], true);
-    } else {
-      await this.call('PUT', ['permissions', this.vhost, username], vhostPermissions, [], true);
-      await this.call('DELETE', ['topic-permissions', this.vhost, username], undefined, [404]);
-    }
+    await this.call('PUT', ['permissions', this.vhost, username], { configure: NOTHING, write: NOTHING, read: NOTHING }, [], true);
+    await this.call('DELETE', ['topic-permissions', this.vhost, username], undefined, [404]);
+    for (const t of p.topics) await this.call('PUT', ['topic-permissions', this.vhost, username], t, [], true);
+    await this.call('PUT', ['permissions', this.vhost, username], { configure: p.configure, write: p.write, read: p.read }, [], true);
   }
 
   /**
@@ -428,13 +455,9 @@ class ManagementClient implements RabbitUsers {
 }
 
 function samePermissions(a: Partial<AmqpPermissions>, b: AmqpPermissions): boolean {
-  return (
-    a.configure === b.configure &&
-    a.write === b.write &&
-    a.read === b.read &&
-    a.ingestTopic?.write === b.ingestTopic?.write &&
-    a.ingestTopic?.read === b.ingestTopic?.read
-  );
+  const topics = (list: readonly TopicPermission[] | undefined) =>
+    JSON.stringify((list ?? []).map((t) => [t.exchange, t.write, t.read]).sort());
+  return a.configure === b.configure && a.write === b.write && a.read === b.read && topics(a.topics) === topics(b.topics);
 }
 
 /** The body of an answer: parsed JSON, or undefined (an empty or non-JSON body). Never rejects. */

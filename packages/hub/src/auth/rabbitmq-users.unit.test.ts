@@ -1,11 +1,18 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { ErrorCodes, HeraldError, parseSelector } from '@herald/core';
-import { amqpPermissionsOf, createRabbitUsers, createSenderCheck, subscriberQueuePattern, vhostOfAmqpUrl } from './rabbitmq-users.ts';
+import {
+  amqpPermissionsOf,
+  createRabbitUsers,
+  createSenderCheck,
+  narrowerKeys,
+  subscriberQueuePattern,
+  vhostOfAmqpUrl,
+} from './rabbitmq-users.ts';
 import type { Role } from './types.ts';
 
 const publisher = (...senders: string[]): Role => ({ role: 'publisher', senders });
-const subscriber: Role = { role: 'subscriber', selector: parseSelector('*:*') };
+const subscriber: Role = { role: 'subscriber', selector: parseSelector('billing:*,*:parcel.sent') };
 
 function codeOf(fn: () => unknown): string | undefined {
   try {
@@ -22,32 +29,46 @@ describe('amqpPermissionsOf', () => {
       configure: '^$',
       write: '^(herald\\.ingest)$',
       read: '^$',
-      ingestTopic: { write: '^(billing|shipping)\\.', read: '^$' },
+      topics: [{ exchange: 'herald.ingest', write: '^(billing|shipping)\\.', read: '^$' }],
     });
   });
 
-  test('a subscriber: its own queues, herald.events to bind from, herald.dead for its dead letters', () => {
+  test('a subscriber: its own queues, herald.events to bind from with its binding keys only, herald.dead for its dead letters', () => {
     assert.deepEqual(amqpPermissionsOf('svc', [subscriber]), {
       configure: '^herald-svc\\.[^.]+$',
       write: '^(herald-svc\\.[^.]+|herald\\.dead)$',
       read: '^(herald-svc\\.[^.]+|herald\\.events)$',
-      ingestTopic: undefined,
+      topics: [{ exchange: 'herald.events', write: '^$', read: '^([^.#]+\\.parcel\\.sent|billing(\\.[^.]+)*)$' }],
     });
+    // Its selectors' keys and narrower ones: what RabbitMQ then delivers lies inside its selectors.
+    const bind = new RegExp(amqpPermissionsOf('svc', [subscriber]).topics[0]?.read ?? '');
+    const allowed = ['billing.#', 'billing.invoice.paid', 'billing.invoice.*', 'billing.#.x', '*.parcel.sent', 'crm.parcel.sent'];
+    for (const key of allowed) assert.ok(bind.test(key), key);
+    for (const key of ['#', '*.#', '*.invoice.paid', 'shipping.#', '#.parcel.sent', '*.parcel.*', 'billingx.y', 'x.billing.y'])
+      assert.ok(!bind.test(key), key);
+    assert.ok(new RegExp(`^(${narrowerKeys('#')})$`).test('#'), 'a subscriber of *:* may bind anything');
+    const middle = new RegExp(`^(${narrowerKeys('*.a.#.b')})$`);
+    for (const key of ['x.a.b', '*.a.c.d.b', '*.a.#.b', 'x.a.*.b']) assert.ok(middle.test(key), key);
+    for (const key of ['#.a.b', 'x.a.c', 'x.b.b', '*.a.#']) assert.ok(!middle.test(key), key);
   });
 
   test('both roles: the union; admin and no role: nothing; never herald.events to write', () => {
     const both = amqpPermissionsOf('svc', [{ role: 'admin' }, publisher('crm'), subscriber]);
     assert.equal(both.write, '^(herald\\.ingest|herald-svc\\.[^.]+|herald\\.dead)$');
     assert.equal(both.read, '^(herald-svc\\.[^.]+|herald\\.events)$');
-    assert.deepEqual(both.ingestTopic, { write: '^(crm)\\.', read: '^$' });
+    assert.deepEqual(
+      both.topics.map((t) => t.exchange),
+      ['herald.ingest', 'herald.events'],
+    );
+    assert.deepEqual(both.topics[0], { exchange: 'herald.ingest', write: '^(crm)\\.', read: '^$' });
     for (const roles of [[{ role: 'admin' }], [], [publisher()]] as Role[][]) {
-      assert.deepEqual(amqpPermissionsOf('svc', roles), { configure: '^$', write: '^$', read: '^$', ingestTopic: undefined });
+      assert.deepEqual(amqpPermissionsOf('svc', roles), { configure: '^$', write: '^$', read: '^$', topics: [] });
     }
     assert.ok(!new RegExp(both.write).test('herald.events'));
   });
 
   test('the regexes mean what they say (PCRE and JavaScript agree on these)', () => {
-    const topic = new RegExp(amqpPermissionsOf('svc', [publisher('billing', 'a_b-c')]).ingestTopic?.write ?? '');
+    const topic = new RegExp(amqpPermissionsOf('svc', [publisher('billing', 'a_b-c')]).topics[0]?.write ?? '');
     for (const key of ['billing.invoice.paid', 'a_b-c.x']) assert.ok(topic.test(key), key);
     for (const key of ['shipping.x', 'billingx.y', 'billing', 'xbilling.y', 'a_b-cd.x']) assert.ok(!topic.test(key), key);
     // User names may hold dots: each queue belongs to one user, the one before its last dot.
@@ -152,7 +173,7 @@ describe('createRabbitUsers: requests and errors (a fake fetch)', () => {
     assert.ok(f.calls.some((c) => c.path === '/api/topic-permissions/%2F/herald-svc'));
   });
 
-  test('create() of a publisher: the user, then the topic permission, then the write it narrows, then old connections go', async () => {
+  test('create() of a publisher: the user, nothing it may hold already, then the topic permission, then the write it narrows, then old connections go', async () => {
     const f = fakeFetch(() => new Response(null, { status: 201 }));
     const creds = await createRabbitUsers(API, { vhost: 'v', fetch: f.fn }).create('svc', [publisher('billing')]);
     assert.deepEqual(
@@ -160,16 +181,20 @@ describe('createRabbitUsers: requests and errors (a fake fetch)', () => {
       [
         'GET /api/vhosts/v',
         'PUT /api/users/herald-svc',
+        'PUT /api/permissions/v/herald-svc',
+        'DELETE /api/topic-permissions/v/herald-svc',
         'PUT /api/topic-permissions/v/herald-svc',
         'PUT /api/permissions/v/herald-svc',
         'DELETE /api/connections/username/herald-svc',
       ],
     );
     assert.deepEqual(f.calls[1]?.body, { password: creds.password, tags: '' });
-    assert.deepEqual(f.calls[2]?.body, { exchange: 'herald.ingest', write: '^(billing)\\.', read: '^$' });
+    assert.deepEqual(f.calls[2]?.body, { configure: '^$', write: '^$', read: '^$' });
+    assert.deepEqual(f.calls[4]?.body, { exchange: 'herald.ingest', write: '^(billing)\\.', read: '^$' });
+    assert.deepEqual(f.calls[5]?.body, { configure: '^$', write: '^(herald\\.ingest)$', read: '^$' });
   });
 
-  test('update() to a role without publishing: the write on herald.ingest goes before its topic permission; unchanged: nothing', async () => {
+  test('update(): every permission goes, then the new topic permissions, then the new vhost permissions; unchanged: nothing', async () => {
     const current = { configure: '^$', write: '^(herald\\.ingest)$', read: '^$' };
     const topic = [{ exchange: 'herald.ingest', write: '^(billing)\\.', read: '^$' }];
     const f = fakeFetch((method, path) => {
@@ -185,7 +210,17 @@ describe('createRabbitUsers: requests and errors (a fake fetch)', () => {
     await users.update('svc', [subscriber]);
     assert.deepEqual(
       f.calls.filter((c) => c.method !== 'GET').map((c) => `${c.method} ${c.path}`),
-      ['PUT /api/permissions/v/herald-svc', 'DELETE /api/topic-permissions/v/herald-svc', 'DELETE /api/connections/username/herald-svc'],
+      [
+        'PUT /api/permissions/v/herald-svc',
+        'DELETE /api/topic-permissions/v/herald-svc',
+        'PUT /api/topic-permissions/v/herald-svc',
+        'PUT /api/permissions/v/herald-svc',
+        'DELETE /api/connections/username/herald-svc',
+      ],
+    );
+    assert.equal(
+      (f.calls.find((c) => c.method === 'PUT' && c.path.startsWith('/api/topic-permissions/'))?.body as { exchange: string }).exchange,
+      'herald.events',
     );
   });
 

@@ -1,6 +1,6 @@
-import { parseSelector } from '@herald/core';
 import { epochMs, optionalMs, type SqlExecutor } from '../dispatcher/sql.ts';
 import type { Role, TokenInfo, User } from './types.ts';
+import { parseRoles } from './users.ts';
 
 /** A token's row as authentication reads it: the token and its user in one statement. */
 export interface TokenOwner {
@@ -30,6 +30,8 @@ export interface UserStore {
   deleteToken(user: string, id: string): Promise<boolean>;
   /** The token with this secret's hash and its user, or undefined. */
   byHash(secretSha256: Buffer): Promise<TokenOwner | undefined>;
+  /** Those of the tokens that still exist, with their users. */
+  byIds(ids: readonly string[]): Promise<TokenOwner[]>;
   /** Sets `last_used_at` of tokens to now. */
   touch(ids: readonly string[]): Promise<void>;
   /** The owner of a subscription, undefined when it has none. */
@@ -38,6 +40,8 @@ export interface UserStore {
   owned(owner: string): Promise<Set<string>>;
   /** Makes `owner` the owner of `subscription` unless it has one; resolves with the owner it has then. */
   claim(subscription: string, owner: string): Promise<string>;
+  /** Makes `owner` the owner of `subscription`, whoever owned it before. */
+  assign(subscription: string, owner: string): Promise<void>;
   /** Forgets a subscription's owner. */
   disown(subscription: string): Promise<void>;
 }
@@ -65,21 +69,39 @@ function rolesJson(roles: readonly Role[]): string {
   return JSON.stringify(roles.map((r) => (r.role === 'subscriber' ? { role: r.role, selector: r.selector.canonical } : r)));
 }
 
+/** Stored roles, checked as strictly as the API checks them: an unknown role is an error, never an admin. */
 function rolesOf(value: unknown): Role[] {
-  const raw = (typeof value === 'string' ? JSON.parse(value) : value) as { role: string; senders?: string[]; selector?: string }[];
-  return raw.map((r): Role => {
-    if (r.role === 'publisher') return { role: 'publisher', senders: r.senders ?? [] };
-    if (r.role === 'subscriber') return { role: 'subscriber', selector: parseSelector(r.selector ?? '') };
-    return { role: 'admin' };
-  });
+  return parseRoles(typeof value === 'string' ? JSON.parse(value) : value);
 }
 
-function toUser(r: UserRow): User {
-  return { name: r.name, roles: rolesOf(r.roles), createdAt: Number(r.created_ms), amqpUsername: r.amqp_username ?? undefined };
+/**
+ * A user row, or undefined when its roles cannot be read (a row written by hand, or by a newer
+ * version): such a user is treated as absent, so it neither authenticates nor breaks a list.
+ */
+function toUser(r: UserRow): User | undefined {
+  let roles: Role[];
+  try {
+    roles = rolesOf(r.roles);
+  } catch {
+    return undefined;
+  }
+  return { name: r.name, roles, createdAt: Number(r.created_ms), amqpUsername: r.amqp_username ?? undefined };
 }
 
 function toToken(r: TokenRow): TokenInfo {
   return { id: r.id, user: r.user_name, name: r.name, createdAt: Number(r.created_ms), lastUsedAt: optionalMs(r.used_ms) };
+}
+
+type TokenOwnerRow = TokenRow & { u_roles: unknown; u_amqp: string | null; u_created_ms: number };
+
+const TOKEN_OWNER_SELECT = `SELECT t.id::text AS id, t.user_name, t.name, ${epochMs('t.created_at')} AS created_ms,
+         ${epochMs('t.last_used_at')} AS used_ms, u.roles AS u_roles, u.amqp_username AS u_amqp, ${epochMs('u.created_at')} AS u_created_ms
+  FROM api_tokens t JOIN users u ON u.name = t.user_name`;
+
+/** A token with its user; undefined when the user's row cannot be read. */
+function toTokenOwner(row: TokenOwnerRow): TokenOwner | undefined {
+  const user = toUser({ name: row.user_name, roles: row.u_roles, amqp_username: row.u_amqp, created_ms: row.u_created_ms });
+  return user && { token: toToken(row), user };
 }
 
 export function createUserStore(sql: SqlExecutor): UserStore {
@@ -98,7 +120,7 @@ export function createUserStore(sql: SqlExecutor): UserStore {
     },
     async list() {
       const r = await sql.query<UserRow>(`SELECT ${USER_COLUMNS} FROM users ORDER BY name`);
-      return r.rows.map(toUser);
+      return r.rows.flatMap((row) => toUser(row) ?? []);
     },
     async setRoles(name, roles) {
       const r = await sql.query('UPDATE users SET roles = $2::jsonb WHERE name = $1 RETURNING name', [name, rolesJson(roles)]);
@@ -129,19 +151,13 @@ export function createUserStore(sql: SqlExecutor): UserStore {
       return r.rows.length === 1;
     },
     async byHash(secretSha256) {
-      const r = await sql.query<TokenRow & { u_roles: unknown; u_amqp: string | null; u_created_ms: number }>(
-        `SELECT t.id::text AS id, t.user_name, t.name, ${epochMs('t.created_at')} AS created_ms, ${epochMs('t.last_used_at')} AS used_ms,
-                u.roles AS u_roles, u.amqp_username AS u_amqp, ${epochMs('u.created_at')} AS u_created_ms
-         FROM api_tokens t JOIN users u ON u.name = t.user_name WHERE t.secret_sha256 = $1`,
-        [secretSha256],
-        'herald_token_by_hash',
-      );
-      const row = r.rows[0];
-      if (!row) return undefined;
-      return {
-        token: toToken(row),
-        user: toUser({ name: row.user_name, roles: row.u_roles, amqp_username: row.u_amqp, created_ms: row.u_created_ms }),
-      };
+      const r = await sql.query<TokenOwnerRow>(`${TOKEN_OWNER_SELECT} WHERE t.secret_sha256 = $1`, [secretSha256], 'herald_token_by_hash');
+      return r.rows[0] && toTokenOwner(r.rows[0]);
+    },
+    async byIds(ids) {
+      if (ids.length === 0) return [];
+      const r = await sql.query<TokenOwnerRow>(`${TOKEN_OWNER_SELECT} WHERE t.id = ANY($1::uuid[])`, [ids]);
+      return r.rows.flatMap((row) => toTokenOwner(row) ?? []);
     },
     async touch(ids) {
       if (ids.length === 0) return;
@@ -162,6 +178,12 @@ export function createUserStore(sql: SqlExecutor): UserStore {
         [subscription, owner],
       );
       return r.rows[0]?.owner ?? owner;
+    },
+    async assign(subscription, owner) {
+      await sql.query(
+        'INSERT INTO subscription_owners (subscription, owner) VALUES ($1, $2) ON CONFLICT (subscription) DO UPDATE SET owner = EXCLUDED.owner',
+        [subscription, owner],
+      );
     },
     async disown(subscription) {
       await sql.query('DELETE FROM subscription_owners WHERE subscription = $1', [subscription]);

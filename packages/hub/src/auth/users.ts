@@ -85,7 +85,7 @@ export interface UsersOptions {
   /** HERALD_RABBITMQ_API: RabbitMQ users for publishers and subscribers. */
   readonly rabbit?: RabbitUsers | undefined;
   readonly log?: Logger | undefined;
-  /** Called after any change of users or roles (the ingest's user_id map reloads). */
+  /** Called after any change of users, roles or tokens (the ingest's user_id map reloads, open streams are checked again). */
   readonly onChange?: (() => void) | undefined;
 }
 
@@ -197,5 +197,6 @@ export class Users {
     if (!isUuid(id) || !(await this.store.deleteToken(userName, id)))
       throw new HeraldError(ErrorCodes.NOT_FOUND, `user ${userName} has no token ${preview(id)}`, { details: { id } });
     this.log?.info({ user: userName, token: id }, 'token revoked');
+    this.onChange();
   }
 }

@@ -1,6 +1,6 @@
 import { resolve } from 'node:path';
 import { DEFAULT_MAX_EVENT_BYTES, ErrorCodes, HUB_MODES, type HubMode, parseDuration, redactSecrets, ValidationError } from '@herald/core';
-import { AUTH_MODES, type AuthMode, authEnabled } from '../auth/auth.ts';
+import { AUTH_MODES, type AuthMode, authEnabled, DEFAULT_PUBLISH_RATE_PER_TOKEN } from '../auth/auth.ts';
 import { CAPS } from '../caps/index.ts';
 import { DEFAULT_DATA_DIR } from '../store/index.ts';
 
@@ -124,7 +124,7 @@ export interface HubOptions {
   rabbitmqApi?: string | undefined;
   /** Failed authentications per minute a client address may make before 429. Env `HERALD_AUTH_FAILURES_PER_MINUTE`; default 30. */
   authFailuresPerMinute?: number | string | undefined;
-  /** REST publishes per second per token (a burst of as many); 0 = no limit. Env `HERALD_PUBLISH_RATE_PER_TOKEN`; default 0. */
+  /** REST publishes per second per token (a burst of as many); 0 = no limit. Env `HERALD_PUBLISH_RATE_PER_TOKEN`; default 1,000. */
   publishRatePerToken?: number | string | undefined;
 }
 
@@ -381,6 +381,6 @@ export function normalizeConfig(options: HubOptions = {}, env: NodeJS.ProcessEnv
     adminToken,
     rabbitmqApi,
     authFailuresPerMinute: int('authFailuresPerMinute', 30, 1, 100_000),
-    publishRatePerToken: int('publishRatePerToken', 0, 0, 1_000_000),
+    publishRatePerToken: int('publishRatePerToken', DEFAULT_PUBLISH_RATE_PER_TOKEN, 0, 1_000_000),
   };
 }

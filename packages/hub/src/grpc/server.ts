@@ -211,6 +211,7 @@ class SubscribeSession {
   private consumer: Consumer | undefined;
   private opened = false;
   private done = false;
+  private unwatch: () => void = () => {};
   private cancelled = false;
   private readonly abort = new AbortController();
   private readonly peer: string;
@@ -240,6 +241,7 @@ class SubscribeSession {
   async end(status: GrpcStatus | undefined): Promise<void> {
     if (this.done) return;
     this.done = true;
+    this.unwatch();
     this.abort.abort();
     const consumer = this.consumer;
     if (consumer) {
@@ -318,8 +320,15 @@ class SubscribeSession {
         throw err;
       });
     this.consumer = consumer;
+    // The stream ends when its token is revoked, or its user's roles no longer allow it.
+    this.unwatch = this.auth.watch(
+      this.principal,
+      (p) => this.auth.assertSubscription(p, open.name, manager.selectorOf(open.name) ?? asked ?? '*:*', { create: false }),
+      (err) => this.fail(err),
+    );
     if (this.done) {
       // The client went away while we attached.
+      this.unwatch();
       await consumer.close();
       return;
     }
