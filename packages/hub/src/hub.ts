@@ -2,6 +2,7 @@ import { ErrorCodes, HeraldError, type HeraldEvent } from '@herald/core';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { createApi, type Readiness } from './api/index.ts';
+import { metricsRoutes } from './api/metrics-routes.ts';
 import { pausesRoutes } from './api/pauses-routes.ts';
 import { replaysRoutes } from './api/replays-routes.ts';
 import { subscriptionsRoutes } from './api/subscriptions-routes.ts';
@@ -11,6 +12,7 @@ import { assertArchiveSwitchSafe, createDispatcher, type Dispatcher } from './di
 import { createGrpcServer, type GrpcServer } from './grpc/server.ts';
 import { createIngest, type Ingest, type IngestStats, probeAmqp } from './ingest/index.ts';
 import { createLogger } from './logger.ts';
+import { HubMetrics, type MetricsSources } from './metrics/index.ts';
 import type { SqlStore } from './store/index.ts';
 import { openStore } from './store/index.ts';
 import type { Store } from './store/types.ts';
@@ -101,11 +103,15 @@ class HubProcess implements Hub {
   private wakeLease: (() => void) | undefined;
   private stopping: Promise<void> | undefined;
   private access: AccessControl | undefined;
+  /** Counters of the event path and the gauges read at scrape time; undefined with HERALD_METRICS=off. */
+  private readonly metrics: HubMetrics | undefined;
 
   constructor(
     readonly config: HubConfig,
     readonly logger: Logger,
-  ) {}
+  ) {
+    this.metrics = config.metrics ? new HubMetrics({ maxFlows: config.metricsMaxFlows }) : undefined;
+  }
 
   state(): HubState {
     return this.current;
@@ -165,6 +171,7 @@ class HubProcess implements Hub {
       await probeAmqp(config.amqpUrl);
       this.access = createAccessControl(config, (store as SqlStore).sql, logger);
       await this.access.start();
+      this.metrics?.start(this.metricSources(store));
       await this.startHttp(store);
       await this.startGrpc();
       const first = await this.acquireLease(true);
@@ -197,6 +204,7 @@ class HubProcess implements Hub {
     await this.leaseLoop;
     await this.http?.close().catch(() => undefined);
     this.access?.stop();
+    this.metrics?.stop();
     await this.store?.close().catch(() => undefined);
     this.current = 'stopped';
     this.logger.info('hub stopped');
@@ -263,6 +271,7 @@ class HubProcess implements Hub {
       logger: this.logger,
       dispatch: dispatcher ? (events) => dispatcher.publish(events) : undefined,
       senderCheck: this.access?.senderCheck,
+      metrics: this.metrics,
     });
     this.ingest = ingest;
     this.dispatcher = dispatcher;
@@ -284,6 +293,7 @@ class HubProcess implements Hub {
         },
         holding: () => dispatcher.stats().holding > 0,
         logHead: () => ingest.headOffset(),
+        metrics: this.metrics,
       });
       try {
         await subs.start();
@@ -327,6 +337,27 @@ class HubProcess implements Hub {
     await ingest.publish(event);
   }
 
+  /** What the metrics' gauges read: the parts of this hub as they are at each scrape. */
+  private metricSources(store: Store): MetricsSources {
+    let storeUp = true;
+    return {
+      headOffset: () => this.ingest?.headOffset(),
+      subscriptions: () => this.subs?.list(),
+      standbys: (name) => this.subs?.standbysOf(name) ?? 0,
+      receivers: () => this.subs?.receiverDepths(),
+      dispatcher: () => this.dispatcher?.stats(),
+      amqpConnected: () => this.ingest?.isConnected() ?? false,
+      storeConnected: () => {
+        // The last ping's answer, asking again for the next scrape: a scrape never waits on the store.
+        store.ping().then(
+          () => (storeUp = true),
+          () => (storeUp = false),
+        );
+        return storeUp;
+      },
+    };
+  }
+
   /** Readiness by component for /readyz. */
   private readiness(): Readiness {
     return {
@@ -345,6 +376,7 @@ class HubProcess implements Hub {
       publish: (event: HeraldEvent) => this.publish(event),
       // Router mode: pauses and replays, answered by this hub's dispatcher while it holds the lease.
       extraRoutes: (app: FastifyInstance) => {
+        if (this.metrics) metricsRoutes(app, { metrics: this.metrics, maxStreams: this.config.maxSseStreams });
         const routes = { dispatcher: () => this.dispatcher, mode: this.config.mode };
         pausesRoutes(app, routes);
         replaysRoutes(app, { ...routes, subscriptions: () => this.subs, store, maxReplays: this.config.maxReplays });

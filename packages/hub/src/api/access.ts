@@ -22,6 +22,8 @@ export const ACCESS: Readonly<Record<string, Access>> = {
   'GET /readyz': 'open',
   'GET /openapi.json': 'open',
   'GET /metrics': 'open',
+  'GET /api/v1/stats': 'admin',
+  'GET /api/v1/stats/stream': 'admin',
   'GET /api/v1/events': 'subscriber',
   'GET /api/v1/events/:offset': 'subscriber',
   'GET /api/v1/events/by-id/:id': 'subscriber',

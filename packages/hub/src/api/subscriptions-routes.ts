@@ -8,6 +8,7 @@ import { createCap } from '../caps/index.ts';
 import { assertSubscriptionName } from '../subscriptions/start-position.ts';
 import type { Consumer, DeliveredEvent, SubscriptionManager, SubscriptionView } from '../subscriptions/types.ts';
 import { EventSchema, eventJson } from './events-routes.ts';
+import { openRequests } from './open-requests.ts';
 import { isoOrNull, SelectorBody } from './pauses-routes.ts';
 import { badParameter, notFound } from './problems.ts';
 
@@ -130,33 +131,6 @@ function parseSelectorField(input: string | string[]): Selector {
 }
 
 const NameParams = Type.Object({ name: Type.String({ description: 'the subscription name' }) });
-
-/**
- * Open long polls and SSE streams, aborted when the server closes (preClose), so a waiting client
- * never holds a hub's shutdown.
- */
-function openRequests(app: FastifyInstance): <T>(request: FastifyRequest, fn: (signal: AbortSignal) => Promise<T>) => Promise<T> {
-  const open = new Set<AbortController>();
-  app.addHook('preClose', (done) => {
-    for (const ac of open) ac.abort(new HeraldError(ErrorCodes.CLOSED, 'the hub is stopping'));
-    done();
-  });
-  /** Runs `fn` with a signal that aborts when the client goes away or the hub stops. */
-  return async (request, fn) => {
-    const ac = new AbortController();
-    const gone = () => ac.abort();
-    request.raw.on('close', gone);
-    // Gone already (e.g. while attaching): nothing should wait for nobody.
-    if (request.raw.destroyed) ac.abort();
-    open.add(ac);
-    try {
-      return await fn(ac.signal);
-    } finally {
-      open.delete(ac);
-      request.raw.off('close', gone);
-    }
-  };
-}
 
 /**
  * `/api/v1/subscriptions`: create, list, get (with lag), delete; pull with long poll, ack; an SSE

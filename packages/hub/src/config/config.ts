@@ -2,6 +2,7 @@ import { resolve } from 'node:path';
 import { DEFAULT_MAX_EVENT_BYTES, ErrorCodes, HUB_MODES, type HubMode, parseDuration, redactSecrets, ValidationError } from '@herald/core';
 import { AUTH_MODES, type AuthMode, authEnabled, DEFAULT_PUBLISH_RATE_PER_TOKEN } from '../auth/auth.ts';
 import { CAPS } from '../caps/index.ts';
+import { DEFAULT_MAX_FLOWS } from '../metrics/flows.ts';
 import { DEFAULT_DATA_DIR } from '../store/index.ts';
 
 export type { HubMode };
@@ -124,6 +125,10 @@ export interface HubOptions {
   rabbitmqApi?: string | undefined;
   /** Failed authentications per minute a client address may make before 429. Env `HERALD_AUTH_FAILURES_PER_MINUTE`; default 30. */
   authFailuresPerMinute?: number | string | undefined;
+  /** `on` (default) or `off`: Prometheus metrics at /metrics and the stats at /api/v1/stats. Env `HERALD_METRICS`. */
+  metrics?: string | boolean | undefined;
+  /** Sender×type series the metrics keep; the rest are counted under `other`. Env `HERALD_METRICS_MAX_FLOWS`; default 1000. */
+  metricsMaxFlows?: number | string | undefined;
   /** REST publishes per second per token (a burst of as many); 0 = no limit. Env `HERALD_PUBLISH_RATE_PER_TOKEN`; default 1,000. */
   publishRatePerToken?: number | string | undefined;
 }
@@ -176,6 +181,8 @@ export interface HubConfig {
   readonly rabbitmqApi: string | undefined;
   readonly authFailuresPerMinute: number;
   readonly publishRatePerToken: number;
+  readonly metrics: boolean;
+  readonly metricsMaxFlows: number;
 }
 
 /** Each option, its flag and its environment variable: error messages name the one that was used. */
@@ -209,6 +216,8 @@ const NAMES = {
   rabbitmqApi: { flag: '--rabbitmq-api', env: 'HERALD_RABBITMQ_API' },
   authFailuresPerMinute: { flag: '--auth-failures-per-minute', env: 'HERALD_AUTH_FAILURES_PER_MINUTE' },
   publishRatePerToken: { flag: '--publish-rate-per-token', env: 'HERALD_PUBLISH_RATE_PER_TOKEN' },
+  metrics: { flag: '--metrics', env: 'HERALD_METRICS' },
+  metricsMaxFlows: { flag: '--metrics-max-flows', env: 'HERALD_METRICS_MAX_FLOWS' },
 } as const satisfies Record<keyof HubOptions, { flag: string; env: string }>;
 
 const LOG_LEVELS = new Set(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
@@ -350,6 +359,10 @@ export function normalizeConfig(options: HubOptions = {}, env: NodeJS.ProcessEnv
   if (rabbitmqApi !== undefined && !/^https?:\/\/[^/]/i.test(rabbitmqApi))
     bad(apiPick.setting, rabbitmqApi, 'expected the management API URL with admin credentials, e.g. http://admin:secret@127.0.0.1:15672');
 
+  const metricsPick = pick('metrics');
+  const metricsText = String(metricsPick.value ?? 'on').toLowerCase();
+  if (!['on', 'off', 'true', 'false'].includes(metricsText)) bad(metricsPick.setting, metricsPick.value, 'expected on or off');
+
   return {
     amqpUrl,
     databaseUrl,
@@ -382,5 +395,7 @@ export function normalizeConfig(options: HubOptions = {}, env: NodeJS.ProcessEnv
     rabbitmqApi,
     authFailuresPerMinute: int('authFailuresPerMinute', 30, 1, 100_000),
     publishRatePerToken: int('publishRatePerToken', DEFAULT_PUBLISH_RATE_PER_TOKEN, 0, 1_000_000),
+    metrics: metricsText === 'on' || metricsText === 'true',
+    metricsMaxFlows: int('metricsMaxFlows', DEFAULT_MAX_FLOWS, 1, 100_000),
   };
 }

@@ -54,6 +54,8 @@ export interface SubscriptionManagerOptions {
   chunkSize?: number | undefined;
   /** Subscriptions this manager keeps (HERALD_MAX_SUBSCRIPTIONS); creating one more is LIMIT_EXCEEDED. Default 10,000. */
   maxSubscriptions?: number | undefined;
+  /** Counts deliveries per subscription (metrics/metrics.ts). Default: nothing counted. */
+  metrics?: SubscriptionMetrics | undefined;
   /** How often acknowledged offsets are saved, in one UPDATE. Default 200 ms. */
   flushMs?: number | undefined;
   /**
@@ -61,6 +63,12 @@ export interface SubscriptionManagerOptions {
    * and the consumer reads the log instead. Default 5000.
    */
   liveBufferMax?: number | undefined;
+}
+
+/** What the manager reports as it delivers. */
+export interface SubscriptionMetrics {
+  deliveredTo(subscription: string, n: number): void;
+  forgetSubscription(subscription: string): void;
 }
 
 /** A subscription counts as active this long after an HTTP pull. */
@@ -146,6 +154,7 @@ interface Core {
   readLog(sub: Sub, after: bigint, limit: number): Promise<StoredEvent[]>;
   readReplay(sub: Sub, room: number, position: bigint): Promise<DeliveredEvent[]>;
   acked(sub: Sub, offset: bigint): void;
+  readonly metrics: SubscriptionMetrics | undefined;
   detach(c: AttachedConsumer): Promise<void>;
   warn(err: unknown, c: AttachedConsumer): void;
 }
@@ -330,6 +339,7 @@ class AttachedConsumer implements Consumer {
   private inflightHead = 0;
 
   private delivered(events: readonly DeliveredEvent[]): void {
+    if (events.length > 0) this.core.metrics?.deliveredTo(this.sub.name, events.length);
     for (const e of events) {
       this.inflight.push(e.offset);
       if (e.replay !== undefined) this.replaysInFlight++;
@@ -533,6 +543,8 @@ class Manager implements SubscriptionManager, Core {
   private forged = { count: 0, warnedAt: 0 };
   private readonly flushMs: number;
   private readonly maxSubscriptions: number;
+  readonly metrics: SubscriptionMetrics | undefined;
+  private readonly receiverMaxLength: number;
   private readonly subs = new Map<string, Sub>();
   /** Subscriptions by selector hash: who gets a receiver's live events. */
   private readonly bySelector = new Map<string, Set<Sub>>();
@@ -555,9 +567,11 @@ class Manager implements SubscriptionManager, Core {
     this.logHead = o.logHead;
     this.flushMs = o.flushMs ?? 200;
     this.maxSubscriptions = o.maxSubscriptions ?? CAPS.subscriptions.default;
+    this.metrics = o.metrics;
+    this.receiverMaxLength = o.receiverMaxLength ?? 10_000;
     this.receivers = createReceivers({
       amqpUrl: o.amqpUrl,
-      maxLength: o.receiverMaxLength ?? 10_000,
+      maxLength: this.receiverMaxLength,
       logger: this.log,
       onLive: (hash, events) => this.onLive(hash, events),
       onReset: () => {
@@ -860,6 +874,14 @@ class Manager implements SubscriptionManager, Core {
     return this.subs.get(name)?.selector;
   }
 
+  async receiverDepths(): Promise<{ queue: string; messages: number; limit: number }[]> {
+    return (await this.receivers.depths()).map((d) => ({ ...d, limit: this.receiverMaxLength }));
+  }
+
+  standbysOf(name: string): number {
+    return this.subs.get(name)?.standby.length ?? 0;
+  }
+
   async get(name: string): Promise<SubscriptionView | undefined> {
     this.ready();
     const sub = this.subs.get(name);
@@ -893,6 +915,7 @@ class Manager implements SubscriptionManager, Core {
       sub.endConsumers('subscription deleted');
       const deleted = await this.subStore.delete(name, sub.selector);
       this.subs.delete(name);
+      this.metrics?.forgetSubscription(name);
       const jobs = sub.replays.splice(0);
       for (const job of jobs)
         await this.replayStore
@@ -987,7 +1010,9 @@ class Manager implements SubscriptionManager, Core {
       }
     });
     sub.pulling = run.catch(() => undefined);
-    return run;
+    const events = await run;
+    if (events.length > 0) this.metrics?.deliveredTo(name, events.length);
+    return events;
   }
 
   async ack(name: string, offset: bigint): Promise<void> {

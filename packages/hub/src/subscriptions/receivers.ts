@@ -31,6 +31,10 @@ export interface Receivers {
   add(selector: Selector): Promise<void>;
   /** Stops consuming and deletes the queue. */
   remove(selector: Selector): Promise<void>;
+  /** Messages in each receiver queue, on a channel of its own (a queue deleted meanwhile is left out); [] while disconnected. */
+  depths(): Promise<{ queue: string; messages: number }[]>;
+  /** Whether the receivers' connection is up. */
+  connected(): boolean;
   stop(): Promise<void>;
 }
 
@@ -241,6 +245,31 @@ export function createReceivers(options: {
       }
       if (tag) await l.ch.cancel(tag).catch(() => undefined);
       await l.ch.deleteQueue(receiverQueue(selector));
+    },
+    async depths() {
+      const l = link;
+      if (!l) return [];
+      const out: { queue: string; messages: number }[] = [];
+      let ch: Channel | undefined;
+      try {
+        for (const s of wanted.values()) {
+          ch ??= await l.conn.createChannel();
+          ch.on('error', () => undefined);
+          const queue = receiverQueue(s);
+          try {
+            out.push({ queue, messages: (await ch.checkQueue(queue)).messageCount });
+          } catch {
+            // Deleted meanwhile: checkQueue closed the channel; the next queue opens another.
+            ch = undefined;
+          }
+        }
+      } finally {
+        await ch?.close().catch(() => undefined);
+      }
+      return out;
+    },
+    connected() {
+      return link !== undefined;
     },
     async stop() {
       stopped = true;

@@ -111,6 +111,10 @@ export interface SubscriptionManager {
   get(name: string): Promise<SubscriptionView | undefined>;
   /** The selector of a subscription, from memory (no lag or head query, unlike get); undefined when absent. */
   selectorOf(name: string): Selector | undefined;
+  /** Consumers waiting behind the active one (0 when absent). */
+  standbysOf(name: string): number;
+  /** Messages in each receiver queue and its x-max-length. */
+  receiverDepths(): Promise<{ queue: string; messages: number; limit: number }[]>;
   /** Ends its consumer, removes it, and removes its receiver queue when it was the last user. False when absent. */
   delete(name: string): Promise<boolean>;
   attach(req: AttachRequest): Promise<Consumer>;
