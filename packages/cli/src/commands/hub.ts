@@ -56,9 +56,15 @@ export function registerHub(program: Command): void {
       '--auth-failures-per-minute <n>',
       'failed authentications per client address per minute before 429 (HERALD_AUTH_FAILURES_PER_MINUTE, default 30)',
     )
-    .option('--publish-rate-per-token <n>', 'REST publishes per second per token, 0 = no limit (HERALD_PUBLISH_RATE_PER_TOKEN, default 1000)')
+    .option(
+      '--publish-rate-per-token <n>',
+      'REST publishes per second per token, 0 = no limit (HERALD_PUBLISH_RATE_PER_TOKEN, default 1000)',
+    )
     .option('--metrics <on|off>', 'Prometheus metrics at /metrics and stats at /api/v1/stats (HERALD_METRICS, default on)')
-    .option('--metrics-max-flows <n>', 'sender×type series the metrics keep, the rest counted as other (HERALD_METRICS_MAX_FLOWS, default 1000)')
+    .option(
+      '--metrics-max-flows <n>',
+      'sender×type series the metrics keep, the rest counted as other (HERALD_METRICS_MAX_FLOWS, default 1000)',
+    )
     .addHelpText(
       'after',
       '\nHERALD_ADMIN_TOKEN (environment only, so it stays out of the process list): a token the hub accepts as an admin.',

@@ -405,6 +405,18 @@ export function subscriptionsRoutes(app: FastifyInstance, deps: SubscriptionRout
       }
       // Held from the attach until the stream ends (HERALD_MAX_SSE_STREAMS).
       const release = sseStreams.take();
+      // The stream ends when its token is revoked, or its user's roles no longer allow it: watched
+      // from before the attach, so a change while it attaches is not missed.
+      const revoked = new AbortController();
+      const unwatch = app.auth.watch(
+        request.principal,
+        (p) => app.auth.assertSubscription(p, name, m.selectorOf(name) ?? view.selector, { create: false }),
+        (err) => revoked.abort(err),
+      );
+      const done = () => {
+        unwatch();
+        release();
+      };
       let consumer: Consumer;
       try {
         consumer = await m.attach({
@@ -414,23 +426,13 @@ export function subscriptionsRoutes(app: FastifyInstance, deps: SubscriptionRout
           resumeAfter: lastId,
         });
       } catch (err) {
-        release();
+        done();
         throw err;
       }
       reply.hijack();
-      // The stream ends when its token is revoked, or its user's roles no longer allow it.
-      const revoked = new AbortController();
-      const unwatch = app.auth.watch(
-        request.principal,
-        (p) => app.auth.assertSubscription(p, name, m.selectorOf(name) ?? view.selector, { create: false }),
-        (err) => revoked.abort(err),
-      );
       await whileOpen(request, (signal) =>
         streamSubscription(consumer, reply.raw, { signal: AbortSignal.any([signal, revoked.signal]), heartbeatMs, log: request.log }),
-      ).finally(() => {
-        unwatch();
-        release();
-      });
+      ).finally(done);
     },
   );
 }

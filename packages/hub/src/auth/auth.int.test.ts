@@ -158,7 +158,7 @@ describe('authentication limits and user validation (REST inject, embedded store
     assert.equal(await users.ownerOf('stale-sub'), 'boss');
   });
 
-  test('a user row whose roles cannot be read is absent: lists go on, its token does not authenticate, and an unknown role is never an admin', async () => {
+  test('a user row whose roles cannot be read has no roles: listed for an admin to fix, its token allowed nothing, an unknown role never an admin', async () => {
     await inject('POST', '/api/v1/users', ADMIN, { name: 'broken', roles: [{ role: 'admin' }] }, '10.4.4.4');
     const t = (await inject('POST', '/api/v1/users/broken/tokens', ADMIN, { name: 't' }, '10.4.4.4')).json() as { token: string };
     assert.equal((await inject('GET', '/api/v1/users', t.token, undefined, '10.4.4.4')).statusCode, 200);
@@ -166,8 +166,13 @@ describe('authentication limits and user validation (REST inject, embedded store
       await store.sql.query('UPDATE users SET roles = $2::jsonb WHERE name = $1', ['broken', roles]);
       const listed = await inject('GET', '/api/v1/users', ADMIN, undefined, '10.4.4.4');
       assert.equal(listed.statusCode, 200, listed.body);
-      assert.ok(!(listed.json().items as { name: string }[]).some((u) => u.name === 'broken'), roles);
-      assert.equal((await inject('GET', '/api/v1/users', t.token, undefined, '10.4.4.5')).statusCode, 401, roles);
+      const broken = (listed.json().items as { name: string; roles: unknown[] }[]).find((u) => u.name === 'broken');
+      assert.deepEqual(broken?.roles, [], roles);
+      assert.equal((await inject('GET', '/api/v1/users', t.token, undefined, '10.4.4.5')).statusCode, 403, roles);
     }
+    const fixed = await inject('PUT', '/api/v1/users/broken/roles', ADMIN, [{ role: 'admin' }], '10.4.4.4');
+    assert.equal(fixed.statusCode, 200, fixed.body);
+    assert.equal((await inject('GET', '/api/v1/users', t.token, undefined, '10.4.4.5')).statusCode, 200);
+    assert.equal((await inject('DELETE', '/api/v1/users/broken', ADMIN, undefined, '10.4.4.4')).statusCode, 204);
   });
 });

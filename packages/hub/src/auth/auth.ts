@@ -285,8 +285,10 @@ export class Auth {
     const users = this.users;
     if (this.isAdmin(p)) {
       // An admin user creating one owns it (a stale claim of a subscription that is gone included),
-      // so it is listed as its own; ownership never limits an admin.
+      // so it is listed as its own; created by HERALD_ADMIN_TOKEN it has no owner. Ownership never
+      // limits an admin.
       if (options.create && p.kind === 'user') await users?.assign(name, p.user.name);
+      else if (options.create) await users?.disown(name);
       return;
     }
     const user = userOf(p);

@@ -67,7 +67,16 @@ export function createAccessControl(config: AccessConfig, sql: SqlExecutor, logg
     senderCheck: createSenderCheck((amqpUser) => byAmqpUser.get(amqpUser)),
     async start() {
       await refresh();
-      if (rabbit) await rabbit.check();
+      if (rabbit) {
+        await rabbit.check();
+        // RabbitMQ users made by an earlier version, or changed by hand, are brought in line with their roles.
+        for (const u of await store.list()) {
+          if (u.amqpUsername === undefined) continue;
+          await rabbit
+            .update(u.name, u.roles)
+            .catch((err: unknown) => log.warn({ err, user: u.name }, 'could not update the RabbitMQ user'));
+        }
+      }
       timer = setInterval(refreshSoon, REFRESH_MS);
       timer.unref();
       if (!config.authEnabled) {

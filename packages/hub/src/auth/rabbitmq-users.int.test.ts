@@ -206,6 +206,40 @@ describe('RabbitMQ users for Herald users (management API, real RabbitMQ)', () =
     assertOk(await onChannel(conn, (c) => c.deleteQueue(queue)), 'deleting its own queue');
   });
 
+  test('roles that narrow: bindings the subscriber may no longer make are deleted, so its durable queue stops filling', async () => {
+    const name = nameOf('narrow');
+    const creds = await users.create(name, [{ role: 'subscriber', selector: parseSelector('billing:*') }]);
+    const conn = await connectAs(creds);
+    const queue = `herald-${name}.keep`;
+    assertOk(
+      await onChannel(conn, async (c) => {
+        await c.assertQueue(queue, { durable: true });
+        await c.bindQueue(queue, EVENTS_EXCHANGE, 'billing.#');
+        await c.bindQueue(queue, EVENTS_EXCHANGE, 'billing.invoice.paid');
+      }),
+      'binding inside its selector',
+    );
+    const closed = closedByServer(conn, 'the connection closed on the role change');
+    await users.update(name, [{ role: 'subscriber', selector: parseSelector('billing:invoice.paid') }]);
+    await closed;
+    adminCh.publish(EVENTS_EXCHANGE, 'billing.parcel.sent', Buffer.from('{}'));
+    adminCh.publish(EVENTS_EXCHANGE, 'billing.invoice.paid', Buffer.from('{}'));
+    // Published in order on one channel, so routed in order: had billing.parcel.sent reached the queue, it would come first.
+    const keys: string[] = [];
+    await waitFor(
+      'the allowed event in the queue',
+      async () => {
+        const m = await adminCh.get(queue, { noAck: true });
+        if (m) keys.push(m.fields.routingKey);
+        return keys.includes('billing.invoice.paid');
+      },
+      10_000,
+      20,
+    );
+    assert.deepEqual(keys, ['billing.invoice.paid'], 'billing.parcel.sent no longer reaches it');
+    await adminCh.deleteQueue(queue);
+  });
+
   test('publisher and subscriber at once: the union of both; admin adds nothing over AMQP', async () => {
     const name = nameOf('both');
     const creds = await users.create(name, [

@@ -2,7 +2,6 @@ import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
   assertSender,
-  bindingKeys,
   DEAD_EXCHANGE,
   ErrorCodes,
   EVENTS_EXCHANGE,
@@ -136,6 +135,17 @@ export function subscriberQueuePattern(name: string): string {
 }
 
 /**
+ * The binding key that matches exactly what a pattern matches: `#` for `*:*`, `<sender>.#` for any
+ * type, else `<sender>.<type>` (Herald's `*` and `#` in a type are AMQP's). Not bindingKeys', which
+ * shortens some long patterns to a wider key (the SDK filters the rest): a permission built from
+ * that would let a subscriber bind, say, `*.#`.
+ */
+function exactKey(p: { sender: string; type: string }): string {
+  if (p.sender === '*' && p.type === '*') return '#';
+  return p.type === '*' ? `${p.sender}.#` : `${p.sender}.${p.type}`;
+}
+
+/**
  * A regex (without anchors) of the binding keys that deliver no more than binding key `key` (a
  * selector's: `#`, or a sender word then type words): a literal word stands for itself, `*` for a
  * literal word or `*`, `#` for any segments. So a subscriber of `billing:*` may bind `billing.#`,
@@ -178,16 +188,22 @@ export function amqpPermissionsOf(name: string, roles: readonly Role[]): AmqpPer
         assertSender(s);
         senders.add(s);
       }
-    } else if (r.role === 'subscriber') for (const k of bindingKeys(r.selector)) keys.add(k);
+    } else if (r.role === 'subscriber') for (const p of r.selector.patterns) keys.add(exactKey(p));
   }
   const subscriber = keys.size > 0;
   const write: string[] = [];
   if (senders.size > 0) write.push(escapeRegex(INGEST_EXCHANGE));
   if (subscriber) write.push(queue, escapeRegex(DEAD_EXCHANGE));
-  const topics: TopicPermission[] = [];
-  if (senders.size > 0)
-    topics.push({ exchange: INGEST_EXCHANGE, write: `^(${[...senders].sort().map(escapeRegex).join('|')})\\.`, read: NOTHING });
-  if (subscriber) topics.push({ exchange: EVENTS_EXCHANGE, write: NOTHING, read: `^(${[...keys].sort().map(narrowerKeys).join('|')})$` });
+  // Both exchanges always get one: RabbitMQ lets every routing key through an exchange the user has
+  // no topic permission on, so one it is not granted is denied outright (`^$`).
+  const topics: TopicPermission[] = [
+    {
+      exchange: INGEST_EXCHANGE,
+      write: senders.size > 0 ? `^(${[...senders].sort().map(escapeRegex).join('|')})\\.` : NOTHING,
+      read: NOTHING,
+    },
+    { exchange: EVENTS_EXCHANGE, write: NOTHING, read: subscriber ? `^(${[...keys].sort().map(narrowerKeys).join('|')})$` : NOTHING },
+  ];
   return {
     configure: subscriber ? `^${queue}$` : NOTHING,
     write: write.length > 0 ? `^(${write.join('|')})$` : NOTHING,
@@ -304,8 +320,9 @@ class ManagementClient implements RabbitUsers {
     await this.requireVhost();
     await this.call('PUT', ['users', username], { password, tags: '' });
     await this.setPermissions(username, permissions);
-    // Replacing an existing user: what logged in with its old password goes.
+    // Replacing an existing user: what logged in with its old password goes, and bindings it may no longer make.
     await this.closeConnections(username);
+    await this.dropBindings(name, permissions);
     return { username, password };
   }
 
@@ -318,6 +335,31 @@ class ManagementClient implements RabbitUsers {
     if (samePermissions(await this.currentPermissions(username), permissions)) return;
     await this.setPermissions(username, permissions);
     await this.closeConnections(username);
+    await this.dropBindings(name, permissions);
+  }
+
+  /**
+   * Deletes the bindings from `herald.events` to the user's queues that its permissions no longer
+   * allow: a binding outlives the permission it was made with, so a durable queue bound with `#`
+   * would keep filling after the user's selectors narrowed, and the user may still consume it.
+   */
+  private async dropBindings(name: string, p: AmqpPermissions): Promise<void> {
+    const queue = new RegExp(`^${subscriberQueuePattern(name)}$`);
+    const allowed = new RegExp(p.topics.find((t) => t.exchange === EVENTS_EXCHANGE)?.read ?? NOTHING);
+    const answer = await this.call('GET', ['exchanges', this.vhost, EVENTS_EXCHANGE, 'bindings', 'source'], undefined, [404]);
+    const bindings = Array.isArray(answer.body)
+      ? (answer.body as { destination?: unknown; destination_type?: unknown; routing_key?: unknown; properties_key?: unknown }[])
+      : [];
+    for (const b of bindings) {
+      const destination = String(b.destination);
+      if (b.destination_type !== 'queue' || !queue.test(destination) || allowed.test(String(b.routing_key))) continue;
+      await this.call(
+        'DELETE',
+        ['bindings', this.vhost, 'e', EVENTS_EXCHANGE, 'q', destination, String(b.properties_key)],
+        undefined,
+        [404],
+      );
+    }
   }
 
   /** What `username` holds on the vhost now: undefined parts where it holds nothing. */
@@ -358,14 +400,11 @@ class ManagementClient implements RabbitUsers {
   }
 
   /**
-   * Sets the permissions, never wider than either the old or the new ones in between: RabbitMQ
-   * lets every routing key through an exchange the user has no topic permission on, so a user that
-   * had any first loses every vhost permission, then its topic permissions are replaced, then the
-   * new vhost permissions come (a user created again included: it may hold an old user's).
+   * Sets the permissions, never wider than either the old or the new ones in between: the topic
+   * permissions first, each replaced in place (never deleted: without one RabbitMQ lets every
+   * routing key through), then the vhost permissions they narrow.
    */
   private async setPermissions(username: string, p: AmqpPermissions): Promise<void> {
-    await this.call('PUT', ['permissions', this.vhost, username], { configure: NOTHING, write: NOTHING, read: NOTHING }, [], true);
-    await this.call('DELETE', ['topic-permissions', this.vhost, username], undefined, [404]);
     for (const t of p.topics) await this.call('PUT', ['topic-permissions', this.vhost, username], t, [], true);
     await this.call('PUT', ['permissions', this.vhost, username], { configure: p.configure, write: p.write, read: p.read }, [], true);
   }

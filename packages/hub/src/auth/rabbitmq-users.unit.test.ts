@@ -24,12 +24,15 @@ function codeOf(fn: () => unknown): string | undefined {
 }
 
 describe('amqpPermissionsOf', () => {
-  test('a publisher: write on herald.ingest, a topic permission of its senders, nothing else', () => {
+  test('a publisher: write on herald.ingest, a topic permission of its senders, herald.events denied, nothing else', () => {
     assert.deepEqual(amqpPermissionsOf('svc', [publisher('shipping', 'billing', 'billing')]), {
       configure: '^$',
       write: '^(herald\\.ingest)$',
       read: '^$',
-      topics: [{ exchange: 'herald.ingest', write: '^(billing|shipping)\\.', read: '^$' }],
+      topics: [
+        { exchange: 'herald.ingest', write: '^(billing|shipping)\\.', read: '^$' },
+        { exchange: 'herald.events', write: '^$', read: '^$' },
+      ],
     });
   });
 
@@ -38,10 +41,13 @@ describe('amqpPermissionsOf', () => {
       configure: '^herald-svc\\.[^.]+$',
       write: '^(herald-svc\\.[^.]+|herald\\.dead)$',
       read: '^(herald-svc\\.[^.]+|herald\\.events)$',
-      topics: [{ exchange: 'herald.events', write: '^$', read: '^([^.#]+\\.parcel\\.sent|billing(\\.[^.]+)*)$' }],
+      topics: [
+        { exchange: 'herald.ingest', write: '^$', read: '^$' },
+        { exchange: 'herald.events', write: '^$', read: '^([^.#]+\\.parcel\\.sent|billing(\\.[^.]+)*)$' },
+      ],
     });
     // Its selectors' keys and narrower ones: what RabbitMQ then delivers lies inside its selectors.
-    const bind = new RegExp(amqpPermissionsOf('svc', [subscriber]).topics[0]?.read ?? '');
+    const bind = new RegExp(amqpPermissionsOf('svc', [subscriber]).topics[1]?.read ?? '');
     const allowed = ['billing.#', 'billing.invoice.paid', 'billing.invoice.*', 'billing.#.x', '*.parcel.sent', 'crm.parcel.sent'];
     for (const key of allowed) assert.ok(bind.test(key), key);
     for (const key of ['#', '*.#', '*.invoice.paid', 'shipping.#', '#.parcel.sent', '*.parcel.*', 'billingx.y', 'x.billing.y'])
@@ -62,7 +68,15 @@ describe('amqpPermissionsOf', () => {
     );
     assert.deepEqual(both.topics[0], { exchange: 'herald.ingest', write: '^(crm)\\.', read: '^$' });
     for (const roles of [[{ role: 'admin' }], [], [publisher()]] as Role[][]) {
-      assert.deepEqual(amqpPermissionsOf('svc', roles), { configure: '^$', write: '^$', read: '^$', topics: [] });
+      assert.deepEqual(amqpPermissionsOf('svc', roles), {
+        configure: '^$',
+        write: '^$',
+        read: '^$',
+        topics: [
+          { exchange: 'herald.ingest', write: '^$', read: '^$' },
+          { exchange: 'herald.events', write: '^$', read: '^$' },
+        ],
+      });
     }
     assert.ok(!new RegExp(both.write).test('herald.events'));
   });
@@ -173,7 +187,7 @@ describe('createRabbitUsers: requests and errors (a fake fetch)', () => {
     assert.ok(f.calls.some((c) => c.path === '/api/topic-permissions/%2F/herald-svc'));
   });
 
-  test('create() of a publisher: the user, nothing it may hold already, then the topic permission, then the write it narrows, then old connections go', async () => {
+  test('create() of a publisher: the user, its topic permissions (herald.events denied), then the write they narrow, then old connections and bindings go', async () => {
     const f = fakeFetch(() => new Response(null, { status: 201 }));
     const creds = await createRabbitUsers(API, { vhost: 'v', fetch: f.fn }).create('svc', [publisher('billing')]);
     assert.deepEqual(
@@ -181,26 +195,41 @@ describe('createRabbitUsers: requests and errors (a fake fetch)', () => {
       [
         'GET /api/vhosts/v',
         'PUT /api/users/herald-svc',
-        'PUT /api/permissions/v/herald-svc',
-        'DELETE /api/topic-permissions/v/herald-svc',
+        'PUT /api/topic-permissions/v/herald-svc',
         'PUT /api/topic-permissions/v/herald-svc',
         'PUT /api/permissions/v/herald-svc',
         'DELETE /api/connections/username/herald-svc',
+        'GET /api/exchanges/v/herald.events/bindings/source',
       ],
     );
     assert.deepEqual(f.calls[1]?.body, { password: creds.password, tags: '' });
-    assert.deepEqual(f.calls[2]?.body, { configure: '^$', write: '^$', read: '^$' });
-    assert.deepEqual(f.calls[4]?.body, { exchange: 'herald.ingest', write: '^(billing)\\.', read: '^$' });
-    assert.deepEqual(f.calls[5]?.body, { configure: '^$', write: '^(herald\\.ingest)$', read: '^$' });
+    assert.deepEqual(f.calls[2]?.body, { exchange: 'herald.ingest', write: '^(billing)\\.', read: '^$' });
+    assert.deepEqual(f.calls[3]?.body, { exchange: 'herald.events', write: '^$', read: '^$' });
+    assert.deepEqual(f.calls[4]?.body, { configure: '^$', write: '^(herald\\.ingest)$', read: '^$' });
   });
 
-  test('update(): every permission goes, then the new topic permissions, then the new vhost permissions; unchanged: nothing', async () => {
+  test('update(): the topic permissions replaced in place (never deleted), then the vhost permissions, then connections and bindings it may no longer make go; unchanged: nothing', async () => {
     const current = { configure: '^$', write: '^(herald\\.ingest)$', read: '^$' };
-    const topic = [{ exchange: 'herald.ingest', write: '^(billing)\\.', read: '^$' }];
+    const topic = [
+      { exchange: 'herald.ingest', write: '^(billing)\\.', read: '^$' },
+      { exchange: 'herald.events', write: '^$', read: '^$' },
+    ];
+    const bindings = [
+      { source: 'herald.events', destination: 'herald-svc.all', destination_type: 'queue', routing_key: '#', properties_key: '%23' },
+      {
+        source: 'herald.events',
+        destination: 'herald-svc.mine',
+        destination_type: 'queue',
+        routing_key: 'billing.#',
+        properties_key: 'billing.%23',
+      },
+      { source: 'herald.events', destination: 'herald-other.all', destination_type: 'queue', routing_key: '#', properties_key: '%23' },
+    ];
     const f = fakeFetch((method, path) => {
       if (method !== 'GET') return new Response(null, { status: 204 });
       if (path.startsWith('/api/permissions/')) return json(200, { user: 'herald-svc', vhost: 'v', ...current });
       if (path.startsWith('/api/topic-permissions/')) return json(200, topic);
+      if (path.endsWith('/bindings/source')) return json(200, bindings);
       return json(200, { name: 'herald-svc' });
     });
     const users = createRabbitUsers(API, { vhost: 'v', fetch: f.fn });
@@ -211,17 +240,28 @@ describe('createRabbitUsers: requests and errors (a fake fetch)', () => {
     assert.deepEqual(
       f.calls.filter((c) => c.method !== 'GET').map((c) => `${c.method} ${c.path}`),
       [
-        'PUT /api/permissions/v/herald-svc',
-        'DELETE /api/topic-permissions/v/herald-svc',
+        'PUT /api/topic-permissions/v/herald-svc',
         'PUT /api/topic-permissions/v/herald-svc',
         'PUT /api/permissions/v/herald-svc',
         'DELETE /api/connections/username/herald-svc',
+        'DELETE /api/bindings/v/e/herald.events/q/herald-svc.all/%2523',
       ],
     );
-    assert.equal(
-      (f.calls.find((c) => c.method === 'PUT' && c.path.startsWith('/api/topic-permissions/'))?.body as { exchange: string }).exchange,
-      'herald.events',
+    assert.deepEqual(
+      f.calls.filter((c) => c.method === 'PUT' && c.path.startsWith('/api/topic-permissions/')).map((c) => c.body),
+      [
+        { exchange: 'herald.ingest', write: '^$', read: '^$' },
+        { exchange: 'herald.events', write: '^$', read: '^([^.#]+\\.parcel\\.sent|billing(\\.[^.]+)*)$' },
+      ],
     );
+  });
+
+  test('a pattern whose binding key the SDK widens grants its exact key only', () => {
+    const long: Role = { role: 'subscriber', selector: parseSelector('*:#.a.b.c.d.e') };
+    const read = new RegExp(amqpPermissionsOf('svc', [long]).topics[1]?.read ?? '');
+    assert.ok(read.test('*.#.a.b.c.d.e'));
+    assert.ok(read.test('x.a.b.c.d.e'));
+    for (const key of ['*.#', '#', 'x.#']) assert.ok(!read.test(key), key);
   });
 
   test('5xx and no answer are UNAVAILABLE, 401 INVALID_CONFIG, a missing user on update NOT_FOUND: one line, the password redacted', async () => {

@@ -75,15 +75,16 @@ function rolesOf(value: unknown): Role[] {
 }
 
 /**
- * A user row, or undefined when its roles cannot be read (a row written by hand, or by a newer
- * version): such a user is treated as absent, so it neither authenticates nor breaks a list.
+ * A user row. Roles that cannot be read (a row written by hand, or by a newer version) count as
+ * none: such a user authenticates but may do nothing, its RabbitMQ user may publish as no sender,
+ * and an admin still sees it in the list, to fix its roles or delete it.
  */
-function toUser(r: UserRow): User | undefined {
+function toUser(r: UserRow): User {
   let roles: Role[];
   try {
     roles = rolesOf(r.roles);
   } catch {
-    return undefined;
+    roles = [];
   }
   return { name: r.name, roles, createdAt: Number(r.created_ms), amqpUsername: r.amqp_username ?? undefined };
 }
@@ -98,10 +99,12 @@ const TOKEN_OWNER_SELECT = `SELECT t.id::text AS id, t.user_name, t.name, ${epoc
          ${epochMs('t.last_used_at')} AS used_ms, u.roles AS u_roles, u.amqp_username AS u_amqp, ${epochMs('u.created_at')} AS u_created_ms
   FROM api_tokens t JOIN users u ON u.name = t.user_name`;
 
-/** A token with its user; undefined when the user's row cannot be read. */
-function toTokenOwner(row: TokenOwnerRow): TokenOwner | undefined {
-  const user = toUser({ name: row.user_name, roles: row.u_roles, amqp_username: row.u_amqp, created_ms: row.u_created_ms });
-  return user && { token: toToken(row), user };
+/** A token with its user. */
+function toTokenOwner(row: TokenOwnerRow): TokenOwner {
+  return {
+    token: toToken(row),
+    user: toUser({ name: row.user_name, roles: row.u_roles, amqp_username: row.u_amqp, created_ms: row.u_created_ms }),
+  };
 }
 
 export function createUserStore(sql: SqlExecutor): UserStore {
@@ -120,7 +123,7 @@ export function createUserStore(sql: SqlExecutor): UserStore {
     },
     async list() {
       const r = await sql.query<UserRow>(`SELECT ${USER_COLUMNS} FROM users ORDER BY name`);
-      return r.rows.flatMap((row) => toUser(row) ?? []);
+      return r.rows.map(toUser);
     },
     async setRoles(name, roles) {
       const r = await sql.query('UPDATE users SET roles = $2::jsonb WHERE name = $1 RETURNING name', [name, rolesJson(roles)]);
@@ -157,7 +160,7 @@ export function createUserStore(sql: SqlExecutor): UserStore {
     async byIds(ids) {
       if (ids.length === 0) return [];
       const r = await sql.query<TokenOwnerRow>(`${TOKEN_OWNER_SELECT} WHERE t.id = ANY($1::uuid[])`, [ids]);
-      return r.rows.flatMap((row) => toTokenOwner(row) ?? []);
+      return r.rows.map(toTokenOwner);
     },
     async touch(ids) {
       if (ids.length === 0) return;

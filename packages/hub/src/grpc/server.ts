@@ -306,6 +306,13 @@ class SubscribeSession {
     if (existing) await this.auth.assertSubscription(this.principal, open.name, existing, { create: false });
     if (asked !== undefined) this.auth.assertRead(this.principal, asked);
     if (!existing && asked !== undefined) await this.auth.assertSubscription(this.principal, open.name, asked, { create: true });
+    // The stream ends when its token is revoked, or its user's roles no longer allow it: watched
+    // from before the attach, so a change while it attaches is not missed.
+    this.unwatch = this.auth.watch(
+      this.principal,
+      (p) => this.auth.assertSubscription(p, open.name, manager.selectorOf(open.name) ?? asked ?? '*:*', { create: false }),
+      (err) => this.fail(err),
+    );
     const consumer = await manager
       .attach({
         name: open.name,
@@ -320,12 +327,6 @@ class SubscribeSession {
         throw err;
       });
     this.consumer = consumer;
-    // The stream ends when its token is revoked, or its user's roles no longer allow it.
-    this.unwatch = this.auth.watch(
-      this.principal,
-      (p) => this.auth.assertSubscription(p, open.name, manager.selectorOf(open.name) ?? asked ?? '*:*', { create: false }),
-      (err) => this.fail(err),
-    );
     if (this.done) {
       // The client went away while we attached.
       this.unwatch();
