@@ -30,7 +30,9 @@ interface Run {
   stderr: string;
 }
 
-describe('herald users, herald tokens (e2e: hub process with HERALD_AUTH=required, the CLI process)', { timeout: 120_000 }, () => {
+describe('herald users, herald tokens, herald exchanges (e2e: hub process with HERALD_AUTH=required, the CLI process)', {
+  timeout: 120_000,
+}, () => {
   let vhost: TestVhost;
   let dir: string;
   let hub: HeraldProcess;
@@ -198,6 +200,22 @@ describe('herald users, herald tokens (e2e: hub process with HERALD_AUTH=require
     const again = await herald(['users', 'remove', alice]);
     assert.equal(again.code, 1);
     assert.match(again.stderr, new RegExp(`^herald: the hub refused DELETE /api/v1/users/${alice}: 404 NOT_FOUND: [^\\n]+\\n$`));
+  });
+
+  test('exchanges add|list|remove with the admin token; without one, exit 1', async () => {
+    const feed = `feed-${run}`;
+    const added = await herald(['exchanges', 'add', feed, 'billing:invoice.*']);
+    assert.equal(added.code, 0, added.stderr);
+    assert.match(added.stdout, new RegExp(`^${feed}  billing:invoice\\.\\*  created `));
+    const listed = await herald(['exchanges', 'list', '--json']);
+    assert.equal(listed.code, 0, listed.stderr);
+    const items = JSON.parse(listed.stdout) as { name: string; bindingKeys: string[] }[];
+    assert.deepEqual(items.find((e) => e.name === feed)?.bindingKeys, ['billing.invoice.*']);
+    assert.equal((await herald(['exchanges', 'list'], '')).code, 1);
+    assert.equal((await herald(['exchanges', 'remove', feed])).code, 0);
+    const again = await herald(['exchanges', 'remove', feed]);
+    assert.equal(again.code, 1);
+    assert.match(again.stderr, /no exchange/);
   });
 
   test('bad flags exit 2 before any call: no role, a bad sender, an unknown option', async () => {

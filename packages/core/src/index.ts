@@ -54,7 +54,16 @@ export {
   toWireEvent,
 } from './proto.ts';
 export type { Matcher, Pattern, Selector, SelectorInput, SqlPredicate } from './selector.ts';
-export { bindingKeys, compileMatcher, matches, parsePattern, parseSelector, selectorPatterns, sqlPredicate } from './selector.ts';
+export {
+  bindingKeys,
+  compileMatcher,
+  exactBindingKeys,
+  matches,
+  parsePattern,
+  parseSelector,
+  selectorPatterns,
+  sqlPredicate,
+} from './selector.ts';
 export type { BindingDeclaration, ExchangeDeclaration, HubMode, QueueDeclaration, Topology } from './topology.ts';
 export { ARCHIVE_BINDING, HUB_MODES, RECEIVER_TOPOLOGY, wireTopology } from './topology.ts';
 export { redactSecrets, redactUrl } from './url.ts';

@@ -179,6 +179,22 @@ export function bindingKeys(input: SelectorInput): string[] {
 }
 
 /**
+ * The binding keys that match exactly what the selector matches, unique and sorted: `#` for `*:*`,
+ * `<sender>.#` for any type, else `<sender>.<type>` (a type's `*` and `#` are AMQP's). Unlike
+ * bindingKeys they are never shortened, so they are for checking keys (a permission's regex, a
+ * selector an exchange can deliver exactly), not for binding: see bindingKeyOf for what RabbitMQ
+ * pays for a key of several `#`.
+ */
+export function exactBindingKeys(input: SelectorInput): string[] {
+  const keys = new Set<string>();
+  for (const p of parseSelector(input).patterns) {
+    if (p.sender === ANY && p.type === ANY) keys.add('#');
+    else keys.add(p.type === ANY ? `${p.sender}.#` : `${p.sender}.${p.type}`);
+  }
+  return [...keys].sort();
+}
+
+/**
  * A regular expression over `'.' + type` for a type pattern with wildcards. Prefixing every
  * segment with its dot lets `#` (zero or more segments) be written as `(\.[^.]+)*`.
  */

@@ -1,6 +1,7 @@
 import { ErrorCodes, HeraldError, type HeraldEvent } from '@herald/core';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
+import { exchangesRoutes } from './api/exchanges-routes.ts';
 import { createApi, type Readiness } from './api/index.ts';
 import { metricsRoutes } from './api/metrics-routes.ts';
 import { pausesRoutes } from './api/pauses-routes.ts';
@@ -9,6 +10,7 @@ import { subscriptionsRoutes } from './api/subscriptions-routes.ts';
 import { type AccessControl, createAccessControl } from './auth/index.ts';
 import { type HubConfig, redactUrl } from './config/index.ts';
 import { assertArchiveSwitchSafe, createDispatcher, type Dispatcher } from './dispatcher/index.ts';
+import { createExchangeStore, Exchanges } from './exchanges/index.ts';
 import { createGrpcServer, type GrpcServer } from './grpc/server.ts';
 import { createIngest, type Ingest, type IngestStats, probeAmqp } from './ingest/index.ts';
 import { createLogger } from './logger.ts';
@@ -103,6 +105,7 @@ class HubProcess implements Hub {
   private wakeLease: (() => void) | undefined;
   private stopping: Promise<void> | undefined;
   private access: AccessControl | undefined;
+  private exchanges: Exchanges | undefined;
   /** Counters of the event path and the gauges read at scrape time; undefined with HERALD_METRICS=off. */
   private readonly metrics: HubMetrics | undefined;
 
@@ -171,6 +174,8 @@ class HubProcess implements Hub {
       await probeAmqp(config.amqpUrl);
       this.access = createAccessControl(config, (store as SqlStore).sql, logger);
       await this.access.start();
+      this.exchanges = new Exchanges(createExchangeStore((store as SqlStore).sql), config.amqpUrl, logger.child({ part: 'exchanges' }));
+      await this.exchanges.restore();
       this.metrics?.start(this.metricSources(store));
       await this.startHttp(store);
       await this.startGrpc();
@@ -377,6 +382,7 @@ class HubProcess implements Hub {
       // Router mode: pauses and replays, answered by this hub's dispatcher while it holds the lease.
       extraRoutes: (app: FastifyInstance) => {
         if (this.metrics) metricsRoutes(app, { metrics: this.metrics, maxStreams: this.config.maxSseStreams });
+        exchangesRoutes(app, this.exchanges as Exchanges);
         const routes = { dispatcher: () => this.dispatcher, mode: this.config.mode };
         pausesRoutes(app, routes);
         replaysRoutes(app, { ...routes, subscriptions: () => this.subs, store, maxReplays: this.config.maxReplays });

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { registerBench } from './bench.ts';
 import { registerEvents } from './events.ts';
+import { registerExchanges } from './exchanges.ts';
 import { registerHub } from './hub.ts';
 import { registerPause } from './pause.ts';
 import { registerPublish } from './publish.ts';
@@ -26,4 +27,5 @@ export const commands: RegisterCommand[] = [
   registerTail,
   registerUsers,
   registerTokens,
+  registerExchanges,
 ];

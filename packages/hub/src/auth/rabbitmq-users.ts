@@ -5,6 +5,7 @@ import {
   DEAD_EXCHANGE,
   ErrorCodes,
   EVENTS_EXCHANGE,
+  exactBindingKeys,
   HeraldError,
   INGEST_EXCHANGE,
   redactUrl,
@@ -135,17 +136,6 @@ export function subscriberQueuePattern(name: string): string {
 }
 
 /**
- * The binding key that matches exactly what a pattern matches: `#` for `*:*`, `<sender>.#` for any
- * type, else `<sender>.<type>` (Herald's `*` and `#` in a type are AMQP's). Not bindingKeys', which
- * shortens some long patterns to a wider key (the SDK filters the rest): a permission built from
- * that would let a subscriber bind, say, `*.#`.
- */
-function exactKey(p: { sender: string; type: string }): string {
-  if (p.sender === '*' && p.type === '*') return '#';
-  return p.type === '*' ? `${p.sender}.#` : `${p.sender}.${p.type}`;
-}
-
-/**
  * A regex (without anchors) of the binding keys that deliver no more than binding key `key` (a
  * selector's: `#`, or a sender word then type words): a literal word stands for itself, `*` for a
  * literal word or `*`, `#` for any segments. So a subscriber of `billing:*` may bind `billing.#`,
@@ -188,7 +178,11 @@ export function amqpPermissionsOf(name: string, roles: readonly Role[]): AmqpPer
         assertSender(s);
         senders.add(s);
       }
-    } else if (r.role === 'subscriber') for (const p of r.selector.patterns) keys.add(exactKey(p));
+    } else if (r.role === 'subscriber') {
+      // The patterns' own keys, never bindingKeys' shorter, wider ones: with those a subscriber of
+      // `*:#.a.b.c.d.e` could bind `*.#`.
+      for (const k of exactBindingKeys(r.selector)) keys.add(k);
+    }
   }
   const subscriber = keys.size > 0;
   const write: string[] = [];

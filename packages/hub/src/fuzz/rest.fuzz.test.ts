@@ -12,7 +12,7 @@ const settings = fuzzSettings();
 const ANSWER_MS = 10_000;
 /** Long polls and event streams are given up after this long: waiting is what they do. */
 const WAITING_MS = 1000;
-const WAITING_ROUTES = new Set(['/api/v1/subscriptions/{name}/events', '/api/v1/subscriptions/{name}/stream']);
+const WAITING_ROUTES = new Set(['/api/v1/subscriptions/{name}/events', '/api/v1/subscriptions/{name}/stream', '/api/v1/stats/stream']);
 
 /** What the hub made during the run, for requests that name something that exists. */
 const pools: Record<Pool, string[]> = { subscription: [], pause: [], replay: [], event: [], offset: [] };
