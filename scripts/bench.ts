@@ -8,13 +8,18 @@
  *   2. the hub in archive mode on PostgreSQL: flat out and at 1,000 events/s, with hub RSS.
  *   3. the hub in router mode on PostgreSQL: the same, and the five receivers over --count events.
  *
- * Options: --count N (five-receiver run, default 100000), --quick (smaller counts, for a smoke run).
+ *   4. the router hub flat out with metrics on (scraped every 2 s) and off (HERALD_METRICS=off),
+ *      alternated, twice each.
+ *
+ * Options: --count N (five-receiver run, default 100000), --quick (smaller counts, for a smoke run),
+ * --only metrics (step 4 alone).
  * Needs RabbitMQ with its management API and PostgreSQL, as the tests do; works in a vhost and a
  * database of its own and removes both.
  */
 import {
   createTestDatabase,
   createTestVhost,
+  freePort,
   type HeraldProcess,
   runHeraldBench,
   sampleRss,
@@ -90,10 +95,62 @@ async function withHub(mode: 'archive' | 'router', env: Record<string, string>, 
   }
 }
 
+/** Router flat out with metrics on and off, alternated (on, off, on, off), each in a hub of its own. */
+async function metricsOnOff(env: Record<string, string>) {
+  const runs: { metrics: boolean; endToEndPerSec: number | undefined; endToEndRatio: number | undefined }[] = [];
+  for (const metrics of [true, false, true, false]) {
+    const port = await freePort();
+    // A database of its own each time, so no run starts with a longer log than another.
+    const own = await createTestDatabase(`bench-metrics-${runs.length}`);
+    const hub = await startHubProcess(
+      { ...env, HERALD_DATABASE_URL: own.url, HERALD_HTTP_PORT: String(port), HERALD_METRICS: metrics ? 'on' : 'off' },
+      ['--mode', 'router'],
+    );
+    // What a Prometheus scraping often would cost, and more.
+    const scraper = metrics
+      ? setInterval(
+          () =>
+            void fetch(`http://127.0.0.1:${port}/metrics`)
+              .then((r) => r.text())
+              .catch(() => undefined),
+          2000,
+        )
+      : undefined;
+    try {
+      const r = summary(
+        await bench(`router, metrics ${metrics ? 'on' : 'off'}`, ['--receivers', 'all', '--count', String(flatCount), '--baseline'], env),
+      );
+      runs.push({ metrics, endToEndPerSec: r.endToEndPerSec, endToEndRatio: r.endToEndRatio });
+    } finally {
+      if (scraper) clearInterval(scraper);
+      await hub.kill('SIGTERM');
+      await own.drop().catch(() => undefined);
+    }
+  }
+  const mean = (on: boolean) => {
+    const xs = runs.filter((r) => r.metrics === on).map((r) => r.endToEndRatio ?? 0);
+    return xs.reduce((a, b) => a + b, 0) / xs.length;
+  };
+  return { runs, onToOff: round(mean(true) / mean(false), 3) };
+}
+
+const only = args.includes('--only') ? args[args.indexOf('--only') + 1] : undefined;
 const vhost = await createTestVhost('bench');
 const db = await createTestDatabase('bench');
 const env = { HERALD_AMQP_URL: vhost.url };
 try {
+  if (only === 'metrics') {
+    const topo = await herald(['topology', '--mode', 'archive'], env);
+    if (topo.code !== 0) throw new Error(`herald topology failed: ${topo.out}`);
+    process.stdout.write(`${JSON.stringify({ metrics: await metricsOnOff(env) }, null, 2)}\n`);
+  } else await all();
+} finally {
+  await vhost.delete().catch(() => {});
+  await db.drop().catch(() => {});
+}
+
+/** Steps 1 to 4. */
+async function all(): Promise<void> {
   const started = Date.now();
   const topo = await herald(['topology', '--mode', 'archive'], env);
   if (topo.code !== 0) throw new Error(`herald topology failed: ${topo.out}`);
@@ -106,6 +163,7 @@ try {
   );
   const archive = await withHub('archive', env, db.url);
   const router = await withHub('router', env, db.url);
+  const metrics = await metricsOnOff(env);
   const result = {
     machine: { cores: (await import('node:os')).availableParallelism(), node: process.version },
     seconds: Math.round((Date.now() - started) / 1000),
@@ -122,9 +180,7 @@ try {
     brokerOnly: { flat: summary(flat), paced: summary(paced) },
     archive,
     router,
+    metrics,
   };
   process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
-} finally {
-  await vhost.delete().catch(() => {});
-  await db.drop().catch(() => {});
 }

@@ -1,5 +1,6 @@
 import { redactSecrets } from '@herald/core';
 import { type DestinationStream, type Logger, pino } from 'pino';
+import { isPretty, type LogFormat, prettyDestination } from './log-format.ts';
 
 /** How deep a logged object is searched for secrets: the hub's log lines are shallow. */
 const MAX_DEPTH = 4;
@@ -31,9 +32,10 @@ function redacted(value: unknown, depth: number): unknown {
  * The hub's logger: JSON lines (pino) in which no password of a URL (or a `password=` parameter)
  * ever appears, whichever part of the hub or of a driver wrote the text: every argument of every
  * log call is redacted before it is written. Levels below `level` cost nothing (pino skips them
- * before this hook).
+ * before this hook). With no destination, `format` decides what goes to stdout: JSON, or readable
+ * lines (log-format.ts; `auto`: on a terminal).
  */
-export function createLogger(level: string, destination?: DestinationStream): Logger {
+export function createLogger(level: string, destination?: DestinationStream, format: LogFormat = 'json'): Logger {
   const options: pino.LoggerOptions = {
     level,
     base: { service: 'herald-hub' },
@@ -43,5 +45,6 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
       },
     },
   };
-  return destination ? pino(options, destination) : pino(options);
+  if (destination) return pino(options, destination);
+  return isPretty(format) ? pino(options, prettyDestination()) : pino(options);
 }

@@ -50,6 +50,7 @@ export function registerHub(program: Command): void {
       'messages a subscription receiver queue keeps, the oldest dropped beyond (HERALD_RECEIVER_MAX_LENGTH, default 10000)',
     )
     .option('--log-level <level>', 'pino level (HERALD_LOG_LEVEL, default info)')
+    .option('--log-format <format>', 'auto: readable on a terminal, JSON otherwise | pretty | json (HERALD_LOG_FORMAT, default auto)')
     .option('--auth <mode>', 'auto: off on a loopback address, required elsewhere | required | off (HERALD_AUTH, default auto)')
     .option('--rabbitmq-api <url>', 'RabbitMQ management API with admin credentials: RabbitMQ users for Herald users (HERALD_RABBITMQ_API)')
     .option(

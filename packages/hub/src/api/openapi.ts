@@ -37,6 +37,22 @@ export function installOpenApi(app: FastifyInstance, info: { title: string; vers
   app.get('/openapi.json', { schema: { hide: true } }, async () => document(routes, info));
 }
 
+/**
+ * A route's operationId unless its schema names one: the method and the path's words, parameters
+ * as `By<Name>`, e.g. `get /api/v1/subscriptions/:name/events` → `getSubscriptionsByNameEvents`.
+ * Stable as long as the route is, and unique since method and path are.
+ */
+export function operationIdOf(method: string, url: string): string {
+  const words = url
+    .split('/')
+    .filter((w) => w !== '' && w !== 'api' && w !== 'v1')
+    .map((w) => (w.startsWith(':') ? `By-${w.slice(1)}` : w))
+    .flatMap((w) => w.split(/[-_.]/))
+    .filter((w) => w !== '')
+    .map((w) => w[0]!.toUpperCase() + w.slice(1));
+  return `${method.toLowerCase()}${words.join('')}`;
+}
+
 function document(routes: Collected[], info: { title: string; version: string }): Record<string, unknown> {
   const paths: Record<string, Record<string, unknown>> = {};
   for (const r of routes) {
@@ -66,7 +82,11 @@ function document(routes: Collected[], info: { title: string; version: string })
         ? { description: s.description ?? status, content: s.content }
         : { description: s.description ?? status, content: { 'application/json': { schema } } };
     }
-    for (const status of (r.schema.problems as number[] | undefined) ?? []) {
+    // A route that validates parameters or a body answers 400 when they are wrong, declared or not.
+    const validates = ['params', 'querystring', 'headers', 'body'].some((k) => r.schema[k] !== undefined);
+    const problems = new Set<number>((r.schema.problems as number[] | undefined) ?? []);
+    if (validates) problems.add(400);
+    for (const status of [...problems].sort()) {
       responses[String(status)] = {
         description: PROBLEM_DESCRIPTIONS[status] ?? 'An error',
         content: { 'application/problem+json': { schema: { $ref: '#/components/schemas/Problem' } } },
@@ -87,6 +107,7 @@ function document(routes: Collected[], info: { title: string; version: string })
       }
     }
     const op: Record<string, unknown> = {
+      operationId: (r.schema.operationId as string | undefined) ?? operationIdOf(r.method, r.url),
       summary: r.schema.summary,
       description: r.schema.description,
       tags: r.schema.tags,
@@ -130,6 +151,8 @@ declare module 'fastify' {
     summary?: string;
     description?: string;
     tags?: string[];
+    /** OpenAPI: the operation's id; default operationIdOf(method, url). */
+    operationId?: string;
     /** Leave the route out of the OpenAPI document. */
     hide?: boolean;
     /** OpenAPI: the statuses this route answers with a problem document, besides `default`. */

@@ -2,6 +2,7 @@ import { resolve } from 'node:path';
 import { DEFAULT_MAX_EVENT_BYTES, ErrorCodes, HUB_MODES, type HubMode, parseDuration, redactSecrets, ValidationError } from '@herald/core';
 import { AUTH_MODES, type AuthMode, authEnabled, DEFAULT_PUBLISH_RATE_PER_TOKEN } from '../auth/auth.ts';
 import { CAPS } from '../caps/index.ts';
+import { LOG_FORMATS, type LogFormat } from '../log-format.ts';
 import { DEFAULT_MAX_FLOWS } from '../metrics/flows.ts';
 import { DEFAULT_DATA_DIR } from '../store/index.ts';
 
@@ -127,6 +128,8 @@ export interface HubOptions {
   authFailuresPerMinute?: number | string | undefined;
   /** `on` (default) or `off`: Prometheus metrics at /metrics and the stats at /api/v1/stats. Env `HERALD_METRICS`. */
   metrics?: string | boolean | undefined;
+  /** `auto` (default: readable lines on a terminal, JSON otherwise), `pretty` or `json`. Env `HERALD_LOG_FORMAT`. */
+  logFormat?: string | undefined;
   /** Sender×type series the metrics keep; the rest are counted under `other`. Env `HERALD_METRICS_MAX_FLOWS`; default 1000. */
   metricsMaxFlows?: number | string | undefined;
   /** REST publishes per second per token (a burst of as many); 0 = no limit. Env `HERALD_PUBLISH_RATE_PER_TOKEN`; default 1,000. */
@@ -182,6 +185,7 @@ export interface HubConfig {
   readonly authFailuresPerMinute: number;
   readonly publishRatePerToken: number;
   readonly metrics: boolean;
+  readonly logFormat: LogFormat;
   readonly metricsMaxFlows: number;
 }
 
@@ -217,6 +221,7 @@ const NAMES = {
   authFailuresPerMinute: { flag: '--auth-failures-per-minute', env: 'HERALD_AUTH_FAILURES_PER_MINUTE' },
   publishRatePerToken: { flag: '--publish-rate-per-token', env: 'HERALD_PUBLISH_RATE_PER_TOKEN' },
   metrics: { flag: '--metrics', env: 'HERALD_METRICS' },
+  logFormat: { flag: '--log-format', env: 'HERALD_LOG_FORMAT' },
   metricsMaxFlows: { flag: '--metrics-max-flows', env: 'HERALD_METRICS_MAX_FLOWS' },
 } as const satisfies Record<keyof HubOptions, { flag: string; env: string }>;
 
@@ -359,6 +364,9 @@ export function normalizeConfig(options: HubOptions = {}, env: NodeJS.ProcessEnv
   if (rabbitmqApi !== undefined && !/^https?:\/\/[^/]/i.test(rabbitmqApi))
     bad(apiPick.setting, rabbitmqApi, 'expected the management API URL with admin credentials, e.g. http://admin:secret@127.0.0.1:15672');
 
+  const formatPick = pick('logFormat');
+  const logFormat = String(formatPick.value ?? 'auto').toLowerCase() as LogFormat;
+  if (!LOG_FORMATS.includes(logFormat)) bad(formatPick.setting, formatPick.value, `expected ${LOG_FORMATS.join(', ')}`);
   const metricsPick = pick('metrics');
   const metricsText = String(metricsPick.value ?? 'on').toLowerCase();
   if (!['on', 'off', 'true', 'false'].includes(metricsText)) bad(metricsPick.setting, metricsPick.value, 'expected on or off');
@@ -396,6 +404,7 @@ export function normalizeConfig(options: HubOptions = {}, env: NodeJS.ProcessEnv
     authFailuresPerMinute: int('authFailuresPerMinute', 30, 1, 100_000),
     publishRatePerToken: int('publishRatePerToken', DEFAULT_PUBLISH_RATE_PER_TOKEN, 0, 1_000_000),
     metrics: metricsText === 'on' || metricsText === 'true',
+    logFormat,
     metricsMaxFlows: int('metricsMaxFlows', DEFAULT_MAX_FLOWS, 1, 100_000),
   };
 }
