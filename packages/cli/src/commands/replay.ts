@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { UsageError } from '../usage.ts';
+import { progressLine } from '../progress.ts';
 import { type HubFlags, hubOf, hubUrlOption, tokenOption } from './flags.ts';
 import { callHub } from './hub-api.ts';
 import type { RegisterCommand } from './index.ts';
@@ -59,10 +60,13 @@ export const registerReplay: RegisterCommand = (program: Command) => {
           process.stdout.write(`replay ${r.id} ${r.status}\n`);
           return;
         }
+        const progress = progressLine(process.stderr);
         while (r.status === 'pending' || r.status === 'running') {
           await new Promise((res) => setTimeout(res, 200));
           r = await callHub<ReplayDoc>(hub, 'GET', `/replays/${r.id}`);
+          progress.update(`replay ${r.id} ${r.status}: ${r.count} event(s) sent`);
         }
+        progress.done();
         process.stdout.write(`replay ${r.id} ${r.status}: ${r.count} event(s)${r.error ? ` (${r.error})` : ''}\n`);
         if (r.status === 'failed' || r.status === 'cancelled') process.exitCode = 1;
       },
