@@ -9,7 +9,7 @@ const ROWS_PER_INSERT = 4000;
  * INSERTs of every row count up to this, and of powers of two above it, are prepared statements
  * (one per row count and connection, at most 38): parsing and planning an INSERT anew costs
  * PostgreSQL a quarter to a third of a one-row insert's CPU and 40-50 % of a 256-row one's
- * (prepared-bench.ts). The ingest cuts its batches to these counts (appendBatchSize).
+ * (bench/hub/prepared-bench.ts). The ingest cuts its batches to these counts (appendBatchSize).
  */
 const PREPARED_ROWS = 32;
 

@@ -1,9 +1,9 @@
 // Catch-up from the log to one consumer of the manager (no gRPC): stores N events, then one
 // consumer reads them all with next(1000) and acks each batch. Prints events/s and peak RSS.
-//   node --import tsx packages/hub/src/subscriptions/bench/catchup-bench.ts [events=200000] [postgres|embedded]
+//   node --import tsx bench/hub/catchup-bench.ts [events=200000] [postgres|embedded]
 import { createTestDatabase, createTestVhost } from '@herald/testing';
-import { openStore } from '../../store/index.ts';
-import { createSubscriptionManager } from '../manager.ts';
+import { openStore } from '../../packages/hub/src/store/index.ts';
+import { createSubscriptionManager } from '../../packages/hub/src/subscriptions/manager.ts';
 
 const total = Number(process.argv[2] ?? 200_000);
 const kind = process.argv[3] ?? 'postgres';

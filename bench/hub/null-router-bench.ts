@@ -16,7 +16,7 @@
  * the real router hub on PostgreSQL. The ratio of the two says how much of RabbitMQ's two-hop
  * ceiling the hub reaches.
  *
- *   node --import tsx packages/hub/src/ingest/bench/null-router-bench.ts [count=50000]
+ *   node --import tsx bench/hub/null-router-bench.ts [count=50000]
  *
  * (The one-trip figures use count messages of 1 KiB, three publishers with 1,000 confirms in
  * flight each, one consumer with prefetch 500 acking with `multiple`, like the baseline.)
@@ -26,8 +26,8 @@
 import { EVENTS_EXCHANGE, INGEST_EXCHANGE } from '@herald/core';
 import { createTestDatabase, createTestVhost, runHeraldBench, startHubProcess } from '@herald/testing';
 import { connect, type Message } from 'amqplib';
-import type { BenchReport } from '../../../../cli/src/bench/index.ts';
-import { declareRouterQueue, declareShared, ROUTER_QUEUE } from '../topology.ts';
+import type { BenchReport } from '../../packages/cli/src/bench/index.ts';
+import { declareRouterQueue, declareShared, ROUTER_QUEUE } from '../../packages/hub/src/ingest/topology.ts';
 
 const count = Number(process.argv[2] ?? 50_000);
 

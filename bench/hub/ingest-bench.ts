@@ -5,8 +5,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { INGEST_EXCHANGE } from '@herald/core';
 import { createRawPublisher, createTestDatabase, createTestVhost, freePort, makeEvents, rssMiB, spawnHerald } from '@herald/testing';
 import { connect } from 'amqplib';
-import { openStore } from '../../store/index.ts';
-import { declareArchive, declareShared } from '../topology.ts';
+import { declareArchive, declareShared } from '../../packages/hub/src/ingest/topology.ts';
+import { openStore } from '../../packages/hub/src/store/index.ts';
 
 const count = Number(process.argv[2] ?? 100_000);
 const bytes = Number(process.argv[3] ?? 1024);

@@ -7,7 +7,7 @@
  *      with confirms): latency from publish to the consumer's loop, p50/p99, and beside it, in the
  *      same run, an AMQP queue bound to `herald.events` (the router's own delivery) for reference.
  *
- *   node --import tsx scripts/subscriptions-bench.ts [--events 1000000] [--rate 1000] [--seconds 20]
+ *   node --import tsx bench/subscriptions-bench.ts [--events 1000000] [--rate 1000] [--seconds 20]
  *
  * Needs RabbitMQ (with its management API) and PostgreSQL as the tests do; works in a vhost and a
  * database of its own and removes both. Prints one JSON document; asserts nothing.

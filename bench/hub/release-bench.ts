@@ -1,11 +1,11 @@
 // Release rate of a resumed pause: N held events (default 100,000) released to herald.events.
-//   node --import tsx packages/hub/src/dispatcher/bench/release-bench.ts [N] [bodyBytes]
+//   node --import tsx bench/hub/release-bench.ts [N] [bodyBytes]
 // Uses a fresh test database and vhost (HERALD_TEST_DATABASE_URL / HERALD_TEST_AMQP_URL), a queue
 // bound to herald.events that counts arrivals, and prints events/s and the process memory peak.
 import { createTestDatabase, createTestVhost } from '@herald/testing';
-import { openStore } from '../../store/index.ts';
-import { createDispatcher } from '../index.ts';
-import { createForward, createReceiver, events } from '../test-kit.ts';
+import { createDispatcher } from '../../packages/hub/src/dispatcher/index.ts';
+import { createForward, createReceiver, events } from '../../packages/hub/src/dispatcher/test-kit.ts';
+import { openStore } from '../../packages/hub/src/store/index.ts';
 
 const n = Number(process.argv[2] ?? 100_000);
 const size = Number(process.argv[3] ?? 200);

@@ -1,6 +1,6 @@
 import { INGEST_EXCHANGE } from '@herald/core';
 import { createRawPublisher, createTestDatabase, createTestVhost, freePort, makeEvents, rssMiB, startHubProcess } from '@herald/testing';
-import { createReceiver } from '../test-kit.ts';
+import { createReceiver } from '../../packages/hub/src/dispatcher/test-kit.ts';
 
 const n = Number(process.argv[2] ?? 100_000);
 const size = Number(process.argv[3] ?? 200);

@@ -1,8 +1,8 @@
 /**
  * The in-memory selector matcher against adversarial selectors: time per match, in µs, for types of
- * 40 segments that almost match. `node --import tsx packages/core/src/bench/matcher-bench.ts [matches]`
+ * 40 segments that almost match. `node --import tsx bench/core/matcher-bench.ts [matches]`
  */
-import { compileMatcher, LIMITS } from '../index.ts';
+import { compileMatcher, LIMITS } from '../../packages/core/src/index.ts';
 
 const n = Number(process.argv[2] ?? 20_000);
 const typeOf = (segments: number, last = 'b') => [...Array.from({ length: segments - 1 }, () => 'a'), last].join('.');

@@ -5,7 +5,7 @@
  * twice each, alternating. Reads the server backend's CPU time from /proc, so it must run on the
  * database's machine.
  *
- *   node --import tsx packages/hub/src/store/bench/prepared-bench.ts [events per case=5000]
+ *   node --import tsx bench/hub/prepared-bench.ts [events per case=5000]
  *
  * Uses a scratch database (HERALD_TEST_DATABASE_URL's server); prints JSON; asserts nothing.
  */
@@ -13,8 +13,8 @@ import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createTestDatabase } from '@herald/testing';
 import pg from 'pg';
-import { openStore } from '../open.ts';
-import { insertEventsSql } from '../sql-store.ts';
+import { openStore } from '../../packages/hub/src/store/open.ts';
+import { insertEventsSql } from '../../packages/hub/src/store/sql-store.ts';
 
 const eventsPerCase = Number(process.argv[2] ?? 5000);
 

@@ -4,7 +4,7 @@
  * log takes to answer "the last 10 events of types t1 and t2 from sender s1" and a few other
  * selector/offset/time queries, with the plans PostgreSQL chose. Prints JSON; asserts nothing.
  *
- *   node --import tsx packages/hub/src/store/bench/store-bench.ts --url postgres://root@127.0.0.1:5432/postgres \
+ *   node --import tsx bench/hub/store-bench.ts --url postgres://root@127.0.0.1:5432/postgres \
  *     [--events 1000000] [--append-events 50000] [--embedded-append-events 20000] [--embedded-events 0] [--keep]
  *
  * `--url` names a server; the bench works in a scratch database of its own on that server
@@ -20,10 +20,10 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { createEvent, type HeraldEvent } from '@herald/core';
 import pg from 'pg';
-import type { SqlExecutor } from '../driver.ts';
-import { openStore } from '../open.ts';
-import { eventQuerySql, type SqlStore } from '../sql-store.ts';
-import type { EventQuery } from '../types.ts';
+import type { SqlExecutor } from '../../packages/hub/src/store/driver.ts';
+import { openStore } from '../../packages/hub/src/store/open.ts';
+import { eventQuerySql, type SqlStore } from '../../packages/hub/src/store/sql-store.ts';
+import type { EventQuery } from '../../packages/hub/src/store/types.ts';
 
 const { values: args } = parseArgs({
   options: {

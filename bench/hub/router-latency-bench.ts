@@ -6,13 +6,13 @@
  * each run's p50 / p99 beside raw amqplib's from the same run. One run's p99 rests on a few hundred
  * events, so the spread over runs says more than any one figure.
  *
- *   node --import tsx packages/hub/src/ingest/bench/router-latency-bench.ts [--runs 3] [--rate 1000] [--seconds 15] [--no-flat]
+ *   node --import tsx bench/hub/router-latency-bench.ts [--runs 3] [--rate 1000] [--seconds 15] [--no-flat]
  *
  * Works in a vhost and a database of its own; prints JSON; asserts nothing.
  */
 import { parseArgs } from 'node:util';
 import { runHeraldBench, startRouterHub } from '@herald/testing';
-import type { BenchReport } from '../../../../cli/src/bench/index.ts';
+import type { BenchReport } from '../../packages/cli/src/bench/index.ts';
 
 const { values: args } = parseArgs({
   options: {
