@@ -1,6 +1,7 @@
 import { ErrorCodes, HeraldError, type HeraldEvent } from '@herald/core';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
+import { deadLettersRoutes } from './api/dead-letters-routes.ts';
 import { exchangesRoutes } from './api/exchanges-routes.ts';
 import { createApi, type Readiness } from './api/index.ts';
 import { metricsRoutes } from './api/metrics-routes.ts';
@@ -9,6 +10,7 @@ import { replaysRoutes } from './api/replays-routes.ts';
 import { subscriptionsRoutes } from './api/subscriptions-routes.ts';
 import { type AccessControl, createAccessControl } from './auth/index.ts';
 import { type HubConfig, redactUrl } from './config/index.ts';
+import { DeadLetters } from './dead-letters/dead-letters.ts';
 import { assertArchiveSwitchSafe, createDispatcher, type Dispatcher } from './dispatcher/index.ts';
 import { createExchangeStore, Exchanges } from './exchanges/index.ts';
 import { createGrpcServer, type GrpcServer } from './grpc/server.ts';
@@ -16,7 +18,7 @@ import { createIngest, type Ingest, type IngestStats, probeAmqp } from './ingest
 import { createLogger } from './logger.ts';
 import { HubMetrics, type MetricsSources } from './metrics/index.ts';
 import type { SqlStore } from './store/index.ts';
-import { openStore } from './store/index.ts';
+import { createDeadLetterStore, openStore } from './store/index.ts';
 import type { Store } from './store/types.ts';
 import { createSubscriptionManager, type SubscriptionManager } from './subscriptions/index.ts';
 
@@ -64,7 +66,7 @@ export interface Hub {
 
 /** Creates a hub for a normalized configuration (see normalizeConfig). Nothing happens before start(). */
 export function createHub(config: HubConfig, options: { logger?: Logger } = {}): Hub {
-  return new HubProcess(config, options.logger ?? createLogger(config.logLevel));
+  return new HubProcess(config, options.logger ?? createLogger(config.logLevel, undefined, config.logFormat));
 }
 
 function errText(err: unknown): string {
@@ -383,6 +385,10 @@ class HubProcess implements Hub {
       extraRoutes: (app: FastifyInstance) => {
         if (this.metrics) metricsRoutes(app, { metrics: this.metrics, maxStreams: this.config.maxSseStreams });
         exchangesRoutes(app, this.exchanges as Exchanges);
+        deadLettersRoutes(
+          app,
+          new DeadLetters(createDeadLetterStore((store as SqlStore).sql), this.config.amqpUrl, this.logger.child({ part: 'dead-letters' })),
+        );
         const routes = { dispatcher: () => this.dispatcher, mode: this.config.mode };
         pausesRoutes(app, routes);
         replaysRoutes(app, { ...routes, subscriptions: () => this.subs, store, maxReplays: this.config.maxReplays });

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { registerBench } from './bench.ts';
+import { registerDead } from './dead.ts';
 import { registerEvents } from './events.ts';
 import { registerExchanges } from './exchanges.ts';
 import { registerHub } from './hub.ts';
@@ -28,4 +29,5 @@ export const commands: RegisterCommand[] = [
   registerUsers,
   registerTokens,
   registerExchanges,
+  registerDead,
 ];

@@ -79,7 +79,8 @@ export function parseOffset(parameter: string, value: string | undefined): bigin
   return value === undefined ? undefined : parseOffsetValue(parameter, value);
 }
 
-function parseSelectorParam(value: string | undefined): Selector | undefined {
+/** A selector from a request, or undefined when absent; a 400 naming `selector` when it is not one. */
+export function parseSelectorParam(value: string | undefined): Selector | undefined {
   if (value === undefined) return undefined;
   try {
     return parseSelector(value);

@@ -11,6 +11,7 @@ export type { Driver, ReadExecutor, ScriptExecutor, SqlExecutor } from './driver
 export { migrationFiles } from './migrate.ts';
 export type { OpenStoreOptions } from './open.ts';
 export { DEFAULT_DATA_DIR, openStore } from './open.ts';
+export { createDeadLetterStore, type DeadLetterFilter, type DeadLetterStore, type StoredDeadLetter } from './dead-letter-store.ts';
 export { eventQuerySql, queryMayHaveMore, SqlStore } from './sql-store.ts';
 export type { AppendResult, DeadLetter, EventQuery, Store, StoredEvent } from './types.ts';
 export { READ_MAX_BYTES } from './types.ts';

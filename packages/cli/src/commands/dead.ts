@@ -1,0 +1,116 @@
+import type { Command } from 'commander';
+import { UsageError } from '../usage.ts';
+import { type HubFlags, hubOf, hubUrlOption, tokenOption } from './flags.ts';
+import { callHub } from './hub-api.ts';
+import type { RegisterCommand } from './index.ts';
+
+/** A dead letter as the hub's REST API lists it. */
+interface DeadDoc {
+  id: string;
+  at: string;
+  reason: string;
+  code: string;
+  routingKey: string;
+  messageId: string | null;
+  bytes: number;
+  redrives: number;
+}
+
+/** A dead letter in one line: `<id>  <time>  <code>  <routing key>  <reason>`. */
+export function deadLine(d: DeadDoc): string {
+  const redriven = d.redrives > 0 ? `  (redriven ${d.redrives}×)` : '';
+  return `${d.id}  ${d.at}  ${d.code}  ${JSON.stringify(d.routingKey)}  ${d.reason}${redriven}`;
+}
+
+type Filter = { selector?: string; code?: string };
+const query = (o: Filter & { all?: boolean }) => {
+  const q = new URLSearchParams();
+  if (o.selector !== undefined) q.set('selector', o.selector);
+  if (o.code !== undefined) q.set('code', o.code);
+  if (o.all) q.set('all', 'true');
+  const s = q.toString();
+  return s === '' ? '' : `?${s}`;
+};
+
+/**
+ * `herald dead list|show|redrive|purge`: dead letters over the hub's REST API
+ * (/api/v1/dead-letters; admins only). The hub refusing or out of reach exits 1, with one line.
+ */
+export const registerDead: RegisterCommand = (program: Command) => {
+  const dead = program
+    .command('dead')
+    .description('dead letters (admin): list, show, redrive, purge')
+    .showHelpAfterError('(see herald dead --help)');
+  const filters = (c: Command) =>
+    c
+      .option('--selector <patterns>', 'sender:type patterns over the routing key, comma-separated')
+      .option('--code <code>', 'only dead letters of this error code, e.g. INVALID_EVENT');
+
+  filters(dead.command('list').description('list dead letters, oldest first'))
+    .option('--limit <n>', 'at most this many (1-1000, default 100)')
+    .option('--json', 'print the JSON the hub returned')
+    .addOption(hubUrlOption())
+    .addOption(tokenOption())
+    .showHelpAfterError('(see herald dead list --help)')
+    .action(async (o: HubFlags & Filter & { limit?: string; json?: boolean }) => {
+      const q = query(o);
+      const limit = o.limit === undefined ? '' : `${q === '' ? '?' : '&'}limit=${encodeURIComponent(o.limit)}`;
+      const r = await callHub<{ items: DeadDoc[] }>(hubOf(o), 'GET', `/dead-letters${q}${limit}`);
+      if (o.json) process.stdout.write(`${JSON.stringify(r.items, null, 2)}\n`);
+      else if (r.items.length === 0) process.stdout.write('no dead letters\n');
+      else for (const d of r.items) process.stdout.write(`${deadLine(d)}\n`);
+    });
+
+  dead
+    .command('show')
+    .description('print one dead letter whole: reason, properties, body')
+    .argument('<id>', 'the dead letter id, as dead list prints it')
+    .addOption(hubUrlOption())
+    .addOption(tokenOption())
+    .showHelpAfterError('(see herald dead show --help)')
+    .action(async (id: string, o: HubFlags) => {
+      const d = await callHub<Record<string, unknown>>(hubOf(o), 'GET', `/dead-letters/${encodeURIComponent(id)}`);
+      process.stdout.write(`${JSON.stringify(d, null, 2)}\n`);
+    });
+
+  filters(dead.command('redrive').description('re-send one dead letter (by id) or those a --selector / --code select, to herald.ingest'))
+    .argument('[id]', 'the dead letter id')
+    .option('--queue <name>', 'with an id: send it to this queue instead')
+    .addOption(hubUrlOption())
+    .addOption(tokenOption())
+    .showHelpAfterError('(see herald dead redrive --help)')
+    .action(async (id: string | undefined, o: HubFlags & Filter & { queue?: string }) => {
+      if (id === undefined && o.selector === undefined && o.code === undefined)
+        throw new UsageError('give a dead letter id, or --selector and/or --code');
+      if (id !== undefined && (o.selector !== undefined || o.code !== undefined)) throw new UsageError('give an id or filters, not both');
+      if (id === undefined && o.queue !== undefined) throw new UsageError('--queue goes with an id');
+      const r =
+        id === undefined
+          ? await callHub<{ redriven: number }>(hubOf(o), 'POST', '/dead-letters/redrive', { selector: o.selector, code: o.code })
+          : await callHub<{ redriven: number }>(
+              hubOf(o),
+              'POST',
+              `/dead-letters/${encodeURIComponent(id)}/redrive`,
+              o.queue ? { queue: o.queue } : {},
+            );
+      process.stdout.write(`redriven ${r.redriven}\n`);
+    });
+
+  filters(dead.command('purge').description('delete one dead letter (by id), those the filters select, or every one with --all'))
+    .argument('[id]', 'the dead letter id')
+    .option('--all', 'every dead letter')
+    .addOption(hubUrlOption())
+    .addOption(tokenOption())
+    .showHelpAfterError('(see herald dead purge --help)')
+    .action(async (id: string | undefined, o: HubFlags & Filter & { all?: boolean }) => {
+      if (id !== undefined) {
+        await callHub(hubOf(o), 'DELETE', `/dead-letters/${encodeURIComponent(id)}`);
+        process.stdout.write(`purged dead letter ${id}\n`);
+        return;
+      }
+      if (o.selector === undefined && o.code === undefined && !o.all)
+        throw new UsageError('give an id, --selector and/or --code, or --all');
+      const r = await callHub<{ deleted: number }>(hubOf(o), 'DELETE', `/dead-letters${query(o)}`);
+      process.stdout.write(`purged ${r.deleted}\n`);
+    });
+};

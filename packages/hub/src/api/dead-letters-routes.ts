@@ -1,0 +1,185 @@
+import type { FastifyInstance } from 'fastify';
+import Type from 'typebox';
+import { type DeadLetters, MAX_BULK_REDRIVE } from '../dead-letters/dead-letters.ts';
+import type { DeadLetterFilter, StoredDeadLetter } from '../store/index.ts';
+import { parseOffset, parseSelectorParam } from './events-routes.ts';
+import { isoOrNull } from './pauses-routes.ts';
+import { badParameter } from './problems.ts';
+
+const DeadLetterSchema = Type.Object({
+  id: Type.String({ description: 'a decimal integer' }),
+  at: Type.String({ format: 'date-time', description: 'when it failed' }),
+  reason: Type.String(),
+  code: Type.String({ description: 'the error code, e.g. INVALID_EVENT' }),
+  exchange: Type.String({ description: 'where the message was published' }),
+  routingKey: Type.String(),
+  messageId: Type.Union([Type.String(), Type.Null()]),
+  bytes: Type.Integer({ description: 'the size of the body' }),
+  redrives: Type.Integer({ description: 'how often it was re-sent' }),
+  redrivenAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+});
+const FullSchema = Type.Object({
+  ...DeadLetterSchema.properties,
+  properties: Type.Record(Type.String(), Type.Unknown(), { description: 'the AMQP properties and headers, as kept' }),
+  bodyBase64: Type.String({ description: 'the body, byte for byte' }),
+  bodyText: Type.Union([Type.String(), Type.Null()], { description: 'the body when it is UTF-8 text, else null' }),
+});
+
+function letterJson(l: StoredDeadLetter) {
+  return {
+    id: l.id.toString(),
+    at: isoOrNull(l.at),
+    reason: l.reason,
+    code: l.code,
+    exchange: l.exchange,
+    routingKey: l.routingKey,
+    messageId: l.messageId ?? null,
+    bytes: l.body.length,
+    redrives: l.redrives,
+    redrivenAt: isoOrNull(l.redrivenAt),
+  };
+}
+
+function fullJson(l: StoredDeadLetter) {
+  const text = l.body.toString('utf8');
+  return {
+    ...letterJson(l),
+    properties: l.properties,
+    bodyBase64: l.body.toString('base64'),
+    bodyText: Buffer.from(text, 'utf8').equals(l.body) ? text : null,
+  };
+}
+
+const FilterQuery = {
+  selector: Type.Optional(Type.String({ description: 'sender:type patterns over the routing key <sender>.<type>' })),
+  code: Type.Optional(Type.String({ description: 'only dead letters of this error code' })),
+};
+const IdParams = Type.Object({ id: Type.String({ description: 'the dead letter id, a decimal integer' }) });
+
+function filterOf(q: { selector?: string; code?: string }): DeadLetterFilter {
+  if (q.code !== undefined && !/^[A-Z_]{1,64}$/.test(q.code)) throw badParameter('code', 'code must be an error code, e.g. INVALID_EVENT');
+  return { selector: parseSelectorParam(q.selector), code: q.code };
+}
+
+const idOf = (value: string) => parseOffset('id', value) as bigint;
+
+/**
+ * `/api/v1/dead-letters` (seed 004): what ingest could not store, with its reason, to list,
+ * inspect, re-send and purge. Admins only.
+ */
+export function deadLettersRoutes(app: FastifyInstance, deadLetters: DeadLetters): void {
+  app.get(
+    '/api/v1/dead-letters',
+    {
+      schema: {
+        summary: 'Dead letters, oldest first',
+        tags: ['dead letters'],
+        querystring: Type.Object(
+          {
+            ...FilterQuery,
+            after: Type.Optional(Type.String({ description: 'the id to list after (the `next` of the previous page)' })),
+            limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 100 })),
+          },
+          { additionalProperties: false },
+        ),
+        response: { 200: Type.Object({ items: Type.Array(DeadLetterSchema), next: Type.Union([Type.String(), Type.Null()]) }) },
+      },
+    },
+    async (request) => {
+      const q = request.query as { selector?: string; code?: string; after?: string; limit?: number };
+      const limit = q.limit ?? 100;
+      const rows = await deadLetters.list(filterOf(q), parseOffset('after', q.after) ?? 0n, limit + 1);
+      const page = rows.slice(0, limit);
+      return { items: page.map(letterJson), next: rows.length > limit ? (page.at(-1)?.id.toString() ?? null) : null };
+    },
+  );
+
+  app.get(
+    '/api/v1/dead-letters/:id',
+    {
+      schema: {
+        summary: 'One dead letter with its properties and body',
+        tags: ['dead letters'],
+        params: IdParams,
+        response: { 200: FullSchema },
+        problems: [404],
+      },
+    },
+    async (request) => fullJson(await deadLetters.get(idOf((request.params as { id: string }).id))),
+  );
+
+  app.post(
+    '/api/v1/dead-letters/:id/redrive',
+    {
+      schema: {
+        summary: 'Re-send one dead letter',
+        description:
+          'To herald.ingest with its routing key and properties (an event keeps its id, so it is stored once however often it ' +
+          'is re-sent), or with the body {"queue": name} to that queue (no body, or {}: herald.ingest). Marked x-herald-redriven: <id>; a failure comes back as a new dead letter.',
+        tags: ['dead letters'],
+        params: IdParams,
+        response: { 200: Type.Object({ redriven: Type.Integer() }) },
+        problems: [404, 502, 503],
+      },
+    },
+    async (request) => {
+      // The body is optional (no schema: fastify would refuse none): nothing, {} or {"queue": name}.
+      const body = request.body ?? {};
+      if (typeof body !== 'object' || body === null || Array.isArray(body) || Object.keys(body).some((k) => k !== 'queue'))
+        throw badParameter('body', 'the body is optional, else {"queue": "<name>"}');
+      const queue = (body as { queue?: unknown }).queue;
+      if (queue !== undefined && typeof queue !== 'string') throw badParameter('queue', 'queue must be a string');
+      await deadLetters.redrive(idOf((request.params as { id: string }).id), queue);
+      return { redriven: 1 };
+    },
+  );
+
+  app.post(
+    '/api/v1/dead-letters/redrive',
+    {
+      schema: {
+        summary: `Re-send the dead letters a selector and code select (at most ${MAX_BULK_REDRIVE} a call, oldest first)`,
+        tags: ['dead letters'],
+        body: Type.Object(FilterQuery, { additionalProperties: false }),
+        response: { 200: Type.Object({ redriven: Type.Integer() }) },
+        problems: [502, 503],
+      },
+    },
+    async (request) => ({ redriven: await deadLetters.redriveMany(filterOf(request.body as { selector?: string; code?: string })) }),
+  );
+
+  app.delete(
+    '/api/v1/dead-letters/:id',
+    {
+      schema: {
+        summary: 'Purge one dead letter',
+        tags: ['dead letters'],
+        params: IdParams,
+        response: { 204: Type.Null({ description: 'deleted' }) },
+        problems: [404],
+      },
+    },
+    async (request, reply) => {
+      await deadLetters.delete(idOf((request.params as { id: string }).id));
+      return reply.code(204).send(null);
+    },
+  );
+
+  app.delete(
+    '/api/v1/dead-letters',
+    {
+      schema: {
+        summary: 'Purge the dead letters a selector and code select; every one needs all=true',
+        tags: ['dead letters'],
+        querystring: Type.Object({ ...FilterQuery, all: Type.Optional(Type.Boolean()) }, { additionalProperties: false }),
+        response: { 200: Type.Object({ deleted: Type.Integer() }) },
+      },
+    },
+    async (request) => {
+      const q = request.query as { selector?: string; code?: string; all?: boolean };
+      if (q.selector === undefined && q.code === undefined && q.all !== true)
+        throw badParameter('all', 'purging every dead letter needs all=true (or give a selector or a code)');
+      return { deleted: await deadLetters.purge(filterOf(q)) };
+    },
+  );
+}
