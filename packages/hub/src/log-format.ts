@@ -40,7 +40,7 @@ export function prettyLine(json: string, color: boolean): string {
   const level = LEVELS[Number(o.level)] ?? { name: String(o.level).toUpperCase().padEnd(5), color: '' };
   const time = typeof o.time === 'number' ? new Date(o.time).toISOString().slice(11, 23) : '';
   const part = typeof o.part === 'string' ? `[${o.part}] ` : '';
-  const msg = typeof o.msg === 'string' ? o.msg.replace(/[\u0000-\u001f\u007f]/g, (c) => JSON.stringify(c).slice(1, -1)) : '';
+  const msg = typeof o.msg === 'string' ? o.msg.replace(/\p{Cc}/gu, (c) => JSON.stringify(c).slice(1, -1)) : '';
   const fields = Object.entries(o)
     .filter(([k]) => !SHOWN.has(k))
     .map(([k, v]) => `${k}=${valueText(v)}`)

@@ -131,10 +131,23 @@ test('no import cycles between the modules of a package', () => {
 
 test('SQL lives in the store (the files that still hold it are listed, and the list only shrinks)', () => {
   const sql = /['`"]\s*(?:SELECT\s|INSERT INTO\s|UPDATE\s+\w+\s+SET\s|DELETE FROM\s|WITH\s+\w+\s+AS\s*\()/;
-  const holding = all.filter((s) => s.pkg === 'hub' && !short(s.file).startsWith('hub/src/store/') && sql.test(s.text)).map((s) => short(s.file));
-  assert.deepEqual(holding.filter((f) => !SQL_OUTSIDE_STORE.has(f)), [], 'new SQL outside packages/hub/src/store/');
-  assert.deepEqual([...SQL_OUTSIDE_STORE].filter((f) => !holding.includes(f)), [], 'these hold no SQL any more: take them off the list');
-  assert.deepEqual(all.filter((s) => s.pkg !== 'hub' && sql.test(s.text) && s.pkg !== 'testing').map((s) => short(s.file)), []);
+  const holding = all
+    .filter((s) => s.pkg === 'hub' && !short(s.file).startsWith('hub/src/store/') && sql.test(s.text))
+    .map((s) => short(s.file));
+  assert.deepEqual(
+    holding.filter((f) => !SQL_OUTSIDE_STORE.has(f)),
+    [],
+    'new SQL outside packages/hub/src/store/',
+  );
+  assert.deepEqual(
+    [...SQL_OUTSIDE_STORE].filter((f) => !holding.includes(f)),
+    [],
+    'these hold no SQL any more: take them off the list',
+  );
+  assert.deepEqual(
+    all.filter((s) => s.pkg !== 'hub' && sql.test(s.text) && s.pkg !== 'testing').map((s) => short(s.file)),
+    [],
+  );
 });
 
 test(`source files have at most ${MAX_LINES} lines (the long ones listed may not grow)`, () => {
@@ -148,6 +161,9 @@ test(`source files have at most ${MAX_LINES} lines (the long ones listed may not
   assert.deepEqual(over, []);
   for (const [file, bound] of Object.entries(LONG_FILES)) {
     const s = all.find((x) => short(x.file) === file);
-    assert.ok(s && s.text.split('\n').length > MAX_LINES, `${file} is ${MAX_LINES} lines or fewer now: take it off LONG_FILES (bound ${bound})`);
+    assert.ok(
+      s && s.text.split('\n').length > MAX_LINES,
+      `${file} is ${MAX_LINES} lines or fewer now: take it off LONG_FILES (bound ${bound})`,
+    );
   }
 });

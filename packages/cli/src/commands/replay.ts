@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
-import { UsageError } from '../usage.ts';
 import { progressLine } from '../progress.ts';
+import { UsageError } from '../usage.ts';
 import { type HubFlags, hubOf, hubUrlOption, tokenOption } from './flags.ts';
 import { callHub } from './hub-api.ts';
 import type { RegisterCommand } from './index.ts';

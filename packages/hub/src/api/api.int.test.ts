@@ -418,7 +418,10 @@ describe('health and the OpenAPI document', () => {
     assert.ok(paths['/api/v1/events/by-id/{id}']?.get?.responses['404']);
     assert.ok(paths['/readyz']?.get?.responses['503']);
     const ids = Object.values(paths).flatMap((methods) => Object.values(methods).map((op) => (op as { operationId?: string }).operationId));
-    assert.ok(ids.every((id) => typeof id === 'string' && /^[a-z][A-Za-z]+$/.test(id)), ids.join(' '));
+    assert.ok(
+      ids.every((id) => typeof id === 'string' && /^[a-z][A-Za-z]+$/.test(id)),
+      ids.join(' '),
+    );
     assert.equal(new Set(ids).size, ids.length, 'operationIds are unique');
     assert.equal((paths['/api/v1/events/{offset}']?.get as { operationId?: string }).operationId, 'getEventsByOffset');
   });

@@ -7,11 +7,12 @@
  * A lost writer lease is reported through `onLeaseLost`, and `append` then rejects with CONFLICT
  * until `acquireWriterLease()` succeeds again. Details on each export.
  */
+
+export { createDeadLetterStore, type DeadLetterFilter, type DeadLetterStore, type StoredDeadLetter } from './dead-letter-store.ts';
 export type { Driver, ReadExecutor, ScriptExecutor, SqlExecutor } from './driver.ts';
 export { migrationFiles } from './migrate.ts';
 export type { OpenStoreOptions } from './open.ts';
 export { DEFAULT_DATA_DIR, openStore } from './open.ts';
-export { createDeadLetterStore, type DeadLetterFilter, type DeadLetterStore, type StoredDeadLetter } from './dead-letter-store.ts';
 export { eventQuerySql, queryMayHaveMore, SqlStore } from './sql-store.ts';
 export type { AppendResult, DeadLetter, EventQuery, Store, StoredEvent } from './types.ts';
 export { READ_MAX_BYTES } from './types.ts';
