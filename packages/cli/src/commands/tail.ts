@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { type SubscriptionEvent, type SubscriptionStart, subscription } from '@herald/client/grpc';
 import { bodyJson, isJsonContentType, parseSelector } from '@herald/core';
 import type { Command } from 'commander';
+import { progressLine } from '../progress.ts';
 import { UsageError } from '../usage.ts';
 import { grpcUrlOption, type HubFlags, hubOf, hubUrlOption, tokenOption } from './flags.ts';
 import { callHub } from './hub-api.ts';
@@ -111,8 +112,25 @@ export const registerTail: RegisterCommand = (program: Command) => {
         },
       });
       if (temporary) process.stderr.write(`herald tail: temporary subscription ${name}\n`);
+      // Catching up into a file or a pipe, stderr says how far it got (on a terminal the events show it).
+      const progress = process.stdout.isTTY === true ? undefined : progressLine(process.stderr);
+      let head: bigint | undefined | null;
       try {
         for await (const e of sub) {
+          if (progress && head === undefined) {
+            head = null;
+            const view = await callHub<{ headOffset?: string }>(hub, 'GET', `/subscriptions/${encodeURIComponent(name)}`).catch(
+              () => undefined,
+            );
+            if (view?.headOffset !== undefined) head = BigInt(view.headOffset);
+          }
+          if (progress && typeof head === 'bigint') {
+            if (e.offset < head) progress.update(`herald tail: catching up, offset ${e.offset} of ${head}`);
+            else {
+              progress.done();
+              head = null;
+            }
+          }
           if (down) {
             process.stderr.write('herald tail: reconnected\n');
             down = false;

@@ -86,6 +86,8 @@ function document(routes: Collected[], info: { title: string; version: string })
     const validates = ['params', 'querystring', 'headers', 'body'].some((k) => r.schema[k] !== undefined);
     const problems = new Set<number>((r.schema.problems as number[] | undefined) ?? []);
     if (validates) problems.add(400);
+    // A route that names something in its path answers 404 when there is no such thing.
+    if (r.schema.params !== undefined) problems.add(404);
     for (const status of [...problems].sort()) {
       responses[String(status)] = {
         description: PROBLEM_DESCRIPTIONS[status] ?? 'An error',
