@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Builds every package to packages/<name>/dist (JavaScript, declarations, source maps) with one
 // TypeScript build over the references in tsconfig.build.json, then copies what tsc does not emit:
-// the hub's SQL migrations. `npm run build`; `npm ci` runs it too (prepare).
+// the hub's SQL migrations and the dashboard's static files. `npm run build`; `npm ci` runs it too (prepare).
 import { spawnSync } from 'node:child_process';
 import { cpSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -15,3 +15,4 @@ cpSync('packages/hub/src/store/migrations', 'packages/hub/dist/store/migrations'
   recursive: true,
   filter: (src) => !src.includes('.') || src.endsWith('.sql'),
 });
+cpSync('packages/hub/src/dashboard/static', 'packages/hub/dist/dashboard/static', { recursive: true });

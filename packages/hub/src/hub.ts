@@ -10,6 +10,7 @@ import { replaysRoutes } from './api/replays-routes.ts';
 import { subscriptionsRoutes } from './api/subscriptions-routes.ts';
 import { type AccessControl, createAccessControl } from './auth/index.ts';
 import { type HubConfig, redactUrl } from './config/index.ts';
+import { dashboardRoutes } from './dashboard/routes.ts';
 import { DeadLetters } from './dead-letters/dead-letters.ts';
 import { assertArchiveSwitchSafe, createDispatcher, type Dispatcher } from './dispatcher/index.ts';
 import { createExchangeStore, Exchanges } from './exchanges/index.ts';
@@ -385,6 +386,7 @@ class HubProcess implements Hub {
       extraRoutes: (app: FastifyInstance) => {
         if (this.metrics) metricsRoutes(app, { metrics: this.metrics, maxStreams: this.config.maxSseStreams });
         exchangesRoutes(app, this.exchanges as Exchanges);
+        dashboardRoutes(app);
         deadLettersRoutes(
           app,
           new DeadLetters(createDeadLetterStore((store as SqlStore).sql), this.config.amqpUrl, this.logger.child({ part: 'dead-letters' })),

@@ -22,6 +22,12 @@ export const ACCESS: Readonly<Record<string, Access>> = {
   'GET /readyz': 'open',
   'GET /openapi.json': 'open',
   'GET /metrics': 'open',
+  // The API reference page and its script (no data; its calls carry the token the user gives).
+  'GET /docs': 'open',
+  'GET /docs/docs.js': 'open',
+  // The dashboard's page and static files (no data; its API calls carry the user's token).
+  'GET /': 'open',
+  'GET /dashboard/*': 'open',
   'GET /api/v1/stats': 'admin',
   'GET /api/v1/stats/stream': 'admin',
   'GET /api/v1/events': 'subscriber',

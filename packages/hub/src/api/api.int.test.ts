@@ -384,6 +384,19 @@ describe('health and the OpenAPI document', () => {
     }
   });
 
+  test('/docs: a page and its script under a strict CSP, outside the OpenAPI document; the script parses', async () => {
+    const page = await app.inject({ method: 'GET', url: '/docs' });
+    assert.equal(page.statusCode, 200);
+    assert.match(String(page.headers['content-type']), /^text\/html/);
+    assert.match(String(page.headers['content-security-policy']), /script-src 'self'/);
+    assert.equal(page.headers['x-frame-options'], 'DENY');
+    assert.match(page.body, /<script type="module" src="\/docs\/docs.js">/);
+    const script = await app.inject({ method: 'GET', url: '/docs/docs.js' });
+    assert.match(String(script.headers['content-type']), /^text\/javascript/);
+    assert.doesNotThrow(() => new Function(script.body), 'valid JavaScript');
+    assert.doesNotMatch(script.body, /innerHTML/, 'text only, never HTML');
+  });
+
   test('openapi.json is OpenAPI 3.1 and lists every route with its parameters and problem responses', async () => {
     const r = await get('/openapi.json');
     assert.equal(r.status, 200);
@@ -405,6 +418,12 @@ describe('health and the OpenAPI document', () => {
     assert.ok(query.responses['200'] && query.responses['400'] && query.responses.default);
     const publish = paths['/api/v1/events']?.post as Op;
     assert.ok(publish.requestBody && publish.responses['202'] && publish.responses['413']);
+    // The body's example is one the route takes.
+    const example = (publish.requestBody as { content: Record<string, { schema: { examples?: unknown[] } }> }).content['application/json']
+      ?.schema.examples?.[0];
+    assert.ok(example, 'an example body');
+    const posted = await app.inject({ method: 'POST', url: '/api/v1/events', payload: example as Record<string, unknown> });
+    assert.equal(posted.statusCode, 202, posted.body);
     assert.deepEqual(paths['/api/v1/events/{offset}']?.get?.parameters, [
       {
         name: 'offset',

@@ -242,7 +242,10 @@ export function eventsRoutes(app: FastifyInstance, deps: EventsRoutesDeps): void
             causationId: Type.Optional(Type.String()),
             headers: Type.Optional(Type.Record(Type.String(), Type.String())),
           },
-          { additionalProperties: false },
+          {
+            additionalProperties: false,
+            examples: [{ sender: 'billing', type: 'invoice.paid', data: { invoice: 'INV-1042', amount: 12.5 } }],
+          },
         ),
         response: { 202: Type.Object({ id: Type.String({ description: 'the event id' }) }) },
         problems: [400, 413, 502, 503],

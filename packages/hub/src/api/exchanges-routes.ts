@@ -35,7 +35,7 @@ export function exchangesRoutes(app: FastifyInstance, exchanges: Exchanges): voi
         tags: ['exchanges'],
         body: Type.Object(
           { name: Type.String({ description: '1-200 of A-Z a-z 0-9 _ . -' }), selector: SelectorBody },
-          { additionalProperties: false },
+          { additionalProperties: false, examples: [{ name: 'crm.feed', selector: ['billing:invoice.*', '*:user.created'] }] },
         ),
         response: { 200: ExchangeSchema, 201: ExchangeSchema },
         problems: [400, 409, 429, 503],

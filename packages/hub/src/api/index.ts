@@ -6,6 +6,7 @@ import { Auth } from '../auth/auth.ts';
 import type { Users } from '../auth/users.ts';
 import type { Store } from '../store/index.ts';
 import { installAccess } from './access.ts';
+import { docsPageRoutes } from './docs-page.ts';
 import { eventsRoutes } from './events-routes.ts';
 import { installInputGuard } from './input-guard.ts';
 import { installOpenApi } from './openapi.ts';
@@ -102,6 +103,7 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
   installAccess(app, deps.auth ?? new Auth({ enabled: false }));
   installInputGuard(app);
   installOpenApi(app, { title: 'Herald', version: '1' });
+  docsPageRoutes(app);
 
   app.get(
     '/healthz',

@@ -82,7 +82,7 @@ export function pausesRoutes(app: FastifyInstance, deps: DispatcherRoutesDeps): 
             ),
             reason: Type.Optional(Type.String({ maxLength: 1000 })),
           },
-          { additionalProperties: false },
+          { additionalProperties: false, examples: [{ selector: ['billing:*'], ttl: 300, reason: 'migrating the ledger' }] },
         ),
         response: { 201: PauseSchema },
         problems: [400, 409, 429, 503],

@@ -124,7 +124,7 @@ export function replaysRoutes(app: FastifyInstance, deps: ReplaysRoutesDeps): vo
               ]),
             ),
           },
-          { additionalProperties: false },
+          { additionalProperties: false, examples: [{ selector: ['billing:*'], from: { last: 100 } }] },
         ),
         response: { 202: Type.Union([ReplaySchema, SubscriptionReplaySchema]) },
         problems: [400, 404, 409, 429, 503],

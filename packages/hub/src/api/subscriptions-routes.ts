@@ -196,7 +196,7 @@ export function subscriptionsRoutes(app: FastifyInstance, deps: SubscriptionRout
               ),
             ),
           },
-          { additionalProperties: false },
+          { additionalProperties: false, examples: [{ name: 'ledger', selector: ['billing:invoice.*'], start: 'earliest' }] },
         ),
         response: { 200: SubscriptionSchema, 201: SubscriptionSchema },
         problems: [400, 409, 429, 503],

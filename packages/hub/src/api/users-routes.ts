@@ -82,7 +82,18 @@ export function usersRoutes(app: FastifyInstance, users: Users): void {
         tags: ['users'],
         body: Type.Object(
           { name: Type.String({ description: '1-64 of A-Z a-z 0-9 _ . -' }), roles: RolesBody },
-          { additionalProperties: false },
+          {
+            additionalProperties: false,
+            examples: [
+              {
+                name: 'billing-svc',
+                roles: [
+                  { role: 'publisher', senders: ['billing'] },
+                  { role: 'subscriber', selector: ['shipping:parcel.*'] },
+                ],
+              },
+            ],
+          },
         ),
         response: { 201: UserWithAmqpSchema },
         problems: [400, 409, 503],

@@ -26,6 +26,8 @@ import {
 import amqp from 'amqplib';
 import pg from 'pg';
 import { ACCESS, type Access } from '../api/access.ts';
+import { DOCS_PAGE_ROUTES } from '../api/docs-page.ts';
+import { DASHBOARD_ROUTES } from '../dashboard/routes.ts';
 
 const ADMIN_TOKEN = randomBytes(32).toString('base64url');
 const run = randomBytes(3).toString('hex');
@@ -150,7 +152,14 @@ describe('access control (e2e: hub process, PostgreSQL, RabbitMQ)', { timeout: 1
         checked++;
       }
     }
-    const inTable = Object.keys(ACCESS).filter((k) => k !== 'GET /openapi.json').length;
+    // /openapi.json, the dashboard's and the /docs page's files are hidden from the document: they are open.
+    const hidden = ['GET /openapi.json', ...DASHBOARD_ROUTES, ...DOCS_PAGE_ROUTES];
+    for (const rule of hidden) {
+      assert.equal(ACCESS[rule], 'open', rule);
+      const r = await call('GET', rule.slice(4).replace('*', 'app.js'));
+      assert.equal(r.status, 200, `${rule} without credentials: ${r.status}`);
+    }
+    const inTable = Object.keys(ACCESS).filter((k) => !hidden.includes(k)).length;
     assert.equal(checked, inTable, 'every rule of the access table was checked against a served route');
   });
 
