@@ -443,6 +443,11 @@ describe('health and the OpenAPI document', () => {
     );
     assert.equal(new Set(ids).size, ids.length, 'operationIds are unique');
     assert.equal((paths['/api/v1/events/{offset}']?.get as { operationId?: string }).operationId, 'getEventsByOffset');
+    // Shared schemas are components, referred to where they are used.
+    const components = (r.body.components as { schemas: Record<string, { properties?: Record<string, unknown> }> }).schemas;
+    assert.ok(components.Event?.properties?.offset, 'Event is a component');
+    const one = paths['/api/v1/events/{offset}']?.get?.responses['200'] as { content: Record<string, { schema: unknown }> };
+    assert.deepEqual(one.content['application/json']?.schema, { $ref: '#/components/schemas/Event' });
   });
 });
 

@@ -3,27 +3,34 @@ import Type from 'typebox';
 import { type DeadLetters, MAX_BULK_REDRIVE } from '../dead-letters/dead-letters.ts';
 import type { DeadLetterFilter, StoredDeadLetter } from '../store/index.ts';
 import { parseOffset, parseSelectorParam } from './events-routes.ts';
+import { named } from './openapi.ts';
 import { isoOrNull } from './pauses-routes.ts';
 import { badParameter } from './problems.ts';
 
-const DeadLetterSchema = Type.Object({
-  id: Type.String({ description: 'a decimal integer' }),
-  at: Type.String({ format: 'date-time', description: 'when it failed' }),
-  reason: Type.String(),
-  code: Type.String({ description: 'the error code, e.g. INVALID_EVENT' }),
-  exchange: Type.String({ description: 'where the message was published' }),
-  routingKey: Type.String(),
-  messageId: Type.Union([Type.String(), Type.Null()]),
-  bytes: Type.Integer({ description: 'the size of the body' }),
-  redrives: Type.Integer({ description: 'how often it was re-sent' }),
-  redrivenAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
-});
-const FullSchema = Type.Object({
-  ...DeadLetterSchema.properties,
-  properties: Type.Record(Type.String(), Type.Unknown(), { description: 'the AMQP properties and headers, as kept' }),
-  bodyBase64: Type.String({ description: 'the body, byte for byte' }),
-  bodyText: Type.Union([Type.String(), Type.Null()], { description: 'the body when it is UTF-8 text, else null' }),
-});
+const DeadLetterSchema = named(
+  'DeadLetter',
+  Type.Object({
+    id: Type.String({ description: 'a decimal integer' }),
+    at: Type.String({ format: 'date-time', description: 'when it failed' }),
+    reason: Type.String(),
+    code: Type.String({ description: 'the error code, e.g. INVALID_EVENT' }),
+    exchange: Type.String({ description: 'where the message was published' }),
+    routingKey: Type.String(),
+    messageId: Type.Union([Type.String(), Type.Null()]),
+    bytes: Type.Integer({ description: 'the size of the body' }),
+    redrives: Type.Integer({ description: 'how often it was re-sent' }),
+    redrivenAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+  }),
+);
+const FullSchema = named(
+  'DeadLetterWhole',
+  Type.Object({
+    ...DeadLetterSchema.properties,
+    properties: Type.Record(Type.String(), Type.Unknown(), { description: 'the AMQP properties and headers, as kept' }),
+    bodyBase64: Type.String({ description: 'the body, byte for byte' }),
+    bodyText: Type.Union([Type.String(), Type.Null()], { description: 'the body when it is UTF-8 text, else null' }),
+  }),
+);
 
 function letterJson(l: StoredDeadLetter) {
   return {

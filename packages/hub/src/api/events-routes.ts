@@ -16,6 +16,7 @@ import {
 import type { FastifyInstance } from 'fastify';
 import Type, { type Static } from 'typebox';
 import { queryMayHaveMore, READ_MAX_BYTES, type Store, type StoredEvent } from '../store/index.ts';
+import { named } from './openapi.ts';
 import { badParameter, notFound } from './problems.ts';
 
 const DEFAULT_LIMIT = 100;
@@ -24,20 +25,23 @@ const MAX_LIMIT = 1000;
 const ISO_TIME = /^\d{4}-\d{2}-\d{2}(?:[Tt ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:[Zz]|[+-]\d{2}:?\d{2}))?$/;
 
 /** An event as the REST API shows it. Offsets are decimal strings: 64 bits survive any JSON parser. */
-export const EventSchema = Type.Object({
-  offset: Type.String({ pattern: '^[0-9]+$', description: 'position in the log: a 64-bit integer as a decimal string' }),
-  id: Type.String({ format: 'uuid' }),
-  sender: Type.String(),
-  type: Type.String(),
-  time: Type.String({ format: 'date-time' }),
-  contentType: Type.String(),
-  data: Type.Optional(Type.Unknown({ description: 'the body, parsed, when the content type is JSON' })),
-  dataBase64: Type.Optional(Type.String({ description: 'the body in base64, for other content types (or bytes that are not JSON)' })),
-  headers: Type.Record(Type.String(), Type.String()),
-  subject: Type.Optional(Type.String()),
-  correlationId: Type.Optional(Type.String()),
-  causationId: Type.Optional(Type.String()),
-});
+export const EventSchema = named(
+  'Event',
+  Type.Object({
+    offset: Type.String({ pattern: '^[0-9]+$', description: 'position in the log: a 64-bit integer as a decimal string' }),
+    id: Type.String({ format: 'uuid' }),
+    sender: Type.String(),
+    type: Type.String(),
+    time: Type.String({ format: 'date-time' }),
+    contentType: Type.String(),
+    data: Type.Optional(Type.Unknown({ description: 'the body, parsed, when the content type is JSON' })),
+    dataBase64: Type.Optional(Type.String({ description: 'the body in base64, for other content types (or bytes that are not JSON)' })),
+    headers: Type.Record(Type.String(), Type.String()),
+    subject: Type.Optional(Type.String()),
+    correlationId: Type.Optional(Type.String()),
+    causationId: Type.Optional(Type.String()),
+  }),
+);
 
 const OffsetParam = (description = 'offset, a non-negative 64-bit integer in decimal') => Type.String({ description });
 const TimeParam = (what: string) => Type.String({ description: `${what}: ISO 8601 date, or date-time with Z or an offset` });

@@ -3,14 +3,18 @@ import type { FastifyInstance } from 'fastify';
 import Type from 'typebox';
 import type { ExchangeRecord } from '../exchanges/exchange-store.ts';
 import type { Exchanges } from '../exchanges/exchanges.ts';
+import { named } from './openapi.ts';
 import { isoOrNull, SelectorBody } from './pauses-routes.ts';
 
-const ExchangeSchema = Type.Object({
-  name: Type.String(),
-  selector: Type.Array(Type.String(), { description: 'the patterns it delivers, canonical' }),
-  bindingKeys: Type.Array(Type.String(), { description: 'its bindings to herald.events' }),
-  createdAt: Type.String({ format: 'date-time' }),
-});
+const ExchangeSchema = named(
+  'Exchange',
+  Type.Object({
+    name: Type.String(),
+    selector: Type.Array(Type.String(), { description: 'the patterns it delivers, canonical' }),
+    bindingKeys: Type.Array(Type.String(), { description: 'its bindings to herald.events' }),
+    createdAt: Type.String({ format: 'date-time' }),
+  }),
+);
 
 function exchangeJson(e: ExchangeRecord) {
   return { name: e.name, selector: selectorPatterns(e.selector), bindingKeys: bindingKeys(e.selector), createdAt: isoOrNull(e.createdAt) };

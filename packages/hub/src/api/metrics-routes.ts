@@ -4,47 +4,54 @@ import Type from 'typebox';
 import { createCap } from '../caps/index.ts';
 import type { HubMetrics } from '../metrics/metrics.ts';
 import { openRequests } from './open-requests.ts';
+import { named } from './openapi.ts';
 
-const RatesSchema = Type.Object(
-  { '1s': Type.Number(), '10s': Type.Number(), '60s': Type.Number() },
-  { description: 'events per second over the last 1, 10 and 60 seconds' },
+const RatesSchema = named(
+  'Rates',
+  Type.Object(
+    { '1s': Type.Number(), '10s': Type.Number(), '60s': Type.Number() },
+    { description: 'events per second over the last 1, 10 and 60 seconds' },
+  ),
 );
 
-const StatsSchema = Type.Object({
-  at: Type.String({ format: 'date-time' }),
-  totals: Type.Object({ in: Type.Integer(), out: Type.Integer(), dead: Type.Integer(), rateIn: RatesSchema, rateOut: RatesSchema }),
-  flows: Type.Array(
-    Type.Object({
-      sender: Type.String({ description: '`other` for every flow past HERALD_METRICS_MAX_FLOWS' }),
-      type: Type.String(),
-      in: Type.Integer({ description: 'stored since the hub started' }),
-      out: Type.Integer({ description: 'published to herald.events since the hub started' }),
-      rateIn: RatesSchema,
-      rateOut: RatesSchema,
-      lastSeen: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
-    }),
-  ),
-  subscriptions: Type.Array(
-    Type.Object({
-      name: Type.String(),
-      state: Type.Union([Type.Literal('active'), Type.Literal('sleeping')]),
-      consumer: Type.Union([Type.String(), Type.Null()]),
-      standbys: Type.Integer(),
-      lagEvents: Type.Integer(),
-      lagSeconds: Type.Number(),
-      delivered: Type.Integer({ description: 'delivered to its consumers since the hub started' }),
-      rate: RatesSchema,
-    }),
-  ),
-  receivers: Type.Array(
-    Type.Object({ queue: Type.String(), messages: Type.Integer(), limit: Type.Integer(), fill: Type.Number({ description: 'percent' }) }),
-  ),
-  pauses: Type.Object({ active: Type.Integer(), held: Type.Integer() }),
-  replays: Type.Object({ active: Type.Integer() }),
-  headOffset: Type.Union([Type.String(), Type.Null()]),
-  amqpConnected: Type.Boolean(),
-  storeConnected: Type.Boolean(),
-});
+const StatsSchema = named(
+  'Stats',
+  Type.Object({
+    at: Type.String({ format: 'date-time' }),
+    totals: Type.Object({ in: Type.Integer(), out: Type.Integer(), dead: Type.Integer(), rateIn: RatesSchema, rateOut: RatesSchema }),
+    flows: Type.Array(
+      Type.Object({
+        sender: Type.String({ description: '`other` for every flow past HERALD_METRICS_MAX_FLOWS' }),
+        type: Type.String(),
+        in: Type.Integer({ description: 'stored since the hub started' }),
+        out: Type.Integer({ description: 'published to herald.events since the hub started' }),
+        rateIn: RatesSchema,
+        rateOut: RatesSchema,
+        lastSeen: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+      }),
+    ),
+    subscriptions: Type.Array(
+      Type.Object({
+        name: Type.String(),
+        state: Type.Union([Type.Literal('active'), Type.Literal('sleeping')]),
+        consumer: Type.Union([Type.String(), Type.Null()]),
+        standbys: Type.Integer(),
+        lagEvents: Type.Integer(),
+        lagSeconds: Type.Number(),
+        delivered: Type.Integer({ description: 'delivered to its consumers since the hub started' }),
+        rate: RatesSchema,
+      }),
+    ),
+    receivers: Type.Array(
+      Type.Object({ queue: Type.String(), messages: Type.Integer(), limit: Type.Integer(), fill: Type.Number({ description: 'percent' }) }),
+    ),
+    pauses: Type.Object({ active: Type.Integer(), held: Type.Integer() }),
+    replays: Type.Object({ active: Type.Integer() }),
+    headOffset: Type.Union([Type.String(), Type.Null()]),
+    amqpConnected: Type.Boolean(),
+    storeConnected: Type.Boolean(),
+  }),
+);
 
 /** How often the stats stream sends a snapshot. */
 const STREAM_INTERVAL_MS = 1000;

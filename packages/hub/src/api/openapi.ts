@@ -13,6 +13,32 @@ const PROBLEM_DESCRIPTIONS: Record<number, string> = {
   503: 'The hub cannot do this right now (standby, stopping, or a component is down)',
 };
 
+/** The component name a schema goes under in the document (a symbol: validation and serialization never see it). */
+const COMPONENT = Symbol('openapi component');
+
+/**
+ * Names a shared schema: the document lists it once under `components.schemas` and refers to it
+ * (`$ref`) wherever a route uses it. Returns the schema itself.
+ */
+export function named<T extends object>(name: string, schema: T): T {
+  Object.defineProperty(schema, COMPONENT, { value: name, enumerable: false });
+  return schema;
+}
+
+/** A copy of `schema` in which every named schema is a `$ref`, the named ones collected into `components`. */
+function hoist(schema: unknown, components: Record<string, unknown>): unknown {
+  if (Array.isArray(schema)) return schema.map((s) => hoist(s, components));
+  if (typeof schema !== 'object' || schema === null) return schema;
+  const name = (schema as { [COMPONENT]?: string })[COMPONENT];
+  const copy = () => Object.fromEntries(Object.entries(schema).map(([k, v]) => [k, hoist(v, components)]));
+  if (name === undefined) return copy();
+  if (!(name in components)) {
+    components[name] = {}; // taken before the walk, so a schema that holds itself ends
+    components[name] = copy();
+  }
+  return { $ref: `#/components/schemas/${name}` };
+}
+
 interface Collected {
   method: string;
   url: string;
@@ -55,6 +81,7 @@ export function operationIdOf(method: string, url: string): string {
 
 function document(routes: Collected[], info: { title: string; version: string }): Record<string, unknown> {
   const paths: Record<string, Record<string, unknown>> = {};
+  const shared: Record<string, unknown> = {};
   for (const r of routes) {
     const path = r.url.replace(/:([A-Za-z0-9_]+)/g, '{$1}');
     const parameters: unknown[] = [];
@@ -80,7 +107,7 @@ function document(routes: Collected[], info: { title: string; version: string })
       // Fastify's by-media-type form ({ content: { 'text/event-stream': { schema } } }) goes in as it is.
       responses[status] = s.content
         ? { description: s.description ?? status, content: s.content }
-        : { description: s.description ?? status, content: { 'application/json': { schema } } };
+        : { description: s.description ?? status, content: { 'application/json': { schema: hoist(schema, shared) } } };
     }
     // A route that validates parameters or a body answers 400 when they are wrong, declared or not.
     const validates = ['params', 'querystring', 'headers', 'body'].some((k) => r.schema[k] !== undefined);
@@ -117,7 +144,7 @@ function document(routes: Collected[], info: { title: string; version: string })
       responses,
       security: open ? [] : [{ bearer: [] }],
     };
-    if (r.schema.body) op.requestBody = { required: true, content: { 'application/json': { schema: r.schema.body } } };
+    if (r.schema.body) op.requestBody = { required: true, content: { 'application/json': { schema: hoist(r.schema.body, shared) } } };
     paths[path] = { ...(paths[path] ?? {}), [r.method]: op };
   }
   return {
@@ -129,6 +156,7 @@ function document(routes: Collected[], info: { title: string; version: string })
         bearer: { type: 'http', scheme: 'bearer', description: 'an API token (POST /api/v1/users/{name}/tokens) or HERALD_ADMIN_TOKEN' },
       },
       schemas: {
+        ...shared,
         Problem: {
           type: 'object',
           required: ['type', 'title', 'status', 'detail', 'code'],

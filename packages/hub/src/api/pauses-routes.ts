@@ -2,6 +2,7 @@ import { ErrorCodes, HeraldError, selectorPatterns } from '@herald/core';
 import type { FastifyInstance } from 'fastify';
 import Type from 'typebox';
 import type { Dispatcher, PauseView } from '../dispatcher/index.ts';
+import { named } from './openapi.ts';
 import { notFound } from './problems.ts';
 
 /** What the pause and replay routes need from the hub. */
@@ -35,15 +36,18 @@ export const SelectorBody = Type.Union([Type.String(), Type.Array(Type.String(),
   description: 'patterns sender:type, as an array or comma-separated',
 });
 
-const PauseSchema = Type.Object({
-  id: Type.String({ format: 'uuid' }),
-  selector: Type.Array(Type.String()),
-  reason: Nullable(Type.String()),
-  createdAt: Type.String({ format: 'date-time' }),
-  expiresAt: Type.String({ format: 'date-time', description: 'the pause ends by itself then' }),
-  endedAt: Nullable(Type.String({ format: 'date-time', description: 'set once resumed or expired, while the release runs' })),
-  held: Type.Integer({ description: 'held events its selector matches' }),
-});
+const PauseSchema = named(
+  'Pause',
+  Type.Object({
+    id: Type.String({ format: 'uuid' }),
+    selector: Type.Array(Type.String()),
+    reason: Nullable(Type.String()),
+    createdAt: Type.String({ format: 'date-time' }),
+    expiresAt: Type.String({ format: 'date-time', description: 'the pause ends by itself then' }),
+    endedAt: Nullable(Type.String({ format: 'date-time', description: 'set once resumed or expired, while the release runs' })),
+    held: Type.Integer({ description: 'held events its selector matches' }),
+  }),
+);
 
 /** A pause as the REST API shows it. */
 export function pauseJson(p: PauseView) {

@@ -5,6 +5,7 @@ import { createCap } from '../caps/index.ts';
 import { boundToJson, normalizeReplayInput, type Replay, resolveReplayRange, subscriptionTarget } from '../replays/index.ts';
 import type { Store } from '../store/types.ts';
 import type { SubscriptionManager } from '../subscriptions/index.ts';
+import { named } from './openapi.ts';
 import { type DispatcherRoutesDeps, isoOrNull, needDispatcher, SelectorBody } from './pauses-routes.ts';
 import { notFound } from './problems.ts';
 
@@ -12,32 +13,38 @@ const Offset = Type.Union([Type.Integer({ minimum: 0 }), Type.String({ pattern: 
 const Time = Type.String({ description: 'ISO 8601' });
 const Bound = Type.Union([Type.Integer(), Type.String()]);
 
-const ReplaySchema = Type.Object({
-  id: Type.String({ format: 'uuid' }),
-  selector: Type.Array(Type.String()),
-  from: Type.Record(Type.String(), Bound),
-  to: Type.Union([Type.Record(Type.String(), Bound), Type.Null()]),
-  target: Type.Union([
-    Type.String({ description: '"flow"' }),
-    Type.Object({ subscription: Type.String() }, { description: 'a replay into one durable subscription' }),
-  ]),
-  status: Type.String({
-    enum: ['pending', 'running', 'done', 'failed', 'cancelled'],
-    description: 'cancelled: stopped by DELETE before it finished',
+const ReplaySchema = named(
+  'Replay',
+  Type.Object({
+    id: Type.String({ format: 'uuid' }),
+    selector: Type.Array(Type.String()),
+    from: Type.Record(Type.String(), Bound),
+    to: Type.Union([Type.Record(Type.String(), Bound), Type.Null()]),
+    target: Type.Union([
+      Type.String({ description: '"flow"' }),
+      Type.Object({ subscription: Type.String() }, { description: 'a replay into one durable subscription' }),
+    ]),
+    status: Type.String({
+      enum: ['pending', 'running', 'done', 'failed', 'cancelled'],
+      description: 'cancelled: stopped by DELETE before it finished',
+    }),
+    count: Type.Integer({ description: 'events sent so far' }),
+    createdAt: Type.String({ format: 'date-time' }),
+    finishedAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+    error: Type.Union([Type.String(), Type.Null()]),
   }),
-  count: Type.Integer({ description: 'events sent so far' }),
-  createdAt: Type.String({ format: 'date-time' }),
-  finishedAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
-  error: Type.Union([Type.String(), Type.Null()]),
-});
+);
 
 /** The answer to creating a replay into one subscription: it runs with the subscription's consumer; GET follows it. */
-const SubscriptionReplaySchema = Type.Object({
-  id: Type.String({ format: 'uuid' }),
-  target: Type.Object({ subscription: Type.String() }),
-  status: Type.String({ enum: ['running', 'done'], description: 'done when nothing matched' }),
-  count: Type.Integer({ description: 'events it will send' }),
-});
+const SubscriptionReplaySchema = named(
+  'SubscriptionReplay',
+  Type.Object({
+    id: Type.String({ format: 'uuid' }),
+    target: Type.Object({ subscription: Type.String() }),
+    status: Type.String({ enum: ['running', 'done'], description: 'done when nothing matched' }),
+    count: Type.Integer({ description: 'events it will send' }),
+  }),
+);
 
 type ReplayBody = { selector: string | string[]; from: unknown; to?: unknown; target?: unknown };
 

@@ -9,6 +9,7 @@ import { assertSubscriptionName } from '../subscriptions/start-position.ts';
 import type { Consumer, DeliveredEvent, SubscriptionManager, SubscriptionView } from '../subscriptions/types.ts';
 import { EventSchema, eventJson } from './events-routes.ts';
 import { openRequests } from './open-requests.ts';
+import { named } from './openapi.ts';
 import { isoOrNull, SelectorBody } from './pauses-routes.ts';
 import { badParameter, notFound } from './problems.ts';
 
@@ -58,18 +59,21 @@ const OffsetInput = Type.Union([Type.Number(), Type.String()], {
   description: 'an offset from 0 to 2^63 - 1: a JSON integer, or a decimal string (needed above 2^53)',
 });
 
-const SubscriptionSchema = Type.Object({
-  name: Type.String(),
-  selector: Type.Array(Type.String()),
-  state: Type.Union([Type.Literal('active'), Type.Literal('sleeping')]),
-  ackedOffset: OffsetString('everything matching up to here is acknowledged; a decimal string like event offsets'),
-  headOffset: OffsetString('the head of the log'),
-  lagEvents: Type.Integer({ description: 'matching events above the acknowledged offset (capped at 1,000,000)' }),
-  lagSeconds: Type.Number({ description: 'age of the oldest unacknowledged matching event; 0 when nothing is due' }),
-  consumer: Type.Union([Type.String(), Type.Null()], { description: 'the active consumer, e.g. "sse 127.0.0.1:40000", "http"' }),
-  queue: Type.String({ description: 'the receiver queue, shared by subscriptions with the same selector' }),
-  createdAt: Type.String({ format: 'date-time' }),
-});
+const SubscriptionSchema = named(
+  'Subscription',
+  Type.Object({
+    name: Type.String(),
+    selector: Type.Array(Type.String()),
+    state: Type.Union([Type.Literal('active'), Type.Literal('sleeping')]),
+    ackedOffset: OffsetString('everything matching up to here is acknowledged; a decimal string like event offsets'),
+    headOffset: OffsetString('the head of the log'),
+    lagEvents: Type.Integer({ description: 'matching events above the acknowledged offset (capped at 1,000,000)' }),
+    lagSeconds: Type.Number({ description: 'age of the oldest unacknowledged matching event; 0 when nothing is due' }),
+    consumer: Type.Union([Type.String(), Type.Null()], { description: 'the active consumer, e.g. "sse 127.0.0.1:40000", "http"' }),
+    queue: Type.String({ description: 'the receiver queue, shared by subscriptions with the same selector' }),
+    createdAt: Type.String({ format: 'date-time' }),
+  }),
+);
 
 /** A subscription as the REST API shows it. */
 export function subscriptionJson(v: SubscriptionView) {
@@ -87,10 +91,13 @@ export function subscriptionJson(v: SubscriptionView) {
   };
 }
 
-const DeliveredSchema = Type.Object({
-  ...EventSchema.properties,
-  replay: Type.Optional(Type.String({ description: 'set on events a replay into this subscription re-sends: the replay id' })),
-});
+const DeliveredSchema = named(
+  'DeliveredEvent',
+  Type.Object({
+    ...EventSchema.properties,
+    replay: Type.Optional(Type.String({ description: 'set on events a replay into this subscription re-sends: the replay id' })),
+  }),
+);
 
 /** A delivered event as the REST API shows it: `eventJson`, plus `replay` when a replay re-sends it. */
 export function deliveredJson(e: DeliveredEvent) {

@@ -4,6 +4,7 @@ import Type from 'typebox';
 import type { AmqpCredentials } from '../auth/rabbitmq-users.ts';
 import type { Role, TokenInfo, User } from '../auth/types.ts';
 import type { Users } from '../auth/users.ts';
+import { named } from './openapi.ts';
 import { isoOrNull } from './pauses-routes.ts';
 
 const RoleSchema = Type.Union([
@@ -27,23 +28,29 @@ const RolesBody = Type.Array(Type.Unknown(), {
   description: 'roles: {"role":"admin"}, {"role":"publisher","senders":[…]}, {"role":"subscriber","selector":[…]}',
 });
 
-const UserSchema = Type.Object({
-  name: Type.String(),
-  roles: Type.Array(RoleSchema),
-  createdAt: Type.String({ format: 'date-time' }),
-  amqpUsername: Type.Union([Type.String(), Type.Null()], { description: 'its RabbitMQ user (HERALD_RABBITMQ_API), else null' }),
-});
-const AmqpSchema = Type.Object(
-  { username: Type.String(), password: Type.String() },
-  { description: 'its RabbitMQ credentials: shown in this answer only' },
+const UserSchema = named(
+  'User',
+  Type.Object({
+    name: Type.String(),
+    roles: Type.Array(RoleSchema),
+    createdAt: Type.String({ format: 'date-time' }),
+    amqpUsername: Type.Union([Type.String(), Type.Null()], { description: 'its RabbitMQ user (HERALD_RABBITMQ_API), else null' }),
+  }),
+);
+const AmqpSchema = named(
+  'AmqpCredentials',
+  Type.Object({ username: Type.String(), password: Type.String() }, { description: 'its RabbitMQ credentials: shown in this answer only' }),
 );
 const UserWithAmqpSchema = Type.Object({ ...UserSchema.properties, amqp: Type.Optional(AmqpSchema) });
-const TokenSchema = Type.Object({
-  id: Type.String({ format: 'uuid' }),
-  name: Type.String(),
-  createdAt: Type.String({ format: 'date-time' }),
-  lastUsedAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()], { description: 'updated at most once a minute' }),
-});
+const TokenSchema = named(
+  'Token',
+  Type.Object({
+    id: Type.String({ format: 'uuid' }),
+    name: Type.String(),
+    createdAt: Type.String({ format: 'date-time' }),
+    lastUsedAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()], { description: 'updated at most once a minute' }),
+  }),
+);
 
 function roleJson(r: Role) {
   return r.role === 'subscriber' ? { role: r.role, selector: selectorPatterns(r.selector) } : r;
