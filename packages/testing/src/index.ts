@@ -4,6 +4,7 @@ export type { TestVhost, VhostPermissions } from './broker.ts';
 export { baseAmqpUrl, createTestVhost, managementUrl } from './broker.ts';
 export type { TestDatabase } from './database.ts';
 export { baseDatabaseUrl, createTestDatabase } from './database.ts';
+export { type JsonAnswer, restClient } from './http.ts';
 export type { HeraldProcess } from './hub-process.ts';
 export { freePort, repoRoot, runHeraldBench, SOURCE_NODE_ARGS, spawnHerald, startHubProcess } from './hub-process.ts';
 export type { TcpProxy } from './proxy.ts';

@@ -13,6 +13,7 @@ import {
   freePort,
   type HeraldProcess,
   makeEvents,
+  restClient,
   spawnHerald,
   startHubProcess,
   type TestDatabase,
@@ -50,15 +51,7 @@ describe('dead letters (e2e: hub process, PostgreSQL, RabbitMQ)', () => {
     await db?.drop();
   });
 
-  const call = async (method: string, path: string, body?: unknown) => {
-    const res = await fetch(`${base}${path}`, {
-      method,
-      headers: body === undefined ? {} : { 'content-type': 'application/json' },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    const text = await res.text();
-    return { status: res.status, text, json: () => JSON.parse(text) as Record<string, unknown> };
-  };
+  const call = (method: string, path: string, body?: unknown) => restClient(base)(method, path, body);
   type Item = { id: string; code: string; routingKey: string; messageId: string | null; redrives: number };
   const list = async (query = '') => (await call('GET', `/api/v1/dead-letters${query}`)).json() as { items: Item[]; next: string | null };
 

@@ -12,6 +12,7 @@ import {
   freePort,
   type HeraldProcess,
   makeEvents,
+  restClient,
   startHubProcess,
   type TestDatabase,
   type TestVhost,
@@ -44,15 +45,7 @@ describe('exchanges (e2e: hub process, PostgreSQL, RabbitMQ)', () => {
     await db?.drop();
   });
 
-  const call = async (method: string, path: string, body?: unknown) => {
-    const res = await fetch(`${base}${path}`, {
-      method,
-      headers: body === undefined ? {} : { 'content-type': 'application/json' },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    const text = await res.text();
-    return { status: res.status, text, json: () => JSON.parse(text) as Record<string, unknown> };
-  };
+  const call = (method: string, path: string, body?: unknown) => restClient(base)(method, path, body);
 
   /** Whether RabbitMQ has the exchange (checkExchange closes its channel when it has not). */
   const exists = async (name: string) => {
