@@ -118,11 +118,17 @@ export function createPgReader(
           cause,
         });
       }
+      // A checked-out client has no listener of the pool's: a connection that drops mid-read would
+      // emit an unhandled 'error' and end the process. The read's own rejection reports it.
+      const onError = () => undefined;
+      client.on('error', onError);
       try {
         const r = await client.query(statement(sql, params, prepared));
+        client.off('error', onError);
         client.release();
         return { rows: r.rows as T[] };
       } catch (err) {
+        client.off('error', onError);
         const code = (err as { code?: unknown }).code;
         if (code === QUERY_CANCELED) {
           client.release();

@@ -4,9 +4,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { createEvent, ErrorCodes, HeraldError } from '@herald/core';
-import { baseDatabaseUrl, createTestDatabase, type TestDatabase, waitFor } from '@herald/testing';
+import { baseDatabaseUrl, createTestDatabase, startProxy, type TestDatabase, waitFor } from '@herald/testing';
 import pg from 'pg';
 import { openStore } from './open.ts';
+import { createPgReader } from './pg-driver.ts';
 import type { SqlStore } from './sql-store.ts';
 
 const event = (n: number) => createEvent({ sender: 'reads', type: 'probe', data: { n } });
@@ -116,5 +117,28 @@ describe('the read pool (PostgreSQL)', { timeout: 120_000 }, () => {
       await admin.query(`ALTER DATABASE ${db.name} ALLOW_CONNECTIONS true`);
     }
     assert.equal((await store.getByOffset(2n))?.offset, 2n, 'reads work again once the database takes connections');
+  });
+  test('a read whose connection is reset mid-query is UNAVAILABLE, and the process goes on', async () => {
+    db = await createTestDatabase('readpool');
+    dbs.push(db);
+    const target = new URL(db.url);
+    const proxy = await startProxy({ host: target.hostname, port: Number(target.port || 5432) });
+    const url = new URL(db.url);
+    url.hostname = '127.0.0.1';
+    url.port = String(proxy.port);
+    const reader = createPgReader(url.toString(), { max: 2, statementTimeoutMs: 30_000 });
+    try {
+      const slow = reader.query('SELECT pg_sleep(5)');
+      await waitFor('the read running', async () => (await sleepingReaders()).length === 1, 5000, 20);
+      // A reset socket, not a server's FATAL message: pg emits 'error' on the checked-out client
+      // at once, which ended the process when nothing listened.
+      proxy.cut();
+      await assert.rejects(slow, herald(ErrorCodes.UNAVAILABLE, /connection failed/));
+      proxy.restore();
+      assert.deepEqual((await reader.query<{ n: number }>('SELECT 1 AS n')).rows, [{ n: 1 }], 'a fresh connection serves the next read');
+    } finally {
+      await reader.close().catch(() => undefined);
+      await proxy.close();
+    }
   });
 });
