@@ -1,5 +1,5 @@
 /**
- * `npm run chaos -- --seconds N --seed S`: a hostile run against a router hub process (issue 17).
+ * `npm run chaos -- --seconds N --seed S`: a hostile run against a router hub process.
  * While four senders × four types publish at about 240 events/s, it creates and resumes pauses
  * (ttl 1–8 s), replays into the flow, creates and deletes durable subscriptions whose clients hop
  * between HTTP pull, SSE (dropped without warning, back with Last-Event-ID) and gRPC, acknowledge or

@@ -1,5 +1,5 @@
 /**
- * `npm run test:faults -- [--seed S] [--kills N] [--only kind,…] [--hub-log FILE] [--verbose]`: faults injected under load, then an
+ * `npm run test:faults -- [--seed S] [--kills N] [--only kind,…] [--timeout S] [--hub-log FILE] [--verbose]`: faults injected under load, then an
  * account of every confirmed event (DESIGN.md §3, §7).
  *
  * Load: a plain amqplib publisher (senders f1, f3) and two SDK publishers (f2, f4), about 300
@@ -40,10 +40,12 @@ const arg = (name: string) => {
 const seed = Number(arg('--seed') ?? Math.floor(Math.random() * 2 ** 31));
 const kills = Number(arg('--kills') ?? 10);
 const verbose = args.includes('--verbose');
+/** The whole run's bound, in seconds: past it the run fails (CI's tier stays within its time). */
+const limitSeconds = Number(arg('--timeout') ?? 600);
 /** --only sigkill,db-cut,…: just these kinds of fault (all by default). */
 const only = arg('--only')?.split(',');
-if (!Number.isSafeInteger(seed) || !Number.isSafeInteger(kills) || kills < 0) {
-  process.stderr.write('usage: npm run test:faults -- [--seed S] [--kills N] [--only kind,…] [--verbose]\n');
+if (!Number.isSafeInteger(seed) || !Number.isSafeInteger(kills) || kills < 0 || !(limitSeconds > 0)) {
+  process.stderr.write('usage: npm run test:faults -- [--seed S] [--kills N] [--only kind,…] [--timeout S] [--hub-log FILE] [--verbose]\n');
   process.exit(2);
 }
 
@@ -59,6 +61,10 @@ function random(): number {
 const int = (lo: number, hi: number) => lo + Math.floor(random() * (hi - lo + 1));
 const pick = <T>(xs: readonly T[]): T => xs[Math.floor(random() * xs.length)] as T;
 const t0 = Date.now();
+setTimeout(() => {
+  process.stderr.write(`faults: FAILED: the run took longer than ${limitSeconds} s (--timeout)\n`);
+  process.exit(1);
+}, limitSeconds * 1000).unref();
 const stamp = () => `${((Date.now() - t0) / 1000).toFixed(1).padStart(6)} s`;
 const log = (line: string) => process.stderr.write(`faults: ${stamp()} ${line}\n`);
 const debug = (line: string) => verbose && log(line);

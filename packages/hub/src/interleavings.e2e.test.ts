@@ -21,7 +21,7 @@ import { openSse, type SseClient } from './api/subscriptions-test-kit.ts';
 import { openStore } from './store/index.ts';
 import type { Store } from './store/types.ts';
 
-// Where features meet (issue 17, docs/composition.md): pauses, replays, mode switches, durable
+// Where features meet (docs/composition.md): pauses, replays, mode switches, durable
 // subscriptions and their transports (gRPC, HTTP pull, SSE), driven through the hub process. Each
 // case keeps a model of what a receiver must see, built from the log (the source of truth) and the
 // composition rules, and compares it with what arrived: the offsets, their order, the replay marks.
