@@ -200,7 +200,14 @@ function rawPublisher(): Promise<void> {
                   INGEST_EXCHANGE,
                   e.key,
                   Buffer.from(JSON.stringify({ at })),
-                  { messageId: e.id, appId: sender, type, contentType: 'application/json', persistent: true, timestamp: Math.floor(at / 1000) },
+                  {
+                    messageId: e.id,
+                    appId: sender,
+                    type,
+                    contentType: 'application/json',
+                    persistent: true,
+                    timestamp: Math.floor(at / 1000),
+                  },
                   (err) => resolve(!err),
                 );
               } catch {
