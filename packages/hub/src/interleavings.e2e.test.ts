@@ -156,7 +156,7 @@ describe('interleavings: pauses, replays, mode switches, subscriptions and trans
     await db?.drop();
   });
 
-  test('SSE: a client that read 150 of 2,000 and dropped resumes with Last-Event-ID and loses nothing (#17.3)', async () => {
+  test('SSE: a client that read 150 of 2,000 and dropped resumes with Last-Event-ID and loses nothing', async () => {
     await sub('sse-drop', 'sd:*');
     const offsets = await stored(await publish(times(2000, 'sd.e')));
     // The client's socket took all 2,000 (positive signal), but it processed only 150 before it dropped.
@@ -206,7 +206,7 @@ describe('interleavings: pauses, replays, mode switches, subscriptions and trans
     assert.deepEqual(processed, await logOffsets('sl:*'), `every matching offset once, in order, over ${streams} streams`);
   });
 
-  test('acks across transports: an HTTP ack of pulled events while a gRPC stream holds the subscription; bad offsets are 400 (#17.4)', async () => {
+  test('acks across transports: an HTTP ack of pulled events while a gRPC stream holds the subscription; bad offsets are 400', async () => {
     await sub('cross', 'ac:*');
     const offsets = await stored(await publish(times(40, 'ac.e')));
     const pulled = await api('GET', '/subscriptions/cross/events?max=20&wait=0');
@@ -269,7 +269,7 @@ describe('interleavings: pauses, replays, mode switches, subscriptions and trans
     waitFor(`pause ${pauseId} holds ${n}`, async () => (await api('GET', `/pauses/${pauseId}`)).body.held === n);
   const marks = (seen: readonly Seen[]) => seen.map((m) => `${m.offset}${m.replay === undefined ? '' : 'r'}`);
 
-  test('pause, then replay into the flow: the replay re-sends only what was released; held events come once, on resume (#17.1)', async () => {
+  test('pause, then replay into the flow: the replay re-sends only what was released; held events come once, on resume', async () => {
     const rx = await receiver('pr.#');
     const released = await stored(await publish(times(20, 'pr.a')));
     await rx.waitFor(20);
@@ -307,7 +307,7 @@ describe('interleavings: pauses, replays, mode switches, subscriptions and trans
     await rx.close();
   });
 
-  test('mode switch router → archive while a pause holds is refused; held events go out before newer ones; archive → router pauses again (#17.2)', async () => {
+  test('mode switch router → archive while a pause holds is refused; held events go out before newer ones; archive → router pauses again', async () => {
     const rx = await receiver('ms.#');
     await sub('ms-sub', 'ms:*');
     const pause = (await api('POST', '/pauses', { selector: ['ms:*'], ttl: 8 })).body;
