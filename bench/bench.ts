@@ -1,32 +1,50 @@
 /**
  * `npm run bench`: every throughput and latency figure of docs/benchmarks.md, measured side by side
- * in one run on this machine, each Herald figure beside raw amqplib measured in the same `herald
- * bench` run (`--baseline`), so the ratios hold however noisy the machine is.
+ * in one run on this machine, so the ratios hold however noisy the machine is.
+ *
+ *   0. side by side (bench/side-by-side.ts): raw amqplib, the hub in archive and in router mode,
+ *      the null router, a durable gRPC subscription and NATS JetStream, in alternating rounds, flat
+ *      out and at 1,000 events/s; writes the summary block of docs/benchmarks.md and
+ *      docs/benchmarks.svg (a full run does by default; --quick only with --write-docs).
+ *
+ * Then every Herald figure beside raw amqplib measured in the same `herald bench` run (`--baseline`):
  *
  *   1. broker only (archive binding, no hub): five receivers, loss and order over --count events;
  *      one receiver vs one raw queue, flat out; one receiver at 1,000 events/s.
  *   2. the hub in archive mode on PostgreSQL: flat out and at 1,000 events/s, with hub RSS.
  *   3. the hub in router mode on PostgreSQL: the same, and the five receivers over --count events.
  *
- *   4. the router hub flat out with metrics on (scraped every 2 s) and off (HERALD_METRICS=off),
- *      interleaved, three times each.
+ *   4. (only with --only metrics) the router hub flat out with metrics on (scraped every 2 s) and
+ *      off (HERALD_METRICS=off), interleaved, three times each.
+ *
+ * A full run (steps 0 to 3) takes 8–10 minutes on the project's machine.
  *
  * Options: --count N (five-receiver run, default 100000), --quick (smaller counts, for a smoke run),
- * --only metrics (step 4 alone).
- * Needs RabbitMQ with its management API and PostgreSQL, as the tests do; works in a vhost and a
- * database of its own and removes both.
+ * --rounds N (side by side, default 3; 1 with --quick), --write-docs / --no-write-docs,
+ * --only summary (step 0 alone), --only details (steps 1 to 3), --only metrics (step 4 alone).
+ * Needs RabbitMQ with its management API, PostgreSQL, and for step 0 NATS with JetStream
+ * (HERALD_BENCH_NATS_URL, default 127.0.0.1:4222); works in vhosts, databases and a stream of its
+ * own and removes them.
  */
+import { execFileSync } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { availableParallelism, loadavg } from 'node:os';
+import { join } from 'node:path';
 import {
   createTestDatabase,
   createTestVhost,
   freePort,
   type HeraldProcess,
+  managementUrl,
+  repoRoot,
   runHeraldBench,
   sampleRss,
   spawnHerald,
   startHubProcess,
 } from '@herald/testing';
 import type { BenchReport } from '../packages/cli/src/bench/index.ts';
+import { replaceSummary, summaryMarkdown, summarySvg } from '../packages/cli/src/bench/summary.ts';
+import { machine, sideBySide } from './side-by-side.ts';
 
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
@@ -34,6 +52,12 @@ const countArg = args.indexOf('--count');
 const fiveCount = countArg >= 0 ? Number(args[countArg + 1]) : quick ? 10_000 : 100_000;
 const flatCount = quick ? 10_000 : 50_000;
 const rateSeconds = quick ? 5 : 20;
+const roundsArg = args.indexOf('--rounds');
+const rounds = roundsArg >= 0 ? Number(args[roundsArg + 1]) : quick ? 1 : 3;
+const writeDocs = args.includes('--write-docs') || (!quick && !args.includes('--no-write-docs'));
+const natsUrl = process.env.HERALD_BENCH_NATS_URL ?? '127.0.0.1:4222';
+if (!Number.isInteger(rounds) || rounds < 1 || rounds > 20)
+  throw new Error(`--rounds: expected an integer from 1 to 20, got ${args[roundsArg + 1]}`);
 
 function log(line: string): void {
   process.stderr.write(`bench: ${line}\n`);
@@ -137,6 +161,8 @@ async function metricsOnOff(env: Record<string, string>) {
 }
 
 const only = args.includes('--only') ? args[args.indexOf('--only') + 1] : undefined;
+if (only !== undefined && !['summary', 'details', 'metrics'].includes(only))
+  throw new Error(`--only: expected summary, details or metrics, got ${only}`);
 const vhost = await createTestVhost('bench');
 const db = await createTestDatabase('bench');
 const env = { HERALD_AMQP_URL: vhost.url };
@@ -145,14 +171,75 @@ try {
     const topo = await herald(['topology', '--mode', 'archive'], env);
     if (topo.code !== 0) throw new Error(`herald topology failed: ${topo.out}`);
     process.stdout.write(`${JSON.stringify({ metrics: await metricsOnOff(env) }, null, 2)}\n`);
-  } else await all();
+  } else {
+    const side = only === 'details' ? undefined : await summary0();
+    const details = only === 'summary' ? undefined : await all();
+    process.stdout.write(`${JSON.stringify({ sideBySide: side, ...details }, null, 2)}\n`);
+  }
 } finally {
   await vhost.delete().catch(() => {});
   await db.drop().catch(() => {});
 }
 
-/** Steps 1 to 4. */
-async function all(): Promise<void> {
+/** Step 0: the side-by-side rounds, and (when asked) the page's summary block and chart. */
+async function summary0() {
+  const started = new Date();
+  const loadAtStart = loadavg()[0] ?? 0;
+  const flat = quick ? 3_000 : 30_000;
+  const pacedSeconds = quick ? 3 : 10;
+  const result = await sideBySide({ rounds, flatCount: flat, pacedSeconds, natsUrl, log });
+  const seconds = Math.round((Date.now() - started.getTime()) / 1000);
+  const command = `npm run bench${args.length ? ` -- ${args.join(' ')}` : ''}`;
+  const notes = [
+    ...(loadAtStart >= 2
+      ? [
+          `The machine was busy when the run started (1-minute load average ${loadAtStart.toFixed(2)} on ${availableParallelism()} cores): every path met the same noise, the ratios hold, the rates and tails are lower and wider than on a quiet machine.`,
+        ]
+      : []),
+    ...result.errors.map((e) => `Failed: ${e}.`),
+  ];
+  if (writeDocs) {
+    const svg = summarySvg(result.rows);
+    const block = summaryMarkdown(
+      result.rows,
+      {
+        command,
+        date: started,
+        machine: await machine(natsUrl, managementUrl, db.url),
+        rounds,
+        flatCount: flat,
+        pacedSeconds,
+        seconds,
+        load: [loadAtStart, loadavg()[0] ?? 0],
+        commit: commit(),
+        note: notes.join(' ') || undefined,
+      },
+      'benchmarks.svg',
+    );
+    const page = join(repoRoot, 'docs', 'benchmarks.md');
+    writeFileSync(join(repoRoot, 'docs', 'benchmarks.svg'), svg);
+    writeFileSync(page, replaceSummary(readFileSync(page, 'utf8'), block));
+    log('wrote the summary of docs/benchmarks.md and docs/benchmarks.svg');
+  }
+  return { seconds, rounds, flatCount: flat, pacedSeconds, rows: result.rows, runs: result.rounds, errors: result.errors };
+}
+
+/** The commit measured, `+` when the tree has changes not committed; undefined outside a git checkout. */
+function commit(): string | undefined {
+  try {
+    const head = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: repoRoot, encoding: 'utf8' }).trim();
+    const dirty = execFileSync('git', ['--no-optional-locks', 'status', '--porcelain', '--untracked-files=no'], {
+      cwd: repoRoot,
+      encoding: 'utf8',
+    }).trim();
+    return dirty ? `${head}+` : head;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Steps 1 to 3. */
+async function all() {
   const started = Date.now();
   const topo = await herald(['topology', '--mode', 'archive'], env);
   if (topo.code !== 0) throw new Error(`herald topology failed: ${topo.out}`);
@@ -165,9 +252,8 @@ async function all(): Promise<void> {
   );
   const archive = await withHub('archive', env, db.url);
   const router = await withHub('router', env, db.url);
-  const metrics = await metricsOnOff(env);
   const result = {
-    machine: { cores: (await import('node:os')).availableParallelism(), node: process.version },
+    machine: { cores: availableParallelism(), node: process.version },
     seconds: Math.round((Date.now() - started) / 1000),
     fiveReceivers: {
       ...summary(five),
@@ -182,7 +268,6 @@ async function all(): Promise<void> {
     brokerOnly: { flat: summary(flat), paced: summary(paced) },
     archive,
     router,
-    metrics,
   };
-  process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+  return result;
 }

@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 // Runs the test tiers named on the command line (unit, int, e2e, fuzz) in one node:test run, so the
-// closing summary covers all of them. Test files are `packages/*/src/**/*.<tier>.test.ts`. The fuzz
-// tier is sized by HERALD_FUZZ_RUNS, HERALD_FUZZ_SEED and the other variables in
-// packages/hub/src/fuzz/fuzz-kit.ts.
+// closing summary covers all of them. Test files are `packages/*/src/**/*.<tier>.test.ts` and
+// `examples/<name>/*.<tier>.test.ts`. The fuzz tier is sized by HERALD_FUZZ_RUNS, HERALD_FUZZ_SEED
+// and the other variables in packages/hub/src/fuzz/fuzz-kit.ts.
 import { spawnSync } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
@@ -28,7 +28,8 @@ function walk(dir, out) {
   return out;
 }
 
-const files = walk('packages', [])
+const files = ['packages', 'examples']
+  .flatMap((dir) => walk(dir, []))
   .filter((f) => tiers.some((t) => f.endsWith(`.${t}.test.ts`)))
   .sort();
 if (files.length === 0) {

@@ -23,11 +23,12 @@
  *
  * Prints one JSON document; asserts nothing.
  */
-import { EVENTS_EXCHANGE, INGEST_EXCHANGE } from '@herald/core';
+import { INGEST_EXCHANGE } from '@herald/core';
 import { createTestDatabase, createTestVhost, runHeraldBench, startHubProcess } from '@herald/testing';
 import { connect, type Message } from 'amqplib';
 import type { BenchReport } from '../../packages/cli/src/bench/index.ts';
-import { declareRouterQueue, declareShared, ROUTER_QUEUE } from '../../packages/hub/src/ingest/topology.ts';
+import { declareShared } from '../../packages/hub/src/ingest/topology.ts';
+import { nullRouter } from './null-router.ts';
 
 const count = Number(process.argv[2] ?? 50_000);
 
@@ -103,45 +104,6 @@ async function oneTrip(url: string, trip: Trip): Promise<number> {
   for (const p of publishers) await p.c.close().catch(() => undefined);
   await conn.close().catch(() => undefined);
   return perSec;
-}
-
-/** Starts the null router; resolves with a stop function. */
-async function nullRouter(url: string): Promise<() => Promise<void>> {
-  const conn = await connect(url, { noDelay: true });
-  const pubConn = await connect(url, { noDelay: true });
-  const ch = await conn.createChannel();
-  const pub = await pubConn.createConfirmChannel();
-  await declareShared(ch);
-  await declareRouterQueue(ch);
-  await ch.prefetch(2000);
-  let pending: Message[] = [];
-  let scheduled = false;
-  const flush = () => {
-    scheduled = false;
-    const batch = pending;
-    pending = [];
-    if (batch.length === 0) return;
-    let left = batch.length;
-    for (const m of batch) {
-      pub.publish(EVENTS_EXCHANGE, m.fields.routingKey, m.content, { ...m.properties, persistent: true }, (err) => {
-        if (!err && --left === 0) ch.ack(batch[batch.length - 1] as Message, true);
-      });
-    }
-  };
-  await ch.consume(ROUTER_QUEUE, (m) => {
-    if (!m) return;
-    pending.push(m);
-    if (!scheduled) {
-      scheduled = true;
-      setImmediate(flush);
-    }
-  });
-  return async () => {
-    await ch.close().catch(() => undefined);
-    await pub.close().catch(() => undefined);
-    await conn.close().catch(() => undefined);
-    await pubConn.close().catch(() => undefined);
-  };
 }
 
 async function bench(env: Record<string, string>): Promise<BenchReport> {

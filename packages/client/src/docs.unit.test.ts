@@ -9,7 +9,7 @@ import { repoRoot } from '@herald/testing';
 // module of its own. A line marked `// does not compile` is also compiled uncommented, in a copy of
 // its block, and must then fail: the page's claims about compile-time checks are checked too.
 
-const DOCS = ['docs/sdk.md', 'README.md'];
+const DOCS = ['docs/sdk.md', 'docs/outbox.md', 'README.md'];
 const MARK = '// does not compile';
 
 interface Block {
@@ -33,7 +33,7 @@ function blocksOf(doc: string): { line: number; code: string }[] {
   return out;
 }
 
-test('every ts code block of docs/sdk.md and the README compiles; lines marked "does not compile" do not', () => {
+test('every ts code block of docs/sdk.md, docs/outbox.md and the README compiles; lines marked "does not compile" do not', () => {
   const dir = join(repoRoot, 'packages/client/.tmp-docs');
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });

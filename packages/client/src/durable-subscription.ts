@@ -34,10 +34,14 @@ export type SubscriptionStart =
 /** Options of subscription(). */
 export interface DurableSubscriptionOptions {
   /**
-   * The hub's gRPC address, `host:port` (a `grpc://` or `http://` prefix is tolerated). Default:
-   * HERALD_GRPC_URL, else `127.0.0.1:$HERALD_GRPC_PORT`, else `127.0.0.1:50051`.
+   * The hub's gRPC address, `host:port` (a `grpc://` or `http://` prefix is tolerated), or the
+   * addresses of several hubs (a list, or one string separated by commas; at most 16): one of them
+   * holds the writer lease and serves subscriptions, the others answer UNAVAILABLE, and after each
+   * failure the subscription tries the next address, so it follows the lease to whichever hub holds
+   * it. Default: HERALD_GRPC_URL (commas allowed), else `127.0.0.1:$HERALD_GRPC_PORT`, else
+   * `127.0.0.1:50051`.
    */
-  url?: string | undefined;
+  url?: string | readonly string[] | undefined;
   /** Where a subscription created by this call starts. Default `resume` (= `new` when created). */
   start?: SubscriptionStart | undefined;
   /** At most this many events delivered and not yet acknowledged (1–10,000). Default 100. */
@@ -166,7 +170,10 @@ type Call = grpc.ClientDuplexStream<WireSubscribeRequest, WireSubscribeResponse>
 
 class DurableSubscriptionImpl implements DurableSubscription, AsyncIterator<SubscriptionEvent> {
   readonly name: string;
-  private readonly client: grpc.Client;
+  /** One channel per hub address, made when first used. */
+  private readonly clients = new Map<string, grpc.Client>();
+  /** Index in `opts.urls` of the hub the next stream goes to. */
+  private at = 0;
   /** Received, not yet yielded; bounded by max in flight (the hub sends no more until acks come). */
   private buffer: SubscriptionEvent[] = [];
   private head = 0;
@@ -193,7 +200,6 @@ class DurableSubscriptionImpl implements DurableSubscription, AsyncIterator<Subs
 
   constructor(private readonly opts: NormalizedDurableSubscription) {
     this.name = opts.name;
-    this.client = new grpc.Client(opts.url, grpc.credentials.createInsecure(), CHANNEL_OPTIONS);
     if (opts.signal?.aborted) void this.close();
     else opts.signal?.addEventListener('abort', () => void this.close(), { once: true });
   }
@@ -255,7 +261,25 @@ class DurableSubscriptionImpl implements DurableSubscription, AsyncIterator<Subs
       call.cancel();
     }
     await this.loop;
-    this.client.close();
+    this.closeClients();
+  }
+
+  private get url(): string {
+    return this.opts.urls[this.at] as string;
+  }
+
+  private client(): grpc.Client {
+    let client = this.clients.get(this.url);
+    if (!client) {
+      client = new grpc.Client(this.url, grpc.credentials.createInsecure(), CHANNEL_OPTIONS);
+      this.clients.set(this.url, client);
+    }
+    return client;
+  }
+
+  private closeClients(): void {
+    for (const client of this.clients.values()) client.close();
+    this.clients.clear();
   }
 
   /** Hands what is there (an event, the failure, the end) to a waiting next(). */
@@ -311,17 +335,20 @@ class DurableSubscriptionImpl implements DurableSubscription, AsyncIterator<Subs
     while (!this.closed) {
       const { status, opened } = await this.stream(m);
       if (this.closed) return;
-      const err = errorOfStatus(status, `subscription ${this.name} at ${this.opts.url}`);
+      const err = errorOfStatus(status, `subscription ${this.name} at ${this.url}`);
       if (PERMANENT.has(status.code)) {
         this.fail(err);
         return;
       }
       if (opened) delay = this.opts.reconnectInitialDelayMs;
       this.opts.onError?.(err);
+      // The next hub of the list: the one that holds the writer lease now may be another. The
+      // delay grows once per round of the list, so every hub is asked soon after a takeover.
+      this.at = (this.at + 1) % this.opts.urls.length;
       const wait = Math.round(delay * (0.5 + Math.random() / 2));
       // Ends early (rejects) when the subscription closes.
       await sleep(wait, undefined, { signal: this.stopped.signal }).catch(() => undefined);
-      delay = Math.min(delay * 2, this.opts.reconnectMaxDelayMs);
+      if (this.at === 0) delay = Math.min(delay * 2, this.opts.reconnectMaxDelayMs);
     }
   }
 
@@ -329,7 +356,7 @@ class DurableSubscriptionImpl implements DurableSubscription, AsyncIterator<Subs
     this.failure = err;
     this.stopped.abort();
     this.wake();
-    this.client.close();
+    this.closeClients();
   }
 
   /** One stream, from open to its status. */
@@ -338,7 +365,7 @@ class DurableSubscriptionImpl implements DurableSubscription, AsyncIterator<Subs
       let opened = false;
       const metadata = new grpc.Metadata();
       if (this.opts.token !== undefined) metadata.set('authorization', `Bearer ${this.opts.token}`);
-      const call = this.client.makeBidiStreamRequest(m.path, m.serialize, m.deserialize, metadata);
+      const call = this.client().makeBidiStreamRequest(m.path, m.serialize, m.deserialize, metadata);
       this.call = call;
       this.callOpened = false;
       this.callDelivered = -1n;
@@ -392,8 +419,9 @@ class DurableSubscriptionImpl implements DurableSubscription, AsyncIterator<Subs
  * at most `maxInFlight` unacknowledged at a time; `ack()` is cumulative.
  *
  * Reconnect: when the stream breaks (hub restart or crash, network, UNAVAILABLE, a keepalive
- * timeout) it reconnects by itself with backoff (100 ms doubling to 5 s, jittered) and resumes
- * where the hub's acknowledged offset says; events this object already yielded are not yielded
+ * timeout) it reconnects by itself with backoff (100 ms doubling to 5 s, jittered; with several hub
+ * addresses, to the next one, the delay growing once per round) and resumes where the hub's
+ * acknowledged offset says; events this object already yielded are not yielded
  * again, and acks made meanwhile are sent on the new stream. Transient failures go to `onError`.
  * While another consumer holds the subscription this one waits as a standby.
  *

@@ -27,3 +27,5 @@ export type {
   Subscriber,
   SubscriberOptions,
 } from './types.ts';
+export type { CatalogSource, JsonSchema, PublishValidator } from './validation.ts';
+export { loadCatalogSchemas, schemaValidator } from './validation.ts';

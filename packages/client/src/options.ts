@@ -20,6 +20,7 @@ import {
 } from '@herald/core';
 import type { DurableSubscriptionOptions, SubscriptionStart } from './durable-subscription.ts';
 import type { ConnectionOptions, PublisherOptions, SubscriberOptions } from './types.ts';
+import { type EventCheck, eventCheck } from './validation.ts';
 
 /** The AMQP URL used when neither the options nor `HERALD_AMQP_URL` give one. */
 export const DEFAULT_AMQP_URL = 'amqp://guest:guest@127.0.0.1:5672';
@@ -42,6 +43,8 @@ export interface NormalizedPublisher extends NormalizedConnection {
   readonly setUserId: boolean;
   readonly declareTopology: boolean;
   readonly onError: ((err: Error) => void) | undefined;
+  /** From `schemas` and `validate`: checks each event before it is sent; undefined when neither is given. */
+  readonly check: EventCheck | undefined;
 }
 
 export interface NormalizedSubscriber extends NormalizedConnection {
@@ -50,6 +53,7 @@ export interface NormalizedSubscriber extends NormalizedConnection {
   /** The selector's matcher: the binding keys may route more than it matches (a type with two `#`). */
   readonly matches: Matcher;
   readonly queue: string | undefined;
+  readonly queueType: 'classic' | 'quorum';
   readonly concurrency: number;
   readonly prefetch: number;
   readonly maxAttempts: number;
@@ -58,7 +62,7 @@ export interface NormalizedSubscriber extends NormalizedConnection {
   readonly onError: ((err: Error) => void) | undefined;
 }
 
-function bad(field: string, message: string, value: unknown): never {
+export function bad(field: string, message: string, value: unknown): never {
   throw new ValidationError(ErrorCodes.INVALID_CONFIG, `invalid option ${field}: ${message} (got ${describe(value)})`, {
     details: { field, value },
   });
@@ -74,7 +78,7 @@ function describe(value: unknown): string {
 }
 
 /** The integer option `field` of `o`; `name` is how errors call it (default `field`). */
-function int(
+export function int(
   o: Record<string, unknown>,
   field: string,
   fallback: number,
@@ -90,14 +94,14 @@ function int(
   return v;
 }
 
-function bool(o: Record<string, unknown>, field: string, fallback: boolean): boolean {
+export function bool(o: Record<string, unknown>, field: string, fallback: boolean): boolean {
   const v = o[field];
   if (v === undefined) return fallback;
   if (typeof v !== 'boolean') bad(field, 'expected true or false', v);
   return v;
 }
 
-function callback(o: Record<string, unknown>, field: string): ((err: Error) => void) | undefined {
+export function callback(o: Record<string, unknown>, field: string): ((err: Error) => void) | undefined {
   const v = o[field];
   if (v === undefined) return undefined;
   if (typeof v !== 'function') bad(field, 'expected a function', v);
@@ -106,7 +110,7 @@ function callback(o: Record<string, unknown>, field: string): ((err: Error) => v
 
 // Unknown fields are rejected so that a typo (`concurency: 4`) fails loudly instead of silently
 // running with the default.
-function rejectUnknown(o: Record<string, unknown>, known: readonly string[], what: string): void {
+export function rejectUnknown(o: Record<string, unknown>, known: readonly string[], what: string): void {
   for (const key of Object.keys(o)) {
     if (!known.includes(key) && o[key] !== undefined) {
       throw new ValidationError(ErrorCodes.INVALID_CONFIG, `unknown ${what} option ${JSON.stringify(key)}; known: ${known.join(', ')}`, {
@@ -116,7 +120,7 @@ function rejectUnknown(o: Record<string, unknown>, known: readonly string[], wha
   }
 }
 
-function record(options: unknown, what: string): Record<string, unknown> {
+export function record(options: unknown, what: string): Record<string, unknown> {
   if (typeof options !== 'object' || options === null || Array.isArray(options)) {
     throw new ValidationError(ErrorCodes.INVALID_CONFIG, `invalid ${what} options: expected an object (got ${describe(options)})`);
   }
@@ -163,6 +167,8 @@ const PUBLISHER_FIELDS = [
   'setUserId',
   'declareTopology',
   'onError',
+  'schemas',
+  'validate',
 ] as const;
 
 /**
@@ -182,13 +188,21 @@ export function normalizePublisherOptions(options: PublisherOptions): Normalized
     setUserId: bool(o, 'setUserId', true),
     declareTopology: bool(o, 'declareTopology', false),
     onError: callback(o, 'onError'),
+    check: eventCheck(options.schemas, validator(o)),
   };
+}
+
+function validator(o: Record<string, unknown>): PublisherOptions['validate'] {
+  const v = o.validate;
+  if (v !== undefined && typeof v !== 'function') bad('validate', 'expected a function (type, data) => reason | undefined', v);
+  return v as PublisherOptions['validate'];
 }
 
 const SUBSCRIBER_FIELDS = [
   ...CONNECTION_FIELDS,
   'selector',
   'queue',
+  'queueType',
   'concurrency',
   'prefetch',
   'maxAttempts',
@@ -213,6 +227,9 @@ export function normalizeSubscriberOptions(options: SubscriberOptions): Normaliz
     if (typeof queue !== 'string' || queue === '' || Buffer.byteLength(queue) > 255) bad('queue', 'expected a name of 1-255 bytes', queue);
     if (queue.startsWith('amq.')) bad('queue', 'names starting with "amq." are reserved by RabbitMQ', queue);
   }
+  const queueType = o.queueType ?? 'classic';
+  if (queueType !== 'classic' && queueType !== 'quorum') bad('queueType', 'expected classic or quorum', queueType);
+  if (queueType === 'quorum' && queue === undefined) bad('queueType', 'quorum needs a named queue (option queue)', queueType);
   const concurrency = int(o, 'concurrency', 1, 1, 65_535);
   const prefetch = int(o, 'prefetch', Math.max(concurrency * 2, 50), 1, 65_535);
   if (prefetch < concurrency) bad('prefetch', `must be at least concurrency (${concurrency}) or handlers would sit idle`, prefetch);
@@ -222,6 +239,7 @@ export function normalizeSubscriberOptions(options: SubscriberOptions): Normaliz
     bindingKeys: bindingKeysOf(selector),
     matches: compileMatcher(selector),
     queue: queue as string | undefined,
+    queueType,
     concurrency,
     prefetch,
     maxAttempts: int(o, 'maxAttempts', 5, 1),
@@ -242,7 +260,10 @@ export function normalizeMode(mode: unknown): HubMode {
 export interface NormalizedDurableSubscription {
   readonly name: string;
   readonly selector: string[];
+  /** The first of `urls`. */
   readonly url: string;
+  /** The hubs' gRPC addresses, tried in turn. */
+  readonly urls: readonly string[];
   readonly start: WireStart | undefined;
   readonly maxInFlight: number;
   readonly signal: AbortSignal | undefined;
@@ -271,6 +292,24 @@ export function grpcUrl(url?: string): string {
   const port = process.env.HERALD_GRPC_PORT;
   const raw = url ?? process.env.HERALD_GRPC_URL ?? `127.0.0.1:${port || DEFAULT_GRPC_PORT}`;
   return raw.replace(/^(grpc|http):\/\//, '').replace(/\/+$/, '');
+}
+
+/** Most hub addresses a subscription takes. */
+const MAX_GRPC_URLS = 16;
+
+/**
+ * The hubs' gRPC addresses from the option (one, a list, or a comma-separated string) or the
+ * environment (HERALD_GRPC_URL may be comma-separated too); throws INVALID_CONFIG naming `url`.
+ */
+export function grpcUrls(url?: string | readonly string[]): string[] {
+  const given = url ?? process.env.HERALD_GRPC_URL;
+  if (given === undefined) return [grpcUrl()];
+  const list = typeof given === 'string' ? given.split(',') : Array.isArray(given) ? given : undefined;
+  if (!list || list.length === 0 || list.length > MAX_GRPC_URLS) bad('url', `expected host:port or a list of 1-${MAX_GRPC_URLS}`, given);
+  return list.map((u) => {
+    if (typeof u !== 'string' || !/^[^\s,]{1,1000}$/.test(u.trim())) bad('url', 'expected host:port addresses', u);
+    return grpcUrl(u.trim());
+  });
 }
 
 function startOption(start: SubscriptionStart | undefined): WireStart | undefined {
@@ -309,10 +348,12 @@ export function normalizeDurableSubscriptionOptions(
   const initial = int(o, 'reconnectInitialDelayMs', 100, 1, 600_000);
   const max = int(o, 'reconnectMaxDelayMs', 5000, 1, 600_000);
   if (max < initial) bad('reconnectMaxDelayMs', `must be at least reconnectInitialDelayMs (${initial})`, max);
+  const urls = grpcUrls(options.url);
   return {
     name,
     selector: selectorPatterns(selector),
-    url: grpcUrl(options.url),
+    url: urls[0] as string,
+    urls,
     start: startOption(options.start),
     maxInFlight: int(o, 'maxInFlight', 100, 1, 10_000),
     signal: options.signal,

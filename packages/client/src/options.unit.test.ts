@@ -2,7 +2,12 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { ARCHIVE_BINDING, Headers, HeraldError, wireTopology } from '@herald/core';
 import { deadLetterOptions, deathCause } from './dead-letter.ts';
-import { normalizeConnection, normalizePublisherOptions, normalizeSubscriberOptions } from './options.ts';
+import {
+  normalizeConnection,
+  normalizeDurableSubscriptionOptions,
+  normalizePublisherOptions,
+  normalizeSubscriberOptions,
+} from './options.ts';
 import type { PublisherOptions, SubscriberOptions } from './types.ts';
 
 function rejects(fn: () => unknown, code: string, mentions: string): void {
@@ -83,9 +88,15 @@ describe('dead letters', () => {
     const o = deadLetterOptions(
       {
         fields: { exchange: 'herald.events', routingKey: 'billing.invoice.paid' } as never,
-        properties: { messageId: 'id-1', userId: 'guest', appId: 'billing', headers: { tenant: 'acme' }, expiration: '5' } as never,
+        properties: {
+          messageId: 'id-1',
+          userId: 'guest',
+          appId: 'billing',
+          headers: { tenant: 'acme', [Headers.DEAD_STORED]: 'true' },
+          expiration: '5',
+        } as never,
       },
-      deathCause(new Error('boom'), 3),
+      deathCause(new Error('boom'), 3, { firstFailedAt: 1_700_000_000_000, lastFailedAt: 1_700_000_000_250, queue: 'billing-q' }),
     );
     assert.equal(o.messageId, 'id-1');
     assert.equal(o.appId, 'billing');
@@ -97,9 +108,20 @@ describe('dead letters', () => {
       [Headers.DEAD_REASON]: 'boom',
       [Headers.DEAD_CODE]: 'HANDLER_FAILED',
       [Headers.ATTEMPTS]: 3,
+      [Headers.FIRST_FAILED_AT]: 1_700_000_000_000,
+      [Headers.LAST_FAILED_AT]: 1_700_000_000_250,
       [Headers.ORIGINAL_EXCHANGE]: 'herald.events',
       [Headers.ORIGINAL_ROUTING_KEY]: 'billing.invoice.paid',
+      [Headers.ORIGINAL_QUEUE]: 'billing-q',
     });
+  });
+
+  test('the first failure defaults to the last, the last to now; never after the last', () => {
+    const before = Date.now();
+    const c = deathCause('no', 0);
+    assert.ok(c.lastFailedAt >= before && c.firstFailedAt === c.lastFailedAt);
+    assert.equal(c.queue, undefined);
+    assert.equal(deathCause('no', 2, { firstFailedAt: 20, lastFailedAt: 10 }).firstFailedAt, 10);
   });
 });
 
@@ -116,5 +138,28 @@ describe('wire topology', () => {
     assert.ok(!router.bindings.includes(ARCHIVE_BINDING));
     assert.deepEqual(archive.bindings.slice(router.bindings.length), [ARCHIVE_BINDING]);
     assert.throws(() => wireTopology('fast' as never), /unknown hub mode/);
+  });
+});
+
+describe('hub addresses and queue types', () => {
+  test('subscription(): one gRPC address, a list, or a comma-separated string; at most 16, no blanks', () => {
+    const urls = (url: unknown) => normalizeDurableSubscriptionOptions('s', '*:*', { url: url as string }).urls;
+    assert.deepEqual(urls('grpc://hub-a:50051/'), ['hub-a:50051']);
+    assert.deepEqual(urls(['hub-a:1', 'http://hub-b:2']), ['hub-a:1', 'hub-b:2']);
+    assert.deepEqual(urls('hub-a:1, hub-b:2'), ['hub-a:1', 'hub-b:2']);
+    assert.equal(normalizeDurableSubscriptionOptions('s', '*:*', { url: ['hub-a:1', 'hub-b:2'] }).url, 'hub-a:1');
+    rejects(() => urls([]), 'INVALID_CONFIG', 'url');
+    rejects(() => urls(Array.from({ length: 17 }, (_, i) => `h:${i}`)), 'INVALID_CONFIG', 'url');
+    rejects(() => urls('hub-a:1,,hub-b:2'), 'INVALID_CONFIG', 'url');
+    rejects(() => urls(['hub a:1']), 'INVALID_CONFIG', 'url');
+    rejects(() => urls([42]), 'INVALID_CONFIG', 'url');
+  });
+
+  test('createSubscriber: queueType classic by default; quorum needs a named queue', () => {
+    const base = { selector: 'billing:*' } as SubscriberOptions;
+    assert.equal(normalizeSubscriberOptions(base).queueType, 'classic');
+    assert.equal(normalizeSubscriberOptions({ ...base, queue: 'q', queueType: 'quorum' }).queueType, 'quorum');
+    rejects(() => normalizeSubscriberOptions({ ...base, queueType: 'quorum' }), 'INVALID_CONFIG', 'named queue');
+    rejects(() => normalizeSubscriberOptions({ ...base, queue: 'q', queueType: 'stream' as 'quorum' }), 'INVALID_CONFIG', 'queueType');
   });
 });

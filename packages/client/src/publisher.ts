@@ -3,6 +3,7 @@ import type { ChannelModel, ConfirmChannel, Options } from 'amqplib';
 import { later, type ManagedConnection, openConnection } from './connection.ts';
 import { type NormalizedPublisher, normalizePublisherOptions } from './options.ts';
 import { applyTopology } from './topology.ts';
+import { loadOpenTelemetry, openTelemetryLoaded, withActiveTraceContext } from './trace-context.ts';
 import type { AnyEvents, EventMap, Publisher, PublisherOptions, PublishOptions, PublishReceipt } from './types.ts';
 
 /** The message amqplib gives a confirm callback on a nack (any other error means the channel closed). */
@@ -60,6 +61,7 @@ class PublisherImpl implements Publisher {
 
   constructor(options: PublisherOptions) {
     this.s = normalizePublisherOptions(options);
+    void loadOpenTelemetry();
     if (this.s.confirmTimeoutMs > 0) {
       this.sweeper = setInterval(() => this.sweep(), Math.min(1000, Math.max(10, this.s.confirmTimeoutMs / 4)));
       this.sweeper.unref();
@@ -80,6 +82,12 @@ class PublisherImpl implements Publisher {
 
   publish(type: string, data?: unknown, options?: PublishOptions): Promise<PublishReceipt> {
     if (this.closing) return Promise.reject(new HeraldError(ErrorCodes.CLOSED, 'publisher is closed'));
+    // The first publishes wait, in order, for the one load of @opentelemetry/api (its context survives the wait).
+    if (!openTelemetryLoaded()) return loadOpenTelemetry().then(() => this.send(type, data, options));
+    return this.send(type, data, options);
+  }
+
+  private send(type: string, data?: unknown, options?: PublishOptions): Promise<PublishReceipt> {
     if (this.fatal) return Promise.reject(this.fatal);
     const signal = options?.signal;
     if (signal !== undefined && !(signal instanceof AbortSignal))
@@ -92,7 +100,8 @@ class PublisherImpl implements Publisher {
         const { signal: _signal, ...fields } = options;
         init = { ...fields, sender: this.s.sender, type, data };
       }
-      const event = createEvent(init, { maxBytes: this.s.maxEventBytes });
+      const event = createEvent(withActiveTraceContext(init), { maxBytes: this.s.maxEventBytes });
+      this.s.check?.(event);
       message = toAmqp(event, this.s.setUserId ? { userId: this.s.user } : {});
     } catch (err) {
       return Promise.reject(err);
@@ -126,6 +135,8 @@ class PublisherImpl implements Publisher {
 
   close(): Promise<void> {
     this.closing ??= (async () => {
+      // Publishes waiting for the OpenTelemetry API were made before close(): they go first.
+      await loadOpenTelemetry();
       await this.flush();
       if (this.sweeper) clearInterval(this.sweeper);
       const ch = this.ch;

@@ -1,4 +1,4 @@
-import { ErrorCodes, EVENTS_EXCHANGE, fromAmqp, HeraldError, RECEIVER_TOPOLOGY } from '@herald/core';
+import { ErrorCodes, EVENTS_EXCHANGE, fromAmqp, HeraldError, queueTypeArguments, RECEIVER_TOPOLOGY } from '@herald/core';
 import type { ChannelModel, ConfirmChannel, ConsumeMessage } from 'amqplib';
 import { later, type ManagedConnection, openConnection } from './connection.ts';
 import { deathCause, publishDeadLetter } from './dead-letter.ts';
@@ -45,6 +45,8 @@ interface Generation {
   readonly ch: ConfirmChannel;
   /** Aborted when the channel closes or the subscriber closes: ends retry delays early. */
   readonly stop: AbortController;
+  /** The queue consumed on it, named in its dead letters. */
+  readonly queue: string;
   consumerTag?: string;
 }
 
@@ -99,7 +101,7 @@ export class SubscriberEngine implements Subscriber {
   private lastDone: Delivery | undefined;
   private running = 0;
   private readonly ackEvery: number;
-  private readonly failures = new Map<string, { attempts: number; error: unknown }>();
+  private readonly failures = new Map<string, { attempts: number; error: unknown; firstFailedAt: number; lastFailedAt: number }>();
   private readonly idleWaiters: (() => void)[] = [];
   private resolveQueue!: (name: string) => void;
   private closing: Promise<void> | undefined;
@@ -153,7 +155,7 @@ export class SubscriberEngine implements Subscriber {
       );
       await declareReceiverTopology(model);
       const { queue } = this.s.queue
-        ? await ch.assertQueue(this.s.queue, { durable: true })
+        ? await ch.assertQueue(this.s.queue, { durable: true, arguments: queueTypeArguments(this.s.queueType) })
         : await ch.assertQueue('', { exclusive: true, durable: false, autoDelete: true });
       for (const key of this.s.bindingKeys) await ch.bindQueue(queue, EVENTS_EXCHANGE, key);
       await ch.prefetch(this.s.prefetch);
@@ -161,7 +163,7 @@ export class SubscriberEngine implements Subscriber {
         await ch.close().catch(() => undefined);
         return;
       }
-      const gen: Generation = { ch, stop: new AbortController() };
+      const gen: Generation = { ch, stop: new AbortController(), queue };
       ch.on('close', () => this.onChannelClose(gen, model));
       this.gen = gen;
       this.attachFailures = 0;
@@ -240,7 +242,7 @@ export class SubscriberEngine implements Subscriber {
       );
     } catch (err) {
       // An unreadable envelope would fail the same way every time: dead-letter it at once.
-      await this.deadLetter(d, deathCause(err, 0));
+      await this.deadLetter(d, deathCause(err, 0, { queue: gen.queue }));
       return;
     }
     // Routed by a binding key wider than the selector (bindingKeys): not ours, acknowledged unseen.
@@ -254,7 +256,7 @@ export class SubscriberEngine implements Subscriber {
       const attempt = (failed?.attempts ?? 0) + 1;
       if (failed && attempt > this.s.maxAttempts) {
         // Exhausted before a drop cut the dead-lettering short: finish the job.
-        await this.deadLetter(d, deathCause(failed.error, failed.attempts), id);
+        await this.deadLetter(d, deathCause(failed.error, failed.attempts, { ...failed, queue: gen.queue }), id);
         return;
       }
       try {
@@ -264,9 +266,9 @@ export class SubscriberEngine implements Subscriber {
         return;
       } catch (err) {
         if (err === RELEASE) return;
-        this.countFailure(id, attempt, err);
+        const times = this.countFailure(id, attempt, err);
         if (attempt >= this.s.maxAttempts) {
-          await this.deadLetter(d, deathCause(err, attempt), id);
+          await this.deadLetter(d, deathCause(err, attempt, { ...times, queue: gen.queue }), id);
           return;
         }
       }
@@ -276,13 +278,17 @@ export class SubscriberEngine implements Subscriber {
     }
   }
 
-  private countFailure(id: string, attempts: number, error: unknown): void {
+  /** Records a failed attempt; returns when the first and this one failed. */
+  private countFailure(id: string, attempts: number, error: unknown): { firstFailedAt: number; lastFailedAt: number } {
+    const lastFailedAt = Date.now();
+    const firstFailedAt = this.failures.get(id)?.firstFailedAt ?? lastFailedAt;
     this.failures.delete(id);
-    this.failures.set(id, { attempts, error });
+    this.failures.set(id, { attempts, error, firstFailedAt, lastFailedAt });
     if (this.failures.size > MAX_TRACKED_FAILURES) {
       const oldest = this.failures.keys().next().value;
       if (oldest !== undefined) this.failures.delete(oldest);
     }
+    return { firstFailedAt, lastFailedAt };
   }
 
   private async deadLetter(d: Delivery, cause: ReturnType<typeof deathCause>, id?: string): Promise<void> {
@@ -343,7 +349,8 @@ export class SubscriberEngine implements Subscriber {
  *
  * The ack contract (see Handler): resolve = ack; throw = retry after `retryDelayMs`, up to
  * `maxAttempts` attempts in all, then the event goes to `herald.dead` (same routing key, headers
- * x-herald-dead-reason/-code, x-herald-attempts, x-herald-original-exchange/-routing-key) and is
+ * x-herald-dead-reason/-code, x-herald-attempts, x-herald-first-failed-at/-last-failed-at, epoch
+ * ms, x-herald-original-exchange/-routing-key/-queue), where the hub keeps it, and is
  * acked only once RabbitMQ confirmed the dead letter. A delivery whose envelope is invalid is
  * dead-lettered at once with attempts 0. Bad options throw a ValidationError at once.
  *

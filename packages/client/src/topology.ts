@@ -3,16 +3,24 @@ import { type Channel, connect } from 'amqplib';
 import { normalizeConnection, normalizeMode } from './options.ts';
 
 /**
- * Declares `topology` on `ch`, idempotently. Rejects (and RabbitMQ closes the channel) when an
- * object exists with other arguments, e.g. `herald.events` declared as a fanout.
+ * Declares `topology` on `ch`, idempotently: exchanges, bindings between exchanges, queues, then
+ * their bindings. Rejects (and RabbitMQ closes the channel) when an object exists with other
+ * arguments, e.g. `herald.events` declared as a fanout. A queue that exists with another queue type
+ * (the hub declares its queues as quorum queues with HERALD_QUEUE_TYPE=quorum, and binds them) is
+ * taken as it is: RabbitMQ closed the channel, and the rest is left to the hub that declared it.
  */
 export async function applyTopology(ch: Channel, topology: Topology): Promise<void> {
   for (const x of topology.exchanges) await ch.assertExchange(x.name, x.type, { durable: x.durable });
-  for (const q of topology.queues) await ch.assertQueue(q.name, { durable: q.durable });
-  for (const b of topology.bindings) {
-    if (b.destinationKind === 'queue') await ch.bindQueue(b.destination, b.source, b.pattern);
-    else await ch.bindExchange(b.destination, b.source, b.pattern);
+  for (const b of topology.bindings) if (b.destinationKind === 'exchange') await ch.bindExchange(b.destination, b.source, b.pattern);
+  for (const q of topology.queues) {
+    try {
+      await ch.assertQueue(q.name, { durable: q.durable });
+    } catch (err) {
+      if (/inequivalent arg 'x-queue-type'/.test((err as Error).message)) return;
+      throw err;
+    }
   }
+  for (const b of topology.bindings) if (b.destinationKind === 'queue') await ch.bindQueue(b.destination, b.source, b.pattern);
 }
 
 /** Options of declareTopology. */
@@ -49,12 +57,15 @@ export async function declareTopology(options: DeclareTopologyOptions = {}): Pro
     const ch = await conn.createChannel();
     ch.on('error', () => undefined);
     await applyTopology(ch, wireTopology(mode));
+    await ch.close().catch(() => undefined); // closed already when a queue had another type
     if (mode === 'router') {
       const b = ARCHIVE_BINDING;
+      const unbind = await conn.createChannel();
+      unbind.on('error', () => undefined);
       // Unbinding what is not bound is a no-op in RabbitMQ, so this needs no check first.
-      await ch.unbindExchange(b.destination, b.source, b.pattern);
+      await unbind.unbindExchange(b.destination, b.source, b.pattern);
+      await unbind.close();
     }
-    await ch.close();
   } catch (cause) {
     throw new HeraldError(ErrorCodes.CONFLICT, `cannot declare Herald's topology (${mode} mode): ${(cause as Error).message}`, { cause });
   } finally {

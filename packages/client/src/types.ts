@@ -1,4 +1,5 @@
 import type { DeliveredEvent, EventInit, SelectorInput } from '@herald/core';
+import type { JsonSchema, PublishValidator } from './validation.ts';
 
 /** Where to reach RabbitMQ. Default: `HERALD_AMQP_URL`, else `amqp://guest:guest@127.0.0.1:5672`. */
 export interface ConnectionOptions {
@@ -36,6 +37,20 @@ export interface PublisherOptions extends ConnectionOptions {
    * Default: ignored (the publishes concerned reject or are re-sent on their own).
    */
   onError?: (err: Error) => void;
+  /**
+   * JSON Schemas by event type, checked before each publish: an event of a type listed here whose
+   * data does not match (or is not JSON) rejects with a ValidationError (SCHEMA_VIOLATION) and is
+   * not sent. Needs the optional peer `ajv` (and `ajv-formats` to check `format`), loaded only when
+   * this is given; without it the publisher cannot be created (INVALID_CONFIG).
+   * `loadCatalogSchemas()` reads them from the hub's event catalog. Default: none.
+   */
+  schemas?: Readonly<Record<string, JsonSchema>>;
+  /**
+   * A check of each event before it is sent: return a reason to refuse it, which rejects the
+   * publish with a ValidationError (SCHEMA_VIOLATION); a throw counts as a reason. `data` is the
+   * payload as the hub sees it (the JSON value, or the bytes of a non-JSON body). Default: none.
+   */
+  validate?: PublishValidator;
 }
 
 /** Per-publish options: everything of EventInit but sender, type and data, and an AbortSignal. */
@@ -123,6 +138,13 @@ export interface SubscriberOptions extends ConnectionOptions {
    * subscriber (events published while it is away are not kept).
    */
   queue?: string;
+  /**
+   * The RabbitMQ type of the named queue: `classic` (the default) or `quorum` (replicated over a
+   * RabbitMQ cluster), as the hub's HERALD_QUEUE_TYPE. Quorum needs a named `queue`: a server-named
+   * queue is exclusive, which quorum queues refuse. RabbitMQ cannot change the type of an existing
+   * queue: declaring one of the other type fails, reported through `onError` while it retries.
+   */
+  queueType?: 'classic' | 'quorum';
   /** Handlers running at once. 1 (the default) keeps events in order. */
   concurrency?: number;
   /** Unacknowledged deliveries RabbitMQ sends ahead. Default: max(concurrency × 2, 50). */

@@ -2,6 +2,7 @@ import { isUtf8 } from 'node:buffer';
 import { ErrorCodes, ValidationError } from './errors.ts';
 import { checkEventTime, checkText, jsonTextDeeperThan, LIMITS, preview } from './limits.ts';
 import { assertSender, assertType, parseRoutingKey } from './names.ts';
+import { checkTraceContext, TRACEPARENT, TRACESTATE, validTraceContext } from './trace-context.ts';
 import { isUuid, uuidv7 } from './uuid.ts';
 
 /** The exchange publishers send to, in every mode. */
@@ -31,6 +32,13 @@ export const Headers = {
   /** On a dead letter: the exchange and routing key it was first published with. */
   ORIGINAL_EXCHANGE: 'x-herald-original-exchange',
   ORIGINAL_ROUTING_KEY: 'x-herald-original-routing-key',
+  /** On a subscriber's dead letter: the queue it was consumed from. */
+  ORIGINAL_QUEUE: 'x-herald-original-queue',
+  /** On a dead letter: when its first and its last attempt failed, epoch milliseconds. */
+  FIRST_FAILED_AT: 'x-herald-first-failed-at',
+  LAST_FAILED_AT: 'x-herald-last-failed-at',
+  /** On the hub's own dead letters on `herald.dead`: already kept in the hub's dead letters. */
+  DEAD_STORED: 'x-herald-dead-stored',
 } as const;
 
 export const DEFAULT_CONTENT_TYPE = 'application/json';
@@ -53,6 +61,10 @@ export interface HeraldEvent {
   readonly causationId?: string | undefined;
   /** Extra headers, carried through as is (the x-herald-* headers of the contract are not here). */
   readonly headers: Readonly<Record<string, string>>;
+  /** W3C trace context `00-<trace id>-<parent id>-<flags>`, the AMQP header `traceparent` (trace-context.ts). */
+  readonly traceparent?: string | undefined;
+  /** W3C tracestate (≤ 512 bytes), only with a traceparent: the AMQP header `tracestate`. */
+  readonly tracestate?: string | undefined;
 }
 
 /** An event as read from the broker or the log, with the hub's marks. */
@@ -90,7 +102,12 @@ export interface EventInit {
   subject?: string | undefined;
   correlationId?: string | undefined;
   causationId?: string | undefined;
+  /** Headers named `traceparent` or `tracestate` are the trace context (the fields below), as on AMQP. */
   headers?: Record<string, string> | undefined;
+  /** W3C traceparent, checked: a malformed one refuses the event (INVALID_EVENT, parameter `traceparent`). */
+  traceparent?: string | undefined;
+  /** W3C tracestate (≤ 512 bytes of printable ASCII), only with a traceparent; checked likewise. */
+  tracestate?: string | undefined;
 }
 
 function invalid(message: string, details: Record<string, unknown> = {}): never {
@@ -125,9 +142,16 @@ export function createEvent(init: EventInit, options: { maxBytes?: number } = {}
     invalid(`invalid event id ${preview(init.id)}: expected a UUID`, { id: init.id, parameter: 'id' });
   const { bytes, contentType } = encodeData(init.data);
   assertSize(bytes.length, options.maxBytes ?? DEFAULT_MAX_EVENT_BYTES);
-  const headers = init.headers ?? {};
-  if (typeof headers !== 'object' || headers === null || Array.isArray(headers))
+  const given = init.headers ?? {};
+  if (typeof given !== 'object' || given === null || Array.isArray(given))
     invalid('invalid headers: expected an object of string values', { parameter: 'headers' });
+  const { [TRACEPARENT]: headerParent, [TRACESTATE]: headerState, ...headers } = given;
+  for (const [field, option, header] of [
+    [TRACEPARENT, init.traceparent, headerParent],
+    [TRACESTATE, init.tracestate, headerState],
+  ] as const)
+    if (option !== undefined && header !== undefined && option !== header)
+      invalid(`invalid ${field}: the ${field} option and header disagree`, { parameter: field });
   const event: HeraldEvent = {
     id: init.id ?? uuidv7(),
     sender: init.sender,
@@ -138,7 +162,9 @@ export function createEvent(init: EventInit, options: { maxBytes?: number } = {}
     subject: init.subject,
     correlationId: init.correlationId,
     causationId: init.causationId,
-    headers: { ...headers },
+    headers,
+    traceparent: init.traceparent ?? headerParent,
+    tracestate: init.tracestate ?? headerState,
   };
   checkEvent(event, options);
   return event;
@@ -160,8 +186,10 @@ const FORWARD_FIXED_BYTES =
  * offset and a replay id), in bytes as AMQP 0-9-1 encodes it. At most LIMITS.headerTableBytes for
  * every event that passed checkEvent.
  */
-export function forwardHeaderBytes(event: Pick<HeraldEvent, 'headers' | 'subject' | 'causationId'>): number {
+export function forwardHeaderBytes(event: Pick<HeraldEvent, 'headers' | 'subject' | 'causationId' | 'traceparent' | 'tracestate'>): number {
   let n = FORWARD_FIXED_BYTES;
+  if (event.traceparent !== undefined) n += entryBytes(TRACEPARENT, Buffer.byteLength(event.traceparent));
+  if (event.tracestate !== undefined) n += entryBytes(TRACESTATE, Buffer.byteLength(event.tracestate));
   if (event.subject !== undefined) n += entryBytes(Headers.SUBJECT, Buffer.byteLength(event.subject));
   if (event.causationId !== undefined) n += entryBytes(Headers.CAUSATION_ID, Buffer.byteLength(event.causationId));
   for (const name in event.headers) n += entryBytes(name, Buffer.byteLength(event.headers[name] as string));
@@ -173,9 +201,10 @@ export function forwardHeaderBytes(event: Pick<HeraldEvent, 'headers' | 'subject
  * SDK, REST and gRPC; fromAmqp for ingest): a UUID id; the time inside the window; content type,
  * correlation id, causation id and header names as AMQP short strings (≤ 255 bytes); every string
  * valid UTF-8 without NUL; no header named like one of the contract's; the header table as the hub
- * forwards it within 64 KiB; the body within `maxBytes`. Sender and type are checked where they are
- * read (assertSender, assertType). Throws a ValidationError (INVALID_EVENT, EVENT_TOO_LARGE) whose
- * `details.parameter` names the field, so an event that passed can always be stored and forwarded.
+ * forwards it within 64 KiB; a well-formed trace context (checkTraceContext); the body within
+ * `maxBytes`. Sender and type are checked where they are read (assertSender, assertType). Throws
+ * a ValidationError (INVALID_EVENT, EVENT_TOO_LARGE) whose `details.parameter` names the field, so
+ * an event that passed can always be stored and forwarded.
  */
 export function checkEvent(event: HeraldEvent, options: { maxBytes?: number } = {}): void {
   const short = LIMITS.shortStringBytes.value;
@@ -190,8 +219,11 @@ export function checkEvent(event: HeraldEvent, options: { maxBytes?: number } = 
     if (name === '') invalid('invalid headers: a header name is empty', { parameter: 'headers' });
     if (CONTRACT_HEADERS.has(name))
       invalid(`invalid headers: ${preview(name)} is a header of the wire contract, set by Herald`, { parameter: 'headers' });
+    if (name === TRACEPARENT || name === TRACESTATE)
+      invalid(`invalid headers: ${name} is the event's trace context, not an extra header`, { parameter: 'headers' });
     checkText(`headers.${name}`, event.headers[name]);
   }
+  checkTraceContext(event);
   const headerBytes = forwardHeaderBytes(event);
   if (headerBytes > LIMITS.headerTableBytes.value)
     invalid(
@@ -218,6 +250,8 @@ export function toAmqp(
   const headers: Record<string, unknown> = { ...event.headers, [Headers.TIME]: event.time };
   if (event.subject !== undefined) headers[Headers.SUBJECT] = event.subject;
   if (event.causationId !== undefined) headers[Headers.CAUSATION_ID] = event.causationId;
+  if (event.traceparent !== undefined) headers[TRACEPARENT] = event.traceparent;
+  if (event.tracestate !== undefined) headers[TRACESTATE] = event.tracestate;
   // Offsets travel as decimal strings: a signed 64-bit header would lose nothing either, but
   // strings read the same in every client library.
   if (extra.offset !== undefined) headers[Headers.OFFSET] = extra.offset.toString();
@@ -295,8 +329,10 @@ export function fromAmqp(
     time = options.now ?? Date.now();
   }
   const headers: Record<string, string> = {};
+  // Carried along, so a bad trace context is dropped, never a reason to refuse the event.
+  const trace = validTraceContext(raw[TRACEPARENT], raw[TRACESTATE]);
   for (const [k, v] of Object.entries(raw)) {
-    if (CONTRACT_HEADERS.has(k)) continue;
+    if (CONTRACT_HEADERS.has(k) || k === TRACEPARENT || k === TRACESTATE) continue;
     if (k.startsWith('x-death') || k.startsWith('x-first-death') || k.startsWith('x-last-death')) continue;
     const s = headerString(k, v);
     if (s !== undefined) headers[k] = s;
@@ -318,6 +354,8 @@ export function fromAmqp(
     correlationId: p.correlationId ?? undefined,
     causationId: headerString(Headers.CAUSATION_ID, raw[Headers.CAUSATION_ID]),
     headers,
+    traceparent: trace.traceparent,
+    tracestate: trace.tracestate,
     offset,
     replay: headerString(Headers.REPLAY, raw[Headers.REPLAY]),
   };

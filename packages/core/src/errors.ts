@@ -40,6 +40,11 @@ export const ErrorCodes = {
   UNAUTHENTICATED: 'UNAUTHENTICATED',
   /** The credentials are valid but their roles do not allow this (REST 403, gRPC PERMISSION_DENIED). */
   FORBIDDEN: 'FORBIDDEN',
+  /**
+   * An event's data does not match the JSON Schema its type has in the event catalog (a dead letter
+   * at the hub, whose reason is the validator's; a rejected publish in the SDK, before anything is sent).
+   */
+  SCHEMA_VIOLATION: 'SCHEMA_VIOLATION',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];

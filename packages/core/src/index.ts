@@ -64,7 +64,26 @@ export {
   selectorPatterns,
   sqlPredicate,
 } from './selector.ts';
-export type { BindingDeclaration, ExchangeDeclaration, HubMode, QueueDeclaration, Topology } from './topology.ts';
-export { ARCHIVE_BINDING, HUB_MODES, RECEIVER_TOPOLOGY, wireTopology } from './topology.ts';
+export type { BindingDeclaration, ExchangeDeclaration, HubMode, QueueDeclaration, QueueType, Topology } from './topology.ts';
+export {
+  ARCHIVE_BINDING,
+  DEAD_STORE_QUEUE,
+  HUB_MODES,
+  QUEUE_TYPES,
+  queueTypeArguments,
+  RECEIVER_TOPOLOGY,
+  wireTopology,
+} from './topology.ts';
+export type { TraceContext } from './trace-context.ts';
+export {
+  checkTraceContext,
+  joinTraceHeaders,
+  splitTraceHeaders,
+  TRACEPARENT,
+  TRACESTATE,
+  traceparentProblem,
+  tracestateProblem,
+  validTraceContext,
+} from './trace-context.ts';
 export { redactSecrets, redactUrl } from './url.ts';
 export { isUuid, uuidv7 } from './uuid.ts';

@@ -44,6 +44,8 @@ export const LIMITS = {
   subscriptionNameChars: { value: 128, unit: 'characters', what: 'a subscription name ([A-Za-z0-9_.-])' },
   /** Nesting of a JSON request body or event body shown as JSON; deeper bodies are refused, or shown as base64. */
   jsonDepth: { value: 64, unit: 'levels', what: 'nesting of JSON in a request, and of a body the API shows as JSON' },
+  /** A W3C tracestate (trace-context.ts); a traceparent has its fixed 55 characters. */
+  tracestateBytes: { value: 512, unit: 'bytes', what: 'the W3C tracestate of an event (printable ASCII)' },
   /** Free text the hub keeps (a pause's reason). */
   textChars: { value: 1000, unit: 'characters', what: 'free text such as a pause reason' },
 } as const satisfies Record<string, Limit>;

@@ -49,6 +49,8 @@ export interface WireEvent {
   causationId?: string | undefined;
   headers: Record<string, string>;
   replay?: string | undefined;
+  traceparent?: string | undefined;
+  tracestate?: string | undefined;
 }
 
 /** `herald.v1.PublishRequest`. */
@@ -63,6 +65,8 @@ export interface WirePublishRequest {
   correlationId?: string | undefined;
   causationId?: string | undefined;
   headers: Record<string, string>;
+  traceparent?: string | undefined;
+  tracestate?: string | undefined;
 }
 
 /** `herald.v1.PublishResponse`. */
@@ -123,6 +127,8 @@ export function toWireEvent(event: OffsetEvent): WireEvent {
   if (event.correlationId !== undefined) wire.correlationId = event.correlationId;
   if (event.causationId !== undefined) wire.causationId = event.causationId;
   if (event.replay !== undefined) wire.replay = event.replay;
+  if (event.traceparent !== undefined) wire.traceparent = event.traceparent;
+  if (event.tracestate !== undefined) wire.tracestate = event.tracestate;
   return wire;
 }
 
@@ -141,5 +147,7 @@ export function fromWireEvent(wire: WireEvent): DeliveredEvent & { readonly offs
     causationId: wire.causationId ?? undefined,
     headers: wire.headers ?? {},
     replay: wire.replay ?? undefined,
+    traceparent: wire.traceparent ?? undefined,
+    tracestate: wire.tracestate ?? undefined,
   };
 }

@@ -9,6 +9,28 @@ export type HubMode = 'router' | 'archive';
 /** Every hub mode, for validating configuration. */
 export const HUB_MODES: readonly HubMode[] = Object.freeze(['router', 'archive']);
 
+/**
+ * The RabbitMQ queue type of Herald's durable queues (HERALD_QUEUE_TYPE): `classic` (one node) or
+ * `quorum` (replicated over a RabbitMQ cluster, DESIGN.md §7).
+ */
+export type QueueType = 'classic' | 'quorum';
+
+/** Every queue type, for validating configuration. */
+export const QUEUE_TYPES: readonly QueueType[] = Object.freeze(['classic', 'quorum']);
+
+const QUORUM_ARGUMENTS = Object.freeze({ 'x-queue-type': 'quorum' });
+const NO_ARGUMENTS = Object.freeze({});
+
+/**
+ * The declare arguments that make a durable queue of `type`: none for classic, as Herald's queues
+ * were always declared, so that existing queues stay equivalent; `x-queue-type: quorum` for
+ * quorum. Quorum queues refuse exclusive, auto-delete and non-durable queues and `x-max-priority`;
+ * `x-single-active-consumer`, `x-max-length` and `x-overflow: drop-head` work with both types.
+ */
+export function queueTypeArguments(type: QueueType): Readonly<Record<string, string>> {
+  return type === 'quorum' ? QUORUM_ARGUMENTS : NO_ARGUMENTS;
+}
+
 /** An exchange of the wire contract. All of Herald's exchanges are durable topic exchanges. */
 export interface ExchangeDeclaration {
   readonly name: string;
@@ -36,6 +58,12 @@ export interface Topology {
   readonly queues: readonly QueueDeclaration[];
   readonly bindings: readonly BindingDeclaration[];
 }
+
+/**
+ * The hub's queue on `herald.dead` (`#`): every dead letter, the SDK subscribers' included, which
+ * the hub keeps in its dead letters. `herald.dead` (the queue) stays for whoever reads it directly.
+ */
+export const DEAD_STORE_QUEUE = 'herald.dead.store';
 
 const exchange = (name: string): ExchangeDeclaration => Object.freeze({ name, type: 'topic', durable: true });
 

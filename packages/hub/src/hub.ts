@@ -9,13 +9,14 @@ import { pausesRoutes } from './api/pauses-routes.ts';
 import { replaysRoutes } from './api/replays-routes.ts';
 import { subscriptionsRoutes } from './api/subscriptions-routes.ts';
 import { type AccessControl, createAccessControl } from './auth/index.ts';
+import { createHubCatalog, type HubCatalog } from './catalog/index.ts';
 import { type HubConfig, redactUrl } from './config/index.ts';
 import { dashboardRoutes } from './dashboard/routes.ts';
 import { DeadLetters } from './dead-letters/dead-letters.ts';
 import { assertArchiveSwitchSafe, createDispatcher, type Dispatcher } from './dispatcher/index.ts';
 import { createExchangeStore, Exchanges } from './exchanges/index.ts';
 import { createGrpcServer, type GrpcServer } from './grpc/server.ts';
-import { createIngest, type Ingest, type IngestStats, probeAmqp } from './ingest/index.ts';
+import { createIngest, type Ingest, type IngestStats, probeAmqp, probeQueueTypes } from './ingest/index.ts';
 import { createLogger } from './logger.ts';
 import { HubMetrics, type MetricsSources } from './metrics/index.ts';
 import type { SqlStore } from './store/index.ts';
@@ -109,6 +110,10 @@ class HubProcess implements Hub {
   private stopping: Promise<void> | undefined;
   private access: AccessControl | undefined;
   private exchanges: Exchanges | undefined;
+  /** The event catalog: its routes, and the validation and observation ingest calls. */
+  private catalog: HubCatalog | undefined;
+  /** The dead letters API and the intake of herald.dead, on every hub (one consumes at a time). */
+  private deadLetters: DeadLetters | undefined;
   /** Counters of the event path and the gauges read at scrape time; undefined with HERALD_METRICS=off. */
   private readonly metrics: HubMetrics | undefined;
 
@@ -175,10 +180,21 @@ class HubProcess implements Hub {
     }
     try {
       await probeAmqp(config.amqpUrl);
+      await probeQueueTypes(config.amqpUrl, config.mode, config.queueType);
       this.access = createAccessControl(config, (store as SqlStore).sql, logger);
       await this.access.start();
       this.exchanges = new Exchanges(createExchangeStore((store as SqlStore).sql), config.amqpUrl, logger.child({ part: 'exchanges' }));
       await this.exchanges.restore();
+      const exchanges = this.exchanges;
+      this.catalog = createHubCatalog({ sql: (store as SqlStore).sql, amqpUrl: config.amqpUrl, logger, exchanges: () => exchanges.list() });
+      await this.catalog.start();
+      this.deadLetters = new DeadLetters(
+        createDeadLetterStore((store as SqlStore).sql),
+        config.amqpUrl,
+        logger.child({ part: 'dead-letters' }),
+        { queueType: config.queueType },
+      );
+      this.deadLetters.start();
       this.metrics?.start(this.metricSources(store));
       await this.startHttp(store);
       await this.startGrpc();
@@ -211,7 +227,9 @@ class HubProcess implements Hub {
     await this.dispatcher?.stop().catch(() => undefined);
     await this.leaseLoop;
     await this.http?.close().catch(() => undefined);
+    await this.catalog?.stop().catch(() => undefined);
     this.access?.stop();
+    await this.deadLetters?.stop().catch(() => undefined);
     this.metrics?.stop();
     await this.store?.close().catch(() => undefined);
     this.current = 'stopped';
@@ -279,6 +297,7 @@ class HubProcess implements Hub {
       logger: this.logger,
       dispatch: dispatcher ? (events) => dispatcher.publish(events) : undefined,
       senderCheck: this.access?.senderCheck,
+      inspect: this.catalog?.inspect,
       metrics: this.metrics,
     });
     this.ingest = ingest;
@@ -294,6 +313,7 @@ class HubProcess implements Hub {
         amqpUrl: this.config.amqpUrl,
         logger: this.logger,
         receiverMaxLength: this.config.receiverMaxLength,
+        receiverQueueType: this.config.queueType,
         maxSubscriptions: this.config.maxSubscriptions,
         dispatched: () => {
           const d = ingest.stats().dispatched;
@@ -381,16 +401,14 @@ class HubProcess implements Hub {
       config: this.config,
       auth: access.auth,
       users: access.users,
+      catalog: this.catalog,
       publish: (event: HeraldEvent) => this.publish(event),
       // Router mode: pauses and replays, answered by this hub's dispatcher while it holds the lease.
       extraRoutes: (app: FastifyInstance) => {
         if (this.metrics) metricsRoutes(app, { metrics: this.metrics, maxStreams: this.config.maxSseStreams });
         exchangesRoutes(app, this.exchanges as Exchanges);
         dashboardRoutes(app);
-        deadLettersRoutes(
-          app,
-          new DeadLetters(createDeadLetterStore((store as SqlStore).sql), this.config.amqpUrl, this.logger.child({ part: 'dead-letters' })),
-        );
+        deadLettersRoutes(app, this.deadLetters as DeadLetters);
         const routes = { dispatcher: () => this.dispatcher, mode: this.config.mode };
         pausesRoutes(app, routes);
         replaysRoutes(app, { ...routes, subscriptions: () => this.subs, store, maxReplays: this.config.maxReplays });

@@ -33,6 +33,8 @@ const SQL_OUTSIDE_STORE = new Set([
   'hub/src/replays/replay-store.ts',
   'hub/src/subscriptions/subscription-store.ts',
 ]);
+/** The SDK's outbox and inbox: SQL of the service's own tables, in the service's database, not the hub's store. */
+const SERVICE_TABLES = 'client/src/outbox/';
 const LONG_FILES: Record<string, number> = {
   'hub/src/ingest/ingest.ts': 1110,
   'hub/src/subscriptions/manager.ts': 1175,
@@ -65,6 +67,15 @@ interface Source {
   readonly imports: readonly string[];
 }
 
+/** The imports of a module that exist at run time (not `import type`), as written. */
+function runtimeImports(text: string): string[] {
+  const imports: string[] = [];
+  for (const m of text.matchAll(/^(?:import|export)\s+(type\s+)?[^'";]*?from\s+'([^']+)'/gms)) if (!m[1]) imports.push(m[2] as string);
+  for (const m of text.matchAll(/^import\s+'([^']+)'/gm)) imports.push(m[1] as string);
+  for (const m of text.matchAll(/\bimport\(\s*'([^']+)'\s*\)/g)) imports.push(m[1] as string);
+  return imports;
+}
+
 function sources(): Source[] {
   const out: Source[] = [];
   for (const pkg of PACKAGES) {
@@ -72,11 +83,7 @@ function sources(): Source[] {
       if (pkg !== 'testing' && isTestCode(file)) continue;
       if (pkg === 'testing' && file.endsWith('.test.ts')) continue;
       const text = readFileSync(file, 'utf8');
-      const imports: string[] = [];
-      for (const m of text.matchAll(/^(?:import|export)\s+(type\s+)?[^'";]*?from\s+'([^']+)'/gms)) if (!m[1]) imports.push(m[2] as string);
-      for (const m of text.matchAll(/^import\s+'([^']+)'/gm)) imports.push(m[1] as string);
-      for (const m of text.matchAll(/\bimport\(\s*'([^']+)'\s*\)/g)) imports.push(m[1] as string);
-      out.push({ pkg, file, text, imports });
+      out.push({ pkg, file, text, imports: runtimeImports(text) });
     }
   }
   return out;
@@ -145,7 +152,9 @@ test('SQL lives in the store (the files that still hold it are listed, and the l
     'these hold no SQL any more: take them off the list',
   );
   assert.deepEqual(
-    all.filter((s) => s.pkg !== 'hub' && sql.test(s.text) && s.pkg !== 'testing').map((s) => short(s.file)),
+    all
+      .filter((s) => s.pkg !== 'hub' && sql.test(s.text) && s.pkg !== 'testing' && !short(s.file).startsWith(SERVICE_TABLES))
+      .map((s) => short(s.file)),
     [],
   );
 });
@@ -166,4 +175,18 @@ test(`source files have at most ${MAX_LINES} lines (the long ones listed may not
       `${file} is ${MAX_LINES} lines or fewer now: take it off LONG_FILES (bound ${bound})`,
     );
   }
+});
+
+test('examples import only the SDK, by its public entry points, as a user would (their tests aside)', () => {
+  const PUBLIC = new Set(['@herald/client', '@herald/client/grpc', '@herald/client/outbox']);
+  const broken: string[] = [];
+  for (const file of walk(join(ROOT, 'examples'))) {
+    if (isTestCode(file)) continue;
+    for (const spec of runtimeImports(readFileSync(file, 'utf8'))) {
+      if (spec.startsWith('@herald/') && !PUBLIC.has(spec)) broken.push(`${relative(ROOT, file)} imports ${spec}`);
+      if (spec.startsWith('.') && relative(dirname(file), resolve(dirname(file), spec)).startsWith('..'))
+        broken.push(`${relative(ROOT, file)} reaches out of its example: ${spec}`);
+    }
+  }
+  assert.deepEqual(broken, []);
 });

@@ -1,8 +1,9 @@
 import { type ChannelModel, type ConfirmChannel, connect, type Message } from 'amqplib';
-import { perSecond, waitDrained } from './drain.ts';
+import { waitDrained } from './drain.ts';
+import { oneReceiverFigures } from './one-receiver.ts';
 import type { BenchOptions } from './options.ts';
 import { drive } from './pacer.ts';
-import { decodePayload, type EventPlan, encodePayload, eventAt, nowMs, typeIndexOf } from './plan.ts';
+import { decodePayload, type EventPlan, encodePayload, eventAt, nowMs } from './plan.ts';
 import { type LatencySummary, ReceiverTally, SentTally } from './tally.ts';
 
 /** What raw amqplib achieves on the same broker with the same load: the yardstick for Herald. */
@@ -110,17 +111,7 @@ export async function runBaseline(
     });
     await waitDrained([{ tally, expected: sent.confirmed }], opts.drainTimeoutMs);
     flushAck();
-    const f = tally.figures(sent, (s, seq) => typeIndexOf(plan, s, seq));
-    return {
-      sent: sent.confirmed,
-      received: f.received,
-      lost: f.lost,
-      duplicates: f.duplicates,
-      reordered: f.reordered,
-      publishThroughput: perSecond(result.confirmed, result.endedAt - result.startedAt),
-      endToEndThroughput: perSecond(tally.distinct, tally.lastAt - result.startedAt),
-      latencyMs: f.latencyMs,
-    };
+    return oneReceiverFigures(plan, sent, tally, result);
   } finally {
     for (const c of publisherConns) await c.close().catch(() => {});
     try {

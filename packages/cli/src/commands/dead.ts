@@ -8,6 +8,11 @@ import type { RegisterCommand } from './index.ts';
 interface DeadDoc {
   id: string;
   at: string;
+  source: string;
+  queue: string | null;
+  attempts: number | null;
+  firstFailedAt: string;
+  lastFailedAt: string;
   reason: string;
   code: string;
   routingKey: string;
@@ -16,17 +21,24 @@ interface DeadDoc {
   redrives: number;
 }
 
-/** A dead letter in one line: `<id>  <time>  <code>  <routing key>  <reason>`. */
+/**
+ * A dead letter in one line: `<id>  <last failure>  <code>  <routing key>  <source>[@<queue>]  <attempts>  <reason>`,
+ * the attempts with the first failure when it differs from the last.
+ */
 export function deadLine(d: DeadDoc): string {
   const redriven = d.redrives > 0 ? `  (redriven ${d.redrives}×)` : '';
-  return `${d.id}  ${d.at}  ${d.code}  ${JSON.stringify(d.routingKey)}  ${d.reason}${redriven}`;
+  const where = d.queue === null ? d.source : `${d.source}@${JSON.stringify(d.queue)}`;
+  const since = d.firstFailedAt === d.lastFailedAt ? '' : ` since ${d.firstFailedAt}`;
+  const attempts = d.attempts === null ? 'attempts unknown' : `${d.attempts} attempt${d.attempts === 1 ? '' : 's'}${since}`;
+  return `${d.id}  ${d.lastFailedAt}  ${d.code}  ${JSON.stringify(d.routingKey)}  ${where}  ${attempts}  ${d.reason}${redriven}`;
 }
 
-type Filter = { selector?: string; code?: string };
+type Filter = { selector?: string; code?: string; source?: string };
 const query = (o: Filter & { all?: boolean }) => {
   const q = new URLSearchParams();
   if (o.selector !== undefined) q.set('selector', o.selector);
   if (o.code !== undefined) q.set('code', o.code);
+  if (o.source !== undefined) q.set('source', o.source);
   if (o.all) q.set('all', 'true');
   const s = q.toString();
   return s === '' ? '' : `?${s}`;
@@ -44,7 +56,8 @@ export const registerDead: RegisterCommand = (program: Command) => {
   const filters = (c: Command) =>
     c
       .option('--selector <patterns>', 'sender:type patterns over the routing key, comma-separated')
-      .option('--code <code>', 'only dead letters of this error code, e.g. INVALID_EVENT');
+      .option('--code <code>', 'only dead letters of this error code, e.g. INVALID_EVENT')
+      .option('--source <source>', 'only dead letters from hub (ingest refused them) or subscriber (sent to herald.dead)');
 
   filters(dead.command('list').description('list dead letters, oldest first'))
     .option('--limit <n>', 'at most this many (1-1000, default 100)')
@@ -73,27 +86,36 @@ export const registerDead: RegisterCommand = (program: Command) => {
       process.stdout.write(`${JSON.stringify(d, null, 2)}\n`);
     });
 
-  filters(dead.command('redrive').description('re-send one dead letter (by id) or those a --selector / --code select, to herald.ingest'))
+  filters(
+    dead
+      .command('redrive')
+      .description('re-send one dead letter (by id) or those a --selector / --code / --source select, to herald.ingest'),
+  )
     .argument('[id]', 'the dead letter id')
     .option('--queue <name>', 'with an id: send it to this queue instead')
     .addOption(hubUrlOption())
     .addOption(tokenOption())
     .showHelpAfterError('(see herald dead redrive --help)')
     .action(async (id: string | undefined, o: HubFlags & Filter & { queue?: string }) => {
-      if (id === undefined && o.selector === undefined && o.code === undefined)
-        throw new UsageError('give a dead letter id, or --selector and/or --code');
-      if (id !== undefined && (o.selector !== undefined || o.code !== undefined)) throw new UsageError('give an id or filters, not both');
+      const filtered = o.selector !== undefined || o.code !== undefined || o.source !== undefined;
+      if (id === undefined && !filtered) throw new UsageError('give a dead letter id, or --selector, --code and/or --source');
+      if (id !== undefined && filtered) throw new UsageError('give an id or filters, not both');
       if (id === undefined && o.queue !== undefined) throw new UsageError('--queue goes with an id');
       const r =
         id === undefined
-          ? await callHub<{ redriven: number }>(hubOf(o), 'POST', '/dead-letters/redrive', { selector: o.selector, code: o.code })
-          : await callHub<{ redriven: number }>(
+          ? await callHub<{ redriven: number; skipped?: number }>(hubOf(o), 'POST', '/dead-letters/redrive', {
+              selector: o.selector,
+              code: o.code,
+              source: o.source,
+            })
+          : await callHub<{ redriven: number; skipped?: number }>(
               hubOf(o),
               'POST',
               `/dead-letters/${encodeURIComponent(id)}/redrive`,
               o.queue ? { queue: o.queue } : {},
             );
-      process.stdout.write(`redriven ${r.redriven}\n`);
+      const skipped = r.skipped ? ` (skipped ${r.skipped} from subscribers whose event is not in the log)` : '';
+      process.stdout.write(`redriven ${r.redriven}${skipped}\n`);
     });
 
   filters(dead.command('purge').description('delete one dead letter (by id), those the filters select, or every one with --all'))
@@ -108,8 +130,8 @@ export const registerDead: RegisterCommand = (program: Command) => {
         process.stdout.write(`purged dead letter ${id}\n`);
         return;
       }
-      if (o.selector === undefined && o.code === undefined && !o.all)
-        throw new UsageError('give an id, --selector and/or --code, or --all');
+      if (o.selector === undefined && o.code === undefined && o.source === undefined && !o.all)
+        throw new UsageError('give an id, --selector, --code and/or --source, or --all');
       const r = await callHub<{ deleted: number }>(hubOf(o), 'DELETE', `/dead-letters${query(o)}`);
       process.stdout.write(`purged ${r.deleted}\n`);
     });

@@ -1,11 +1,11 @@
-import { redactSecrets } from '@herald/core';
+import { ErrorCodes, redactSecrets } from '@herald/core';
 import { createHub, type HubOptions, normalizeConfig } from '@herald/hub';
 import type { Command } from 'commander';
 
 /**
  * `herald hub`: runs the hub in the foreground. Flags override HERALD_* variables, which override
  * the defaults. Time settings are durations (`30s`, `500ms`, `2m`); a bare number is seconds. Invalid configuration or an unreachable RabbitMQ/database at start prints one line
- * to stderr and exits 1 (2 for configuration). SIGTERM or SIGINT stops gracefully (the batch in
+ * to stderr and exits 1 (2 for configuration, also when a queue exists with the other HERALD_QUEUE_TYPE). SIGTERM or SIGINT stops gracefully (the batch in
  * flight is finished); a second signal exits at once.
  */
 export function registerHub(program: Command): void {
@@ -13,6 +13,7 @@ export function registerHub(program: Command): void {
     .command('hub')
     .description('run the hub: ingest, the log, the REST API, gRPC subscriptions')
     .option('--mode <mode>', 'router | archive (HERALD_MODE, default router)')
+    .option('--queue-type <type>', 'classic | quorum: the type of the queues the hub declares (HERALD_QUEUE_TYPE, default classic)')
     .option('--amqp-url <url>', 'RabbitMQ (HERALD_AMQP_URL, default amqp://guest:guest@127.0.0.1:5672)')
     .option('--database-url <url>', 'postgres:// URL, or a directory for the embedded store (HERALD_DATABASE_URL, default ./.herald/)')
     .option('--http-port <port>', 'REST port (HERALD_HTTP_PORT, default 8080)')
@@ -96,7 +97,8 @@ export function registerHub(program: Command): void {
         await hub.start();
       } catch (err) {
         process.stderr.write(`herald: ${redactSecrets(err instanceof Error ? err.message : String(err))}\n`);
-        process.exit(1);
+        // A setting the broker refuses (a queue of the other HERALD_QUEUE_TYPE) is configuration too.
+        process.exit((err as { code?: unknown }).code === ErrorCodes.INVALID_CONFIG ? 2 : 1);
       }
     });
 }

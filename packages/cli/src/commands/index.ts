@@ -1,9 +1,11 @@
 import type { Command } from 'commander';
 import { registerBench } from './bench.ts';
+import { registerCatalog } from './catalog.ts';
 import { registerDead } from './dead.ts';
 import { registerEvents } from './events.ts';
 import { registerExchanges } from './exchanges.ts';
 import { registerHub } from './hub.ts';
+import { registerOutboxRelay } from './outbox-relay.ts';
 import { registerPause } from './pause.ts';
 import { registerPublish } from './publish.ts';
 import { registerReplay } from './replay.ts';
@@ -30,4 +32,6 @@ export const commands: RegisterCommand[] = [
   registerTokens,
   registerExchanges,
   registerDead,
+  registerOutboxRelay,
+  registerCatalog,
 ];

@@ -9,9 +9,10 @@ import type { Principal } from '../auth/types.ts';
  * - `open`: anyone, no credentials (probes, the OpenAPI document, metrics);
  * - `admin`: an admin;
  * - `publisher`: a user with a publisher role; the handler checks the sender;
- * - `subscriber`: a user with a subscriber role; the handler checks the selector and the owner.
+ * - `subscriber`: a user with a subscriber role; the handler checks the selector and the owner;
+ * - `user`: any authenticated user; the handler shows what the user's roles cover (the event catalog).
  */
-export type Access = 'open' | 'admin' | 'publisher' | 'subscriber';
+export type Access = 'open' | 'admin' | 'publisher' | 'subscriber' | 'user';
 
 /**
  * Every route of the REST API and who may call it: the one table (DESIGN.md §8). A route missing
@@ -66,6 +67,12 @@ export const ACCESS: Readonly<Record<string, Access>> = {
   'POST /api/v1/users/:name/tokens': 'admin',
   'GET /api/v1/users/:name/tokens': 'admin',
   'DELETE /api/v1/users/:name/tokens/:id': 'admin',
+  // The event catalog: read by any user (each sees the types its roles cover), written by publishers of the sender.
+  'GET /api/v1/catalog': 'user',
+  'GET /api/v1/catalog/asyncapi.json': 'user',
+  'GET /api/v1/catalog/:sender/:type': 'user',
+  'PUT /api/v1/catalog/:sender/:type': 'publisher',
+  'DELETE /api/v1/catalog/:sender/:type': 'publisher',
 };
 
 /** The rule of a route; HEAD goes as its GET. */
@@ -140,6 +147,6 @@ export function installAccess(app: FastifyInstance, auth: Auth): void {
     if (url === undefined) return;
     if (access === 'admin') auth.assertAdmin(request.principal, `${request.method} ${url}`);
     else if (access === 'publisher') auth.assertSomePublisher(request.principal);
-    else auth.assertSomeSubscriber(request.principal);
+    else if (access === 'subscriber') auth.assertSomeSubscriber(request.principal);
   });
 }

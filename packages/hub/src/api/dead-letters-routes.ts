@@ -1,26 +1,57 @@
 import type { FastifyInstance } from 'fastify';
 import Type from 'typebox';
 import { type DeadLetters, MAX_BULK_REDRIVE } from '../dead-letters/dead-letters.ts';
-import type { DeadLetterFilter, StoredDeadLetter } from '../store/index.ts';
+import { CODE_RE } from '../dead-letters/received.ts';
+import type { DeadLetterFilter, DeadLetterSource, StoredDeadLetter } from '../store/index.ts';
 import { parseOffset, parseSelectorParam } from './events-routes.ts';
 import { named } from './openapi.ts';
 import { isoOrNull } from './pauses-routes.ts';
 import { badParameter } from './problems.ts';
 
+const DEAD_LETTER_EXAMPLE = {
+  id: '42',
+  at: '2026-12-07T12:40:01.120Z',
+  source: 'subscriber',
+  queue: 'billing-mailer',
+  attempts: 5,
+  firstFailedAt: '2026-12-07T12:39:58.903Z',
+  lastFailedAt: '2026-12-07T12:40:01.004Z',
+  reason: 'SMTP refused the message',
+  code: 'HANDLER_FAILED',
+  exchange: 'herald.events',
+  routingKey: 'billing.invoice.paid',
+  messageId: '01938f6e-8f3a-7c1e-9a53-0b2d4c6e8f10',
+  bytes: 57,
+  redrives: 0,
+  redrivenAt: null,
+};
+
 const DeadLetterSchema = named(
   'DeadLetter',
-  Type.Object({
-    id: Type.String({ description: 'a decimal integer' }),
-    at: Type.String({ format: 'date-time', description: 'when it failed' }),
-    reason: Type.String(),
-    code: Type.String({ description: 'the error code, e.g. INVALID_EVENT' }),
-    exchange: Type.String({ description: 'where the message was published' }),
-    routingKey: Type.String(),
-    messageId: Type.Union([Type.String(), Type.Null()]),
-    bytes: Type.Integer({ description: 'the size of the body' }),
-    redrives: Type.Integer({ description: 'how often it was re-sent' }),
-    redrivenAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
-  }),
+  Type.Object(
+    {
+      id: Type.String({ description: 'a decimal integer' }),
+      at: Type.String({ format: 'date-time', description: 'when the hub kept it (for its own: when it failed)' }),
+      source: Type.Union([Type.Literal('hub'), Type.Literal('subscriber')], {
+        description: 'hub: ingest refused it; subscriber: a consumer gave up on it and sent it to herald.dead',
+      }),
+      queue: Type.Union([Type.String(), Type.Null()], { description: 'the queue it died on, when its subscriber said' }),
+      attempts: Type.Union([Type.Integer({ minimum: 0 }), Type.Null()], {
+        description: 'handler attempts made (the hub: 1; 0: dead at once, unreadable); null when its sender did not say',
+      }),
+      firstFailedAt: Type.String({ format: 'date-time', description: 'when the first attempt failed' }),
+      lastFailedAt: Type.String({ format: 'date-time', description: 'when the last attempt failed' }),
+      reason: Type.String(),
+      code: Type.String({ description: 'the error code, e.g. INVALID_EVENT, HANDLER_FAILED (UNKNOWN when its sender gave none)' }),
+      exchange: Type.String({ description: 'where the message was published' }),
+      routingKey: Type.String(),
+      messageId: Type.Union([Type.String(), Type.Null()]),
+      bytes: Type.Integer({ description: 'the size of the body' }),
+      redrives: Type.Integer({ description: 'how often it was re-sent' }),
+      redrivenAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+    },
+    { examples: [DEAD_LETTER_EXAMPLE] },
+  ),
 );
 const FullSchema = named(
   'DeadLetterWhole',
@@ -36,6 +67,11 @@ function letterJson(l: StoredDeadLetter) {
   return {
     id: l.id.toString(),
     at: isoOrNull(l.at),
+    source: l.source,
+    queue: l.queue ?? null,
+    attempts: l.attempts ?? null,
+    firstFailedAt: isoOrNull(l.firstFailedAt),
+    lastFailedAt: isoOrNull(l.lastFailedAt),
     reason: l.reason,
     code: l.code,
     exchange: l.exchange,
@@ -60,12 +96,17 @@ function fullJson(l: StoredDeadLetter) {
 const FilterQuery = {
   selector: Type.Optional(Type.String({ description: 'sender:type patterns over the routing key <sender>.<type>' })),
   code: Type.Optional(Type.String({ description: 'only dead letters of this error code' })),
+  source: Type.Optional(
+    Type.Union([Type.Literal('hub'), Type.Literal('subscriber')], { description: 'only dead letters from this source' }),
+  ),
 };
 const IdParams = Type.Object({ id: Type.String({ description: 'the dead letter id, a decimal integer' }) });
 
-function filterOf(q: { selector?: string; code?: string }): DeadLetterFilter {
-  if (q.code !== undefined && !/^[A-Z_]{1,64}$/.test(q.code)) throw badParameter('code', 'code must be an error code, e.g. INVALID_EVENT');
-  return { selector: parseSelectorParam(q.selector), code: q.code };
+type FilterParams = { selector?: string; code?: string; source?: DeadLetterSource };
+
+function filterOf(q: FilterParams): DeadLetterFilter {
+  if (q.code !== undefined && !CODE_RE.test(q.code)) throw badParameter('code', 'code must be an error code, e.g. INVALID_EVENT');
+  return { selector: parseSelectorParam(q.selector), code: q.code, source: q.source };
 }
 
 const idOf = (value: string) => parseOffset('id', value) as bigint;
@@ -93,7 +134,7 @@ export function deadLettersRoutes(app: FastifyInstance, deadLetters: DeadLetters
       },
     },
     async (request) => {
-      const q = request.query as { selector?: string; code?: string; after?: string; limit?: number };
+      const q = request.query as FilterParams & { after?: string; limit?: number };
       const limit = q.limit ?? 100;
       const rows = await deadLetters.list(filterOf(q), parseOffset('after', q.after) ?? 0n, limit + 1);
       const page = rows.slice(0, limit);
@@ -122,11 +163,12 @@ export function deadLettersRoutes(app: FastifyInstance, deadLetters: DeadLetters
         summary: 'Re-send one dead letter',
         description:
           'To herald.ingest with its routing key and properties (an event keeps its id, so it is stored once however often it ' +
-          'is re-sent), or with the body {"queue": name} to that queue (no body, or {}: herald.ingest). Marked x-herald-redriven: <id>; a failure comes back as a new dead letter.',
+          'is re-sent), or with the body {"queue": name} to that queue (no body, or {}: herald.ingest). Marked x-herald-redriven: <id>; a failure comes back as a new dead letter. ' +
+          "A subscriber's dead letter goes to herald.ingest only when its event is in the log (409 otherwise).",
         tags: ['dead letters'],
         params: IdParams,
         response: { 200: Type.Object({ redriven: Type.Integer() }) },
-        problems: [404, 502, 503],
+        problems: [404, 409, 502, 503],
       },
     },
     async (request) => {
@@ -145,14 +187,25 @@ export function deadLettersRoutes(app: FastifyInstance, deadLetters: DeadLetters
     '/api/v1/dead-letters/redrive',
     {
       schema: {
-        summary: `Re-send the dead letters a selector and code select (at most ${MAX_BULK_REDRIVE} a call, oldest first)`,
+        summary: `Re-send the dead letters a selector, code and source select (at most ${MAX_BULK_REDRIVE} a call, oldest first)`,
+        description:
+          'To herald.ingest, each with its routing key and properties. No filter: every one (oldest first). ' +
+          "A subscriber's dead letter whose event is not in the log is skipped (re-send it to its queue by id).",
         tags: ['dead letters'],
-        body: Type.Object(FilterQuery, { additionalProperties: false }),
-        response: { 200: Type.Object({ redriven: Type.Integer() }) },
+        body: Type.Object(FilterQuery, {
+          additionalProperties: false,
+          examples: [{ selector: 'billing:*', code: 'HANDLER_FAILED', source: 'subscriber' }],
+        }),
+        response: {
+          200: Type.Object({
+            redriven: Type.Integer(),
+            skipped: Type.Integer({ description: "subscribers' dead letters not re-sent: their event is not in the log" }),
+          }),
+        },
         problems: [502, 503],
       },
     },
-    async (request) => ({ redriven: await deadLetters.redriveMany(filterOf(request.body as { selector?: string; code?: string })) }),
+    async (request) => deadLetters.redriveMany(filterOf(request.body as FilterParams)),
   );
 
   app.delete(
@@ -176,16 +229,16 @@ export function deadLettersRoutes(app: FastifyInstance, deadLetters: DeadLetters
     '/api/v1/dead-letters',
     {
       schema: {
-        summary: 'Purge the dead letters a selector and code select; every one needs all=true',
+        summary: 'Purge the dead letters a selector, code and source select; every one needs all=true',
         tags: ['dead letters'],
         querystring: Type.Object({ ...FilterQuery, all: Type.Optional(Type.Boolean()) }, { additionalProperties: false }),
         response: { 200: Type.Object({ deleted: Type.Integer() }) },
       },
     },
     async (request) => {
-      const q = request.query as { selector?: string; code?: string; all?: boolean };
-      if (q.selector === undefined && q.code === undefined && q.all !== true)
-        throw badParameter('all', 'purging every dead letter needs all=true (or give a selector or a code)');
+      const q = request.query as FilterParams & { all?: boolean };
+      if (q.selector === undefined && q.code === undefined && q.source === undefined && q.all !== true)
+        throw badParameter('all', 'purging every dead letter needs all=true (or give a selector, a code or a source)');
       return { deleted: await deadLetters.purge(filterOf(q)) };
     },
   );

@@ -1,8 +1,9 @@
-import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { type TypeBoxTypeProvider, TypeBoxValidatorCompiler } from '@fastify/type-provider-typebox';
 import {
   bodyJson,
   createEvent,
   ErrorCodes,
+  type EventInit,
   HeraldError,
   type HeraldEvent,
   isJsonContentType,
@@ -12,10 +13,22 @@ import {
   parseSelector,
   preview,
   type Selector,
+  validTraceContext,
 } from '@herald/core';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import Type, { type Static } from 'typebox';
 import { queryMayHaveMore, READ_MAX_BYTES, type Store, type StoredEvent } from '../store/index.ts';
+import {
+  CLOUDEVENT_BATCH_MEDIA,
+  CLOUDEVENT_MEDIA,
+  CloudEventSchema,
+  cloudEvent,
+  fromBinary,
+  fromStructured,
+  isBinaryCloudEvent,
+  prefers,
+} from './cloudevents.ts';
+import { guardedJsonParser } from './input-guard.ts';
 import { named } from './openapi.ts';
 import { badParameter, notFound } from './problems.ts';
 
@@ -40,8 +53,24 @@ export const EventSchema = named(
     subject: Type.Optional(Type.String()),
     correlationId: Type.Optional(Type.String()),
     causationId: Type.Optional(Type.String()),
+    traceparent: Type.Optional(Type.String({ description: 'W3C trace context, 00-<trace id>-<parent id>-<flags>' })),
+    tracestate: Type.Optional(Type.String({ description: 'W3C tracestate' })),
   }),
 );
+
+/** The answers of a route that reads one event: JSON, or a CloudEvent in structured mode. */
+const ONE_EVENT = {
+  content: {
+    'application/json': { schema: EventSchema },
+    [CLOUDEVENT_MEDIA]: { schema: CloudEventSchema },
+  },
+};
+
+/** Answers one event as the request's Accept asks: a CloudEvent (structured mode), else JSON. */
+function sendOne(request: FastifyRequest, reply: FastifyReply, e: StoredEvent) {
+  if (prefers(request.headers.accept, CLOUDEVENT_MEDIA)) return reply.type(CLOUDEVENT_MEDIA).send(JSON.stringify(cloudEvent(e)));
+  return eventJson(e);
+}
 
 const OffsetParam = (description = 'offset, a non-negative 64-bit integer in decimal') => Type.String({ description });
 const TimeParam = (what: string) => Type.String({ description: `${what}: ISO 8601 date, or date-time with Z or an offset` });
@@ -64,6 +93,8 @@ export function eventJson(e: StoredEvent): EventJson {
   if (e.subject !== undefined) out.subject = e.subject;
   if (e.correlationId !== undefined) out.correlationId = e.correlationId;
   if (e.causationId !== undefined) out.causationId = e.causationId;
+  if (e.traceparent !== undefined) out.traceparent = e.traceparent;
+  if (e.tracestate !== undefined) out.tracestate = e.tracestate;
   return out;
 }
 
@@ -96,8 +127,8 @@ export function parseSelectorParam(value: string | undefined): Selector | undefi
 }
 
 /** The body field a createEvent error is about, when the error does not name it itself. */
-function bodyField(err: HeraldError): string | undefined {
-  if (err.code === ErrorCodes.INVALID_SENDER) return 'sender';
+function bodyField(err: HeraldError, cloudEvent: boolean): string | undefined {
+  if (err.code === ErrorCodes.INVALID_SENDER) return cloudEvent ? 'source' : 'sender';
   if (err.code === ErrorCodes.INVALID_TYPE) return 'type';
   if (err.code === ErrorCodes.EVENT_TOO_LARGE) return 'data';
   return undefined;
@@ -125,7 +156,10 @@ export function eventsRoutes(app: FastifyInstance, deps: EventsRoutesDeps): void
           'Events matching a selector, in ascending offset order, at most `limit` per page; pass `next` as `after` for the ' +
           'next page (null: no more). `last=N` gives the last N matching events (still ascending) among those after ' +
           '`after` and between `since` and `until`; it takes the place of `limit`, and its `next` is null. Offsets are ' +
-          'decimal strings, as 64-bit integers do not survive every JSON parser.',
+          'decimal strings, as 64-bit integers do not survive every JSON parser. With `Accept: ' +
+          `${CLOUDEVENT_BATCH_MEDIA}\`` +
+          ' the page is a JSON array of CloudEvents (structured mode, docs/cloudevents.md) and `next` travels as the ' +
+          'response header `x-herald-next` (absent: no more).',
         tags: ['events'],
         querystring: Type.Object(
           {
@@ -149,17 +183,24 @@ export function eventsRoutes(app: FastifyInstance, deps: EventsRoutesDeps): void
           { additionalProperties: false },
         ),
         response: {
-          200: Type.Object({
-            events: Type.Array(EventSchema),
-            next: Type.Union([Type.String(), Type.Null()], {
-              description: 'pass as `after` for the next page; null when there is no more',
-            }),
-          }),
+          200: {
+            content: {
+              'application/json': {
+                schema: Type.Object({
+                  events: Type.Array(EventSchema),
+                  next: Type.Union([Type.String(), Type.Null()], {
+                    description: 'pass as `after` for the next page; null when there is no more',
+                  }),
+                }),
+              },
+              [CLOUDEVENT_BATCH_MEDIA]: { schema: Type.Array(CloudEventSchema) },
+            },
+          },
         },
         problems: [400],
       },
     },
-    async (request) => {
+    async (request, reply) => {
       const q = request.query;
       if (q.last !== undefined && q.limit !== undefined) throw badParameter('limit', 'give either last or limit, not both');
       const selector = parseSelectorParam(q.selector);
@@ -167,9 +208,16 @@ export function eventsRoutes(app: FastifyInstance, deps: EventsRoutesDeps): void
       const after = parseOffset('after', q.after);
       const since = parseTime('since', q.since);
       const until = parseTime('until', q.until);
+      const batch = prefers(request.headers.accept, CLOUDEVENT_BATCH_MEDIA);
+      const answer = (rows: StoredEvent[], next: string | null) => {
+        if (!batch) return { events: rows.map(eventJson), next };
+        if (next !== null) reply.header('x-herald-next', next);
+        // A string goes out as it is: the CloudEvents are built for this media type, not serialized by the JSON schema.
+        return (reply as FastifyReply).type(CLOUDEVENT_BATCH_MEDIA).send(JSON.stringify(rows.map(cloudEvent)));
+      };
       if (q.last !== undefined) {
         const rows = await deps.store.query({ selector, after, since, until, last: q.last, limit: q.last, maxBytes: READ_MAX_BYTES });
-        return { events: rows.map(eventJson), next: null };
+        return answer(rows, null);
       }
       const limit = q.limit ?? DEFAULT_LIMIT;
       // One row more than asked tells whether there is a next page; a page also ends once its
@@ -178,7 +226,7 @@ export function eventsRoutes(app: FastifyInstance, deps: EventsRoutesDeps): void
       const rows = await deps.store.query(query);
       const more = rows.length > limit || queryMayHaveMore(query, rows);
       const page = rows.length > limit ? rows.slice(0, limit) : rows;
-      return { events: page.map(eventJson), next: more ? (page[page.length - 1]?.offset.toString() ?? null) : null };
+      return answer(page, more ? (page[page.length - 1]?.offset.toString() ?? null) : null);
     },
   );
 
@@ -187,18 +235,19 @@ export function eventsRoutes(app: FastifyInstance, deps: EventsRoutesDeps): void
     {
       schema: {
         summary: 'One event by offset',
+        description: `With \`Accept: ${CLOUDEVENT_MEDIA}\` the event as a CloudEvent in structured mode (docs/cloudevents.md).`,
         tags: ['events'],
         params: Type.Object({ offset: OffsetParam() }),
-        response: { 200: EventSchema },
+        response: { 200: ONE_EVENT },
         problems: [400, 404],
       },
     },
-    async (request) => {
+    async (request, reply) => {
       const offset = parseOffset('offset', request.params.offset) as bigint;
       const event = await deps.store.getByOffset(offset);
       // One outside the caller's selectors is as absent as one that is not there.
       if (!event || !app.auth.mayReadEvent(request.principal, event.sender, event.type)) throw notFound(`no event at offset ${offset}`);
-      return eventJson(event);
+      return sendOne(request, reply, event);
     },
   );
 
@@ -207,22 +256,97 @@ export function eventsRoutes(app: FastifyInstance, deps: EventsRoutesDeps): void
     {
       schema: {
         summary: 'One event by id',
+        description: `With \`Accept: ${CLOUDEVENT_MEDIA}\` the event as a CloudEvent in structured mode (docs/cloudevents.md).`,
         tags: ['events'],
         params: Type.Object({ id: Type.String({ description: 'the event id, a UUID' }) }),
-        response: { 200: EventSchema },
+        response: { 200: ONE_EVENT },
         problems: [400, 404],
       },
     },
-    async (request) => {
+    async (request, reply) => {
       const { id } = request.params;
       if (!isUuid(id)) throw badParameter('id', `id ${JSON.stringify(id)} is not a UUID`);
       const event = await deps.store.getById(id);
       if (!event || !app.auth.mayReadEvent(request.principal, event.sender, event.type)) throw notFound(`no event with id ${id}`);
-      return eventJson(event);
+      return sendOne(request, reply, event);
     },
   );
 
-  api.post(
+  // Its own scope, for its body parsers: a binary-mode CloudEvent's data is any content type, as bytes.
+  app.register(async (scope) => publishRoute(scope, deps));
+}
+
+/** What POST /api/v1/events publishes for a JSON body (Herald's own form). */
+function publishInit(b: PublishBody): EventInit {
+  if (b.data !== undefined && b.dataBase64 !== undefined) throw badParameter('dataBase64', 'give either data or dataBase64, not both');
+  if (b.dataBase64 !== undefined && !/^[A-Za-z0-9+/]*={0,2}$/.test(b.dataBase64))
+    throw badParameter('dataBase64', 'dataBase64 is not base64');
+  const contentType = b.contentType ?? (b.dataBase64 !== undefined ? 'application/octet-stream' : 'application/json');
+  let data: Buffer;
+  if (b.dataBase64 !== undefined) data = Buffer.from(b.dataBase64, 'base64');
+  else if (isJsonContentType(contentType)) data = Buffer.from(JSON.stringify(b.data ?? null));
+  else if (typeof b.data === 'string' || b.data === undefined) data = Buffer.from(b.data ?? '', 'utf8');
+  else throw badParameter('data', `with content type ${contentType}, data must be a string (or send dataBase64)`);
+  return {
+    sender: b.sender,
+    type: b.type,
+    data,
+    id: b.id,
+    time: parseTime('time', b.time),
+    contentType,
+    subject: b.subject,
+    correlationId: b.correlationId,
+    causationId: b.causationId,
+    headers: b.headers,
+    traceparent: b.traceparent,
+    tracestate: b.tracestate,
+  };
+}
+
+const PublishBodySchema = Type.Object(
+  {
+    sender: Type.String({ description: 'one segment [A-Za-z0-9_-]{1,64}' }),
+    type: Type.String({ description: 'dot-separated segments, e.g. invoice.paid' }),
+    data: Type.Optional(Type.Unknown({ description: 'the body as JSON' })),
+    dataBase64: Type.Optional(Type.String({ contentEncoding: 'base64', description: 'the body as base64 bytes' })),
+    id: Type.Optional(Type.String({ description: 'a UUID, the idempotency key; default a new UUIDv7' })),
+    time: Type.Optional(TimeParam('the event time; default now')),
+    contentType: Type.Optional(Type.String({ description: 'default application/json' })),
+    subject: Type.Optional(Type.String()),
+    correlationId: Type.Optional(Type.String()),
+    causationId: Type.Optional(Type.String()),
+    headers: Type.Optional(Type.Record(Type.String(), Type.String())),
+    traceparent: Type.Optional(
+      Type.String({ description: "W3C trace context 00-<32 hex>-<16 hex>-<2 hex>; default the request's traceparent header" }),
+    ),
+    tracestate: Type.Optional(Type.String({ description: 'W3C tracestate, at most 512 bytes of printable ASCII, with a traceparent' })),
+  },
+  {
+    additionalProperties: false,
+    examples: [{ sender: 'billing', type: 'invoice.paid', data: { invoice: 'INV-1042', amount: 12.5 } }],
+  },
+);
+type PublishBody = Static<typeof PublishBodySchema>;
+
+/** The binary-mode attributes, documented as header parameters (every other ce-* header is an extension). */
+const CE_HEADERS = Type.Object(
+  Object.fromEntries(
+    ['specversion', 'id', 'source', 'type', 'time', 'subject', 'correlationid', 'causationid', 'traceparent', 'tracestate'].map((name) => [
+      `ce-${name}`,
+      Type.Optional(Type.String({ description: `binary-mode CloudEvent: the ${name} attribute (percent-encoded)` })),
+    ]),
+  ),
+);
+
+function publishRoute(scope: FastifyInstance, deps: EventsRoutesDeps): void {
+  const json = guardedJsonParser(scope);
+  scope.removeContentTypeParser('application/json');
+  scope.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, body, done) =>
+    isBinaryCloudEvent(request.headers) ? done(null, body) : json(request, body, done),
+  );
+  scope.addContentTypeParser(CLOUDEVENT_MEDIA, { parseAs: 'string' }, json);
+  scope.addContentTypeParser('*', { parseAs: 'buffer' }, (_request, body, done) => done(null, body));
+  scope.post(
     '/api/v1/events',
     {
       schema: {
@@ -230,62 +354,55 @@ export function eventsRoutes(app: FastifyInstance, deps: EventsRoutesDeps): void
         description:
           'Publishes through herald.ingest like any publisher and answers 202 with the id once RabbitMQ confirmed; the event ' +
           'gets its offset when the hub stores it. `data` is any JSON value (stored as JSON; a plain string when `contentType` ' +
-          'is not JSON); `dataBase64` carries bytes instead (content type default application/octet-stream).',
+          'is not JSON); `dataBase64` carries bytes instead (content type default application/octet-stream). The body may also ' +
+          `be a CloudEvent: structured mode (Content-Type ${CLOUDEVENT_MEDIA}) or binary mode (the ce-* headers, the body ` +
+          'is the data, Content-Type its content type); its source is the sender and its id must be a UUID (docs/cloudevents.md). ' +
+          "Without a trace context of its own, the event takes the request's W3C traceparent/tracestate headers (dropped when malformed).",
         tags: ['events'],
-        body: Type.Object(
-          {
-            sender: Type.String({ description: 'one segment [A-Za-z0-9_-]{1,64}' }),
-            type: Type.String({ description: 'dot-separated segments, e.g. invoice.paid' }),
-            data: Type.Optional(Type.Unknown({ description: 'the body as JSON' })),
-            dataBase64: Type.Optional(Type.String({ contentEncoding: 'base64', description: 'the body as base64 bytes' })),
-            id: Type.Optional(Type.String({ description: 'a UUID, the idempotency key; default a new UUIDv7' })),
-            time: Type.Optional(TimeParam('the event time; default now')),
-            contentType: Type.Optional(Type.String({ description: 'default application/json' })),
-            subject: Type.Optional(Type.String()),
-            correlationId: Type.Optional(Type.String()),
-            causationId: Type.Optional(Type.String()),
-            headers: Type.Optional(Type.Record(Type.String(), Type.String())),
+        headers: CE_HEADERS,
+        body: {
+          content: {
+            'application/json': { schema: PublishBodySchema },
+            [CLOUDEVENT_MEDIA]: { schema: CloudEventSchema },
+            '*/*': { schema: Type.Unknown({ description: 'binary-mode CloudEvent: the data, with the ce-* headers' }) },
           },
-          {
-            additionalProperties: false,
-            examples: [{ sender: 'billing', type: 'invoice.paid', data: { invoice: 'INV-1042', amount: 12.5 } }],
-          },
-        ),
+        },
         response: { 202: Type.Object({ id: Type.String({ description: 'the event id' }) }) },
-        problems: [400, 413, 502, 503],
+        problems: [400, 413, 415, 502, 503],
+      },
+      // A binary-mode CloudEvent with JSON data arrives as bytes, which the JSON schema is not about.
+      validatorCompiler: (route) => {
+        const check = TypeBoxValidatorCompiler(route);
+        return route.httpPart === 'body' ? (value: unknown) => (Buffer.isBuffer(value) ? { value } : check(value)) : check;
       },
     },
     async (request, reply) => {
-      const b = request.body;
-      app.auth.assertPublish(request.principal, b.sender, true);
-      if (b.data !== undefined && b.dataBase64 !== undefined) throw badParameter('dataBase64', 'give either data or dataBase64, not both');
-      if (b.dataBase64 !== undefined && !/^[A-Za-z0-9+/]*={0,2}$/.test(b.dataBase64))
-        throw badParameter('dataBase64', 'dataBase64 is not base64');
-      const contentType = b.contentType ?? (b.dataBase64 !== undefined ? 'application/octet-stream' : 'application/json');
-      let data: Buffer;
-      if (b.dataBase64 !== undefined) data = Buffer.from(b.dataBase64, 'base64');
-      else if (isJsonContentType(contentType)) data = Buffer.from(JSON.stringify(b.data ?? null));
-      else if (typeof b.data === 'string' || b.data === undefined) data = Buffer.from(b.data ?? '', 'utf8');
-      else throw badParameter('data', `with content type ${contentType}, data must be a string (or send dataBase64)`);
+      const media = (request.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase();
+      const ce = media === CLOUDEVENT_MEDIA || isBinaryCloudEvent(request.headers);
+      let init: EventInit;
+      if (media === CLOUDEVENT_MEDIA) init = fromStructured(request.body as Record<string, unknown>, (v) => parseTime('time', v));
+      else if (ce) init = fromBinary(request.headers, (request.body as Buffer | undefined) ?? Buffer.alloc(0), (v) => parseTime('time', v));
+      else if (media === 'application/json' && !Buffer.isBuffer(request.body)) {
+        scope.auth.assertPublish(request.principal, (request.body as PublishBody).sender, true);
+        init = publishInit(request.body as PublishBody);
+      } else {
+        throw Object.assign(
+          new Error(
+            `Content-Type ${preview(request.headers['content-type'] ?? 'none')} is not accepted: send application/json, ` +
+              `${CLOUDEVENT_MEDIA} (structured mode) or a binary-mode CloudEvent (ce-specversion and the other ce-* headers)`,
+          ),
+          { statusCode: 415 },
+        );
+      }
+      if (ce) scope.auth.assertPublish(request.principal, init.sender, true);
+      // The request's own trace context (a W3C-instrumented HTTP client sends one) is carried along: dropped when malformed.
+      const own = init.traceparent ?? init.tracestate ?? init.headers?.traceparent ?? init.headers?.tracestate;
+      if (own === undefined) Object.assign(init, validTraceContext(request.headers.traceparent, request.headers.tracestate));
       let event: HeraldEvent;
       try {
-        event = createEvent(
-          {
-            sender: b.sender,
-            type: b.type,
-            data,
-            id: b.id,
-            time: parseTime('time', b.time),
-            contentType,
-            subject: b.subject,
-            correlationId: b.correlationId,
-            causationId: b.causationId,
-            headers: b.headers,
-          },
-          { maxBytes: deps.maxEventBytes },
-        );
+        event = createEvent(init, { maxBytes: deps.maxEventBytes });
       } catch (err) {
-        const field = err instanceof HeraldError && err.details?.parameter === undefined ? bodyField(err) : undefined;
+        const field = err instanceof HeraldError && err.details?.parameter === undefined ? bodyField(err, ce) : undefined;
         if (err instanceof HeraldError && field !== undefined)
           throw new HeraldError(err.code, err.message, { cause: err, details: { ...err.details, parameter: field } });
         throw err;

@@ -4,8 +4,10 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import Type from 'typebox';
 import { Auth } from '../auth/auth.ts';
 import type { Users } from '../auth/users.ts';
+import type { AsyncApiServer, Catalog } from '../catalog/index.ts';
 import type { Store } from '../store/index.ts';
 import { installAccess } from './access.ts';
+import { catalogRoutes } from './catalog-routes.ts';
 import { docsPageRoutes } from './docs-page.ts';
 import { eventsRoutes } from './events-routes.ts';
 import { installInputGuard } from './input-guard.ts';
@@ -53,6 +55,8 @@ export interface ApiDeps {
   auth?: Auth | undefined;
   /** Users and tokens: serves /api/v1/users when given. */
   users?: Users | undefined;
+  /** The event catalog and the broker its AsyncAPI document names: serves /api/v1/catalog when given. */
+  catalog?: { catalog: Catalog; server: AsyncApiServer } | undefined;
   /** Adds more routes (pauses, replays, …) before the server starts; they get the same auth hook, errors and OpenAPI. */
   extraRoutes?: ((app: FastifyInstance) => void) | undefined;
 }
@@ -149,6 +153,7 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
 
   eventsRoutes(app, { store: deps.store, publish: deps.publish, maxEventBytes });
   if (deps.users) usersRoutes(app, deps.users);
+  if (deps.catalog) catalogRoutes(app, deps.catalog);
   deps.extraRoutes?.(app);
   return app;
 }

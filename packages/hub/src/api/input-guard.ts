@@ -7,16 +7,12 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
  * parses or serializes a deeper one), and every string — path and query parameters, body keys and
  * values — valid UTF-8 without NUL. A violation is a 400 problem naming the parameter or body field,
  * so no route, store or broker ever sees such a string. An event's `data` is the exception: it is the
- * body's bytes to Herald, and JSON.stringify writes a NUL or a lone surrogate in it as an escape.
+ * body's bytes to Herald, and JSON.stringify writes a NUL or a lone surrogate in it as an escape;
+ * so is a body kept as bytes (a binary-mode CloudEvent's data).
  */
 export function installInputGuard(app: FastifyInstance): void {
-  const parseJson = app.getDefaultJsonParser('error', 'error');
   app.removeContentTypeParser('application/json');
-  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
-    if (jsonTextDeeperThan(String(body)))
-      return done(invalid('body', `the JSON body nests deeper than ${LIMITS.jsonDepth.value} levels`), undefined);
-    return parseJson(request, String(body), done);
-  });
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, guardedJsonParser(app));
   app.addHook('preValidation', async (request: FastifyRequest) => {
     findBadText('path parameter', request.params);
     findBadText('query parameter', request.query);
@@ -24,8 +20,20 @@ export function installInputGuard(app: FastifyInstance): void {
     if (typeof body === 'object' && body !== null && !Array.isArray(body) && 'data' in body) {
       const { data: _bytes, ...envelope } = body as Record<string, unknown>;
       findBadText('body field', envelope);
-    } else findBadText('body field', body);
+    } else if (!Buffer.isBuffer(body)) findBadText('body field', body);
   });
+}
+
+type JsonParser = (request: FastifyRequest, body: string | Buffer, done: (err: Error | null, body?: unknown) => void) => void;
+
+/** The JSON body parser of the REST edge: refuses a body nested deeper than LIMITS.jsonDepth before parsing it. */
+export function guardedJsonParser(app: FastifyInstance): JsonParser {
+  const parseJson = app.getDefaultJsonParser('error', 'error');
+  return (request, body, done) => {
+    if (jsonTextDeeperThan(String(body)))
+      return done(invalid('body', `the JSON body nests deeper than ${LIMITS.jsonDepth.value} levels`), undefined);
+    return parseJson(request, String(body), done);
+  };
 }
 
 function invalid(parameter: string, detail: string): HeraldError {

@@ -8,6 +8,7 @@ const PROBLEM_DESCRIPTIONS: Record<number, string> = {
   404: 'Not found',
   409: "Conflict with the hub's state or mode",
   413: 'The event body is over the size limit',
+  415: 'The body is in a media type this route does not take',
   429: 'A cap of the hub is reached (LIMIT_EXCEEDED; `detail` names it and its setting): retry once a slot is free',
   502: 'RabbitMQ refused or did not confirm the publish',
   503: 'The hub cannot do this right now (standby, stopping, or a component is down)',
@@ -37,6 +38,16 @@ function hoist(schema: unknown, components: Record<string, unknown>): unknown {
     components[name] = copy();
   }
   return { $ref: `#/components/schemas/${name}` };
+}
+
+/** Fastify's by-media-type form, `{ [media]: { schema } }`, with each schema hoisted. */
+function hoistContent(content: Record<string, unknown>, components: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(
+    Object.entries(content).map(([media, entry]) => {
+      const { schema, ...rest } = entry as { schema?: unknown };
+      return [media, schema === undefined ? rest : { ...rest, schema: hoist(schema, components) }];
+    }),
+  );
 }
 
 interface Collected {
@@ -104,9 +115,9 @@ function document(routes: Collected[], info: { title: string; version: string })
     const responses: Record<string, unknown> = {};
     for (const [status, schema] of Object.entries((r.schema.response as Record<string, unknown>) ?? {})) {
       const s = schema as { description?: string; content?: Record<string, unknown> };
-      // Fastify's by-media-type form ({ content: { 'text/event-stream': { schema } } }) goes in as it is.
+      // Fastify's by-media-type form ({ content: { 'text/event-stream': { schema } } }) goes in by media type.
       responses[status] = s.content
-        ? { description: s.description ?? status, content: s.content }
+        ? { description: s.description ?? status, content: hoistContent(s.content, shared) }
         : { description: s.description ?? status, content: { 'application/json': { schema: hoist(schema, shared) } } };
     }
     // A route that validates parameters or a body answers 400 when they are wrong, declared or not.
@@ -144,7 +155,12 @@ function document(routes: Collected[], info: { title: string; version: string })
       responses,
       security: open ? [] : [{ bearer: [] }],
     };
-    if (r.schema.body) op.requestBody = { required: true, content: { 'application/json': { schema: hoist(r.schema.body, shared) } } };
+    const body = r.schema.body as { content?: Record<string, unknown> } | undefined;
+    if (body)
+      op.requestBody = {
+        required: true,
+        content: body.content ? hoistContent(body.content, shared) : { 'application/json': { schema: hoist(body, shared) } },
+      };
     paths[path] = { ...(paths[path] ?? {}), [r.method]: op };
   }
   return {

@@ -1,12 +1,22 @@
 import { resolve } from 'node:path';
-import { DEFAULT_MAX_EVENT_BYTES, ErrorCodes, HUB_MODES, type HubMode, parseDuration, redactSecrets, ValidationError } from '@herald/core';
+import {
+  DEFAULT_MAX_EVENT_BYTES,
+  ErrorCodes,
+  HUB_MODES,
+  type HubMode,
+  parseDuration,
+  QUEUE_TYPES,
+  type QueueType,
+  redactSecrets,
+  ValidationError,
+} from '@herald/core';
 import { AUTH_MODES, type AuthMode, authEnabled, DEFAULT_PUBLISH_RATE_PER_TOKEN } from '../auth/auth.ts';
 import { CAPS } from '../caps/index.ts';
 import { LOG_FORMATS, type LogFormat } from '../log-format.ts';
 import { DEFAULT_MAX_FLOWS } from '../metrics/flows.ts';
 import { DEFAULT_DATA_DIR } from '../store/index.ts';
 
-export type { HubMode };
+export type { HubMode, QueueType };
 
 /**
  * What may be given to the hub, by flag or programmatically. Every field is optional: a missing
@@ -30,6 +40,14 @@ export interface HubOptions {
   grpcPort?: number | string | undefined;
   /** `router` or `archive`. Env `HERALD_MODE`; default `router`. */
   mode?: string | undefined;
+  /**
+   * The RabbitMQ queue type of the queues the hub declares (`herald.ingest`, `herald.store`,
+   * `herald.dead`, the receiver queues): `classic`, or `quorum` for a RabbitMQ cluster (replicated,
+   * DESIGN.md §7). RabbitMQ cannot change the type of an existing queue: the hub refuses to start
+   * when one of its queues exists with the other type, and says how to move. Env
+   * `HERALD_QUEUE_TYPE`; default `classic`.
+   */
+  queueType?: string | undefined;
   /** Largest event body in bytes; larger ones are dead letters. Env `HERALD_MAX_EVENT_BYTES`; default 1048576 (1 MiB). */
   maxEventBytes?: number | string | undefined;
   /**
@@ -147,6 +165,7 @@ export interface HubConfig {
   readonly httpHost: string;
   readonly grpcPort: number;
   readonly mode: HubMode;
+  readonly queueType: QueueType;
   readonly maxEventBytes: number;
   readonly batchSize: number;
   readonly prefetch: number;
@@ -197,6 +216,7 @@ const NAMES = {
   httpHost: { flag: '--http-host', env: 'HERALD_HTTP_HOST' },
   grpcPort: { flag: '--grpc-port', env: 'HERALD_GRPC_PORT' },
   mode: { flag: '--mode', env: 'HERALD_MODE' },
+  queueType: { flag: '--queue-type', env: 'HERALD_QUEUE_TYPE' },
   maxEventBytes: { flag: '--max-event-bytes', env: 'HERALD_MAX_EVENT_BYTES' },
   batchSize: { flag: '--batch-size', env: 'HERALD_BATCH_SIZE' },
   prefetch: { flag: '--prefetch', env: 'HERALD_PREFETCH' },
@@ -299,6 +319,11 @@ export function normalizeConfig(options: HubOptions = {}, env: NodeJS.ProcessEnv
   const mode = String(modeRaw.value ?? 'router').toLowerCase();
   if (!HUB_MODES.includes(mode as HubMode)) bad(modeRaw.setting, modeRaw.value, `expected ${HUB_MODES.join(' or ')}`);
 
+  const queueTypePick = pick('queueType');
+  const queueType = String(queueTypePick.value ?? 'classic').toLowerCase();
+  if (!QUEUE_TYPES.includes(queueType as QueueType))
+    bad(queueTypePick.setting, queueTypePick.value, `expected ${QUEUE_TYPES.join(' or ')}`);
+
   const host = pick('httpHost');
   const httpHost = String(host.value ?? '127.0.0.1');
   if (!/^[A-Za-z0-9.:_[\]-]+$/.test(httpHost)) bad(host.setting, httpHost, 'expected a host name or IP address');
@@ -379,6 +404,7 @@ export function normalizeConfig(options: HubOptions = {}, env: NodeJS.ProcessEnv
     httpHost,
     grpcPort: int('grpcPort', 50051, 0, 65_535),
     mode: mode as HubMode,
+    queueType: queueType as QueueType,
     maxEventBytes,
     batchSize,
     prefetch,

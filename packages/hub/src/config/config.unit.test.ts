@@ -63,6 +63,9 @@ test('flags win over environment, environment over defaults', () => {
   assert.equal(normalizeConfig({}, env).httpPort, 9000);
   assert.equal(normalizeConfig({ httpPort: '9100' }, env).httpPort, 9100);
   assert.equal(normalizeConfig({}, env).mode, 'archive');
+  assert.equal(normalizeConfig({}, {}).queueType, 'classic');
+  assert.equal(normalizeConfig({}, { HERALD_QUEUE_TYPE: 'Quorum' }).queueType, 'quorum');
+  assert.equal(normalizeConfig({ queueType: 'classic' }, { HERALD_QUEUE_TYPE: 'quorum' }).queueType, 'classic');
   assert.equal(normalizeConfig({}, env).databaseUrl, 'postgres://u@db:5432/herald');
 });
 
@@ -77,6 +80,7 @@ test('bad settings are rejected with one line naming the flag or variable', () =
     [{}, { HERALD_HTTP_PORT: 'eighty' }, 'invalid HERALD_HTTP_PORT "eighty": expected an integer from 0 to 65535'],
     [{ httpPort: '70000' }, {}, 'invalid --http-port "70000": expected an integer from 0 to 65535'],
     [{ mode: 'fast' }, {}, 'invalid --mode "fast": expected router or archive'],
+    [{}, { HERALD_QUEUE_TYPE: 'stream' }, 'invalid HERALD_QUEUE_TYPE "stream": expected classic or quorum'],
     [{}, { HERALD_AMQP_URL: 'http://x' }, 'invalid HERALD_AMQP_URL "http://x": expected an amqp:// or amqps:// URL'],
     [
       {},

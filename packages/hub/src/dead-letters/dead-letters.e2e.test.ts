@@ -1,11 +1,14 @@
 // /api/v1/dead-letters against a real hub process (router mode, PostgreSQL, RabbitMQ): poison
-// messages become dead letters one can list by selector and code and read whole; a redrive to a
-// queue delivers the bytes and properties as they were; a redrive to herald.ingest of a good event
-// stores it once however often it is re-sent; one that fails again comes back as a new dead letter;
-// purges need a filter or all=true.
+// messages become dead letters (source hub, one attempt) one can list by selector, code and source
+// and read whole; an SDK subscriber whose handler always throws sends its dead letter to
+// herald.dead, and the hub keeps it (source subscriber, its attempts, first and last failure and
+// queue), once; a redrive to a queue delivers the bytes and properties as they were; a redrive to
+// herald.ingest of a good event stores it once however often it is re-sent; one that fails again
+// comes back as a new dead letter; purges need a filter or all=true.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { INGEST_EXCHANGE } from '@herald/core';
+import { createPublisher, createSubscriber } from '@herald/client';
+import { Headers, INGEST_EXCHANGE } from '@herald/core';
 import {
   createRawPublisher,
   createTestDatabase,
@@ -52,7 +55,21 @@ describe('dead letters (e2e: hub process, PostgreSQL, RabbitMQ)', () => {
   });
 
   const call = (method: string, path: string, body?: unknown) => restClient(base)(method, path, body);
-  type Item = { id: string; code: string; routingKey: string; messageId: string | null; redrives: number };
+  type Item = {
+    id: string;
+    at: string;
+    source: string;
+    queue: string | null;
+    attempts: number | null;
+    firstFailedAt: string;
+    lastFailedAt: string;
+    reason: string;
+    code: string;
+    exchange: string;
+    routingKey: string;
+    messageId: string | null;
+    redrives: number;
+  };
   const list = async (query = '') => (await call('GET', `/api/v1/dead-letters${query}`)).json() as { items: Item[]; next: string | null };
 
   test('poison messages: listed by selector and code, read whole; pages go on with next', async () => {
@@ -67,6 +84,13 @@ describe('dead letters (e2e: hub process, PostgreSQL, RabbitMQ)', () => {
     await waitFor('two dead letters', async () => (await list()).items.length >= 2, 30_000, 100);
     const all = (await list()).items;
     assert.equal(all.length, 2);
+    for (const l of all) {
+      assert.deepEqual([l.source, l.queue, l.attempts], ['hub', null, 1], 'ingest tried it once');
+      assert.equal(l.firstFailedAt, l.at);
+      assert.equal(l.lastFailedAt, l.at);
+    }
+    assert.equal((await list('?source=hub')).items.length, 2);
+    assert.equal((await list('?source=subscriber')).items.length, 0);
     assert.deepEqual(
       (await list('?selector=shipping:*')).items.map((l) => l.routingKey),
       ['shipping.parcel.sent'],
@@ -80,7 +104,7 @@ describe('dead letters (e2e: hub process, PostgreSQL, RabbitMQ)', () => {
     assert.equal(one.bodyText, '{"a":1}');
     assert.equal(Buffer.from(String(one.bodyBase64), 'base64').toString(), '{"a":1}');
     assert.equal((one.properties as { messageId?: string }).messageId, 'no-type');
-    for (const bad of ['?selector=nocolon', '?code=lower', '?after=-1', '?limit=0'])
+    for (const bad of ['?selector=nocolon', '?code=lower', '?after=-1', '?limit=0', '?limit=1001', '?source=other', '?code=A%00B'])
       assert.equal((await call('GET', `/api/v1/dead-letters${bad}`)).status, 400, bad);
     assert.equal((await call('GET', '/api/v1/dead-letters/999999')).status, 404);
     assert.equal((await call('GET', '/api/v1/dead-letters/x')).status, 400);
@@ -120,7 +144,7 @@ describe('dead letters (e2e: hub process, PostgreSQL, RabbitMQ)', () => {
     assert.equal(again.at(-1)?.messageId, 'no-type');
   });
 
-  test('a good event dead-lettered elsewhere (e.g. by an SDK subscriber): redriven twice, stored once with its id', async () => {
+  test('a good event among the dead letters: redriven twice, stored once with its id', async () => {
     const [event] = makeEvents(1, { senders: ['crm'], types: ['user.created'] });
     const id = String(event!.options!.messageId);
     await store.addDeadLetters([
@@ -157,6 +181,138 @@ describe('dead letters (e2e: hub process, PostgreSQL, RabbitMQ)', () => {
     );
   });
 
+  test("an SDK subscriber's dead letter: kept by the hub with its attempts, failure times and queue; inspected; redriven once and twice to herald.ingest (the log holds it once) and to its queue (which gets it each time); purged", async () => {
+    const queue = `orders-audit-${process.pid}`;
+    const tries: number[] = [];
+    const sub = createSubscriber({ url: vhost.url, selector: 'orders:*', queue, maxAttempts: 3, retryDelayMs: 150 }, () => {
+      tries.push(Date.now());
+      throw new Error('the handler always fails');
+    });
+    const pub = createPublisher({ url: vhost.url, sender: 'orders' });
+    let letter: Item | undefined;
+    let eventId: string;
+    let secondId: string;
+    try {
+      assert.equal(await sub.queue, queue);
+      eventId = (await pub.publish('order.placed', { n: 1 })).id;
+      secondId = (await pub.publish('order.cancelled', { n: 2 })).id;
+      await waitFor(
+        "the subscriber's dead letters kept",
+        async () => {
+          const items = (await list('?source=subscriber')).items;
+          letter = items.find((l) => l.messageId === eventId);
+          return letter !== undefined && items.some((l) => l.messageId === secondId);
+        },
+        30_000,
+        100,
+      );
+    } finally {
+      await sub.close();
+      await pub.close();
+    }
+    const l = letter as Item;
+    assert.equal(tries.length, 6, 'three attempts each');
+    assert.deepEqual(
+      [l.source, l.queue, l.attempts, l.code, l.reason, l.exchange, l.routingKey],
+      ['subscriber', queue, 3, 'HANDLER_FAILED', 'the handler always fails', 'herald.events', 'orders.order.placed'],
+    );
+    const first = Date.parse(l.firstFailedAt);
+    const last = Date.parse(l.lastFailedAt);
+    // Ordered: the first event's three attempts come before the second's.
+    assert.ok(Math.abs(first - (tries[0] as number)) < 50, 'the first failure, as the subscriber saw it');
+    assert.ok(Math.abs(last - (tries[2] as number)) < 50, 'the last failure');
+    assert.ok(last - first >= 2 * 150, 'two retry delays apart');
+    assert.equal(
+      (await list('?source=subscriber')).items.length,
+      2,
+      "each kept once; the hub's own dead letters, which reach herald.dead too, are not kept again",
+    );
+    assert.equal((await list('?source=subscriber&selector=orders:order.placed&code=HANDLER_FAILED')).items[0]?.id, l.id);
+
+    const whole = (await call('GET', `/api/v1/dead-letters/${l.id}`)).json();
+    assert.equal(whole.bodyText, '{"n":1}');
+    const headers = (whole.properties as { headers: Record<string, unknown> }).headers;
+    assert.equal(headers[Headers.ATTEMPTS], 3);
+    assert.equal(headers[Headers.ORIGINAL_QUEUE], queue);
+    assert.equal(typeof headers[Headers.OFFSET], 'string', 'delivered by the hub, with its offset');
+
+    // To herald.ingest, twice: the event keeps its id, so the log holds it once.
+    for (let i = 0; i < 2; i++) assert.equal((await call('POST', `/api/v1/dead-letters/${l.id}/redrive`)).status, 200);
+    const [marker] = makeEvents(1, { senders: ['zz'], types: ['marker'] });
+    const raw = await createRawPublisher(vhost.url);
+    assert.ok(await raw.publish(INGEST_EXCHANGE, marker!));
+    await raw.close();
+    await waitFor(
+      'the marker stored, after both redrives',
+      async () => (await call('GET', `/api/v1/events/by-id/${marker!.options!.messageId}`)).status === 200,
+      30_000,
+      100,
+    );
+    const stored = (await call('GET', '/api/v1/events?selector=orders:order.placed')).json().events as { id: string }[];
+    assert.deepEqual(
+      stored.map((e) => e.id),
+      [eventId],
+      'the log holds it once',
+    );
+
+    // Back to its queue, twice: the queue gets it each time, with its id and the redrive's mark.
+    const conn = await connect(vhost.url, { noDelay: true });
+    const ch = await conn.createChannel();
+    await ch.purgeQueue(queue);
+    for (let i = 0; i < 2; i++) assert.equal((await call('POST', `/api/v1/dead-letters/${l.id}/redrive`, { queue })).status, 200);
+    const got: { id: unknown; redriven: unknown; body: string }[] = [];
+    await waitFor(
+      'both in the queue',
+      async () => {
+        const m = await ch.get(queue, { noAck: true });
+        if (m) got.push({ id: m.properties.messageId, redriven: m.properties.headers?.['x-herald-redriven'], body: m.content.toString() });
+        return got.length === 2;
+      },
+      10_000,
+      50,
+    );
+    assert.deepEqual(got, [
+      { id: eventId, redriven: l.id, body: '{"n":1}' },
+      { id: eventId, redriven: l.id, body: '{"n":1}' },
+    ]);
+    await ch.deleteQueue(queue);
+    await conn.close();
+    assert.equal((await list('?source=subscriber')).items.find((x) => x.id === l.id)?.redrives, 4);
+    const again = (await call('GET', '/api/v1/events?selector=orders:order.placed')).json() as { events: unknown[] };
+    assert.equal(again.events.length, 1, 'still once in the log');
+
+    // Purged: one by id, then the rest of the source in bulk.
+    assert.equal((await call('DELETE', `/api/v1/dead-letters/${l.id}`)).status, 204);
+    assert.equal((await call('GET', `/api/v1/dead-letters/${l.id}`)).status, 404);
+    assert.equal((await call('DELETE', '/api/v1/dead-letters?source=subscriber')).json().deleted, 1);
+    assert.equal((await list('?source=subscriber')).items.length, 0);
+  });
+
+  test("a message forged on herald.dead is kept, but never re-sent to herald.ingest as the hub's (its event is not in the log)", async () => {
+    const [forged] = makeEvents(1, { senders: ['billing'], types: ['invoice.paid'] });
+    const id = String(forged!.options!.messageId);
+    const raw = await createRawPublisher(vhost.url);
+    const headers = { [Headers.DEAD_REASON]: 'forged', [Headers.DEAD_CODE]: 'HANDLER_FAILED' };
+    assert.ok(await raw.publish('herald.dead', { ...forged!, options: { ...forged!.options, headers } }));
+    await raw.close();
+    let letter: Item | undefined;
+    await waitFor(
+      'the forged one kept',
+      async () => {
+        letter = (await list('?source=subscriber')).items.find((l) => l.messageId === id);
+        return letter !== undefined;
+      },
+      30_000,
+      100,
+    );
+    const one = await call('POST', `/api/v1/dead-letters/${letter!.id}/redrive`);
+    assert.equal(one.status, 409, one.text);
+    assert.match(String(one.json().detail), /not in the log/);
+    assert.deepEqual((await call('POST', '/api/v1/dead-letters/redrive', { source: 'subscriber' })).json(), { redriven: 0, skipped: 1 });
+    assert.equal((await call('GET', `/api/v1/events/by-id/${id}`)).status, 404);
+    assert.equal((await call('DELETE', '/api/v1/dead-letters?source=subscriber')).json().deleted, 1);
+  });
+
   test('herald dead list|show|redrive: the same through the CLI; a redrive without a target exits 2', async () => {
     const run = async (args: string[]) => {
       const p = spawnHerald(args, { HERALD_HUB_URL: base });
@@ -168,7 +324,7 @@ describe('dead letters (e2e: hub process, PostgreSQL, RabbitMQ)', () => {
     };
     const listed = await run(['dead', 'list', '--selector', 'shipping:*']);
     assert.equal(listed.code, 0, listed.err);
-    assert.match(listed.out, /^\d+ {2}\S+ {2}[A-Z_]+ {2}"shipping\.parcel\.sent" {2}/);
+    assert.match(listed.out, /^\d+ {2}\S+ {2}[A-Z_]+ {2}"shipping\.parcel\.sent" {2}hub {2}1 attempt {2}/);
     const id = listed.out.split(' ')[0] as string;
     const shown = await run(['dead', 'show', id]);
     assert.equal(JSON.parse(shown.out).id, id);

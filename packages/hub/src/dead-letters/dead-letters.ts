@@ -1,7 +1,8 @@
-import { ErrorCodes, HeraldError, INGEST_EXCHANGE } from '@herald/core';
+import { ErrorCodes, HeraldError, INGEST_EXCHANGE, type QueueType } from '@herald/core';
 import { connect, type Options } from 'amqplib';
 import type { Logger } from 'pino';
 import type { DeadLetterFilter, DeadLetterStore, StoredDeadLetter } from '../store/index.ts';
+import { createDeadLetterIntake, type DeadLetterIntake, type DeadLetterIntakeStats } from './intake.ts';
 
 /** Dead letters one bulk redrive re-sends at most (call again for more). */
 export const MAX_BULK_REDRIVE = 10_000;
@@ -30,18 +31,38 @@ export function redriveProperties(letter: StoredDeadLetter): Options.Publish {
 }
 
 /**
- * Dead letters one can act on (seed 004): list and inspect them, re-send them to `herald.ingest`
- * (with their routing key and properties, so an event keeps its id and is stored once however
- * often it is re-sent) or to one queue, and purge them. A redrive publishes with confirms on a
- * short connection of its own, then records the redrive; a message that fails again comes back
- * as a new dead letter.
+ * Dead letters one can act on (seed 004), from every source: the hub's own (ingest) and those
+ * that reach `herald.dead` from subscribers, kept by the intake (./intake.ts) from start() to
+ * stop(). List and inspect them, re-send them to `herald.ingest` (with their routing key and
+ * properties, so an event keeps its id and is stored once however often it is re-sent) or to one
+ * queue, and purge them. A redrive publishes with confirms on a short connection of its own, then
+ * records the redrive; a message that fails again comes back as a new dead letter.
  */
 export class DeadLetters {
+  private readonly intake: DeadLetterIntake;
+
   constructor(
     private readonly store: DeadLetterStore,
     private readonly amqpUrl: string,
     private readonly log: Logger,
-  ) {}
+    options: { queueType?: QueueType | undefined } = {},
+  ) {
+    this.intake = createDeadLetterIntake({ amqpUrl, store, logger: log, queueType: options.queueType });
+  }
+
+  /** Starts keeping the dead letters of herald.dead, in the background (reconnecting by itself). */
+  start(): void {
+    this.intake.start();
+  }
+
+  /** Stops the intake (its batch in flight is finished). */
+  stop(): Promise<void> {
+    return this.intake.stop();
+  }
+
+  intakeStats(): DeadLetterIntakeStats & { consuming: boolean } {
+    return { ...this.intake.stats(), consuming: this.intake.isConsuming() };
+  }
 
   list(filter: DeadLetterFilter, after: bigint, limit: number): Promise<StoredDeadLetter[]> {
     return this.store.list(filter, after, limit);
@@ -53,20 +74,52 @@ export class DeadLetters {
     return letter;
   }
 
-  /** Re-sends one, to herald.ingest or to `queue`. */
+  /**
+   * Re-sends one, to herald.ingest or to `queue`. A subscriber's dead letter goes to herald.ingest
+   * only when its event is in the log (CONFLICT otherwise, see notInLog).
+   */
   async redrive(id: bigint, queue?: string): Promise<void> {
     if (queue !== undefined && !QUEUE_RE.test(queue))
       throw new HeraldError(ErrorCodes.INVALID_REQUEST, `invalid queue name ${JSON.stringify(queue.slice(0, 80))}`, {
         details: { parameter: 'queue' },
       });
-    await this.send([await this.get(id)], queue);
+    const letter = await this.get(id);
+    if (queue === undefined && (await this.notInLog([letter])).length > 0)
+      throw new HeraldError(
+        ErrorCodes.CONFLICT,
+        `dead letter ${id} came from a subscriber and its event ${JSON.stringify(letter.messageId ?? null)} is not in the log: ` +
+          `only events of the log are re-sent to ${INGEST_EXCHANGE}; re-send it to its queue with {"queue": ${JSON.stringify(letter.queue ?? '<name>')}}`,
+        { details: { id: id.toString() } },
+      );
+    await this.send([letter], queue);
   }
 
-  /** Re-sends those the filter selects (at most MAX_BULK_REDRIVE, oldest first) to herald.ingest; how many. */
-  async redriveMany(filter: DeadLetterFilter): Promise<number> {
+  /**
+   * Re-sends those the filter selects (at most MAX_BULK_REDRIVE, oldest first) to herald.ingest:
+   * how many went, and how many subscribers' dead letters were skipped (see notInLog).
+   */
+  async redriveMany(filter: DeadLetterFilter): Promise<{ redriven: number; skipped: number }> {
     const letters = await this.store.list(filter, 0n, MAX_BULK_REDRIVE);
-    await this.send(letters);
-    return letters.length;
+    const held = new Set(await this.notInLog(letters));
+    const send = letters.filter((l) => !held.has(l));
+    await this.send(send);
+    return { redriven: send.length, skipped: held.size };
+  }
+
+  /**
+   * The subscribers' dead letters among `letters` whose event the log does not hold. Anyone who may
+   * write to herald.dead can put a message there under any routing key, and a redrive to
+   * herald.ingest publishes as the hub: were it sent, a forged `billing.*` message would be stored
+   * as billing's event, past the topic permissions that keep that service from publishing it. A
+   * subscriber's genuine dead letter is of an event the hub delivered, so of the log: re-sent to
+   * herald.ingest, it is recognised by its id and stored once (to deliver it again, re-send it to
+   * its queue).
+   */
+  private async notInLog(letters: readonly StoredDeadLetter[]): Promise<StoredDeadLetter[]> {
+    const subs = letters.filter((l) => l.source === 'subscriber');
+    if (subs.length === 0) return [];
+    const inLog = await this.store.eventsInLog(subs.flatMap((l) => (l.messageId === undefined ? [] : [l.messageId])));
+    return subs.filter((l) => l.messageId === undefined || !inLog.has(l.messageId.toLowerCase()));
   }
 
   async delete(id: bigint): Promise<void> {

@@ -157,7 +157,7 @@ function wireBytes(e: DeliveredEvent): number {
   // Strings are counted in UTF-16 units times 3, the most UTF-8 can take for one: an overestimate
   // only makes a batch smaller, never one larger than the send limit.
   const text = (v: string | undefined) => (v === undefined ? 0 : v.length * 3 + 8);
-  n += text(e.subject) + text(e.correlationId) + text(e.causationId) + text(e.replay);
+  n += text(e.subject) + text(e.correlationId) + text(e.causationId) + text(e.replay) + text(e.traceparent) + text(e.tracestate);
   for (const k in e.headers) n += text(k) + text(e.headers[k]);
   return n;
 }
@@ -428,6 +428,8 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
           correlationId: r.correlationId,
           causationId: r.causationId,
           headers: r.headers,
+          traceparent: r.traceparent,
+          tracestate: r.tracestate,
         },
         { maxBytes: maxEventBytes },
       );

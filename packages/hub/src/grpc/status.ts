@@ -14,6 +14,7 @@ export const GRPC_STATUS_OF: Readonly<Record<ErrorCode, Status>> = {
   EVENT_TOO_LARGE: Status.INVALID_ARGUMENT,
   INVALID_CONFIG: Status.INVALID_ARGUMENT,
   INVALID_REQUEST: Status.INVALID_ARGUMENT,
+  SCHEMA_VIOLATION: Status.INVALID_ARGUMENT,
   NOT_FOUND: Status.NOT_FOUND,
   // The subscription exists with another selector, or the request conflicts with its state.
   CONFLICT: Status.ALREADY_EXISTS,

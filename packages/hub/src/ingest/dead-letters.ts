@@ -274,18 +274,27 @@ export function eventDeadLetter(
   return { letter, source: { routingKey, content, properties: props } };
 }
 
-/** The x-herald-dead-* and x-herald-original-* headers; `notStored` adds why the row could not be written. */
-function deadHeaders(letter: DeadLetter, notStored: string | undefined): Record<string, string> {
+/**
+ * The x-herald-dead-* and x-herald-original-* headers, one attempt failed at the letter's time, and
+ * x-herald-dead-stored when the row was written (the hub's consumer of herald.dead then keeps it
+ * once); `notStored` adds why the row could not be written instead.
+ */
+function deadHeaders(letter: DeadLetter, notStored: string | undefined): Record<string, string | number> {
   const reason =
     notStored === undefined
       ? letter.reason
       : clean(`${letter.reason}; not kept in dead_letters: ${notStored}`, 2 * DEAD_LETTER_BOUNDS.reasonBytes);
-  return {
+  const headers: Record<string, string | number> = {
     [Headers.DEAD_REASON]: reason,
     [Headers.DEAD_CODE]: letter.code,
+    [Headers.ATTEMPTS]: 1,
+    [Headers.FIRST_FAILED_AT]: letter.at,
+    [Headers.LAST_FAILED_AT]: letter.at,
     [Headers.ORIGINAL_EXCHANGE]: letter.exchange,
     [Headers.ORIGINAL_ROUTING_KEY]: letter.routingKey,
   };
+  if (notStored === undefined) headers[Headers.DEAD_STORED] = 'true';
+  return headers;
 }
 
 /**

@@ -282,11 +282,23 @@ describe('the publish to herald.dead always encodes', () => {
     const pending = messageDeadLetter(message('a.b', {}), new Error('bad'));
     const pub = deadLetterPublish(pending, 'invalid byte sequence (22021)');
     assert.match(String(pub.options.headers?.[Headers.DEAD_REASON]), /bad; not kept in dead_letters: invalid byte sequence/);
+    assert.equal(pub.options.headers?.[Headers.DEAD_STORED], undefined, 'not marked as kept: the hub keeps it from herald.dead');
     const minimal = minimalDeadLetterPublish(pending);
     assert.deepEqual(
       Object.keys(minimal.options.headers ?? {}).sort(),
-      [HEADERS_DROPPED_HEADER, Headers.DEAD_CODE, Headers.DEAD_REASON, Headers.ORIGINAL_EXCHANGE, Headers.ORIGINAL_ROUTING_KEY].sort(),
+      [
+        HEADERS_DROPPED_HEADER,
+        Headers.DEAD_CODE,
+        Headers.DEAD_REASON,
+        Headers.ATTEMPTS,
+        Headers.FIRST_FAILED_AT,
+        Headers.LAST_FAILED_AT,
+        Headers.DEAD_STORED,
+        Headers.ORIGINAL_EXCHANGE,
+        Headers.ORIGINAL_ROUTING_KEY,
+      ].sort(),
     );
+    assert.equal(minimal.options.headers?.[Headers.LAST_FAILED_AT], pending.letter.at);
     encodeAsAmqplib('herald.dead', minimal.routingKey, minimal.options);
   });
 });

@@ -1,4 +1,4 @@
-import { type AmqpProperties, Headers, toAmqp } from '@herald/core';
+import { type AmqpProperties, Headers, TRACEPARENT, TRACESTATE, toAmqp } from '@herald/core';
 import type { StoredEvent } from '../store/types.ts';
 import { fieldTableBytes, HEADERS_DROPPED_HEADER, isShortString, MAX_HEADER_TABLE_BYTES, MAX_SHORT_STRING_BYTES } from './amqp-table.ts';
 
@@ -28,6 +28,11 @@ const FIXED_BYTES = 256;
 function mayNotFit(event: StoredEvent, replay: string | undefined): boolean {
   let units = (event.subject?.length ?? 0) + (event.causationId?.length ?? 0) + (replay?.length ?? 0);
   let entries = 3;
+  // The trace context's names are not among FIXED_BYTES: counted with its values.
+  if (event.traceparent !== undefined) {
+    units += TRACEPARENT.length + event.traceparent.length + TRACESTATE.length + (event.tracestate?.length ?? 0);
+    entries += 2;
+  }
   const headers = event.headers;
   for (const name in headers) {
     const value = headers[name];
@@ -60,19 +65,21 @@ export function forwardMessage(event: StoredEvent, replay: string | undefined): 
 
 /**
  * The forward of a stored event without its own headers, for when they cannot be published (`why`):
- * x-herald-offset (and x-herald-replay), x-herald-time, x-herald-subject and x-herald-causation-id
- * when they still fit, and `x-herald-headers-dropped: "true"`; properties that do not fit an AMQP
- * short string are left out. The event stays whole in the log. Never throws.
+ * x-herald-offset (and x-herald-replay), x-herald-time, x-herald-subject, x-herald-causation-id and
+ * the trace context when they still fit, and `x-herald-headers-dropped: "true"`; properties that do
+ * not fit an AMQP short string are left out. The event stays whole in the log. Never throws.
  */
 export function reducedForwardMessage(event: StoredEvent, replay: string | undefined, why: string): ForwardMessage {
   const base: Record<string, unknown> = { [Headers.OFFSET]: event.offset.toString(), [HEADERS_DROPPED_HEADER]: 'true' };
   if (replay !== undefined) base[Headers.REPLAY] = replay;
   if (Number.isSafeInteger(event.time)) base[Headers.TIME] = event.time;
   let headers = base;
-  if (event.subject !== undefined || event.causationId !== undefined) {
+  if (event.subject !== undefined || event.causationId !== undefined || event.traceparent !== undefined) {
     const more = { ...base };
     if (event.subject !== undefined) more[Headers.SUBJECT] = event.subject;
     if (event.causationId !== undefined) more[Headers.CAUSATION_ID] = event.causationId;
+    if (event.traceparent !== undefined) more[TRACEPARENT] = event.traceparent;
+    if (event.tracestate !== undefined) more[TRACESTATE] = event.tracestate;
     if (fieldTableBytes(more) <= MAX_HEADER_TABLE_BYTES) headers = more;
   }
   const properties: AmqpProperties = { deliveryMode: 2, headers };

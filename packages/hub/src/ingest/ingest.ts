@@ -167,6 +167,8 @@ export interface IngestOptions {
    * out of the log only. Messages without user_id are not checked. Default: none.
    */
   senderCheck?: SenderCheck | undefined;
+  /** Sees each event before it is stored (the catalog's observation and validation); a throw dead-letters it with that error. */
+  inspect?: ((event: HeraldEvent, userId: unknown) => void) | undefined;
   /** Counts what goes through (metrics/metrics.ts). Default: nothing counted. */
   metrics?: IngestMetrics | undefined;
 }
@@ -271,6 +273,7 @@ class IngestPipeline implements Ingest {
   private readonly log: Logger;
   private readonly dispatch: ((events: readonly StoredEvent[]) => Promise<{ confirmed: Promise<void> }>) | undefined;
   private readonly senderCheck: SenderCheck | undefined;
+  private readonly inspect: IngestOptions['inspect'];
   private readonly metrics: IngestMetrics | undefined;
   private link: Link | undefined;
   /** Bumped on every new connection; a batch from an older generation is never acknowledged. */
@@ -321,6 +324,7 @@ class IngestPipeline implements Ingest {
     this.log = options.logger.child({ part: 'ingest' });
     this.dispatch = options.dispatch;
     this.senderCheck = options.senderCheck;
+    this.inspect = options.inspect;
     this.metrics = options.metrics;
   }
 
@@ -344,7 +348,7 @@ class IngestPipeline implements Ingest {
     try {
       await this.connectAndSetup();
     } catch (err) {
-      if (err instanceof StepError && err.side === 'store') throw err.original;
+      if (err instanceof StepError && (err.side === 'store' || err.original instanceof HeraldError)) throw err.original;
       throw unreachable(this.config.amqpUrl, err instanceof StepError ? err.original : err);
     }
     this.loop = this.runLoop();
@@ -505,7 +509,7 @@ class IngestPipeline implements Ingest {
       this.pending = [];
       const link: Link = { conn, pubConn, consumeCh, pubCh, gen, ackUpTo: undefined, unacked: 0, ackTimer: undefined };
       this.link = link;
-      await onBroker(() => declareShared(consumeCh));
+      await onBroker(() => declareShared(consumeCh, this.config.queueType));
       if (this.config.mode === 'router') await this.setupRouter(link);
       else await this.setupArchive(link);
       // From here on a lost channel or connection means: start over on a new connection.
@@ -595,7 +599,7 @@ class IngestPipeline implements Ingest {
    */
   private async setupRouter(link: Link): Promise<void> {
     const ch = link.consumeCh;
-    await onBroker(() => declareRouterQueue(ch));
+    await onBroker(() => declareRouterQueue(ch, this.config.queueType));
     await onBroker(() => removeArchiveBinding(ch));
     await this.withLock(async () => {
       if (this.head === undefined) this.head = await onStore(() => this.store.headOffset());
@@ -629,7 +633,7 @@ class IngestPipeline implements Ingest {
    */
   private async setupArchive(link: Link): Promise<void> {
     const ch = link.consumeCh;
-    await onBroker(() => declareArchive(ch));
+    await onBroker(() => declareArchive(ch, this.config.queueType));
     const hasRouterQueue = await this.queueExists(link.conn, ROUTER_QUEUE);
     await this.withLock(async () => {
       if (this.head === undefined) this.head = await onStore(() => this.store.headOffset());
@@ -802,6 +806,7 @@ class IngestPipeline implements Ingest {
           { maxBytes: this.config.maxEventBytes, now },
         );
         this.checkSender(msg, event.sender);
+        this.inspect?.(event, msg.properties.userId);
         events.push(event);
         received.push(msg);
       } catch (err) {

@@ -8,7 +8,29 @@
  * until `acquireWriterLease()` succeeds again. Details on each export.
  */
 
-export { createDeadLetterStore, type DeadLetterFilter, type DeadLetterStore, type StoredDeadLetter } from './dead-letter-store.ts';
+export {
+  type CatalogEntry,
+  type CatalogListQuery,
+  type CatalogPage,
+  type CatalogSchemaVersion,
+  type CatalogStore,
+  type CatalogType,
+  type CatalogWrite,
+  createCatalogStore,
+  OBSERVED_PER_TYPE,
+  type ObservedConsumer,
+  type ObservedProducer,
+  type ValidatedType,
+} from './catalog-store.ts';
+export {
+  createDeadLetterStore,
+  DEAD_LETTER_SOURCES,
+  type DeadLetterFilter,
+  type DeadLetterSource,
+  type DeadLetterStore,
+  type ReceivedDeadLetter,
+  type StoredDeadLetter,
+} from './dead-letter-store.ts';
 export type { Driver, ReadExecutor, ScriptExecutor, SqlExecutor } from './driver.ts';
 export { migrationFiles } from './migrate.ts';
 export type { OpenStoreOptions } from './open.ts';

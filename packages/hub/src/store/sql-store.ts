@@ -1,4 +1,13 @@
-import { ErrorCodes, HeraldError, type HeraldEvent, parseSelector, selectorPatterns, sqlPredicate } from '@herald/core';
+import {
+  ErrorCodes,
+  HeraldError,
+  type HeraldEvent,
+  joinTraceHeaders,
+  parseSelector,
+  selectorPatterns,
+  splitTraceHeaders,
+  sqlPredicate,
+} from '@herald/core';
 import type { Driver, ReadExecutor, SqlExecutor } from './driver.ts';
 import { migrate } from './migrate.ts';
 import type { AppendResult, DeadLetter, EventQuery, Store, StoredEvent } from './types.ts';
@@ -40,7 +49,9 @@ function toBuffer(bytes: Uint8Array): Buffer {
   return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
+/** The log keeps an event's trace context among its headers, as AMQP carries it (joinTraceHeaders). */
 function rowToEvent(r: EventRow): StoredEvent {
+  const { headers, traceparent, tracestate } = splitTraceHeaders(typeof r.headers === 'string' ? JSON.parse(r.headers) : r.headers);
   return {
     offset: BigInt(r.offset),
     id: r.id,
@@ -53,7 +64,9 @@ function rowToEvent(r: EventRow): StoredEvent {
     subject: r.subject ?? undefined,
     correlationId: r.correlation_id ?? undefined,
     causationId: r.causation_id ?? undefined,
-    headers: typeof r.headers === 'string' ? JSON.parse(r.headers) : r.headers,
+    headers,
+    traceparent,
+    tracestate,
   };
 }
 
@@ -413,7 +426,7 @@ async function insertEvents(tx: SqlExecutor, rows: StoredEvent[], storedAt: numb
       e.subject ?? null,
       e.correlationId ?? null,
       e.causationId ?? null,
-      JSON.stringify(e.headers),
+      JSON.stringify(joinTraceHeaders(e)),
       e.data,
     );
   }

@@ -33,6 +33,8 @@ export interface SubscriptionManagerOptions {
   logger?: Logger | undefined;
   /** `x-max-length` of each receiver queue (messages; the oldest are dropped beyond). Default 10,000. */
   receiverMaxLength?: number | undefined;
+  /** The RabbitMQ queue type of the receiver queues (HERALD_QUEUE_TYPE). Default `classic`. */
+  receiverQueueType?: 'classic' | 'quorum' | undefined;
   /**
    * The highest offset the dispatcher has forwarded or durably held (router mode). Events above it
    * are not read from the log yet: they may still be held by a pause the manager cannot see yet.
@@ -572,6 +574,7 @@ class Manager implements SubscriptionManager, Core {
     this.receivers = createReceivers({
       amqpUrl: o.amqpUrl,
       maxLength: this.receiverMaxLength,
+      queueType: o.receiverQueueType ?? 'classic',
       logger: this.log,
       onLive: (hash, events) => this.onLive(hash, events),
       onReset: () => {

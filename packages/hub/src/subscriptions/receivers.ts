@@ -1,7 +1,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { bindingKeys, compileMatcher, EVENTS_EXCHANGE, fromAmqp, type Matcher, type Selector } from '@herald/core';
+import { bindingKeys, compileMatcher, EVENTS_EXCHANGE, fromAmqp, type Matcher, type QueueType, type Selector } from '@herald/core';
 import { type Channel, type ChannelModel, type ConsumeMessage, connect } from 'amqplib';
 import type { Logger } from 'pino';
+import { declareQueue } from '../ingest/topology.ts';
 import type { StoredEvent } from '../store/types.ts';
 import { receiverQueue } from './subscription-store.ts';
 
@@ -15,9 +16,9 @@ const PREFETCH = 1000;
 export type OnLive = (hash: string, events: StoredEvent[]) => void;
 
 /**
- * The hub's side of the receiver queues: one durable queue per canonical selector, bound to
- * `herald.events` with the selector's binding keys, limited to `maxLength` messages (drop-head), and
- * consumed once by the hub on its own connection.
+ * The hub's side of the receiver queues: one durable queue (of `queueType`) per canonical selector,
+ * bound to `herald.events` with the selector's binding keys, limited to `maxLength` messages
+ * (drop-head), and consumed once by the hub on its own connection.
  *
  * Reconnect: when RabbitMQ drops the connection, the receivers reconnect with backoff (100 ms
  * doubling to 5 s, forever), declare their queues again and consume; `onReset` is called so that
@@ -47,11 +48,13 @@ interface Link {
 export function createReceivers(options: {
   amqpUrl: string;
   maxLength: number;
+  queueType?: QueueType | undefined;
   logger: Logger;
   onLive: OnLive;
   onReset: () => void;
 }): Receivers {
   const { amqpUrl, maxLength, logger: log, onLive, onReset } = options;
+  const queueType = options.queueType ?? 'classic';
   const wanted = new Map<string, Selector>();
   /**
    * The matcher of each wanted selector: a queue's binding keys may route more than its selector
@@ -135,11 +138,16 @@ export function createReceivers(options: {
     const tmp = await l.conn.createChannel();
     tmp.on('error', () => undefined);
     try {
-      await tmp.assertQueue(queue, { durable: true, arguments: { 'x-max-length': maxLength, 'x-overflow': 'drop-head' } });
+      await declareQueue(tmp, queue, queueType, { 'x-max-length': maxLength, 'x-overflow': 'drop-head' });
     } catch (err) {
-      if ((err as { code?: unknown }).code !== 406) throw err;
-      // PRECONDITION_FAILED: the queue exists with other arguments (another max length): keep it.
-      log.warn({ queue, err: String(err) }, 'receiver queue exists with other arguments; delete it to apply the new limit');
+      const cause = (err as { cause?: unknown }).cause ?? err;
+      if ((cause as { code?: unknown }).code !== 406) throw err;
+      // PRECONDITION_FAILED: the queue exists with other arguments (another max length or queue
+      // type): kept and consumed as it is. The log is the source of truth, so deleting it is safe.
+      log.warn(
+        { queue, err: String(err) },
+        'receiver queue exists with other arguments (a limit, HERALD_QUEUE_TYPE); delete it to apply them',
+      );
     } finally {
       await tmp.close().catch(() => undefined);
     }

@@ -99,17 +99,19 @@ export function DeadLetters({ stats }) {
     ${
       page
         ? html`<section class="card"><table data-testid="dead-letters">
-            <thead><tr><th>id</th><th>at</th><th>code</th><th>reason</th><th>routing key</th></tr></thead>
+            <thead><tr><th>id</th><th>last failure</th><th>source</th><th>attempts</th><th>code</th><th>reason</th><th>routing key</th></tr></thead>
             <tbody>
-              ${page.items.length === 0 ? html`<tr><td colspan="5" class="muted">No dead letters.</td></tr>` : null}
+              ${page.items.length === 0 ? html`<tr><td colspan="7" class="muted">No dead letters.</td></tr>` : null}
               ${page.items.map(
                 (d) => html`<tr key=${d.id} class="clickable" onClick=${() => show(d.id)}>
-                  <td>${d.id}</td><td>${d.at}</td><td>${d.code}</td><td>${d.reason}</td><td><code>${d.routingKey}</code></td>
+                  <td>${d.id}</td><td title=${`first failure ${d.firstFailedAt}`}>${d.lastFailedAt}</td>
+                  <td>${d.source}${d.queue === null ? '' : html` <code>${d.queue}</code>`}</td><td>${d.attempts ?? '–'}</td>
+                  <td>${d.code}</td><td>${d.reason}</td><td><code>${d.routingKey}</code></td>
                 </tr>`,
               )}
             </tbody>
           </table></section>`
         : null
     }
-    ${open ? html`<section class="card"><h3>Dead letter ${open.id}: ${open.code}</h3><p>${open.reason}</p><pre>${JSON.stringify(open.properties, null, 2)}</pre><pre>${open.bodyText ?? `(base64) ${open.bodyBase64}`}</pre></section>` : null}`;
+    ${open ? html`<section class="card"><h3>Dead letter ${open.id}: ${open.code}</h3><p>${open.reason}</p><p class="muted">${open.source}${open.queue === null ? '' : ` on ${open.queue}`}, ${open.attempts ?? 'unknown'} attempt(s), first failed ${open.firstFailedAt}, last ${open.lastFailedAt}</p><pre>${JSON.stringify(open.properties, null, 2)}</pre><pre>${open.bodyText ?? `(base64) ${open.bodyBase64}`}</pre></section>` : null}`;
 }

@@ -1,0 +1,185 @@
+import { compileMatcher, type Matcher, type Selector } from '@herald/core';
+import type { Logger } from 'pino';
+import type { CatalogStore, ObservedConsumer, ObservedProducer } from '../store/index.ts';
+
+/** A consumer the observer attributes events to when its selector matches them. */
+export interface ConsumerSource {
+  readonly kind: 'subscription' | 'exchange';
+  readonly name: string;
+  readonly selector: Selector;
+}
+
+/** How often the observer's clock is read. */
+const CLOCK_MS = 100;
+
+/** Counts of one (sender, type, user) since the last flush. */
+interface Seen {
+  events: number;
+  first: number;
+  last: number;
+}
+
+/**
+ * Who produces and who consumes each event type (docs/catalog.md), counted in memory as events go
+ * through ingest and written in one batch every `flushMs`: never a query per event.
+ *
+ * Bounds: at most `maxKeys` distinct (sender, type, user) per interval (default 10,000); beyond,
+ * further new keys are not counted until the next flush (logged once per flush, with how many), so
+ * a flood of distinct types cannot grow memory; and at most `maxConsumerRows` (type, consumer)
+ * pairs written per flush (default 50,000; many types times many subscriptions with `*:*`). Consumers are worked out at flush time, for the types seen
+ * in that interval, from `consumers()` (durable subscriptions and exchanges whose selectors match).
+ *
+ * Failure: a flush that fails (store down) is logged and its counts are dropped: observation is a
+ * description of the traffic, not part of the log.
+ */
+export class CatalogObserver {
+  /** sender → type → user ('' none) → counts. Nested maps: no key string is built per event. */
+  private seen = new Map<string, Map<string, Map<string, Seen>>>();
+  private keys = 0;
+  private dropped = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private flushing: Promise<void> | undefined;
+  /** Matchers by canonical selector, kept while a consumer has that selector. */
+  private matchers = new Map<string, Matcher>();
+  /** A clock read every CLOCK_MS rather than per event (first and last seen are that precise). */
+  private clock = Date.now();
+  private clockTimer: NodeJS.Timeout | undefined;
+  /** The counts the last event went to, and its key: runs of one type cost no map lookup. */
+  private lastSeen: Seen | undefined;
+  private lastSender = '';
+  private lastType = '';
+  private lastUser = '';
+
+  constructor(
+    private readonly store: CatalogStore,
+    private readonly consumers: () => Promise<readonly ConsumerSource[]>,
+    private readonly log: Logger,
+    private readonly options: { flushMs?: number; maxKeys?: number; maxConsumerRows?: number; now?: () => number } = {},
+  ) {}
+
+  start(): void {
+    this.timer = setInterval(() => void this.flush(), this.options.flushMs ?? 5000);
+    this.timer.unref();
+    this.clockTimer = setInterval(() => {
+      this.clock = Date.now();
+    }, CLOCK_MS);
+    this.clockTimer.unref();
+  }
+
+  /** Stops the timer and writes what was counted. */
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    clearInterval(this.clockTimer);
+    this.timer = undefined;
+    await this.flush();
+  }
+
+  /** One event of `sender`/`type`, published by RabbitMQ user `userId` (undefined or '' when the message named none). */
+  seenEvent(sender: string, type: string, userId: unknown): void {
+    const user = typeof userId === 'string' ? userId : '';
+    const now = this.options.now === undefined ? this.clock : this.options.now();
+    const hit = this.lastSeen;
+    if (hit !== undefined && this.lastType === type && this.lastSender === sender && this.lastUser === user) {
+      hit.events++;
+      hit.last = now;
+      return;
+    }
+    let types = this.seen.get(sender);
+    let users = types?.get(type);
+    const s = users?.get(user);
+    if (s !== undefined) {
+      s.events++;
+      s.last = now;
+      this.remember(sender, type, user, s);
+      return;
+    }
+    if (this.keys >= (this.options.maxKeys ?? 10_000)) {
+      this.dropped++;
+      return;
+    }
+    if (types === undefined) {
+      types = new Map();
+      this.seen.set(sender, types);
+    }
+    if (users === undefined) {
+      users = new Map();
+      types.set(type, users);
+    }
+    const seen = { events: 1, first: now, last: now };
+    users.set(user, seen);
+    this.remember(sender, type, user, seen);
+    this.keys++;
+  }
+
+  private remember(sender: string, type: string, user: string, seen: Seen): void {
+    this.lastSeen = seen;
+    this.lastSender = sender;
+    this.lastType = type;
+    this.lastUser = user;
+  }
+
+  /** Writes the counts since the last flush and the consumers of the types seen. One at a time. */
+  flush(): Promise<void> {
+    this.flushing ??= this.write().finally(() => {
+      this.flushing = undefined;
+    });
+    return this.flushing;
+  }
+
+  private async write(): Promise<void> {
+    const seen = this.seen;
+    const dropped = this.dropped;
+    this.seen = new Map();
+    this.lastSeen = undefined;
+    this.clock = Date.now();
+    this.keys = 0;
+    this.dropped = 0;
+    if (dropped > 0)
+      this.log.warn({ dropped }, 'catalog observation: too many distinct event types in one interval; some were not counted');
+    if (seen.size === 0) return;
+    const producers: ObservedProducer[] = [];
+    const byType: { sender: string; type: string; first: number; last: number }[] = [];
+    for (const [sender, types] of seen) {
+      for (const [type, users] of types) {
+        let first = Number.POSITIVE_INFINITY;
+        let last = 0;
+        for (const [userId, s] of users) {
+          producers.push({ sender, type, userId, events: s.events, firstSeen: s.first, lastSeen: s.last });
+          first = Math.min(first, s.first);
+          last = Math.max(last, s.last);
+        }
+        byType.push({ sender, type, first, last });
+      }
+    }
+    try {
+      await this.store.recordProducers(producers);
+      await this.store.recordConsumers(await this.consumersOf(byType));
+    } catch (err) {
+      this.log.warn({ err: err instanceof Error ? err.message : String(err) }, 'catalog observation: could not write the counts');
+    }
+  }
+
+  private async consumersOf(types: { sender: string; type: string; first: number; last: number }[]): Promise<ObservedConsumer[]> {
+    const sources = await this.consumers();
+    const matchers = new Map<string, Matcher>();
+    for (const c of sources) {
+      const key = c.selector.canonical;
+      if (!matchers.has(key)) matchers.set(key, this.matchers.get(key) ?? compileMatcher(c.selector));
+    }
+    this.matchers = matchers;
+    const out: ObservedConsumer[] = [];
+    const max = this.options.maxConsumerRows ?? 50_000;
+    let left = 0;
+    for (const t of types) {
+      for (const c of sources) {
+        if (!(matchers.get(c.selector.canonical) as Matcher)(t.sender, t.type)) continue;
+        if (out.length < max)
+          out.push({ sender: t.sender, type: t.type, kind: c.kind, name: c.name, firstSeen: t.first, lastSeen: t.last });
+        else left++;
+      }
+    }
+    if (left > 0)
+      this.log.warn({ left, written: max }, 'catalog observation: too many (type, consumer) pairs in one interval; some were not written');
+    return out;
+  }
+}

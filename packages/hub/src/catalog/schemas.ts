@@ -1,0 +1,224 @@
+import { deeperThan, ErrorCodes, ValidationError } from '@herald/core';
+import { Ajv, type ErrorObject } from 'ajv';
+import addFormatsModule, { type FormatsPlugin } from 'ajv-formats';
+
+/** ajv-formats is CommonJS: from built ESM its default import is `module.exports`, whose `default` is the plugin too. */
+const addFormats = ((addFormatsModule as { default?: FormatsPlugin }).default ?? addFormatsModule) as FormatsPlugin;
+
+/**
+ * What the catalog accepts of a schema and an example (docs/catalog.md lists them): a schema is
+ * compiled into code and run for every event of a validated type, so its size, its nesting and its
+ * regular expressions are bounded before ajv sees it.
+ */
+export const CATALOG_LIMITS = {
+  /** A schema as JSON, in bytes of UTF-8. */
+  schemaBytes: 65_536,
+  /** Nesting of objects and arrays in a schema. */
+  schemaDepth: 32,
+  /** An example payload as JSON, in bytes. */
+  exampleBytes: 65_536,
+  /** A description, in characters. */
+  descriptionChars: 1000,
+  /** One `pattern` (or `patternProperties` name), in characters. */
+  patternChars: 500,
+  /** The longest string a `pattern` is tried on; a longer one fails it (a regular expression's work grows with its input). */
+  patternInputChars: 10_000,
+  /** The largest `maxItems` beside `uniqueItems` when the items are not of a scalar type. */
+  uniqueItems: 1000,
+  /** The reason of a violation, in characters (a dead letter's reason is bounded too). */
+  reasonChars: 900,
+  /** Types one page of GET /api/v1/catalog lists by default, and at most. */
+  pageTypes: 1000,
+  maxPageTypes: 10_000,
+  /** Schemas and examples one page brings into memory; past it the page ends early (`next` goes on). */
+  pageBytes: 16 * 1024 * 1024,
+  /** Types and bytes of schemas the AsyncAPI document takes; past them it is cut, and says so. */
+  asyncApiTypes: 10_000,
+  asyncApiBytes: 32 * 1024 * 1024,
+} as const;
+
+/** Checks one event's data; undefined when it conforms, else the reason (ajv's errors, bounded). */
+export type PayloadCheck = (data: unknown) => string | undefined;
+
+function refuse(field: string, message: string): never {
+  throw new ValidationError(ErrorCodes.INVALID_REQUEST, message, { details: { parameter: field } });
+}
+
+/**
+ * A regular expression ajv may compile into a validator: bounded, and free of the shapes that take
+ * exponential time on a crafted string (a quantified group that holds a quantifier, `(a+)+`;
+ * backreferences; lookarounds). The reason it is not, else undefined.
+ */
+export function unsafePattern(pattern: string): string | undefined {
+  if (pattern.length > CATALOG_LIMITS.patternChars) return `longer than ${CATALOG_LIMITS.patternChars} characters`;
+  // For each open group: whether a quantifier occurs inside it.
+  const groups: boolean[] = [];
+  let quantifiedInside = false;
+  let inClass = false;
+  for (let i = 0; i < pattern.length; i++) {
+    const c = pattern[i] as string;
+    if (c === '\\') {
+      const next = pattern[i + 1] ?? '';
+      if (/[1-9k]/.test(next) && !inClass) return 'it holds a backreference';
+      i++;
+      continue;
+    }
+    if (inClass) {
+      if (c === ']') inClass = false;
+      continue;
+    }
+    if (c === '[') inClass = true;
+    else if (c === '(') {
+      if (pattern.startsWith('(?=', i) || pattern.startsWith('(?!', i) || pattern.startsWith('(?<=', i) || pattern.startsWith('(?<!', i))
+        return 'it holds a lookaround';
+      groups.push(quantifiedInside);
+      quantifiedInside = false;
+    } else if (c === ')') {
+      const inner: boolean = quantifiedInside;
+      quantifiedInside = groups.pop() ?? false;
+      const after = pattern[i + 1];
+      if (after === '*' || after === '+' || after === '?' || after === '{') {
+        if (inner && after !== '?') return 'a quantified group holds a quantifier (such as (a+)+), which can take exponential time';
+        quantifiedInside = true;
+      }
+      quantifiedInside ||= inner;
+    } else if (c === '*' || c === '+' || c === '{') quantifiedInside = true;
+  }
+  return undefined;
+}
+
+/** Walks the schema without recursion: `$ref`s stay inside it, patterns are safe. Throws a 400 naming the path. */
+function checkKeywords(schema: unknown, field: string): void {
+  const stack: [string, unknown, string | undefined][] = [['', schema, undefined]];
+  while (stack.length > 0) {
+    const [path, v, parentKey] = stack.pop() as [string, unknown, string | undefined];
+    if (typeof v !== 'object' || v === null) continue;
+    for (const [k, child] of Object.entries(v)) {
+      const at = Array.isArray(v) ? `${path}[${k}]` : path === '' ? k : `${path}.${k}`;
+      if ((k === '$ref' || k === '$dynamicRef' || k === '$recursiveRef') && typeof child === 'string' && !child.startsWith('#'))
+        refuse(
+          field,
+          `${field}.${at}: only references inside the schema (starting with #) are allowed, not ${JSON.stringify(child.slice(0, 100))}`,
+        );
+      if (k === 'pattern' && typeof child === 'string' && parentKey !== 'properties') {
+        const why = unsafePattern(child);
+        if (why !== undefined) refuse(field, `${field}.${at}: the pattern is refused: ${why}`);
+      }
+      if (k === 'patternProperties' && typeof child === 'object' && child !== null && parentKey !== 'properties') {
+        for (const name of Object.keys(child)) {
+          const why = unsafePattern(name);
+          if (why !== undefined) refuse(field, `${field}.${at}: the pattern ${JSON.stringify(name.slice(0, 100))} is refused: ${why}`);
+        }
+      }
+      if (k === 'uniqueItems' && child === true && parentKey !== 'properties' && !uniqueItemsBounded(v as Record<string, unknown>))
+        refuse(
+          field,
+          `${field}.${at}: uniqueItems needs maxItems of at most ${CATALOG_LIMITS.uniqueItems} beside it, or items of a scalar type (comparing every pair of a long array takes quadratic time)`,
+        );
+      // Values, not schemas: nothing in them is a reference or a pattern.
+      if (DATA_KEYWORDS.has(k) && parentKey !== 'properties') continue;
+      stack.push([at, child, Array.isArray(v) ? parentKey : k]);
+    }
+  }
+}
+
+/** Keywords whose values are data (JSON values compared with the instance), not schemas. */
+const DATA_KEYWORDS = new Set(['enum', 'const', 'default', 'examples']);
+
+/** True when ajv's uniqueItems check stays linear or small: items of a scalar type, or maxItems bounded. */
+function uniqueItemsBounded(schema: Record<string, unknown>): boolean {
+  const max = schema.maxItems;
+  if (typeof max === 'number' && max <= CATALOG_LIMITS.uniqueItems) return true;
+  const items = schema.items as { type?: unknown } | undefined;
+  const scalar = ['string', 'number', 'integer', 'boolean', 'null'];
+  return (
+    typeof items === 'object' && items !== null && !Array.isArray(items) && typeof items.type === 'string' && scalar.includes(items.type)
+  );
+}
+
+/** A RegExp for ajv's patterns that fails strings past patternInputChars instead of running on them. */
+const boundedRegExp = Object.assign(
+  (pattern: string, flags: string): { test(s: string): boolean } => {
+    const re = new RegExp(pattern, flags);
+    return { test: (s: string) => s.length <= CATALOG_LIMITS.patternInputChars && re.test(s) };
+  },
+  // Only for ajv's standalone code, which the hub does not generate.
+  { code: 'new RegExp' },
+);
+
+/** One ajv per schema: nothing of one schema ($id, compiled code) stays behind in another's. */
+function newAjv(): Ajv {
+  const ajv = new Ajv({
+    allErrors: false,
+    strictSchema: true,
+    strictNumbers: true,
+    strictTypes: false,
+    strictTuples: false,
+    strictRequired: false,
+    logger: false,
+    addUsedSchema: false,
+    code: { regExp: boundedRegExp },
+  });
+  addFormats(ajv);
+  return ajv;
+}
+
+/** ajv's errors as one line, bounded. */
+export function errorsText(errors: readonly ErrorObject[] | null | undefined): string {
+  const text = (errors ?? [])
+    .slice(0, 5)
+    .map((e) => `${e.instancePath || '(root)'} ${e.message ?? 'is invalid'}`)
+    .join('; ');
+  return text.length > CATALOG_LIMITS.reasonChars ? `${text.slice(0, CATALOG_LIMITS.reasonChars)}…` : text;
+}
+
+/** The byte length of `value` as JSON. */
+function jsonBytes(value: unknown): number {
+  return Buffer.byteLength(JSON.stringify(value) ?? '');
+}
+
+/**
+ * Checks a JSON Schema (draft-07, as ajv 8 reads it, with ajv-formats' formats) and compiles it.
+ * Throws a ValidationError (INVALID_REQUEST, `details.parameter` = `field`) when it is not an
+ * object or boolean, is larger or deeper than CATALOG_LIMITS allow, refers outside itself, holds an
+ * unsafe pattern, or when ajv cannot compile it (ajv's message).
+ */
+export function compileSchema(schema: unknown, field = 'schema'): PayloadCheck {
+  if (typeof schema !== 'boolean' && (typeof schema !== 'object' || schema === null || Array.isArray(schema)))
+    refuse(field, `${field} must be a JSON Schema: an object (or true/false)`);
+  if (jsonBytes(schema) > CATALOG_LIMITS.schemaBytes) refuse(field, `${field} is larger than ${CATALOG_LIMITS.schemaBytes} bytes as JSON`);
+  if (deeperThan(schema, CATALOG_LIMITS.schemaDepth)) refuse(field, `${field} nests deeper than ${CATALOG_LIMITS.schemaDepth} levels`);
+  checkKeywords(schema, field);
+  let validate: ReturnType<Ajv['compile']>;
+  try {
+    validate = newAjv().compile(schema as object | boolean);
+  } catch (err) {
+    refuse(field, `${field} does not compile: ${err instanceof Error ? err.message.slice(0, 500) : String(err)}`);
+  }
+  return (data) => {
+    try {
+      return validate(data) ? undefined : errorsText(validate.errors);
+    } catch (err) {
+      // A recursive schema over deep data can run out of stack: that data does not conform either.
+      return `the validator failed on this data: ${err instanceof Error ? err.message.slice(0, 200) : String(err)}`;
+    }
+  };
+}
+
+/** Checks an example payload against a compiled schema: a 400 on `example` when it does not conform or is too large. */
+export function checkExample(check: PayloadCheck, example: unknown): void {
+  if (jsonBytes(example) > CATALOG_LIMITS.exampleBytes)
+    refuse('example', `example is larger than ${CATALOG_LIMITS.exampleBytes} bytes as JSON`);
+  const why = check(example);
+  if (why !== undefined) refuse('example', `example does not match the schema: ${why}`);
+}
+
+/** JSON with object keys sorted, so that two equal schemas compare equal however their keys were ordered. */
+export function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (typeof value === 'object' && value !== null) {
+    const keys = Object.keys(value).sort();
+    return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson((value as Record<string, unknown>)[k])}`).join(',')}}`;
+  }
+  return JSON.stringify(value) ?? 'null';
+}
