@@ -1,6 +1,7 @@
 import { deeperThan, ErrorCodes, ValidationError } from '@herald/core';
 import { Ajv, type ErrorObject } from 'ajv';
 import addFormatsModule, { type FormatsPlugin } from 'ajv-formats';
+import { RE2JS } from 're2js';
 
 /** ajv-formats is CommonJS: from built ESM its default import is `module.exports`, whose `default` is the plugin too. */
 const addFormats = ((addFormatsModule as { default?: FormatsPlugin }).default ?? addFormatsModule) as FormatsPlugin;
@@ -136,11 +137,21 @@ function uniqueItemsBounded(schema: Record<string, unknown>): boolean {
   );
 }
 
-/** A RegExp for ajv's patterns that fails strings past patternInputChars instead of running on them. */
+/**
+ * ajv's patterns on RE2 (re2js): linear in the input whatever the pattern, so no schema can make a
+ * validation backtrack; strings past patternInputChars fail instead of running. A pattern RE2 cannot
+ * compile (backreferences, lookaround) refuses the schema. `toString` is the key ajv caches a
+ * compiled pattern under: without it every pattern of a schema would share the first one.
+ */
 const boundedRegExp = Object.assign(
-  (pattern: string, flags: string): { test(s: string): boolean } => {
-    const re = new RegExp(pattern, flags);
-    return { test: (s: string) => s.length <= CATALOG_LIMITS.patternInputChars && re.test(s) };
+  (pattern: string, flags: string): { test(s: string): boolean; toString(): string } => {
+    let re: RE2JS;
+    try {
+      re = RE2JS.compile(pattern, flags.includes('i') ? RE2JS.CASE_INSENSITIVE : 0);
+    } catch (err) {
+      throw new Error(`the pattern ${JSON.stringify(pattern.slice(0, 100))} is refused: ${(err as Error).message}`);
+    }
+    return { test: (s: string) => s.length <= CATALOG_LIMITS.patternInputChars && re.test(s), toString: () => `/${pattern}/${flags}` };
   },
   // Only for ajv's standalone code, which the hub does not generate.
   { code: 'new RegExp' },

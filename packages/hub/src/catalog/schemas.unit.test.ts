@@ -135,3 +135,40 @@ describe('compileSchema', () => {
     assert.notEqual(canonicalJson({ a: 1 }), canonicalJson({ a: '1' }));
   });
 });
+
+describe('patterns run on RE2', () => {
+  test('no pattern backtracks: hostile patterns past the heuristic take milliseconds on the longest string checked', () => {
+    const hostile = [
+      { $ref: '#/definitions/const', definitions: { const: { type: 'string', pattern: '^(a|a)*$' } } },
+      { dependencies: { default: { properties: { x: { type: 'string', pattern: '^(a+)+$' } } } } },
+      { type: 'string', pattern: '^(a|a)*$' },
+      { type: 'string', pattern: '^\\d*\\d*\\d*x$' },
+    ];
+    for (const schema of hostile) {
+      let check: ReturnType<typeof compileSchema>;
+      try {
+        check = compileSchema(schema);
+      } catch {
+        continue; // refused outright is as good
+      }
+      const input = `${'a'.repeat(CATALOG_LIMITS.patternInputChars - 1)}!`;
+      const started = performance.now();
+      try {
+        check(input);
+      } catch {}
+      try {
+        check({ x: input });
+      } catch {}
+      assert.ok(performance.now() - started < 500, `${JSON.stringify(schema)} took ${performance.now() - started} ms`);
+    }
+  });
+
+  test('each pattern of a schema is its own (ajv caches them by their text)', () => {
+    const check = compileSchema({
+      type: 'object',
+      properties: { a: { type: 'string', pattern: '^a$' }, b: { type: 'string', pattern: '^b$' } },
+    });
+    assert.equal(check({ a: 'a', b: 'b' }), undefined);
+    assert.match(check({ a: 'a', b: 'a' }) ?? '', /\/b must match pattern "\^b\$"/);
+  });
+});
