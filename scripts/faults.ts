@@ -257,6 +257,8 @@ interface Delivery {
   at: number;
   replay: boolean;
 }
+/** The receiver queues bound so far: publishing starts once all are, or their first events would be missed. */
+const bound = new Set<string>();
 const receivers = RECEIVERS.map((r, i) => ({ ...r, queue: `faults-rx-${i}`, seen: [] as Delivery[] }));
 /** When the everything-receiver last saw an event published at or after a moment: for recovery times. */
 let newestPublishSeen = 0;
@@ -271,6 +273,7 @@ function receiver(r: (typeof receivers)[number]): Promise<void> {
       await ch.assertExchange(EVENTS_EXCHANGE, 'topic', { durable: true });
       await ch.assertQueue(r.queue, { durable: true });
       for (const b of r.bindings) await ch.bindQueue(r.queue, EVENTS_EXCHANGE, b);
+    bound.add(r.queue);
       await ch.prefetch(500);
       await ch.consume(r.queue, (m) => {
         if (!m) return;
@@ -530,6 +533,7 @@ async function main(): Promise<void> {
   }
   for (const s of subs) s.last = s.start;
   const consumers = [...receivers.map(receiver), grpcClient(subs[0] as SubClient), pullClient(subs[1] as SubClient)];
+  await waitFor('receivers bound', () => bound.size === receivers.length, 60_000, 50);
   const publishers = [rawPublisher(), sdkPublisher('f2'), sdkPublisher('f4')];
   await waitFor('events flowing', () => (receivers[0]?.seen.length ?? 0) > 100, 60_000, 100);
   for (const fault of schedule()) {
