@@ -273,7 +273,7 @@ function receiver(r: (typeof receivers)[number]): Promise<void> {
       await ch.assertExchange(EVENTS_EXCHANGE, 'topic', { durable: true });
       await ch.assertQueue(r.queue, { durable: true });
       for (const b of r.bindings) await ch.bindQueue(r.queue, EVENTS_EXCHANGE, b);
-    bound.add(r.queue);
+      bound.add(r.queue);
       await ch.prefetch(500);
       await ch.consume(r.queue, (m) => {
         if (!m) return;
