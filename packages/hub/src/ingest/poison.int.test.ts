@@ -1,8 +1,5 @@
 import assert from 'node:assert/strict';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { createRequire } from 'node:module';
-import type { Socket } from 'node:net';
-import { dirname, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import {
   createEvent,
@@ -18,6 +15,7 @@ import {
   createRawPublisher,
   createTestDatabase,
   createTestVhost,
+  publishWithHugeHeaders,
   type RawMessage,
   type RawPublisher,
   type TestDatabase,
@@ -36,65 +34,6 @@ import { createIngest, DISPATCHED_KEY, type Ingest } from './ingest.ts';
 const logger = () => pino({ level: process.env.HERALD_TEST_LOG_LEVEL ?? 'silent' });
 /** How soon a good event published after a bad one must be stored and forwarded. */
 const FLOW_MS = 5000;
-
-// amqplib's encoders, to write a publish whose header table amqplib itself would refuse to encode.
-const require = createRequire(import.meta.url);
-const amqplibDir = dirname(require.resolve('amqplib'));
-const codec = require(join(amqplibDir, 'lib/codec.js')) as { encodeTable(buf: Buffer, table: unknown, offset: number): number };
-const defs = require(join(amqplibDir, 'lib/defs.js')) as {
-  BasicPublish: number;
-  encodeMethod(id: number, ch: number, fields: unknown): Buffer;
-};
-
-/**
- * Publishes one persistent message with a header table of any size (RabbitMQ takes up to its
- * frame_max, 128 KiB), writing the frames on an amqplib connection's socket: amqplib refuses to
- * encode a table over 64 KiB. Resolves once RabbitMQ answered a round trip after it.
- */
-async function publishHugeHeaders(url: string, routingKey: string, headers: Record<string, unknown>, messageId: string): Promise<void> {
-  const conn = await connect(url);
-  try {
-    const ch = await conn.createChannel();
-    const channel = (ch as unknown as { ch: number }).ch;
-    const socket = (conn as unknown as { connection: { stream: Socket } }).connection.stream;
-    const method = defs.encodeMethod(defs.BasicPublish, channel, {
-      ticket: 0,
-      exchange: INGEST_EXCHANGE,
-      routingKey,
-      mandatory: false,
-      immediate: false,
-    });
-    const body = Buffer.from('{}');
-    const scratch = Buffer.alloc(1 << 20);
-    const tableLen = codec.encodeTable(scratch, headers, 0);
-    const id = Buffer.from(messageId);
-    // Content header payload: class 60, weight 0, body size, flags (headers, delivery mode, message id).
-    const payload = Buffer.alloc(2 + 2 + 8 + 2 + tableLen + 1 + 1 + id.length);
-    let o = payload.writeUInt16BE(60, 0);
-    o = payload.writeUInt16BE(0, o);
-    o = payload.writeBigUInt64BE(BigInt(body.length), o);
-    o = payload.writeUInt16BE(0x2000 | 0x1000 | 0x0080, o);
-    o += scratch.copy(payload, o, 0, tableLen);
-    o = payload.writeUInt8(2, o);
-    o = payload.writeUInt8(id.length, o);
-    id.copy(payload, o);
-    const frame = (type: number, p: Buffer) => {
-      const f = Buffer.alloc(7 + p.length + 1);
-      f.writeUInt8(type, 0);
-      f.writeUInt16BE(channel, 1);
-      f.writeUInt32BE(p.length, 3);
-      p.copy(f, 7);
-      f.writeUInt8(0xce, 7 + p.length);
-      return f;
-    };
-    socket.write(Buffer.concat([method, frame(2, payload), frame(3, body)]));
-    // A synchronous method after it on the same channel: RabbitMQ has taken the publish by then.
-    await ch.checkExchange(INGEST_EXCHANGE);
-    await ch.close();
-  } finally {
-    await conn.close().catch(() => undefined);
-  }
-}
 
 /** A queue bound to herald.events that records what the hub forwards. */
 async function listenToEvents(url: string): Promise<{ seen: ConsumeMessage[]; close(): Promise<void> }> {
@@ -247,7 +186,7 @@ describe('poison messages at AMQP ingest never stop the flow (router mode, Postg
     const id = randomUUID();
     const headers: Record<string, string> = {};
     for (let i = 0; i < 10; i++) headers[`h${i}`] = `${i}`.repeat(10_000);
-    await publishHugeHeaders(vhost.url, 'billing.invoice.paid', headers, id);
+    await publishWithHugeHeaders(vhost.url, INGEST_EXCHANGE, 'billing.invoice.paid', headers, id);
     await assertFlows(pub, reader, events.seen);
     const letter = await findDeadLetter(reader, id);
     assert.match(letter.reason, /header/);
