@@ -38,6 +38,7 @@ import { connect } from 'amqplib';
 import { openSse } from '../packages/hub/src/api/subscriptions-test-kit.ts';
 import { openStore } from '../packages/hub/src/store/index.ts';
 import type { Store } from '../packages/hub/src/store/types.ts';
+import { seeded } from './seeded.ts';
 
 const args = process.argv.slice(2);
 const arg = (name: string) => {
@@ -52,17 +53,7 @@ if (!Number.isFinite(seconds) || seconds <= 0 || !Number.isSafeInteger(seed)) {
   process.exit(2);
 }
 
-/** mulberry32: a small seeded PRNG, so a seed names a schedule. */
-let state = seed >>> 0;
-function random(): number {
-  state = (state + 0x6d2b79f5) >>> 0;
-  let t = state;
-  t = Math.imul(t ^ (t >>> 15), t | 1);
-  t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-  return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-}
-const int = (lo: number, hi: number) => lo + Math.floor(random() * (hi - lo + 1));
-const pick = <T>(xs: readonly T[]): T => xs[Math.floor(random() * xs.length)] as T;
+const { random, int, pick } = seeded(seed);
 const log = (line: string) => process.stderr.write(`chaos: ${line}\n`);
 const debug = (line: string) => verbose && log(line);
 

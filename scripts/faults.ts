@@ -31,6 +31,7 @@ import { EVENTS_EXCHANGE, Headers, INGEST_EXCHANGE } from '@herald/core';
 import { createTestDatabase, createTestVhost, freePort, type HeraldProcess, startHubProcess, startProxy, waitFor } from '@herald/testing';
 import { type Channel, type ChannelModel, connect } from 'amqplib';
 import { openStore } from '../packages/hub/src/store/index.ts';
+import { seeded } from './seeded.ts';
 
 const args = process.argv.slice(2);
 const arg = (name: string) => {
@@ -49,17 +50,7 @@ if (!Number.isSafeInteger(seed) || !Number.isSafeInteger(kills) || kills < 0 || 
   process.exit(2);
 }
 
-/** mulberry32: a small seeded PRNG, so a seed names a schedule. */
-let state = seed >>> 0;
-function random(): number {
-  state = (state + 0x6d2b79f5) >>> 0;
-  let t = state;
-  t = Math.imul(t ^ (t >>> 15), t | 1);
-  t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-  return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-}
-const int = (lo: number, hi: number) => lo + Math.floor(random() * (hi - lo + 1));
-const pick = <T>(xs: readonly T[]): T => xs[Math.floor(random() * xs.length)] as T;
+const { random, int, pick } = seeded(seed);
 const t0 = Date.now();
 setTimeout(() => {
   process.stderr.write(`faults: FAILED: the run took longer than ${limitSeconds} s (--timeout)\n`);
