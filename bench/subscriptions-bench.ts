@@ -19,7 +19,6 @@ import { EVENTS_EXCHANGE, INGEST_EXCHANGE } from '@herald/core';
 import { openStore } from '@herald/hub';
 import { createRawPublisher, createTestDatabase, createTestVhost, type HeraldProcess, sampleRss, startHubProcess } from '@herald/testing';
 import { connect } from 'amqplib';
-import type { SqlStore } from '../packages/hub/src/store/sql-store.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -47,7 +46,7 @@ const round = (n: number, d = 2) => Math.round(n * 10 ** d) / 10 ** d;
 
 /** The log filled in place, N rows of 1 KiB (the append path has its own bench). */
 async function fill(url: string): Promise<number> {
-  const store = (await openStore({ url })) as SqlStore;
+  const store = await openStore({ url });
   try {
     await store.migrate();
     const data = Buffer.from(JSON.stringify({ pad: 'x'.repeat(1000) }));

@@ -11,8 +11,8 @@
  * Faults, in an order and at moments drawn from the seed: SIGKILL the hub (--kills, default 10),
  * SIGTERM it, close every RabbitMQ connection of the run, restart RabbitMQ's application
  * (`rabbitmqctl stop_app` / `start_app`), restart PostgreSQL, cut the hub's database connection for
- * 10 s, and overflow a subscription's receiver queue (its gRPC client stops reading for 6 s while
- * the queue holds 200). After each fault the run waits until events flow again before the next.
+ * 10 s, and overflow a subscription's in-memory receiver (its gRPC client stops reading for 6 s
+ * while the receiver buffers 200). After each fault the run waits until events flow again before the next.
  *
  * The report: faults injected, events confirmed, lost (in the log, at a receiver, at a
  * subscription: must be 0), delivered twice (counted: at least once allows it after a fault), out

@@ -16,13 +16,13 @@ import pino from 'pino';
 import { Catalog } from '../../packages/hub/src/catalog/catalog.ts';
 import { CatalogObserver } from '../../packages/hub/src/catalog/observer.ts';
 import { IngestValidation } from '../../packages/hub/src/catalog/validation.ts';
-import { createCatalogStore, openStore, type SqlStore } from '../../packages/hub/src/store/index.ts';
+import { createCatalogStore, openStore } from '../../packages/hub/src/store/index.ts';
 
 const perRound = Number(process.argv[2] ?? 1_000_000);
 const dir = mkdtempSync(join(tmpdir(), 'herald-inspect-bench-'));
 const store = await openStore({ dataDir: dir });
 await store.migrate();
-const catalogStore = createCatalogStore((store as SqlStore).sql);
+const catalogStore = createCatalogStore(store.sql);
 const log = pino({ level: 'silent' });
 const validation = new IngestValidation(catalogStore, log, 3_600_000);
 const observer = new CatalogObserver(catalogStore, async () => [], log, { flushMs: 3_600_000 });

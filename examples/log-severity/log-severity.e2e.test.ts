@@ -3,10 +3,12 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
-import { createTestVhost, type RouterHub, startRouterHub } from '@herald/testing';
+import { createTestVhost, type RouterHub, restClient, startRouterHub, waitFor } from '@herald/testing';
 import { runExample as run } from '../test-kit.ts';
 
-const runExample = (args: string[], amqpUrl: string) => run('log-severity', args, { HERALD_AMQP_URL: amqpUrl });
+/** The hub's REST API, where the example puts its catalog entries. */
+let hubUrl = '';
+const runExample = (args: string[], amqpUrl: string) => run('log-severity', args, { HERALD_AMQP_URL: amqpUrl, HERALD_HUB_URL: hubUrl });
 
 interface Report {
   sender: string;
@@ -22,6 +24,7 @@ describe('examples/log-severity against a router hub', { timeout: 170_000 }, () 
 
   before(async () => {
     fx = await startRouterHub('logsev');
+    hubUrl = fx.http;
   });
   after(async () => {
     await fx?.close();
@@ -47,6 +50,34 @@ describe('examples/log-severity against a router hub', { timeout: 170_000 }, () 
     assert.deepEqual(report.consumers['debug-info']?.selector, [`${p}app:log.debug`, `${p}app:log.info`]);
     for (const c of Object.values(report.consumers)) assert.equal(c.foreign, 0);
     assert.equal(report.ok, true);
+  });
+
+  test('the run puts its four types in the hub catalog, validated, and the hub observes the logger producing them', async () => {
+    const p = prefix();
+    const run = await runExample(['--json', '--prefix', p, '--debug', '2', '--info', '0', '--critical', '0', '--error', '0'], fx.vhost.url);
+    assert.equal(run.code, 0, run.stdout + run.stderr);
+    const call = restClient(fx.http);
+    for (const type of ['log.debug', 'log.info', 'log.critical', 'log.error']) {
+      const t = (await call('GET', `/api/v1/catalog/${p}app/${type}`)).json();
+      assert.equal(t.version, 1, type);
+      assert.equal(t.validate, true, type);
+      assert.match(String(t.description), /log record/, type);
+    }
+    let producers: { sender: string; events: number }[] = [];
+    await waitFor(
+      'the logger observed as the producer of log.debug',
+      async () => {
+        producers = (await call('GET', `/api/v1/catalog/${p}app/log.debug`)).json().producers as typeof producers;
+        // Counts are written every 5 s: the two records may land in two writes.
+        return (producers[0]?.events ?? 0) >= 2;
+      },
+      30_000,
+      250,
+    );
+    assert.deepEqual(
+      producers.map((x) => [x.sender, x.events]),
+      [[`${p}app`, 2]],
+    );
   });
 
   test('the default run prints the table of counts per consumer and type', async () => {

@@ -6,15 +6,20 @@
 //   npm start                          # the hub (router mode), in another shell
 //   npm run example -- log-severity    # [--debug N --info N --critical N --error N] [--prefix P] [--timeout MS] [--json]
 //
-// RabbitMQ: HERALD_AMQP_URL, else amqp://guest:guest@127.0.0.1:5672.
+// RabbitMQ: HERALD_AMQP_URL, else amqp://guest:guest@127.0.0.1:5672. The hub's REST API, where the
+// example first puts its events in the catalog (catalog.json): HERALD_HUB_URL, else
+// http://127.0.0.1:8080 (and HERALD_TOKEN when the hub has auth on).
 import { randomUUID } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
+import { type CatalogEntry, putCatalogEntries } from '@herald/client';
 import { CONSUMERS, createLogger, type LogConsumer, SEVERITIES, type Severity, startLogConsumer } from './logs.ts';
 
 const USAGE =
   'usage: npm run example -- log-severity [--debug N] [--info N] [--critical N] [--error N] [--prefix P] [--timeout MS] [--json]';
 
 interface Options {
+  readonly prefix: string;
   readonly sender: string;
   readonly counts: Record<Severity, number>;
   readonly timeoutMs: number;
@@ -47,7 +52,7 @@ function options(argv: string[]): Options {
   // The sender rule of DESIGN.md §1; the SDK would refuse it too, but later and less plainly.
   if (!/^[A-Za-z0-9_-]{1,64}$/.test(sender))
     throw new Error(`--prefix ${JSON.stringify(values.prefix)}: the sender "${sender}" must match [A-Za-z0-9_-]{1,64}`);
-  return { sender, counts, timeoutMs: integer('timeout', values.timeout, 30_000, 3_600_000), json: values.json };
+  return { prefix: values.prefix, sender, counts, timeoutMs: integer('timeout', values.timeout, 30_000, 3_600_000), json: values.json };
 }
 
 /** Interleaves the severities (d, i, c, e, d, i, …) until each has its count, so order is mixed. */
@@ -89,6 +94,9 @@ async function main(): Promise<boolean> {
   const started = Date.now();
   const end = started + opts.timeoutMs;
   const types = SEVERITIES.map((s) => `log.${s}`);
+  // What the logger publishes, in the hub's catalog (validated there): catalog.json, for this sender.
+  const catalog = JSON.parse(await readFile(new URL('./catalog.json', import.meta.url), 'utf8')) as { events: CatalogEntry[] };
+  await putCatalogEntries(catalog.events.map((e) => ({ ...e, sender: `${opts.prefix}${e.sender}` })));
 
   let wake: () => void = () => undefined;
   const consumers = CONSUMERS.map((spec) => startLogConsumer(opts.sender, run, spec, () => wake()));

@@ -9,7 +9,11 @@
 //
 // Options: [--prefix P] [--port N] [--orders N] [--timeout MS]. Environment: ORDERS_DATABASE_URL
 // (default postgres://postgres@127.0.0.1:5432/herald_orders_example, created when missing),
-// HERALD_AMQP_URL (RabbitMQ, for the relay), HERALD_GRPC_URL (the hub's gRPC, for the read model).
+// HERALD_AMQP_URL (RabbitMQ, for the relay), HERALD_GRPC_URL (the hub's gRPC, for the read model),
+// HERALD_HUB_URL (the hub's REST API, default http://127.0.0.1:8080: the demo and the service first
+// put the events of catalog.json in the hub's catalog; HERALD_TOKEN when the hub has auth on).
+import { readFile } from 'node:fs/promises';
+import { type CatalogEntry, putCatalogEntries } from '@herald/client';
 import { migrateOutbox } from '@herald/client/outbox';
 import pg from 'pg';
 import { runDemo } from './demo.ts';
@@ -21,6 +25,11 @@ const log = (line: string) => console.error(`[${new Date().toISOString()}] ${lin
 
 async function main(): Promise<number> {
   const opts = options(process.argv.slice(2));
+  if (opts.role !== 'read-model') {
+    // The producer describes what it publishes in the hub's catalog (catalog.json, for this sender); the read model only reads.
+    const catalog = JSON.parse(await readFile(new URL('./catalog.json', import.meta.url), 'utf8')) as { events: CatalogEntry[] };
+    await putCatalogEntries(catalog.events.map((e) => ({ ...e, sender: `${opts.prefix}${e.sender}` })));
+  }
   await ensureDatabase(opts.databaseUrl);
   const pool = new pg.Pool({ connectionString: opts.databaseUrl, max: 10 });
   pool.on('error', (err) => log(`database: ${err.message}`)); // an idle connection lost; the pool makes a new one

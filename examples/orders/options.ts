@@ -35,6 +35,7 @@ export function options(argv: string[]) {
     throw new UsageError(`--prefix ${JSON.stringify(values.prefix)}: the sender "${sender}" must match [A-Za-z0-9_-]{1,64}`);
   return {
     role,
+    prefix: values.prefix,
     sender,
     subscription: `${values.prefix}orders-read-model`,
     port: integer('port', values.port, role === 'service' ? 3100 : role === 'read-model' ? 3101 : 0, 0, 65535),

@@ -29,7 +29,7 @@ describe('examples/orders against a router hub', { timeout: 170_000 }, () => {
 
   before(async () => {
     [fx, db] = await Promise.all([startRouterHub('orders'), createTestDatabase('orders_example')]);
-    env = { ORDERS_DATABASE_URL: db.url, HERALD_AMQP_URL: fx.vhost.url, HERALD_GRPC_URL: fx.grpc };
+    env = { ORDERS_DATABASE_URL: db.url, HERALD_AMQP_URL: fx.vhost.url, HERALD_GRPC_URL: fx.grpc, HERALD_HUB_URL: fx.http };
     const [servicePort, queryPort] = [await freePort(), await freePort()];
     serviceUrl = `http://127.0.0.1:${servicePort}`;
     queryUrl = `http://127.0.0.1:${queryPort}`;
@@ -199,5 +199,31 @@ describe('examples/orders against a router hub', { timeout: 170_000 }, () => {
       await admin.connect();
       await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`).finally(() => admin.end());
     }
+  });
+
+  test('the service put its three types in the hub catalog; the hub observes the relay producing and the read model consuming', async () => {
+    type Type = { version: number; validate: boolean; producers: { sender: string }[]; consumers: { kind: string; name: string }[] };
+    const get = async (type: string) => (await (await fetch(`${fx.http}/api/v1/catalog/${prefix}orders/${type}`)).json()) as Type;
+    for (const type of ['order.placed', 'order.paid', 'order.shipped']) {
+      const t = await get(type);
+      assert.equal(t.version, 1, type);
+      assert.equal(t.validate, false, `${type}: the read model checks payloads itself (rejected_events)`);
+    }
+    let placed = await get('order.placed');
+    await waitFor(
+      'order.placed observed with its producer and the read model as consumer',
+      async () => {
+        placed = await get('order.placed');
+        return placed.producers.length > 0 && placed.consumers.length > 0;
+      },
+      30_000,
+      250,
+    );
+    // One producer per RabbitMQ user seen: the relay's, and the test's rogue publisher's if another.
+    assert.deepEqual([...new Set(placed.producers.map((p) => p.sender))], [`${prefix}orders`]);
+    assert.deepEqual(
+      placed.consumers.map((c) => [c.kind, c.name]),
+      [['subscription', `${prefix}orders-read-model`]],
+    );
   });
 });

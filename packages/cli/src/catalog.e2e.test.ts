@@ -160,6 +160,11 @@ describe('herald catalog (e2e: hub process with HERALD_AUTH=required, the CLI pr
     assert.match(md.stdout, /### Example\n\n```json\n\{\n {2}"invoiceId": "inv-1"/);
     assert.match(md.stdout, /### Producers\n\n_None seen\._/);
     assert.match(md.stdout, /## shipping:parcel\.sent/);
+    // Who produces and consumes a type is for admins: a subscriber's Markdown has its types without them.
+    const reader = await herald(['catalog', '--format', 'md'], tokens.subscriber);
+    assert.equal(reader.code, 0, reader.stderr);
+    assert.match(reader.stdout, /## shipping:parcel\.sent/);
+    assert.doesNotMatch(reader.stdout, /### Producers|### Consumers|billing/);
   });
 
   test('--format asyncapi --out file: an AsyncAPI 3.0 document @asyncapi/parser accepts', async () => {

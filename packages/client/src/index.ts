@@ -2,6 +2,8 @@
 
 // The error classes and codes every SDK call rejects with, so a service needs no second import.
 export { type ErrorCode, ErrorCodes, HeraldError, hasCode, ValidationError } from '@herald/core';
+export type { CatalogEntry, CatalogEntryVersion } from './catalog-entries.ts';
+export { putCatalogEntries } from './catalog-entries.ts';
 // Durable subscriptions over gRPC are in `@herald/client/grpc` (./grpc.ts), so that importing this
 // entry never loads gRPC.
 export { DEFAULT_AMQP_URL, normalizePublisherOptions, normalizeSubscriberOptions } from './options.ts';

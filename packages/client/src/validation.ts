@@ -141,6 +141,13 @@ export interface CatalogSource {
   signal?: AbortSignal | undefined;
 }
 
+/** Where a catalog request goes and its headers: `url`, else HERALD_HUB_URL, else :8080; `token`, else HERALD_TOKEN. */
+export function catalogRequest(source: Pick<CatalogSource, 'url' | 'token'>): { base: string; headers: Record<string, string> } {
+  const base = (source.url ?? process.env.HERALD_HUB_URL ?? 'http://127.0.0.1:8080').replace(/\/+$/, '');
+  const token = source.token ?? process.env.HERALD_TOKEN;
+  return { base, headers: token === undefined ? {} : { authorization: `Bearer ${token}` } };
+}
+
 /**
  * Reads the hub's event catalog (`GET /api/v1/catalog`, every page) into `{ [type]: JSON Schema }`
  * for a publisher's `schemas` option: the latest schema of each type. Rejects with a HeraldError:
@@ -148,9 +155,7 @@ export interface CatalogSource {
  * when it refuses.
  */
 export async function loadCatalogSchemas(source: CatalogSource = {}): Promise<Record<string, JsonSchema>> {
-  const base = (source.url ?? process.env.HERALD_HUB_URL ?? 'http://127.0.0.1:8080').replace(/\/+$/, '');
-  const token = source.token ?? process.env.HERALD_TOKEN;
-  const headers: Record<string, string> = token === undefined ? {} : { authorization: `Bearer ${token}` };
+  const { base, headers } = catalogRequest(source);
   // No prototype: a type may be named __proto__.
   const schemas: Record<string, JsonSchema> = Object.create(null);
   let after: string | null = null;

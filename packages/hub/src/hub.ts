@@ -14,14 +14,12 @@ import { type HubConfig, redactUrl } from './config/index.ts';
 import { dashboardRoutes } from './dashboard/routes.ts';
 import { DeadLetters } from './dead-letters/dead-letters.ts';
 import { assertArchiveSwitchSafe, createDispatcher, type Dispatcher } from './dispatcher/index.ts';
-import { createExchangeStore, Exchanges } from './exchanges/index.ts';
+import { Exchanges } from './exchanges/index.ts';
 import { createGrpcServer, type GrpcServer } from './grpc/server.ts';
 import { createIngest, type Ingest, type IngestStats, probeAmqp, probeQueueTypes } from './ingest/index.ts';
 import { createLogger } from './logger.ts';
 import { HubMetrics, type MetricsSources } from './metrics/index.ts';
-import type { SqlStore } from './store/index.ts';
-import { createDeadLetterStore, openStore } from './store/index.ts';
-import type { Store } from './store/types.ts';
+import { createDeadLetterStore, openStore, type Store } from './store/index.ts';
 import { createSubscriptionManager, type SubscriptionManager } from './subscriptions/index.ts';
 
 /** How often a standby hub asks for the writer lease again. */
@@ -181,19 +179,18 @@ class HubProcess implements Hub {
     try {
       await probeAmqp(config.amqpUrl);
       await probeQueueTypes(config.amqpUrl, config.mode, config.queueType);
-      this.access = createAccessControl(config, (store as SqlStore).sql, logger);
+      this.access = createAccessControl(config, store.users, logger);
       await this.access.start();
-      this.exchanges = new Exchanges(createExchangeStore((store as SqlStore).sql), config.amqpUrl, logger.child({ part: 'exchanges' }));
+      this.exchanges = new Exchanges(store.exchanges, config.amqpUrl, logger.child({ part: 'exchanges' }));
       await this.exchanges.restore();
       const exchanges = this.exchanges;
-      this.catalog = createHubCatalog({ sql: (store as SqlStore).sql, amqpUrl: config.amqpUrl, logger, exchanges: () => exchanges.list() });
+      this.catalog = createHubCatalog({ sql: store.sql, amqpUrl: config.amqpUrl, logger, exchanges: () => exchanges.list() });
       await this.catalog.start();
-      this.deadLetters = new DeadLetters(
-        createDeadLetterStore((store as SqlStore).sql),
-        config.amqpUrl,
-        logger.child({ part: 'dead-letters' }),
-        { queueType: config.queueType },
-      );
+      this.deadLetters = new DeadLetters(createDeadLetterStore(store.sql), config.amqpUrl, logger.child({ part: 'dead-letters' }), {
+        events: store,
+        queueType: config.queueType,
+        maxKept: config.deadLettersMax,
+      });
       this.deadLetters.start();
       this.metrics?.start(this.metricSources(store));
       await this.startHttp(store);
@@ -276,9 +273,10 @@ class HubProcess implements Hub {
   }
 
   private async startIngest(): Promise<void> {
-    const store = this.store as SqlStore;
+    const store = this.store;
+    if (store === undefined) throw new HeraldError(ErrorCodes.UNAVAILABLE, 'cannot start ingest: the store is not open');
     // A switch to archive mode while pauses hold would strand their events: refused (CONFLICT).
-    if (this.config.mode === 'archive') await assertArchiveSwitchSafe(store.sql);
+    if (this.config.mode === 'archive') await assertArchiveSwitchSafe(store);
     // Router mode: every stored event goes out through the dispatcher, which holds what a pause
     // matches and runs replays; it forwards on the ingest's confirm channel.
     const dispatcher =
@@ -286,7 +284,12 @@ class HubProcess implements Hub {
         ? createDispatcher({
             sql: store.sql,
             store,
-            forward: (events, options) => ingest.forward(events, options),
+            // What goes out live also reaches the durable subscriptions' consumers, from memory.
+            forward: (events, options) => {
+              const confirmed = ingest.forward(events, options);
+              if (options?.replay === undefined) this.subs?.feed(events);
+              return confirmed;
+            },
             logger: this.logger,
             limits: { maxTtlMs: Math.round(this.config.pauseMaxTtl * 1000), maxActive: this.config.maxPauses },
           })
@@ -312,15 +315,13 @@ class HubProcess implements Hub {
         sql: store.sql,
         amqpUrl: this.config.amqpUrl,
         logger: this.logger,
-        receiverMaxLength: this.config.receiverMaxLength,
-        receiverQueueType: this.config.queueType,
+        liveBufferMax: this.config.receiverMaxLength,
         maxSubscriptions: this.config.maxSubscriptions,
         dispatched: () => {
           const d = ingest.stats().dispatched;
           return d === undefined ? undefined : BigInt(d);
         },
         holding: () => dispatcher.stats().holding > 0,
-        logHead: () => ingest.headOffset(),
         metrics: this.metrics,
       });
       try {
@@ -362,6 +363,8 @@ class HubProcess implements Hub {
   private async publish(event: HeraldEvent): Promise<void> {
     const ingest = this.ingest;
     if (!ingest) throw new HeraldError(ErrorCodes.UNAVAILABLE, 'this hub is a standby or stopping: it does not publish');
+    // A REST or gRPC publisher learns of a schema violation in its answer; ingest checks again (AMQP publishers).
+    this.catalog?.checkPublish([event]);
     await ingest.publish(event);
   }
 

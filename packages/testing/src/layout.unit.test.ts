@@ -25,19 +25,11 @@ const ALLOWED: Record<Pkg, readonly Pkg[]> = {
  * the architecture step moves the SQL into the store and splits the long files. Nothing may be
  * added here; a file that no longer breaks the rule must be taken off (the test says so).
  */
-const SQL_OUTSIDE_STORE = new Set([
-  'hub/src/auth/user-store.ts',
-  'hub/src/dispatcher/held-store.ts',
-  'hub/src/exchanges/exchange-store.ts',
-  'hub/src/pauses/pause-store.ts',
-  'hub/src/replays/replay-store.ts',
-  'hub/src/subscriptions/subscription-store.ts',
-]);
+const SQL_OUTSIDE_STORE = new Set<string>([]);
 /** The SDK's outbox and inbox: SQL of the service's own tables, in the service's database, not the hub's store. */
 const SERVICE_TABLES = 'client/src/outbox/';
 const LONG_FILES: Record<string, number> = {
   'hub/src/ingest/ingest.ts': 1110,
-  'hub/src/subscriptions/manager.ts': 1175,
   'hub/src/grpc/server.ts': 520,
   'hub/src/dispatcher/dispatcher.ts': 570,
   'hub/src/api/subscriptions-routes.ts': 580,

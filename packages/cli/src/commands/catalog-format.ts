@@ -8,8 +8,9 @@ export interface CatalogTypeDoc {
   example: unknown;
   validate: boolean;
   updatedAt: string | null;
-  producers: { sender: string; userId: string | null; events: number; firstSeen: string; lastSeen: string }[];
-  consumers: { kind: 'subscription' | 'exchange'; name: string; firstSeen: string; lastSeen: string }[];
+  /** Only for an admin's token: the hub shows who produces and consumes a type to admins alone. */
+  producers?: { sender: string; userId: string | null; events: number; firstSeen: string; lastSeen: string }[];
+  consumers?: { kind: 'subscription' | 'exchange'; name: string; firstSeen: string; lastSeen: string }[];
   firstSeen: string | null;
   lastSeen: string | null;
   /** Only from `GET /api/v1/catalog/{sender}/{type}`. */
@@ -20,7 +21,8 @@ export interface CatalogTypeDoc {
 export function catalogLine(t: CatalogTypeDoc): string {
   const parts = [`${t.sender}:${t.type}`, t.version === null ? 'no schema' : `v${t.version}`];
   if (t.validate) parts.push('validated');
-  parts.push(`${t.producers.length} producer(s), ${t.consumers.length} consumer(s)`);
+  if (t.producers !== undefined && t.consumers !== undefined)
+    parts.push(`${t.producers.length} producer(s), ${t.consumers.length} consumer(s)`);
   if (t.lastSeen !== null) parts.push(`last seen ${t.lastSeen}`);
   if (t.description !== null) parts.push(t.description);
   return parts.join('  ');
@@ -43,11 +45,24 @@ const GUARANTEE =
   'At least once, through `herald.events` (routing key `<sender>.<type>`); in offset order within a flow; ' +
   'kept in the log, so it can be queried and replayed.';
 
+/** What catalogMarkdown prints besides the entries. */
+export interface CatalogMarkdownOptions {
+  /**
+   * What traffic showed: first and last seen, producers and consumers. Default true; false leaves
+   * them out, so that the same entries always give the same text (a document kept in a repository).
+   */
+  readonly observed?: boolean | undefined;
+}
+
 /**
  * The catalog as Markdown: a contents list, then per event type its name, description, delivery
  * guarantee, schema, example, producers and consumers.
  */
-export function catalogMarkdown(types: readonly CatalogTypeDoc[], title = 'Event catalog'): string {
+export function catalogMarkdown(
+  types: readonly CatalogTypeDoc[],
+  title = 'Event catalog',
+  { observed = true }: CatalogMarkdownOptions = {},
+): string {
   const out: string[] = [`# ${title}`, ''];
   if (types.length === 0) return `${out.join('\n')}\nNo event types yet.\n`;
   for (const t of types) out.push(`- [${t.sender}:${t.type}](#${anchor(t)})${t.description === null ? '' : ` — ${inline(t.description)}`}`);
@@ -58,11 +73,13 @@ export function catalogMarkdown(types: readonly CatalogTypeDoc[], title = 'Event
     out.push(`- **Routing key:** \`${t.sender}.${t.type}\``);
     out.push(`- **Schema version:** ${t.version === null ? 'none' : String(t.version)}`);
     out.push(
-      `- **Delivery guarantee:** ${GUARANTEE}${t.validate ? ' Validated at ingest: an event whose data does not match is dead-lettered (SCHEMA_VIOLATION).' : ''}`,
+      `- **Delivery guarantee:** ${GUARANTEE}${t.validate ? ' Validated at ingest: an event whose data does not match is refused to a REST or gRPC publisher and dead-lettered when it came through AMQP (SCHEMA_VIOLATION).' : ''}`,
     );
-    if (t.firstSeen !== null) out.push(`- **Seen:** first ${t.firstSeen}, last ${t.lastSeen}`);
+    if (observed && t.firstSeen !== null) out.push(`- **Seen:** first ${t.firstSeen}, last ${t.lastSeen}`);
     out.push('', '### Schema', '', t.schema === null ? '_None in the catalog._' : jsonBlock(t.schema), '');
     if (t.example !== null) out.push('### Example', '', jsonBlock(t.example), '');
+    // Without an admin's token the hub leaves producers and consumers out: so does the text.
+    if (!observed || t.producers === undefined || t.consumers === undefined) continue;
     out.push('### Producers', '');
     if (t.producers.length === 0) out.push('_None seen._');
     for (const p of t.producers)

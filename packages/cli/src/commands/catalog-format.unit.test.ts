@@ -87,3 +87,22 @@ test('one line per type for list', () => {
     'billing:invoice.paid  no schema  1 producer(s), 1 consumer(s)',
   );
 });
+
+test('Markdown with observed: false leaves out seen, producers and consumers, and keeps the rest', () => {
+  const md = catalogMarkdown([base], 'Event catalog', { observed: false });
+  assert.doesNotMatch(md, /Seen:|### Producers|### Consumers|2026-01-02/);
+  assert.match(md, /- \*\*Schema version:\*\* 2/);
+  assert.ok(md.includes('### Example\n\n```json\n{\n  "id": "inv-1"\n}\n```'));
+  assert.equal(
+    md,
+    catalogMarkdown([{ ...base, producers: [], consumers: [], firstSeen: null, lastSeen: null }], 'Event catalog', { observed: false }),
+  );
+});
+
+test('a type read without an admin token (no producers or consumers): Markdown and the line leave them out', () => {
+  const { producers: _p, consumers: _c, ...reader } = base;
+  const md = catalogMarkdown([reader]);
+  assert.doesNotMatch(md, /### Producers|### Consumers|herald-billing|ledger/);
+  assert.match(md, /- \*\*Seen:\*\* first 2026-01-01/);
+  assert.equal(catalogLine(reader), 'billing:invoice.paid  v2  validated  last seen 2026-01-02T00:00:00.000Z  An invoice was paid');
+});

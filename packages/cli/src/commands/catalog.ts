@@ -78,15 +78,17 @@ export const registerCatalog: RegisterCommand = (program: Command) => {
       'md',
     )
     .option('--out <file>', 'write to this file instead of stdout')
+    .option('--no-observed', 'md: leave out what traffic showed (seen, producers, consumers): the same entries give the same text')
     .addOption(hubUrlOption())
     .addOption(tokenOption())
     .showHelpAfterError('(see herald catalog --help)')
-    .action(async (o: HubFlags & { format?: string; out?: string }) => {
+    .action(async (o: HubFlags & { format?: string; out?: string; observed: boolean }) => {
       const format = formatOf(o.format);
+      if (!o.observed && format !== 'md') throw new UsageError(`--no-observed is for --format md, not ${format}`);
       const target = hubOf(o);
       if (format === 'asyncapi') return emit(JSON.stringify(await callHub(target, 'GET', '/catalog/asyncapi.json'), null, 2), o.out);
       const items = await allTypes(target);
-      return emit(format === 'json' ? JSON.stringify(items, null, 2) : catalogMarkdown(items), o.out);
+      return emit(format === 'json' ? JSON.stringify(items, null, 2) : catalogMarkdown(items, undefined, { observed: o.observed }), o.out);
     });
   // Commander hands --hub-url and --token to `catalog` wherever they stand: a subcommand reads them there too.
   const hub = (o: HubFlags) => {
@@ -102,7 +104,10 @@ export const registerCatalog: RegisterCommand = (program: Command) => {
     .requiredOption('--schema <file>', 'a JSON Schema (draft-07) file')
     .option('--description <text>', 'what the event means')
     .option('--example <file>', 'an example payload (JSON file); it must match the schema')
-    .option('--validate', 'the hub dead-letters events of this type whose data does not match (SCHEMA_VIOLATION)')
+    .option(
+      '--validate',
+      'the hub refuses (REST, gRPC) or dead-letters (AMQP) events of this type whose data does not match (SCHEMA_VIOLATION)',
+    )
     .option('--schema-version <n>', 'the version number of a changed schema (default: the latest + 1)')
     .option('--json', 'print the JSON the hub returned')
     .addOption(hubUrlOption())

@@ -21,6 +21,24 @@ interface DeadDoc {
   redrives: number;
 }
 
+/** Every dead letter the filters select, call after call from each answer's `next`. */
+async function redriveAll(o: HubFlags & Filter): Promise<{ redriven: number; skipped: number }> {
+  const sum = { redriven: 0, skipped: 0 };
+  let after: string | undefined;
+  do {
+    const r = await callHub<{ redriven: number; skipped?: number; next?: string | null }>(hubOf(o), 'POST', '/dead-letters/redrive', {
+      selector: o.selector,
+      code: o.code,
+      source: o.source,
+      after,
+    });
+    sum.redriven += r.redriven;
+    sum.skipped += r.skipped ?? 0;
+    after = r.next ?? undefined;
+  } while (after !== undefined);
+  return sum;
+}
+
 /**
  * A dead letter in one line: `<id>  <last failure>  <code>  <routing key>  <source>[@<queue>]  <attempts>  <reason>`,
  * the attempts with the first failure when it differs from the last.
@@ -89,7 +107,10 @@ export const registerDead: RegisterCommand = (program: Command) => {
   filters(
     dead
       .command('redrive')
-      .description('re-send one dead letter (by id) or those a --selector / --code / --source select, to herald.ingest'),
+      .description(
+        "re-send one dead letter (by id) or every one a --selector / --code / --source select: the hub's own to herald.ingest, " +
+          "a subscriber's as its logged event to the queue it died on",
+      ),
   )
     .argument('[id]', 'the dead letter id')
     .option('--queue <name>', 'with an id: send it to this queue instead')
@@ -103,18 +124,14 @@ export const registerDead: RegisterCommand = (program: Command) => {
       if (id === undefined && o.queue !== undefined) throw new UsageError('--queue goes with an id');
       const r =
         id === undefined
-          ? await callHub<{ redriven: number; skipped?: number }>(hubOf(o), 'POST', '/dead-letters/redrive', {
-              selector: o.selector,
-              code: o.code,
-              source: o.source,
-            })
+          ? await redriveAll(o)
           : await callHub<{ redriven: number; skipped?: number }>(
               hubOf(o),
               'POST',
               `/dead-letters/${encodeURIComponent(id)}/redrive`,
               o.queue ? { queue: o.queue } : {},
             );
-      const skipped = r.skipped ? ` (skipped ${r.skipped} from subscribers whose event is not in the log)` : '';
+      const skipped = r.skipped ? ` (skipped ${r.skipped}: subscribers' whose event is not in the log or that have no queue)` : '';
       process.stdout.write(`redriven ${r.redriven}${skipped}\n`);
     });
 

@@ -48,8 +48,9 @@ export function registerHub(program: Command): void {
     .option('--max-long-polls <n>', 'concurrent long polls (HERALD_MAX_LONG_POLLS, default 1000)')
     .option(
       '--receiver-max-length <n>',
-      'messages a subscription receiver queue keeps, the oldest dropped beyond (HERALD_RECEIVER_MAX_LENGTH, default 10000)',
+      'live events a subscription consumer buffers in memory before it reads the log instead (HERALD_RECEIVER_MAX_LENGTH, default 10000)',
     )
+    .option('--dead-letters-max <n>', "subscribers' dead letters kept, the oldest deleted beyond (HERALD_DEAD_LETTERS_MAX, default 100000)")
     .option('--log-level <level>', 'pino level (HERALD_LOG_LEVEL, default info)')
     .option('--log-format <format>', 'auto: readable on a terminal, JSON otherwise | pretty | json (HERALD_LOG_FORMAT, default auto)')
     .option('--auth <mode>', 'auto: off on a loopback address, required elsewhere | required | off (HERALD_AUTH, default auto)')

@@ -2,7 +2,15 @@ import { assertSender, assertType } from '@herald/core';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import Type from 'typebox';
 import type { Auth } from '../auth/auth.ts';
-import { type AsyncApiServer, asyncApiDocument, CATALOG_LIMITS, type Catalog, type CatalogPut } from '../catalog/index.ts';
+import {
+  type AsyncApiCache,
+  type AsyncApiServer,
+  asyncApiDocument,
+  CATALOG_LIMITS,
+  type Catalog,
+  type CatalogPut,
+  type CatalogVisible,
+} from '../catalog/index.ts';
 import type { CatalogSchemaVersion, CatalogType } from '../store/index.ts';
 import { named } from './openapi.ts';
 import { isoOrNull } from './pauses-routes.ts';
@@ -44,8 +52,14 @@ const typeFields = {
   example: Type.Unknown({ description: 'an example payload; null when none' }),
   validate: Type.Boolean({ description: 'whether the hub checks events of the type against the latest schema at ingest' }),
   updatedAt: NullableIso,
-  producers: Type.Array(ProducerSchema),
-  consumers: Type.Array(ConsumerSchema),
+  producers: Type.Optional(
+    Type.Array(ProducerSchema, { description: 'the publishers seen (RabbitMQ users); for admins only, absent for other callers' }),
+  ),
+  consumers: Type.Optional(
+    Type.Array(ConsumerSchema, {
+      description: 'the subscriptions and exchanges seen receiving it; for admins only, absent for other callers',
+    }),
+  ),
   firstSeen: Type.Union([Iso, Type.Null()], { description: 'the first event seen of the type; null when none was' }),
   lastSeen: NullableIso,
 };
@@ -102,7 +116,11 @@ const Params = Type.Object({
 
 type Params = { sender: string; type: string };
 
-export function catalogTypeJson(t: CatalogType) {
+/**
+ * A type as the API shows it. `observed` false leaves out its producers and consumers: they name
+ * RabbitMQ users, subscriptions and exchanges of others, which only admins may see.
+ */
+export function catalogTypeJson(t: CatalogType, observed = true) {
   const e = t.entry;
   let first: number | undefined;
   let last: number | undefined;
@@ -119,27 +137,31 @@ export function catalogTypeJson(t: CatalogType) {
     example: e?.example ?? null,
     validate: e?.validate ?? false,
     updatedAt: isoOrNull(e?.updatedAt),
-    producers: t.producers.map((p) => ({
-      sender: p.sender,
-      userId: p.userId === '' ? null : p.userId,
-      events: p.events,
-      firstSeen: new Date(p.firstSeen).toISOString(),
-      lastSeen: new Date(p.lastSeen).toISOString(),
-    })),
-    consumers: t.consumers.map((c) => ({
-      kind: c.kind,
-      name: c.name,
-      firstSeen: new Date(c.firstSeen).toISOString(),
-      lastSeen: new Date(c.lastSeen).toISOString(),
-    })),
+    ...(observed
+      ? {
+          producers: t.producers.map((p) => ({
+            sender: p.sender,
+            userId: p.userId === '' ? null : p.userId,
+            events: p.events,
+            firstSeen: new Date(p.firstSeen).toISOString(),
+            lastSeen: new Date(p.lastSeen).toISOString(),
+          })),
+          consumers: t.consumers.map((c) => ({
+            kind: c.kind,
+            name: c.name,
+            firstSeen: new Date(c.firstSeen).toISOString(),
+            lastSeen: new Date(c.lastSeen).toISOString(),
+          })),
+        }
+      : {}),
     firstSeen: isoOrNull(first),
     lastSeen: isoOrNull(last),
   };
 }
 
-function withVersions(t: CatalogType & { versions: CatalogSchemaVersion[] }) {
+function withVersions(t: CatalogType & { versions: CatalogSchemaVersion[] }, observed: boolean) {
   return {
-    ...catalogTypeJson(t),
+    ...catalogTypeJson(t, observed),
     versions: t.versions.map((v) => ({ version: v.version, schema: v.schema, createdAt: new Date(v.createdAt).toISOString() })),
   };
 }
@@ -159,25 +181,31 @@ function afterKey(raw: string): { sender: string; type: string } {
   return { sender, type };
 }
 
-/** Whether the caller's roles cover a type: admins all; others the types their subscriber selectors match, or their publisher senders. */
-function covers(auth: Auth, request: FastifyRequest, sender: string, type: string): boolean {
-  const p = request.principal;
-  if (auth.mayReadEvent(p, sender, type)) return true;
-  try {
-    auth.assertPublish(p, sender);
-    return true;
-  } catch {
-    return false;
-  }
+/** The types the caller's roles cover: admins all; others the types their subscriber selectors match, or their publisher senders. */
+function visibleTo(auth: Auth, request: FastifyRequest): CatalogVisible {
+  const covered = auth.typesCovered(request.principal);
+  return covered === undefined ? () => true : (k) => covered(k.sender, k.type);
 }
+
+/** Only admins see who produces and consumes a type. */
+const seesObserved = (auth: Auth, request: FastifyRequest) => auth.isAdmin(request.principal);
+
+/** Callers whose roles are the same see the same AsyncAPI document: the key it is kept under. */
+function rolesKey(auth: Auth, request: FastifyRequest): string {
+  const p = request.principal;
+  return auth.isAdmin(p) || p.kind !== 'user' ? 'admin' : JSON.stringify(p.user.roles);
+}
+
+/** The caller's view of a type: without what was observed unless it is an admin. */
+const hideObserved = (t: CatalogType): CatalogType => ({ ...t, producers: [], consumers: [] });
 
 /**
  * `/api/v1/catalog` (docs/catalog.md): the event types, their JSON Schemas in versions, whether the
  * hub validates them, and who produces and consumes them; also as an AsyncAPI 3.0 document. Any
- * user reads (the types its roles cover: a type outside them is a 404, as for an absent one);
- * writing needs a publisher role with the sender (or admin).
+ * user reads (the types its roles cover: a type outside them is a 404, as for an absent one; the
+ * producers and consumers for admins only); writing needs a publisher role with the sender (or admin).
  */
-export function catalogRoutes(app: FastifyInstance, deps: { catalog: Catalog; server: AsyncApiServer }): void {
+export function catalogRoutes(app: FastifyInstance, deps: { catalog: Catalog; server: AsyncApiServer; asyncApi: AsyncApiCache }): void {
   const { catalog } = deps;
 
   app.get(
@@ -206,9 +234,11 @@ export function catalogRoutes(app: FastifyInstance, deps: { catalog: Catalog; se
     },
     async (request) => {
       const q = request.query as { after?: string; limit?: number };
-      const page = await catalog.list({ after: q.after === undefined ? undefined : afterKey(q.after), limit: q.limit });
+      const after = q.after === undefined ? undefined : afterKey(q.after);
+      const page = await catalog.list({ after, limit: q.limit }, visibleTo(app.auth, request));
+      const observed = seesObserved(app.auth, request);
       return {
-        items: page.types.filter((t) => covers(app.auth, request, t.sender, t.type)).map(catalogTypeJson),
+        items: page.types.map((t) => catalogTypeJson(t, observed)),
         next: page.next === undefined ? null : `${page.next.sender}:${page.next.type}`,
       };
     },
@@ -220,14 +250,22 @@ export function catalogRoutes(app: FastifyInstance, deps: { catalog: Catalog; se
       schema: {
         summary: 'The catalog as an AsyncAPI 3.0 document',
         description:
-          'A channel per <sender>.<type> on the herald.events exchange, its message with the latest schema, send operations for producers, receive operations for consumers.',
+          'A channel per <sender>.<type> on the herald.events exchange (the types the caller’s roles cover), its message with the latest schema; ' +
+          'for admins, send operations for producers and receive operations for consumers. Built again after a change, at most once a second, ' +
+          `else kept up to ${CATALOG_LIMITS.asyncApiMaxAgeMs / 1000} s.`,
         tags: ['catalog'],
         response: { 200: Type.Object({ asyncapi: Type.Literal('3.0.0') }, { additionalProperties: true }) },
       },
     },
-    async (request) => {
-      const { types, cut } = await catalog.all((t) => covers(app.auth, request, t.sender, t.type));
-      return asyncApiDocument(types, deps.server, { cut });
+    async (request, reply) => {
+      const visible = visibleTo(app.auth, request);
+      const observed = seesObserved(app.auth, request);
+      const text = await deps.asyncApi.get(rolesKey(app.auth, request), async () => {
+        const { types, cut } = await catalog.all(visible);
+        return JSON.stringify(asyncApiDocument(observed ? types : types.map(hideObserved), deps.server, { cut }));
+      });
+      // Already JSON: sent as it is, not serialized again.
+      return reply.type('application/json; charset=utf-8').send(text);
     },
   );
 
@@ -245,8 +283,8 @@ export function catalogRoutes(app: FastifyInstance, deps: { catalog: Catalog; se
     async (request) => {
       const { sender, type } = request.params as Params;
       const t = await catalog.get(sender, type);
-      if (!covers(app.auth, request, t.sender, t.type)) throw notFound(`${sender}:${type} is not in the catalog`);
-      return withVersions(t);
+      if (!visibleTo(app.auth, request)(t)) throw notFound(`${sender}:${type} is not in the catalog`);
+      return withVersions(t, seesObserved(app.auth, request));
     },
   );
 
@@ -259,12 +297,15 @@ export function catalogRoutes(app: FastifyInstance, deps: { catalog: Catalog; se
           'Replaces the description, example and validate flag. A schema that differs from the latest becomes a new version ' +
           '(`version`, or the latest + 1); the same schema keeps its version. Refused with 400: a schema ajv cannot compile ' +
           '(ajv’s message), too large or deep, with a reference outside itself or an unsafe pattern; an example that does not match. ' +
-          'With validate, the hub dead-letters events of the type whose data does not match (SCHEMA_VIOLATION).',
+          `Refused with 429 LIMIT_EXCEEDED past the catalog's bounds: ${CATALOG_LIMITS.maxVersions} versions a type, ` +
+          `${CATALOG_LIMITS.maxEntries} entries, ${CATALOG_LIMITS.maxValidated} validated types. ` +
+          'With validate, events of the type whose data does not match are refused to a REST or gRPC publisher and ' +
+          'dead-lettered when they come through AMQP (SCHEMA_VIOLATION).',
         tags: ['catalog'],
         params: Params,
         body: PutBody,
         response: { 200: CatalogTypeWithVersionsSchema, 201: CatalogTypeWithVersionsSchema },
-        problems: [400, 409, 503],
+        problems: [400, 409, 429, 503],
       },
     },
     async (request, reply) => {
@@ -277,7 +318,7 @@ export function catalogRoutes(app: FastifyInstance, deps: { catalog: Catalog; se
       return reply
         .code(created ? 201 : 200)
         .header('location', `/api/v1/catalog/${encodeURIComponent(sender)}/${encodeURIComponent(type)}`)
-        .send(withVersions(t));
+        .send(withVersions(t, seesObserved(app.auth, request)));
     },
   );
 

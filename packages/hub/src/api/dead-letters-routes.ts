@@ -162,9 +162,12 @@ export function deadLettersRoutes(app: FastifyInstance, deadLetters: DeadLetters
       schema: {
         summary: 'Re-send one dead letter',
         description:
-          'To herald.ingest with its routing key and properties (an event keeps its id, so it is stored once however often it ' +
-          'is re-sent), or with the body {"queue": name} to that queue (no body, or {}: herald.ingest). Marked x-herald-redriven: <id>; a failure comes back as a new dead letter. ' +
-          "A subscriber's dead letter goes to herald.ingest only when its event is in the log (409 otherwise).",
+          "The hub's own (source hub): as it came, to herald.ingest with its routing key and properties (an event keeps its id, " +
+          'so it is stored once however often it is re-sent), or with the body {"queue": name} to that queue; 409 when its body ' +
+          "was cut when it was kept. A subscriber's (source subscriber): the event the log holds under its id, as the hub " +
+          'forwards it (its bytes, routing key and headers, never the dead letter\'s), to {"queue": name} or else to the queue ' +
+          'it died on; 409 when its event is not in the log, or when it names no queue and none is given (herald.ingest would ' +
+          'store nothing new). Marked x-herald-redriven: <id>; a failure comes back as a new dead letter. 404: no such queue.',
         tags: ['dead letters'],
         params: IdParams,
         response: { 200: Type.Object({ redriven: Type.Integer() }) },
@@ -187,25 +190,42 @@ export function deadLettersRoutes(app: FastifyInstance, deadLetters: DeadLetters
     '/api/v1/dead-letters/redrive',
     {
       schema: {
-        summary: `Re-send the dead letters a selector, code and source select (at most ${MAX_BULK_REDRIVE} a call, oldest first)`,
+        summary: `Re-send the dead letters a selector, code and source select (${MAX_BULK_REDRIVE} read a call, oldest first)`,
         description:
-          'To herald.ingest, each with its routing key and properties. No filter: every one (oldest first). ' +
-          "A subscriber's dead letter whose event is not in the log is skipped (re-send it to its queue by id).",
+          `Reads at most ${MAX_BULK_REDRIVE} dead letters a call, oldest first, after the id \`after\` (default: from the oldest); ` +
+          'when more are left, `next` is the `after` of the next call (null: none left), so a call from `next` reaches the newer ' +
+          "ones. The hub's own go to herald.ingest, each with its routing key and properties; a subscriber's as the event the log " +
+          "holds under its id, to the queue it died on. Skipped: subscribers' dead letters whose event is not in the log, that " +
+          'name no queue or whose queue does not exist (re-send those by id with {"queue": name}), and the hub\'s own whose body ' +
+          'was cut. No filter: every one.',
         tags: ['dead letters'],
-        body: Type.Object(FilterQuery, {
-          additionalProperties: false,
-          examples: [{ selector: 'billing:*', code: 'HANDLER_FAILED', source: 'subscriber' }],
-        }),
+        body: Type.Object(
+          {
+            ...FilterQuery,
+            after: Type.Optional(Type.String({ description: 'the id to go on after (the `next` of the previous call)' })),
+          },
+          {
+            additionalProperties: false,
+            examples: [{ selector: 'billing:*', code: 'HANDLER_FAILED', source: 'subscriber' }],
+          },
+        ),
         response: {
           200: Type.Object({
             redriven: Type.Integer(),
-            skipped: Type.Integer({ description: "subscribers' dead letters not re-sent: their event is not in the log" }),
+            skipped: Type.Integer({
+              description:
+                "dead letters read but not re-sent: subscribers' whose event is not in the log or that have no queue to go to, the hub's whose body was cut",
+            }),
+            next: Type.Union([Type.String(), Type.Null()], { description: 'the `after` of the next call; null when none are left' }),
           }),
         },
         problems: [502, 503],
       },
     },
-    async (request) => deadLetters.redriveMany(filterOf(request.body as FilterParams)),
+    async (request) => {
+      const body = request.body as FilterParams & { after?: string };
+      return deadLetters.redriveMany(filterOf(body), parseOffset('after', body.after) ?? 0n);
+    },
   );
 
   app.delete(

@@ -369,6 +369,12 @@ function publishRoute(scope: FastifyInstance, deps: EventsRoutesDeps): void {
         },
         response: { 202: Type.Object({ id: Type.String({ description: 'the event id' }) }) },
         problems: [400, 413, 415, 502, 503],
+        problemDescriptions: {
+          400:
+            'A bad parameter or body field, named in `parameter`; or SCHEMA_VIOLATION: the type validates (docs/catalog.md) ' +
+            "and the data does not match its catalog schema (`detail` names the schema version and the validator's error). " +
+            'Nothing was published.',
+        },
       },
       // A binary-mode CloudEvent with JSON data arrives as bytes, which the JSON schema is not about.
       validatorCompiler: (route) => {

@@ -1,8 +1,8 @@
 import { bindingKeys, selectorPatterns } from '@herald/core';
 import type { FastifyInstance } from 'fastify';
 import Type from 'typebox';
-import type { ExchangeRecord } from '../exchanges/exchange-store.ts';
 import type { Exchanges } from '../exchanges/exchanges.ts';
+import type { ExchangeRecord } from '../store/index.ts';
 import { named } from './openapi.ts';
 import { isoOrNull, SelectorBody } from './pauses-routes.ts';
 

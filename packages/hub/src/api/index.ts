@@ -4,7 +4,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import Type from 'typebox';
 import { Auth } from '../auth/auth.ts';
 import type { Users } from '../auth/users.ts';
-import type { AsyncApiServer, Catalog } from '../catalog/index.ts';
+import type { AsyncApiCache, AsyncApiServer, Catalog } from '../catalog/index.ts';
 import type { Store } from '../store/index.ts';
 import { installAccess } from './access.ts';
 import { catalogRoutes } from './catalog-routes.ts';
@@ -56,7 +56,7 @@ export interface ApiDeps {
   /** Users and tokens: serves /api/v1/users when given. */
   users?: Users | undefined;
   /** The event catalog and the broker its AsyncAPI document names: serves /api/v1/catalog when given. */
-  catalog?: { catalog: Catalog; server: AsyncApiServer } | undefined;
+  catalog?: { catalog: Catalog; server: AsyncApiServer; asyncApi: AsyncApiCache } | undefined;
   /** Adds more routes (pauses, replays, …) before the server starts; they get the same auth hook, errors and OpenAPI. */
   extraRoutes?: ((app: FastifyInstance) => void) | undefined;
 }

@@ -128,7 +128,8 @@ function document(routes: Collected[], info: { title: string; version: string })
     if (r.schema.params !== undefined) problems.add(404);
     for (const status of [...problems].sort()) {
       responses[String(status)] = {
-        description: PROBLEM_DESCRIPTIONS[status] ?? 'An error',
+        description:
+          (r.schema.problemDescriptions as Record<number, string> | undefined)?.[status] ?? PROBLEM_DESCRIPTIONS[status] ?? 'An error',
         content: { 'application/problem+json': { schema: { $ref: '#/components/schemas/Problem' } } },
       };
     }
@@ -203,5 +204,7 @@ declare module 'fastify' {
     hide?: boolean;
     /** OpenAPI: the statuses this route answers with a problem document, besides `default`. */
     problems?: number[];
+    /** OpenAPI: what a problem status means on this route, where it says more than the shared description. */
+    problemDescriptions?: Record<number, string>;
   }
 }

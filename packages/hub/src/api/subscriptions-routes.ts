@@ -70,7 +70,10 @@ const SubscriptionSchema = named(
     lagEvents: Type.Integer({ description: 'matching events above the acknowledged offset (capped at 1,000,000)' }),
     lagSeconds: Type.Number({ description: 'age of the oldest unacknowledged matching event; 0 when nothing is due' }),
     consumer: Type.Union([Type.String(), Type.Null()], { description: 'the active consumer, e.g. "sse 127.0.0.1:40000", "http"' }),
-    queue: Type.String({ description: 'the receiver queue, shared by subscriptions with the same selector' }),
+    queue: Type.String({
+      description:
+        'the name of the in-memory receiver shared by subscriptions with the same selector (no RabbitMQ queue: a subscription is a cursor over the log)',
+    }),
     createdAt: Type.String({ format: 'date-time' }),
   }),
 );

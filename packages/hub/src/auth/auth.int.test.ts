@@ -11,9 +11,8 @@ import { after, before, describe, test } from 'node:test';
 import { type HeraldEvent, parseSelector } from '@herald/core';
 import type { FastifyInstance } from 'fastify';
 import { createApi } from '../api/index.ts';
-import { openStore, type SqlStore } from '../store/index.ts';
+import { createUserStore, openStore, type SqlStore, type UserStore } from '../store/index.ts';
 import { Auth } from './auth.ts';
-import { createUserStore, type UserStore } from './user-store.ts';
 import { Users } from './users.ts';
 
 describe('authentication limits and user validation (REST inject, embedded store)', () => {

@@ -1,9 +1,9 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { ErrorCodes, HeraldError, matches, parseSelector, preview, type Selector, type SelectorInput } from '@herald/core';
+import { compileMatcher, ErrorCodes, HeraldError, matches, parseSelector, preview, type Selector, type SelectorInput } from '@herald/core';
 import type { Logger } from 'pino';
+import type { UserStore } from '../store/index.ts';
 import { uncovered } from './scope.ts';
 import type { Principal, Role, User } from './types.ts';
-import type { UserStore } from './user-store.ts';
 
 /** `HERALD_AUTH`: `auto` (off on a loopback address, required elsewhere), `required`, `off`. */
 export const AUTH_MODES = ['auto', 'required', 'off'] as const;
@@ -272,6 +272,19 @@ export class Auth {
   mayReadEvent(p: Principal, sender: string, type: string): boolean {
     const granted = this.readable(p);
     return granted === undefined || granted.some((g) => matches(g, sender, type));
+  }
+
+  /**
+   * Which event types a principal's roles cover, compiled once for many types (a listing):
+   * undefined for all (admins); else those its subscriber selectors match or its publisher roles
+   * name the sender of.
+   */
+  typesCovered(p: Principal): ((sender: string, type: string) => boolean) | undefined {
+    const granted = this.readable(p);
+    if (granted === undefined) return undefined;
+    const read = granted.map((g) => compileMatcher(g));
+    const senders = new Set(userOf(p).roles.flatMap((r) => (r.role === 'publisher' ? r.senders : [])));
+    return (sender, type) => senders.has(sender) || read.some((m) => m(sender, type));
   }
 
   /**

@@ -1,7 +1,6 @@
 import { normalizeConfig } from '../config/index.ts';
 import { openStore } from '../store/index.ts';
 import type { User } from './types.ts';
-import { createUserStore } from './user-store.ts';
 import { Users } from './users.ts';
 
 /**
@@ -16,7 +15,7 @@ export async function bootstrapAdmin(databaseUrl: string, name: string, tokenNam
   const store = await openStore({ url: config.databaseUrl, dataDir: config.dataDir });
   try {
     await store.migrate();
-    const users = new Users({ store: createUserStore(store.sql) });
+    const users = new Users({ store: store.users });
     const { user } = await users.create(name, [{ role: 'admin' }]);
     const { secret } = await users.createToken(name, tokenName);
     return { user, token: secret };

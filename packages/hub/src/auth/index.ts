@@ -1,10 +1,9 @@
 import type { Logger } from 'pino';
 import type { SenderCheck } from '../ingest/index.ts';
-import type { SqlExecutor } from '../store/driver.ts';
+import type { UserStore } from '../store/index.ts';
 import { Auth } from './auth.ts';
 import { createRabbitUsers, createSenderCheck, vhostOfAmqpUrl } from './rabbitmq-users.ts';
 import type { Role } from './types.ts';
-import { createUserStore } from './user-store.ts';
 import { Users } from './users.ts';
 
 export { AUTH_MODES, Auth, type AuthMode, authEnabled, isLoopbackHost, newTokenSecret, secretHash, TOKEN_PREFIX } from './auth.ts';
@@ -12,7 +11,6 @@ export type { AmqpCredentials, RabbitUsers } from './rabbitmq-users.ts';
 export { amqpUsernameOf, createRabbitUsers, createSenderCheck } from './rabbitmq-users.ts';
 export { patternCovers, typeCovers, uncovered } from './scope.ts';
 export type { Principal, Role, TokenInfo, User } from './types.ts';
-export { createUserStore, type UserStore } from './user-store.ts';
 export { parseRoles, Users } from './users.ts';
 
 /** The settings access control reads (HubConfig's). */
@@ -39,8 +37,7 @@ export interface AccessControl {
   stop(): void;
 }
 
-export function createAccessControl(config: AccessConfig, sql: SqlExecutor, logger: Logger): AccessControl {
-  const store = createUserStore(sql);
+export function createAccessControl(config: AccessConfig, store: UserStore, logger: Logger): AccessControl {
   const log = logger.child({ part: 'auth' });
   const rabbit = config.rabbitmqApi ? createRabbitUsers(config.rabbitmqApi, { vhost: vhostOfAmqpUrl(config.amqpUrl) }) : undefined;
   let byAmqpUser = new Map<string, readonly Role[]>();

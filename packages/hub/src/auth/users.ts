@@ -1,9 +1,9 @@
 import { assertSender, ErrorCodes, HeraldError, isUuid, parseSelector, preview, uuidv7, ValidationError } from '@herald/core';
 import type { Logger } from 'pino';
+import type { UserStore } from '../store/index.ts';
 import { newTokenSecret, secretHash } from './auth.ts';
 import type { AmqpCredentials, RabbitUsers } from './rabbitmq-users.ts';
 import type { Role, TokenInfo, User } from './types.ts';
-import type { UserStore } from './user-store.ts';
 
 /** User and token names: `[A-Za-z0-9_.-]{1,64}`. */
 const NAME_RE = /^[A-Za-z0-9_.-]{1,64}$/;

@@ -1,5 +1,5 @@
 import { assertSender, assertType, ErrorCodes, HeraldError } from '@herald/core';
-import type { CatalogPage, CatalogSchemaVersion, CatalogStore, CatalogType } from '../store/index.ts';
+import type { CatalogKey, CatalogPage, CatalogSchemaVersion, CatalogStore, CatalogType } from '../store/index.ts';
 import { CATALOG_LIMITS, canonicalJson, checkExample, compileSchema } from './schemas.ts';
 
 /** The body of `PUT /api/v1/catalog/{sender}/{type}`. */
@@ -18,13 +18,25 @@ export interface CatalogTypeWithVersions extends CatalogType {
   readonly versions: CatalogSchemaVersion[];
 }
 
+/** Which types a caller may see; every type by default. */
+export type CatalogVisible = (key: CatalogKey) => boolean;
+
+const everything: CatalogVisible = () => true;
+
+/** LIMIT_EXCEEDED (429) for one of the catalog's bounds, naming it. */
+function limitExceeded(limit: keyof typeof CATALOG_LIMITS, message: string): HeraldError {
+  return new HeraldError(ErrorCodes.LIMIT_EXCEEDED, message, { details: { limit, max: CATALOG_LIMITS[limit] } });
+}
+
 /**
  * The event catalog (docs/catalog.md): what the routes and the CLI see. `changed` is called after
  * every write through this hub (the ingest validation re-reads the set at once).
  *
  * Failure: rejects with a ValidationError (400) for a bad sender, type, schema or example; CONFLICT
- * (409) for a version that is not above the latest, or taken meanwhile; NOT_FOUND (404) for a
- * delete of nothing; what the store rejects with otherwise.
+ * (409) for a version that is not above the latest, or taken meanwhile; LIMIT_EXCEEDED (429) past
+ * maxVersions, maxEntries or maxValidated (checked before the write: PUTs at the same moment can
+ * pass a bound by their number); NOT_FOUND (404) for a delete of nothing; what the store rejects
+ * with otherwise.
  */
 export class Catalog {
   constructor(
@@ -44,6 +56,7 @@ export class Catalog {
       });
     const entry = await this.store.entry(sender, type);
     const latest = entry?.latest;
+    await this.withinBounds(sender, type, entry === undefined, body.validate === true && entry?.validate !== true);
     let newVersion: { version: number; schema: unknown } | undefined;
     let version: number;
     if (latest !== undefined && canonicalJson(latest.schema) === canonicalJson(body.schema)) {
@@ -58,6 +71,11 @@ export class Catalog {
         throw new HeraldError(ErrorCodes.CONFLICT, `a changed schema needs a version above ${latest.version}, not ${version}`, {
           details: { parameter: 'version', latest: latest.version },
         });
+      if ((entry?.versionCount ?? 0) >= CATALOG_LIMITS.maxVersions)
+        throw limitExceeded(
+          'maxVersions',
+          `${sender}:${type} has ${CATALOG_LIMITS.maxVersions} schema versions, the most a type keeps: delete the type (DELETE /api/v1/catalog/${sender}/${type}) to start over`,
+        );
       newVersion = { version, schema: body.schema };
     }
     await this.store.put({
@@ -78,31 +96,81 @@ export class Catalog {
     assertType(type, sender);
     const found = await this.store.get(sender, type);
     if (found === undefined) throw new HeraldError(ErrorCodes.NOT_FOUND, `${sender}:${type} is not in the catalog`);
-    return { ...found, versions: await this.store.versions(sender, type) };
+    return { ...found, versions: await this.store.versions(sender, type, CATALOG_LIMITS.maxVersions) };
+  }
+
+  /** LIMIT_EXCEEDED when a PUT would make the catalog hold more entries, or validate more types, than it may. */
+  private async withinBounds(sender: string, type: string, newEntry: boolean, newlyValidated: boolean): Promise<void> {
+    if (!newEntry && !newlyValidated) return;
+    const counts = await this.store.counts();
+    if (newEntry && counts.entries >= CATALOG_LIMITS.maxEntries)
+      throw limitExceeded(
+        'maxEntries',
+        `the catalog holds ${CATALOG_LIMITS.maxEntries} entries, the most it takes: delete one before adding ${sender}:${type}`,
+      );
+    if (newlyValidated && counts.validated >= CATALOG_LIMITS.maxValidated)
+      throw limitExceeded(
+        'maxValidated',
+        `${CATALOG_LIMITS.maxValidated} types validate at ingest, the most the hub compiles: turn validate off for one before turning it on for ${sender}:${type}`,
+      );
   }
 
   /**
-   * Types with an entry or observations, by sender and type: a page of up to `limit` (default
-   * CATALOG_LIMITS.pageTypes, at most maxPageTypes) after `after`, ending early once its schemas
-   * and examples reach pageBytes. `next` is where the next page starts; undefined at the end.
+   * Types with an entry or observations that `visible` lets the caller see, by sender and type: a
+   * page of up to `limit` (default CATALOG_LIMITS.pageTypes, at most maxPageTypes) after `after`,
+   * ending early once its schemas and examples reach pageBytes. `next` is where the next page
+   * starts, the last type of this one (so it never names a type the caller may not see);
+   * undefined at the end. Names are read in batches until the page is full or the catalog ends,
+   * at most listScanTypes of them; content is read only for the types returned.
    */
-  list(page: { after?: { sender: string; type: string } | undefined; limit?: number | undefined } = {}): Promise<CatalogPage> {
+  async list(
+    page: { after?: CatalogKey | undefined; limit?: number | undefined } = {},
+    visible: CatalogVisible = everything,
+  ): Promise<CatalogPage> {
     const limit = Math.min(Math.max(1, page.limit ?? CATALOG_LIMITS.pageTypes), CATALOG_LIMITS.maxPageTypes);
-    return this.store.list({ limit, after: page.after, maxBytes: CATALOG_LIMITS.pageBytes });
+    const keys: CatalogKey[] = [];
+    let after = page.after;
+    let scanned = 0;
+    let more = false;
+    // The first batch is enough when every type is visible; later ones are as large as a page may be.
+    let batch = limit + 1;
+    for (;;) {
+      const names = await this.store.keys({ after, limit: batch });
+      for (const k of names) {
+        if (!visible(k)) continue;
+        if (keys.length === limit) {
+          more = true;
+          break;
+        }
+        keys.push(k);
+      }
+      scanned += names.length;
+      if (more || names.length < batch) break;
+      if (scanned >= CATALOG_LIMITS.listScanTypes) {
+        // Unreachable under the caps; the caller goes on from its last visible type, if any.
+        more = keys.length > 0;
+        break;
+      }
+      after = names[names.length - 1];
+      batch = CATALOG_LIMITS.maxPageTypes;
+    }
+    const types = await this.store.load(keys, CATALOG_LIMITS.pageBytes);
+    const last = types[types.length - 1];
+    const cut = types.length < keys.length;
+    return { types, next: last !== undefined && (more || cut) ? { sender: last.sender, type: last.type } : undefined };
   }
 
   /**
-   * Every type (as many as fit asyncApiTypes and asyncApiBytes), for a document that needs them all:
-   * `cut` when some were left out.
+   * Every type `visible` lets the caller see (as many as fit asyncApiTypes and asyncApiBytes), for
+   * a document that needs them all: `cut` when some were left out.
    */
-  async all(filter: (t: CatalogType) => boolean): Promise<{ types: CatalogType[]; cut: boolean }> {
+  async all(visible: CatalogVisible = everything): Promise<{ types: CatalogType[]; cut: boolean }> {
     const types: CatalogType[] = [];
     let bytes = 0;
-    let after: { sender: string; type: string } | undefined;
+    let after: CatalogKey | undefined;
     for (;;) {
-      const page = await this.list({ after, limit: CATALOG_LIMITS.maxPageTypes });
+      const page = await this.list({ after, limit: CATALOG_LIMITS.maxPageTypes }, visible);
       for (const t of page.types) {
-        if (!filter(t)) continue;
         bytes +=
           Buffer.byteLength(JSON.stringify(t.entry?.latest?.schema ?? null)) + Buffer.byteLength(JSON.stringify(t.entry?.example ?? null));
         if (types.length >= CATALOG_LIMITS.asyncApiTypes || bytes > CATALOG_LIMITS.asyncApiBytes) return { types, cut: true };

@@ -1,11 +1,12 @@
 import type { HeraldEvent, Selector } from '@herald/core';
 import type { Logger } from 'pino';
 import type { SqlExecutor } from '../store/driver.ts';
-import { createCatalogStore } from '../store/index.ts';
-import { createSubscriptionStore } from '../subscriptions/subscription-store.ts';
+import { createCatalogStore, createSubscriptionStore } from '../store/index.ts';
 import { type AsyncApiServer, serverOf } from './asyncapi.ts';
+import { AsyncApiCache } from './asyncapi-cache.ts';
 import { Catalog } from './catalog.ts';
 import { CatalogObserver, type ConsumerSource } from './observer.ts';
+import { checkBeforePublish } from './publish-check.ts';
 import { IngestValidation } from './validation.ts';
 
 /** The catalog's parts in one hub: the service the routes use, and what ingest calls for each event. */
@@ -13,12 +14,20 @@ export interface HubCatalog {
   readonly catalog: Catalog;
   /** The broker the AsyncAPI document names. */
   readonly server: AsyncApiServer;
+  /** The AsyncAPI documents served, built again after a change. */
+  readonly asyncApi: AsyncApiCache;
   /**
    * For each event ingest parsed, before it is stored: counts it for the observed producers, then
    * throws a ValidationError (SCHEMA_VIOLATION) when its type validates and its data does not
    * match, which dead-letters the message. Synchronous; no I/O.
    */
   readonly inspect: (event: HeraldEvent, userId: unknown) => void;
+  /**
+   * Before the hub publishes for a REST or gRPC caller: throws a ValidationError (SCHEMA_VIOLATION)
+   * when one of the events does not match its type's schema, before any is published
+   * (checkBeforePublish). Synchronous; no I/O; observes nothing (ingest does, once).
+   */
+  readonly checkPublish: (events: readonly HeraldEvent[]) => void;
   /** Reads the validated types (a failure is logged), then polls; starts the observation flushes. */
   start(): Promise<void>;
   /** Stops polling and writes the last counts. */
@@ -50,14 +59,20 @@ export function createHubCatalog(o: HubCatalogOptions): HubCatalog {
       ...exchanges.map((e) => ({ kind: 'exchange' as const, name: e.name, selector: e.selector })),
     ];
   };
-  const observer = new CatalogObserver(store, consumers, log, { flushMs: o.flushMs ?? 5000 });
+  const asyncApi = new AsyncApiCache();
+  const observer = new CatalogObserver(store, consumers, log, { flushMs: o.flushMs ?? 5000, flushed: () => asyncApi.changed() });
   return {
-    catalog: new Catalog(store, () => validation.refresh()),
+    catalog: new Catalog(store, () => {
+      asyncApi.changed();
+      return validation.refresh();
+    }),
     server: serverOf(o.amqpUrl),
+    asyncApi,
     inspect(event, userId) {
       observer.seenEvent(event.sender, event.type, userId);
       validation.check(event);
     },
+    checkPublish: (events) => checkBeforePublish((event) => validation.check(event), events),
     async start() {
       await validation.start();
       observer.start();

@@ -3,7 +3,8 @@
  * ingest, the producers and consumers observed, and the catalog as an AsyncAPI 3.0 document.
  */
 export { type AsyncApiServer, asyncApiDocument, serverOf } from './asyncapi.ts';
-export { Catalog, type CatalogPut, type CatalogTypeWithVersions } from './catalog.ts';
+export { AsyncApiCache } from './asyncapi-cache.ts';
+export { Catalog, type CatalogPut, type CatalogTypeWithVersions, type CatalogVisible } from './catalog.ts';
 export { createHubCatalog, type HubCatalog, type HubCatalogOptions } from './hub-catalog.ts';
 export { CatalogObserver, type ConsumerSource } from './observer.ts';
 export { CATALOG_LIMITS, compileSchema, type PayloadCheck, unsafePattern } from './schemas.ts';

@@ -1,6 +1,8 @@
-import { compileMatcher, type Matcher, type Selector } from '@herald/core';
+import type { Matcher, Selector } from '@herald/core';
 import type { Logger } from 'pino';
 import type { CatalogStore, ObservedConsumer, ObservedProducer } from '../store/index.ts';
+import { ConsumerIndex, PAUSE_EVERY } from './consumer-index.ts';
+import { CATALOG_LIMITS } from './schemas.ts';
 
 /** A consumer the observer attributes events to when its selector matches them. */
 export interface ConsumerSource {
@@ -8,6 +10,15 @@ export interface ConsumerSource {
   readonly name: string;
   readonly selector: Selector;
 }
+
+/** How often observations past CATALOG_LIMITS.observedKeepMs are deleted. */
+const PURGE_EVERY_MS = 3600_000;
+
+/**
+ * Rows written per statement: the embedded store runs each statement in this thread, about 50 ms
+ * for 1,000 rows on the shared 2-core test machine, so a flush never holds the event loop long.
+ */
+const ROWS_PER_WRITE = 1000;
 
 /** How often the observer's clock is read. */
 const CLOCK_MS = 100;
@@ -21,13 +32,19 @@ interface Seen {
 
 /**
  * Who produces and who consumes each event type (docs/catalog.md), counted in memory as events go
- * through ingest and written in one batch every `flushMs`: never a query per event.
+ * through ingest and written every `flushMs` in statements of ROWS_PER_WRITE rows: never a query per event.
  *
  * Bounds: at most `maxKeys` distinct (sender, type, user) per interval (default 10,000); beyond,
  * further new keys are not counted until the next flush (logged once per flush, with how many), so
  * a flood of distinct types cannot grow memory; and at most `maxConsumerRows` (type, consumer)
- * pairs written per flush (default 50,000; many types times many subscriptions with `*:*`). Consumers are worked out at flush time, for the types seen
- * in that interval, from `consumers()` (durable subscriptions and exchanges whose selectors match).
+ * pairs written per flush (default 50,000; many types times many subscriptions with `*:*`).
+ * Consumers are worked out at flush time, for the types seen in that interval, from `consumers()`
+ * (durable subscriptions and exchanges whose selectors match), through a ConsumerIndex: the work
+ * is about the pairs found plus the wildcard patterns under each type's sender, at most
+ * `maxMatchWork` candidates per flush (default 5,000,000), and it yields to the event loop every
+ * SLICE_MS, so the hub keeps serving during a flush of 10,000 types × 10,000 consumers. Types
+ * not recorded yet are recorded only while the catalog observes fewer than maxObservedTypes; what
+ * was not seen for observedKeepMs (30 days) is deleted once an hour.
  *
  * Failure: a flush that fails (store down) is logged and its counts are dropped: observation is a
  * description of the traffic, not part of the log.
@@ -39,8 +56,8 @@ export class CatalogObserver {
   private dropped = 0;
   private timer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> | undefined;
-  /** Matchers by canonical selector, kept while a consumer has that selector. */
-  private matchers = new Map<string, Matcher>();
+  /** Matchers of wildcard patterns by pattern text, kept while a consumer has that pattern. */
+  private matchers: ReadonlyMap<string, Matcher> = new Map();
   /** A clock read every CLOCK_MS rather than per event (first and last seen are that precise). */
   private clock = Date.now();
   private clockTimer: NodeJS.Timeout | undefined;
@@ -49,12 +66,21 @@ export class CatalogObserver {
   private lastSender = '';
   private lastType = '';
   private lastUser = '';
+  private purgedAt = 0;
 
   constructor(
     private readonly store: CatalogStore,
     private readonly consumers: () => Promise<readonly ConsumerSource[]>,
     private readonly log: Logger,
-    private readonly options: { flushMs?: number; maxKeys?: number; maxConsumerRows?: number; now?: () => number } = {},
+    private readonly options: {
+      flushMs?: number;
+      maxKeys?: number;
+      maxConsumerRows?: number;
+      maxMatchWork?: number;
+      now?: () => number;
+      /** Called after each flush that wrote something. */
+      flushed?: () => void;
+    } = {},
   ) {}
 
   start(): void {
@@ -152,34 +178,79 @@ export class CatalogObserver {
       }
     }
     try {
-      await this.store.recordProducers(producers);
-      await this.store.recordConsumers(await this.consumersOf(byType));
+      for (let i = 0; i < producers.length; i += ROWS_PER_WRITE)
+        await this.store.recordProducers(producers.slice(i, i + ROWS_PER_WRITE), CATALOG_LIMITS.maxObservedTypes);
+      const consumers = await this.consumersOf(byType);
+      for (let i = 0; i < consumers.length; i += ROWS_PER_WRITE) await this.store.recordConsumers(consumers.slice(i, i + ROWS_PER_WRITE));
+      await this.purge();
+      this.options.flushed?.();
     } catch (err) {
       this.log.warn({ err: err instanceof Error ? err.message : String(err) }, 'catalog observation: could not write the counts');
     }
   }
 
+  /** Deletes what was not seen for observedKeepMs, at most once per PURGE_EVERY_MS (the first flush does). */
+  private async purge(): Promise<void> {
+    // The clock events are seen by: their first and last seen are of it.
+    const now = this.options.now?.() ?? Date.now();
+    if (now - this.purgedAt < PURGE_EVERY_MS) return;
+    this.purgedAt = now;
+    const n = await this.store.purgeObserved(now - CATALOG_LIMITS.observedKeepMs);
+    if (n > 0)
+      this.log.info(
+        { rows: n, keptMs: CATALOG_LIMITS.observedKeepMs },
+        'catalog observation: producers and consumers not seen for long deleted',
+      );
+  }
+
   private async consumersOf(types: { sender: string; type: string; first: number; last: number }[]): Promise<ObservedConsumer[]> {
     const sources = await this.consumers();
-    const matchers = new Map<string, Matcher>();
-    for (const c of sources) {
-      const key = c.selector.canonical;
-      if (!matchers.has(key)) matchers.set(key, this.matchers.get(key) ?? compileMatcher(c.selector));
+    const index = new ConsumerIndex(sources, this.matchers);
+    const slice = new Slice();
+    for (let i = 0; i < sources.length; i++) {
+      index.add(i);
+      await slice.check();
     }
-    this.matchers = matchers;
+    this.matchers = index.matchers;
     const out: ObservedConsumer[] = [];
-    const max = this.options.maxConsumerRows ?? 50_000;
-    let left = 0;
-    for (const t of types) {
-      for (const c of sources) {
-        if (!(matchers.get(c.selector.canonical) as Matcher)(t.sender, t.type)) continue;
-        if (out.length < max)
-          out.push({ sender: t.sender, type: t.type, kind: c.kind, name: c.name, firstSeen: t.first, lastSeen: t.last });
-        else left++;
+    const maxRows = this.options.maxConsumerRows ?? 50_000;
+    const maxWork = this.options.maxMatchWork ?? 5_000_000;
+    let work = 0;
+    let done = 0;
+    pairs: for (const t of types) {
+      if (out.length >= maxRows || work >= maxWork) break;
+      for (const c of index.consumersOf(t.sender, t.type)) {
+        if (c === undefined) {
+          work += PAUSE_EVERY;
+          if (work >= maxWork) break pairs;
+          await slice.check();
+          continue;
+        }
+        out.push({ sender: t.sender, type: t.type, kind: c.kind, name: c.name, firstSeen: t.first, lastSeen: t.last });
+        if (out.length >= maxRows) break pairs;
       }
+      done++;
+      await slice.check();
     }
-    if (left > 0)
-      this.log.warn({ left, written: max }, 'catalog observation: too many (type, consumer) pairs in one interval; some were not written');
+    if (out.length >= maxRows || done < types.length)
+      this.log.warn(
+        { written: out.length, types: types.length, typesLeft: types.length - done, work },
+        'catalog observation: too many (type, consumer) pairs in one interval; some were not written',
+      );
     return out;
+  }
+}
+
+/** Work between two yields to the event loop, in ms: a flush of many types and consumers never holds the loop longer. */
+const SLICE_MS = 5;
+
+/** A run of synchronous work cut into slices of SLICE_MS, with a turn of the event loop between. */
+class Slice {
+  private started = performance.now();
+
+  async check(): Promise<void> {
+    if (performance.now() - this.started < SLICE_MS) return;
+    await new Promise((resolve) => setImmediate(resolve));
+    this.started = performance.now();
   }
 }

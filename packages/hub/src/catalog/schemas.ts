@@ -36,6 +36,26 @@ export const CATALOG_LIMITS = {
   /** Types and bytes of schemas the AsyncAPI document takes; past them it is cut, and says so. */
   asyncApiTypes: 10_000,
   asyncApiBytes: 32 * 1024 * 1024,
+  /** Schema versions one type keeps: a PUT of one more is LIMIT_EXCEEDED (delete the type to start over). */
+  maxVersions: 100,
+  /** Entries (types with a PUT) the catalog holds: a PUT of a new type past it is LIMIT_EXCEEDED. */
+  maxEntries: 10_000,
+  /** Types that validate at ingest, each compiled into this hub's memory: turning on one more is LIMIT_EXCEEDED. */
+  maxValidated: 1000,
+  /** Types only observed that the catalog records; new ones past it are not recorded (logged). */
+  maxObservedTypes: 100_000,
+  /** Producers and consumers not seen for this long are deleted (at a flush, at most once an hour). */
+  observedKeepMs: 30 * 24 * 3600 * 1000,
+  /**
+   * Names of types one page of GET /api/v1/catalog reads at most to find the caller's: more than
+   * the caps above let the catalog hold, so a page always reaches the next type the caller may see.
+   */
+  listScanTypes: 200_000,
+  /** An AsyncAPI document is built again once the catalog changed, or after maxAge; never more often than minAge. */
+  asyncApiMaxAgeMs: 30_000,
+  asyncApiMinAgeMs: 1000,
+  /** AsyncAPI documents kept (one per set of roles that asked). */
+  asyncApiCached: 100,
 } as const;
 
 /** Checks one event's data; undefined when it conforms, else the reason (ajv's errors, bounded). */
@@ -88,43 +108,84 @@ export function unsafePattern(pattern: string): string | undefined {
   return undefined;
 }
 
-/** Walks the schema without recursion: `$ref`s stay inside it, patterns are safe. Throws a 400 naming the path. */
-function checkKeywords(schema: unknown, field: string): void {
-  const stack: [string, unknown, string | undefined][] = [['', schema, undefined]];
-  while (stack.length > 0) {
-    const [path, v, parentKey] = stack.pop() as [string, unknown, string | undefined];
-    if (typeof v !== 'object' || v === null) continue;
-    for (const [k, child] of Object.entries(v)) {
-      const at = Array.isArray(v) ? `${path}[${k}]` : path === '' ? k : `${path}.${k}`;
-      if ((k === '$ref' || k === '$dynamicRef' || k === '$recursiveRef') && typeof child === 'string' && !child.startsWith('#'))
-        refuse(
-          field,
-          `${field}.${at}: only references inside the schema (starting with #) are allowed, not ${JSON.stringify(child.slice(0, 100))}`,
-        );
-      if (k === 'pattern' && typeof child === 'string' && parentKey !== 'properties') {
-        const why = unsafePattern(child);
-        if (why !== undefined) refuse(field, `${field}.${at}: the pattern is refused: ${why}`);
-      }
-      if (k === 'patternProperties' && typeof child === 'object' && child !== null && parentKey !== 'properties') {
-        for (const name of Object.keys(child)) {
-          const why = unsafePattern(name);
-          if (why !== undefined) refuse(field, `${field}.${at}: the pattern ${JSON.stringify(name.slice(0, 100))} is refused: ${why}`);
-        }
-      }
-      if (k === 'uniqueItems' && child === true && parentKey !== 'properties' && !uniqueItemsBounded(v as Record<string, unknown>))
-        refuse(
-          field,
-          `${field}.${at}: uniqueItems needs maxItems of at most ${CATALOG_LIMITS.uniqueItems} beside it, or items of a scalar type (comparing every pair of a long array takes quadratic time)`,
-        );
-      // Values, not schemas: nothing in them is a reference or a pattern.
-      if (DATA_KEYWORDS.has(k) && parentKey !== 'properties') continue;
-      stack.push([at, child, Array.isArray(v) ? parentKey : k]);
-    }
+/**
+ * Keywords whose value is one schema, an array of schemas, or a map of names to schemas (draft-07
+ * and the later keywords ajv knows). Only these are walked: every other keyword's value is data
+ * (`enum`, `const`, `default`, `examples`, a `required` list, …), never read as a schema, and ajv's
+ * strict mode refuses a keyword it does not know, so nothing unwalked is compiled.
+ */
+const SCHEMA_KEYWORDS = new Set([
+  'additionalItems',
+  'additionalProperties',
+  'contains',
+  'propertyNames',
+  'not',
+  'if',
+  'then',
+  'else',
+  'unevaluatedItems',
+  'unevaluatedProperties',
+  'contentSchema',
+]);
+const SCHEMA_ARRAY_KEYWORDS = new Set(['allOf', 'anyOf', 'oneOf', 'prefixItems']);
+const SCHEMA_MAP_KEYWORDS = new Set(['properties', 'patternProperties', 'definitions', '$defs', 'dependentSchemas']);
+
+/** The schemas directly inside `schema`, with their paths: by keyword kind, never into data. */
+function subschemas(schema: Record<string, unknown>, path: string): [string, unknown][] {
+  const at = (k: string) => (path === '' ? k : `${path}.${k}`);
+  const out: [string, unknown][] = [];
+  const map = (k: string, value: unknown, only: (v: unknown) => boolean = () => true) => {
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) return;
+    for (const [name, sub] of Object.entries(value)) if (only(sub)) out.push([`${at(k)}.${name}`, sub]);
+  };
+  for (const [k, value] of Object.entries(schema)) {
+    if (SCHEMA_KEYWORDS.has(k)) out.push([at(k), value]);
+    else if (SCHEMA_ARRAY_KEYWORDS.has(k) || (k === 'items' && Array.isArray(value))) {
+      if (Array.isArray(value)) for (const [i, sub] of value.entries()) out.push([`${at(k)}[${i}]`, sub]);
+    } else if (k === 'items') out.push([at(k), value]);
+    else if (SCHEMA_MAP_KEYWORDS.has(k)) map(k, value);
+    // draft-07 `dependencies`: a schema per property, or a list of property names (data).
+    else if (k === 'dependencies') map(k, value, (sub) => !Array.isArray(sub));
   }
+  return out;
 }
 
-/** Keywords whose values are data (JSON values compared with the instance), not schemas. */
-const DATA_KEYWORDS = new Set(['enum', 'const', 'default', 'examples']);
+/** Walks the schema without recursion: `$ref`s stay inside it, patterns are safe. Throws a 400 naming the path. */
+function checkKeywords(schema: unknown, field: string): void {
+  const stack: [string, unknown][] = [['', schema]];
+  while (stack.length > 0) {
+    const [path, v] = stack.pop() as [string, unknown];
+    // A boolean schema (or a value ajv will refuse) holds nothing to check.
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) continue;
+    const s = v as Record<string, unknown>;
+    const at = (k: string) => `${field}${path === '' ? '' : `.${path}`}.${k}`;
+    for (const k of ['$ref', '$dynamicRef', '$recursiveRef']) {
+      const ref = s[k];
+      if (typeof ref === 'string' && !ref.startsWith('#'))
+        refuse(
+          field,
+          `${at(k)}: only references inside the schema (starting with #) are allowed, not ${JSON.stringify(ref.slice(0, 100))}`,
+        );
+    }
+    if (typeof s.pattern === 'string') {
+      const why = unsafePattern(s.pattern);
+      if (why !== undefined) refuse(field, `${at('pattern')}: the pattern is refused: ${why}`);
+    }
+    if (typeof s.patternProperties === 'object' && s.patternProperties !== null) {
+      for (const name of Object.keys(s.patternProperties)) {
+        const why = unsafePattern(name);
+        if (why !== undefined)
+          refuse(field, `${at('patternProperties')}: the pattern ${JSON.stringify(name.slice(0, 100))} is refused: ${why}`);
+      }
+    }
+    if (s.uniqueItems === true && !uniqueItemsBounded(s))
+      refuse(
+        field,
+        `${at('uniqueItems')}: uniqueItems needs maxItems of at most ${CATALOG_LIMITS.uniqueItems} beside it, or items of a scalar type (comparing every pair of a long array takes quadratic time)`,
+      );
+    for (const sub of subschemas(s, path)) stack.push(sub);
+  }
+}
 
 /** True when ajv's uniqueItems check stays linear or small: items of a scalar type, or maxItems bounded. */
 function uniqueItemsBounded(schema: Record<string, unknown>): boolean {

@@ -101,6 +101,55 @@ describe('compileSchema', () => {
     assert.equal(check({ pattern: '(a+)+', $ref: 'https://x' }), undefined);
   });
 
+  test('walked by keyword kind: every schema position is checked, whatever its name', () => {
+    const bad = { type: 'string', pattern: '(a+)+' };
+    const positions: [string, unknown][] = [
+      ['definitions.const', { definitions: { const: bad } }],
+      ['$defs.enum', { $defs: { enum: bad } }],
+      ['dependencies.default', { dependencies: { default: bad } }],
+      ['dependentSchemas.examples', { dependentSchemas: { examples: bad } }],
+      ['properties.default', { properties: { default: bad } }],
+      ['patternProperties.^x$', { patternProperties: { '^x$': bad } }],
+      ['items', { items: bad }],
+      ['items[1]', { items: [{}, bad] }],
+      ['prefixItems[0]', { prefixItems: [bad] }],
+      ['additionalItems', { items: [{}], additionalItems: bad }],
+      ['allOf[0].anyOf[1].oneOf[0]', { allOf: [{ anyOf: [{}, { oneOf: [bad] }] }] }],
+      ['not', { not: bad }],
+      ['if', { if: bad }],
+      // biome-ignore lint/suspicious/noThenProperty: the JSON Schema keyword
+      ['then', { if: {}, then: bad }],
+      ['else', { if: {}, else: bad }],
+      ['contains', { contains: bad }],
+      ['propertyNames', { propertyNames: bad }],
+      ['additionalProperties', { additionalProperties: bad }],
+      ['unevaluatedProperties', { unevaluatedProperties: bad }],
+      ['definitions.a.properties.b.items', { definitions: { a: { properties: { b: { items: bad } } } } }],
+    ];
+    for (const [path, schema] of positions)
+      assert.throws(
+        () => compileSchema(schema),
+        refusedWith(new RegExp(`^schema\\.${path.replace(/[.[\]^$]/g, '\\$&')}\\.pattern: the pattern is refused`)),
+        path,
+      );
+    assert.throws(
+      () => compileSchema({ definitions: { enum: { $ref: 'https://x' } } }),
+      refusedWith(/schema\.definitions\.enum\.\$ref: only references inside/),
+    );
+    assert.throws(() => compileSchema({ dependencies: { a: { uniqueItems: true } } }), refusedWith(/schema\.dependencies\.a\.uniqueItems/));
+  });
+
+  test('data is never walked: enum, const, default, examples and a dependencies list of names hold no schema', () => {
+    const data = { pattern: '(a+)+', $ref: 'https://x', uniqueItems: true, properties: { p: { pattern: '(x*)*' } } };
+    const check = compileSchema({
+      type: 'object',
+      properties: { a: { enum: [data] }, b: { const: data }, c: { default: data, examples: [data] } },
+      dependencies: { a: ['b', 'c'] },
+    });
+    assert.equal(check({ a: data, b: data, c: 1 }), undefined);
+    assert.match(check({ a: data }) ?? '', /must have properties b, c when property a is present/);
+  });
+
   test('local references and recursion work; deep data under a recursive schema is a violation, not a crash', () => {
     const tree = { definitions: { node: { type: 'array', items: { $ref: '#/definitions/node' } } }, $ref: '#/definitions/node' };
     const check = compileSchema(tree);

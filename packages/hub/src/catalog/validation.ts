@@ -1,7 +1,7 @@
 import { ErrorCodes, type HeraldEvent, isJsonContentType, ValidationError } from '@herald/core';
 import type { Logger } from 'pino';
 import type { CatalogStore } from '../store/index.ts';
-import { compileSchema, type PayloadCheck } from './schemas.ts';
+import { CATALOG_LIMITS, compileSchema, type PayloadCheck } from './schemas.ts';
 
 /** A validated type's compiled schema, for one version. */
 interface Compiled {
@@ -98,7 +98,14 @@ export class IngestValidation {
 
   private async load(): Promise<void> {
     const next = new Map<string, Map<string, Compiled>>();
-    for (const t of await this.store.validated()) {
+    const validated = await this.store.validated();
+    // PUTs bound the set; PUTs at the same moment can pass the bound, this hub's memory does not.
+    if (validated.length > CATALOG_LIMITS.maxValidated)
+      this.log.warn(
+        { validated: validated.length, compiled: CATALOG_LIMITS.maxValidated },
+        'more types validate than the hub compiles: the last ones by name are not validated',
+      );
+    for (const t of validated.slice(0, CATALOG_LIMITS.maxValidated)) {
       let compiled = this.bySender.get(t.sender)?.get(t.type);
       if (compiled?.version !== t.version) {
         const schema = await this.store.schema(t.sender, t.type, t.version);

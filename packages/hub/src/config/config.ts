@@ -12,6 +12,7 @@ import {
 } from '@herald/core';
 import { AUTH_MODES, type AuthMode, authEnabled, DEFAULT_PUBLISH_RATE_PER_TOKEN } from '../auth/auth.ts';
 import { CAPS } from '../caps/index.ts';
+import { DEFAULT_DEAD_LETTERS_MAX } from '../dead-letters/intake.ts';
 import { LOG_FORMATS, type LogFormat } from '../log-format.ts';
 import { DEFAULT_MAX_FLOWS } from '../metrics/flows.ts';
 import { DEFAULT_DATA_DIR } from '../store/index.ts';
@@ -129,10 +130,16 @@ export interface HubOptions {
   /** The longest ttl a pause may be given: a duration, a bare number is seconds. Env `HERALD_PAUSE_MAX_TTL`; default 24 h. */
   pauseMaxTtl?: number | string | undefined;
   /**
-   * The most messages a subscription receiver queue keeps (`x-max-length`, the oldest dropped
-   * beyond; subscriptions then read the log). Env `HERALD_RECEIVER_MAX_LENGTH`; default 10000.
+   * The most live events an in-memory receiver buffers per consumer of a durable subscription;
+   * beyond, the buffer is dropped and the consumer reads the log (nothing lost). Env
+   * `HERALD_RECEIVER_MAX_LENGTH`; default 10000.
    */
   receiverMaxLength?: number | string | undefined;
+  /**
+   * Subscribers' dead letters kept (from herald.dead); past them the oldest are deleted. Env
+   * `HERALD_DEAD_LETTERS_MAX`; default 100000.
+   */
+  deadLettersMax?: number | string | undefined;
   /**
    * `auto` (default): authentication off on a loopback address, required on any other; `required`;
    * `off` (refused on a non-loopback address). Env `HERALD_AUTH`.
@@ -194,8 +201,10 @@ export interface HubConfig {
   readonly logLevel: string;
   /** Seconds. */
   readonly pauseMaxTtl: number;
-  /** Messages per receiver queue. */
+  /** Live events buffered per subscription consumer. */
   readonly receiverMaxLength: number;
+  /** Subscribers' dead letters kept at most. */
+  readonly deadLettersMax: number;
   readonly auth: AuthMode;
   /** Whether requests need credentials: from `auth` and the listening address. */
   readonly authEnabled: boolean;
@@ -235,6 +244,7 @@ const NAMES = {
   logLevel: { flag: '--log-level', env: 'HERALD_LOG_LEVEL' },
   pauseMaxTtl: { flag: '--pause-max-ttl', env: 'HERALD_PAUSE_MAX_TTL' },
   receiverMaxLength: { flag: '--receiver-max-length', env: 'HERALD_RECEIVER_MAX_LENGTH' },
+  deadLettersMax: { flag: '--dead-letters-max', env: 'HERALD_DEAD_LETTERS_MAX' },
   auth: { flag: '--auth', env: 'HERALD_AUTH' },
   adminToken: { flag: '--admin-token', env: 'HERALD_ADMIN_TOKEN' },
   rabbitmqApi: { flag: '--rabbitmq-api', env: 'HERALD_RABBITMQ_API' },
@@ -423,6 +433,7 @@ export function normalizeConfig(options: HubOptions = {}, env: NodeJS.ProcessEnv
     logLevel,
     pauseMaxTtl: seconds('pauseMaxTtl', 86_400, 1, 30 * 86_400),
     receiverMaxLength: int('receiverMaxLength', 10_000, 1, 10_000_000),
+    deadLettersMax: int('deadLettersMax', DEFAULT_DEAD_LETTERS_MAX, 1, 100_000_000),
     auth,
     authEnabled: authOn,
     adminToken,

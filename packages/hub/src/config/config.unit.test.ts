@@ -120,6 +120,16 @@ test('a configuration error never shows a password: the URL is quoted with it re
   }
 });
 
+test("dead letters max: subscribers' dead letters kept, default 100000, from a flag or the environment, validated", () => {
+  assert.equal(normalizeConfig({}, {}).deadLettersMax, 100_000);
+  assert.equal(normalizeConfig({}, { HERALD_DEAD_LETTERS_MAX: '50' }).deadLettersMax, 50);
+  assert.equal(normalizeConfig({ deadLettersMax: '7' }, { HERALD_DEAD_LETTERS_MAX: '50' }).deadLettersMax, 7);
+  assert.throws(
+    () => normalizeConfig({}, { HERALD_DEAD_LETTERS_MAX: '0' }),
+    /invalid HERALD_DEAD_LETTERS_MAX "0": expected an integer from 1 to 100000000/,
+  );
+});
+
 test('receiver max length: default 10000, from the environment, validated', () => {
   assert.equal(normalizeConfig({}, {}).receiverMaxLength, 10_000);
   assert.equal(normalizeConfig({}, { HERALD_RECEIVER_MAX_LENGTH: '50' }).receiverMaxLength, 50);

@@ -2,9 +2,10 @@
 // messages become dead letters (source hub, one attempt) one can list by selector, code and source
 // and read whole; an SDK subscriber whose handler always throws sends its dead letter to
 // herald.dead, and the hub keeps it (source subscriber, its attempts, first and last failure and
-// queue), once; a redrive to a queue delivers the bytes and properties as they were; a redrive to
-// herald.ingest of a good event stores it once however often it is re-sent; one that fails again
-// comes back as a new dead letter; purges need a filter or all=true.
+// queue), once; a redrive of the hub's own to a queue delivers the bytes and properties as they
+// were; to herald.ingest a good event is stored once however often it is re-sent; a subscriber's is
+// re-sent as its logged event to its queue; one that fails again comes back as a new dead letter;
+// purges need a filter or all=true.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { createPublisher, createSubscriber } from '@herald/client';
@@ -181,7 +182,7 @@ describe('dead letters (e2e: hub process, PostgreSQL, RabbitMQ)', () => {
     );
   });
 
-  test("an SDK subscriber's dead letter: kept by the hub with its attempts, failure times and queue; inspected; redriven once and twice to herald.ingest (the log holds it once) and to its queue (which gets it each time); purged", async () => {
+  test("an SDK subscriber's dead letter: kept by the hub with its attempts, failure times and queue; inspected; redriven as its logged event to its queue (which gets it each time; the log holds it once); purged", async () => {
     const queue = `orders-audit-${process.pid}`;
     const tries: number[] = [];
     const sub = createSubscriber({ url: vhost.url, selector: 'orders:*', queue, maxAttempts: 3, retryDelayMs: 150 }, () => {
@@ -236,45 +237,32 @@ describe('dead letters (e2e: hub process, PostgreSQL, RabbitMQ)', () => {
     assert.equal(headers[Headers.ORIGINAL_QUEUE], queue);
     assert.equal(typeof headers[Headers.OFFSET], 'string', 'delivered by the hub, with its offset');
 
-    // To herald.ingest, twice: the event keeps its id, so the log holds it once.
-    for (let i = 0; i < 2; i++) assert.equal((await call('POST', `/api/v1/dead-letters/${l.id}/redrive`)).status, 200);
-    const [marker] = makeEvents(1, { senders: ['zz'], types: ['marker'] });
-    const raw = await createRawPublisher(vhost.url);
-    assert.ok(await raw.publish(INGEST_EXCHANGE, marker!));
-    await raw.close();
-    await waitFor(
-      'the marker stored, after both redrives',
-      async () => (await call('GET', `/api/v1/events/by-id/${marker!.options!.messageId}`)).status === 200,
-      30_000,
-      100,
-    );
-    const stored = (await call('GET', '/api/v1/events?selector=orders:order.placed')).json().events as { id: string }[];
-    assert.deepEqual(
-      stored.map((e) => e.id),
-      [eventId],
-      'the log holds it once',
-    );
-
-    // Back to its queue, twice: the queue gets it each time, with its id and the redrive's mark.
+    // Back to its queue, twice without a queue named (the queue it died on) and twice with it: the
+    // queue gets the logged event each time, with its id, routing key and the redrive's mark.
     const conn = await connect(vhost.url, { noDelay: true });
     const ch = await conn.createChannel();
     await ch.purgeQueue(queue);
+    for (let i = 0; i < 2; i++) assert.equal((await call('POST', `/api/v1/dead-letters/${l.id}/redrive`)).status, 200);
     for (let i = 0; i < 2; i++) assert.equal((await call('POST', `/api/v1/dead-letters/${l.id}/redrive`, { queue })).status, 200);
-    const got: { id: unknown; redriven: unknown; body: string }[] = [];
+    const got: { id: unknown; key: string; redriven: unknown; body: string }[] = [];
     await waitFor(
-      'both in the queue',
+      'all four in the queue',
       async () => {
         const m = await ch.get(queue, { noAck: true });
-        if (m) got.push({ id: m.properties.messageId, redriven: m.properties.headers?.['x-herald-redriven'], body: m.content.toString() });
-        return got.length === 2;
+        if (m)
+          got.push({
+            id: m.properties.messageId,
+            key: m.fields.routingKey,
+            redriven: m.properties.headers?.['x-herald-redriven'],
+            body: m.content.toString(),
+          });
+        return got.length === 4;
       },
       10_000,
       50,
     );
-    assert.deepEqual(got, [
-      { id: eventId, redriven: l.id, body: '{"n":1}' },
-      { id: eventId, redriven: l.id, body: '{"n":1}' },
-    ]);
+    const each = { id: eventId, key: 'orders.order.placed', redriven: l.id, body: '{"n":1}' };
+    assert.deepEqual(got, [each, each, each, each]);
     await ch.deleteQueue(queue);
     await conn.close();
     assert.equal((await list('?source=subscriber')).items.find((x) => x.id === l.id)?.redrives, 4);
@@ -308,7 +296,11 @@ describe('dead letters (e2e: hub process, PostgreSQL, RabbitMQ)', () => {
     const one = await call('POST', `/api/v1/dead-letters/${letter!.id}/redrive`);
     assert.equal(one.status, 409, one.text);
     assert.match(String(one.json().detail), /not in the log/);
-    assert.deepEqual((await call('POST', '/api/v1/dead-letters/redrive', { source: 'subscriber' })).json(), { redriven: 0, skipped: 1 });
+    assert.deepEqual((await call('POST', '/api/v1/dead-letters/redrive', { source: 'subscriber' })).json(), {
+      redriven: 0,
+      skipped: 1,
+      next: null,
+    });
     assert.equal((await call('GET', `/api/v1/events/by-id/${id}`)).status, 404);
     assert.equal((await call('DELETE', '/api/v1/dead-letters?source=subscriber')).json().deleted, 1);
   });

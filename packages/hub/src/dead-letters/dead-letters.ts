@@ -1,53 +1,51 @@
-import { ErrorCodes, HeraldError, INGEST_EXCHANGE, type QueueType } from '@herald/core';
-import { connect, type Options } from 'amqplib';
+import { ErrorCodes, HeraldError, INGEST_EXCHANGE, isUuid, type QueueType } from '@herald/core';
+import type { ChannelModel } from 'amqplib';
 import type { Logger } from 'pino';
 import type { DeadLetterFilter, DeadLetterStore, StoredDeadLetter } from '../store/index.ts';
+import type { Store, StoredEvent } from '../store/types.ts';
 import { createDeadLetterIntake, type DeadLetterIntake, type DeadLetterIntakeStats } from './intake.ts';
+import { bodyCut } from './received.ts';
+import { eventResend, letterResend, onConnection, publishConfirmed, queueExists, type Resend } from './redrive.ts';
 
-/** Dead letters one bulk redrive re-sends at most (call again for more). */
+/** Dead letters one bulk redrive reads at most (call again from its `next` for more). */
 export const MAX_BULK_REDRIVE = 10_000;
-/** The header a re-sent message carries: the id of the dead letter it came from. */
-export const REDRIVEN_HEADER = 'x-herald-redriven';
+/** Dead letters a bulk redrive reads at once: bounds the bodies it holds (up to 1 MiB each). */
+const BULK_PAGE = 100;
 /** Queue names a redrive may target (printable, as RabbitMQ names them). */
 const QUEUE_RE = /^[A-Za-z0-9_.:-]{1,255}$/;
 
-/**
- * The AMQP properties to publish a dead letter again with: what the row kept, without the
- * sanitizing note, without `user_id` (RabbitMQ refuses one that is not the hub's own user: the
- * redrive is the hub's, on an admin's word), marked with the dead letter's id.
- */
-export function redriveProperties(letter: StoredDeadLetter): Options.Publish {
-  const {
-    sanitized: _note,
-    userId: _user,
-    headers,
-    ...rest
-  } = letter.properties as Record<string, unknown> & {
-    headers?: Record<string, unknown>;
-  };
-  const props: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(rest)) if (v !== undefined && v !== null) props[k] = v;
-  return { ...props, persistent: true, headers: { ...(headers ?? {}), [REDRIVEN_HEADER]: letter.id.toString() } };
+/** What a bulk redrive did: how many went, how many it skipped, and the `after` to go on from (null: none left). */
+export interface BulkRedrive {
+  redriven: number;
+  skipped: number;
+  next: string | null;
 }
+
+/** Reads events of the log by id (the Store's getById). */
+export type EventReader = Pick<Store, 'getById'>;
 
 /**
  * Dead letters one can act on (seed 004), from every source: the hub's own (ingest) and those
  * that reach `herald.dead` from subscribers, kept by the intake (./intake.ts) from start() to
- * stop(). List and inspect them, re-send them to `herald.ingest` (with their routing key and
- * properties, so an event keeps its id and is stored once however often it is re-sent) or to one
- * queue, and purge them. A redrive publishes with confirms on a short connection of its own, then
- * records the redrive; a message that fails again comes back as a new dead letter.
+ * stop(). List and inspect them, re-send them, and purge them. The hub's own are re-sent as they
+ * came, to `herald.ingest` (with their routing key and properties, so an event keeps its id and is
+ * stored once however often it is re-sent) or to one queue. A subscriber's is of an event the log
+ * holds: it is re-sent as that event, read from the log by its id, to its queue or one given, never
+ * as its own bytes (see redriveSubscriber). A redrive publishes with confirms on a short connection
+ * of its own, then records the redrive; a message that fails again comes back as a new dead letter.
  */
 export class DeadLetters {
   private readonly intake: DeadLetterIntake;
+  private readonly events: EventReader;
 
   constructor(
     private readonly store: DeadLetterStore,
     private readonly amqpUrl: string,
     private readonly log: Logger,
-    options: { queueType?: QueueType | undefined } = {},
+    options: { events: EventReader; queueType?: QueueType | undefined; maxKept?: number | undefined },
   ) {
-    this.intake = createDeadLetterIntake({ amqpUrl, store, logger: log, queueType: options.queueType });
+    this.events = options.events;
+    this.intake = createDeadLetterIntake({ amqpUrl, store, logger: log, queueType: options.queueType, maxKept: options.maxKept });
   }
 
   /** Starts keeping the dead letters of herald.dead, in the background (reconnecting by itself). */
@@ -75,8 +73,10 @@ export class DeadLetters {
   }
 
   /**
-   * Re-sends one, to herald.ingest or to `queue`. A subscriber's dead letter goes to herald.ingest
-   * only when its event is in the log (CONFLICT otherwise, see notInLog).
+   * Re-sends one: the hub's own to herald.ingest or to `queue`; a subscriber's as its logged event
+   * to `queue`, else to its own queue (CONFLICT when its event is not in the log, when it names no
+   * queue and none is given, and for one of the hub's whose body the intake cut; NOT_FOUND when the
+   * queue does not exist).
    */
   async redrive(id: bigint, queue?: string): Promise<void> {
     if (queue !== undefined && !QUEUE_RE.test(queue))
@@ -84,42 +84,114 @@ export class DeadLetters {
         details: { parameter: 'queue' },
       });
     const letter = await this.get(id);
-    if (queue === undefined && (await this.notInLog([letter])).length > 0)
+    if (letter.source === 'subscriber') return this.redriveSubscriber(letter, queue);
+    if (bodyCut(letter.properties))
+      throw new HeraldError(
+        ErrorCodes.CONFLICT,
+        `dead letter ${id} keeps only the start of its body (it was cut when it was kept): it cannot be re-sent as it came`,
+        { details: { id: id.toString() } },
+      );
+    await onConnection(this.amqpUrl, async (conn) => {
+      if (queue !== undefined && !(await queueExists(conn, queue)))
+        throw new HeraldError(ErrorCodes.NOT_FOUND, `no queue ${queue}`, { details: { parameter: 'queue' } });
+      await this.send(conn, [letterResend(letter, queue)], queue ?? INGEST_EXCHANGE);
+    });
+  }
+
+  /**
+   * A subscriber's dead letter, re-sent as the event the log holds under its id. Anyone who may
+   * write to herald.dead can put a message there with a real event's id but another sender's
+   * routing key, bytes and headers, and a redrive publishes as the hub: were the letter's bytes
+   * sent, to herald.ingest (in archive mode straight on to every receiver) or to a queue, a forged
+   * `billing.*` message would pass as billing's event, past the topic permissions that keep its
+   * author from publishing it. Never to herald.ingest either: the log holds the event already, so
+   * it would store nothing and deliver nothing.
+   */
+  private async redriveSubscriber(letter: StoredDeadLetter, queue: string | undefined): Promise<void> {
+    const id = letter.id.toString();
+    const event = await this.loggedEvent(letter);
+    if (event === undefined)
       throw new HeraldError(
         ErrorCodes.CONFLICT,
         `dead letter ${id} came from a subscriber and its event ${JSON.stringify(letter.messageId ?? null)} is not in the log: ` +
-          `only events of the log are re-sent to ${INGEST_EXCHANGE}; re-send it to its queue with {"queue": ${JSON.stringify(letter.queue ?? '<name>')}}`,
-        { details: { id: id.toString() } },
+          "a subscriber's dead letter is re-sent as the event the log holds, never as its own bytes",
+        { details: { id } },
       );
-    await this.send([letter], queue);
+    const target = queue ?? letter.queue;
+    if (target === undefined || !QUEUE_RE.test(target))
+      throw new HeraldError(
+        ErrorCodes.CONFLICT,
+        `dead letter ${id} came from a subscriber and names no queue${target === undefined ? '' : ` it may be sent to (${JSON.stringify(target.slice(0, 80))})`}: ` +
+          `its event is in the log already, so ${INGEST_EXCHANGE} would store nothing new; to deliver it again give {"queue": "<name>"}`,
+        { details: { id } },
+      );
+    await onConnection(this.amqpUrl, async (conn) => {
+      if (!(await queueExists(conn, target)))
+        throw new HeraldError(ErrorCodes.NOT_FOUND, `no queue ${target}`, { details: { parameter: 'queue' } });
+      const keyIsQueue = await queueExists(conn, `${event.sender}.${event.type}`);
+      await this.send(conn, [eventResend(letter, event, target, keyIsQueue)], target);
+    });
   }
 
   /**
-   * Re-sends those the filter selects (at most MAX_BULK_REDRIVE, oldest first) to herald.ingest:
-   * how many went, and how many subscribers' dead letters were skipped (see notInLog).
+   * Re-sends those the filter selects, oldest first from the id `after`, reading at most
+   * MAX_BULK_REDRIVE: the hub's own to herald.ingest, the subscribers' as their logged events to
+   * their own queues. Skipped (counted): subscribers' dead letters whose event is not in the log,
+   * that name no queue or whose queue does not exist, and the hub's own whose body was cut. `next`
+   * is the id to go on from when more are left, else null.
    */
-  async redriveMany(filter: DeadLetterFilter): Promise<{ redriven: number; skipped: number }> {
-    const letters = await this.store.list(filter, 0n, MAX_BULK_REDRIVE);
-    const held = new Set(await this.notInLog(letters));
-    const send = letters.filter((l) => !held.has(l));
-    await this.send(send);
-    return { redriven: send.length, skipped: held.size };
+  async redriveMany(filter: DeadLetterFilter, after = 0n): Promise<BulkRedrive> {
+    return onConnection(this.amqpUrl, async (conn) => {
+      const queues = new Map<string, boolean>();
+      let cursor = after;
+      let read = 0;
+      const done: BulkRedrive = { redriven: 0, skipped: 0, next: null };
+      while (read < MAX_BULK_REDRIVE) {
+        const limit = Math.min(BULK_PAGE, MAX_BULK_REDRIVE - read);
+        const page = await this.store.list(filter, cursor, limit);
+        if (page.length === 0) return done;
+        read += page.length;
+        cursor = (page.at(-1) as StoredDeadLetter).id;
+        const resends = await this.resendsOf(conn, page, queues);
+        await this.send(conn, resends, 'their targets');
+        done.redriven += resends.length;
+        done.skipped += page.length - resends.length;
+        if (page.length < limit) return done;
+      }
+      if ((await this.store.list(filter, cursor, 1)).length > 0) done.next = cursor.toString();
+      return done;
+    });
   }
 
-  /**
-   * The subscribers' dead letters among `letters` whose event the log does not hold. Anyone who may
-   * write to herald.dead can put a message there under any routing key, and a redrive to
-   * herald.ingest publishes as the hub: were it sent, a forged `billing.*` message would be stored
-   * as billing's event, past the topic permissions that keep that service from publishing it. A
-   * subscriber's genuine dead letter is of an event the hub delivered, so of the log: re-sent to
-   * herald.ingest, it is recognised by its id and stored once (to deliver it again, re-send it to
-   * its queue).
-   */
-  private async notInLog(letters: readonly StoredDeadLetter[]): Promise<StoredDeadLetter[]> {
-    const subs = letters.filter((l) => l.source === 'subscriber');
-    if (subs.length === 0) return [];
-    const inLog = await this.store.eventsInLog(subs.flatMap((l) => (l.messageId === undefined ? [] : [l.messageId])));
-    return subs.filter((l) => l.messageId === undefined || !inLog.has(l.messageId.toLowerCase()));
+  /** What a bulk redrive sends of `page` (see redriveMany); `queues` remembers which queues exist. */
+  private async resendsOf(conn: ChannelModel, page: readonly StoredDeadLetter[], queues: Map<string, boolean>): Promise<Resend[]> {
+    const exists = async (name: string) => {
+      let known = queues.get(name);
+      if (known === undefined) {
+        known = await queueExists(conn, name);
+        queues.set(name, known);
+      }
+      return known;
+    };
+    const events = await Promise.all(page.map((l) => (l.source === 'subscriber' ? this.loggedEvent(l) : undefined)));
+    const out: Resend[] = [];
+    for (const [i, letter] of page.entries()) {
+      if (letter.source === 'hub') {
+        if (!bodyCut(letter.properties)) out.push(letterResend(letter));
+        continue;
+      }
+      const event = events[i];
+      const queue = letter.queue;
+      if (event === undefined || queue === undefined || !QUEUE_RE.test(queue) || !(await exists(queue))) continue;
+      out.push(eventResend(letter, event, queue, await exists(`${event.sender}.${event.type}`)));
+    }
+    return out;
+  }
+
+  /** The event the log holds under the dead letter's message id; undefined when none (or the id is no UUID). */
+  private async loggedEvent(letter: StoredDeadLetter): Promise<StoredEvent | undefined> {
+    if (letter.messageId === undefined || !isUuid(letter.messageId)) return undefined;
+    return this.events.getById(letter.messageId.toLowerCase());
   }
 
   async delete(id: bigint): Promise<void> {
@@ -130,37 +202,11 @@ export class DeadLetters {
     return this.store.purge(filter);
   }
 
-  private async send(letters: readonly StoredDeadLetter[], queue?: string): Promise<void> {
-    if (letters.length === 0) return;
-    let conn: Awaited<ReturnType<typeof connect>>;
-    try {
-      conn = await connect(this.amqpUrl, { noDelay: true });
-    } catch (err) {
-      throw new HeraldError(ErrorCodes.UNAVAILABLE, `cannot reach RabbitMQ to redrive: ${(err as Error).message}`, { cause: err });
-    }
-    conn.on('error', () => undefined);
-    try {
-      const ch = await conn.createConfirmChannel();
-      ch.on('error', () => undefined);
-      if (queue !== undefined) await ch.checkQueue(queue);
-      await Promise.all(
-        letters.map(
-          (l) =>
-            new Promise<void>((resolve, reject) => {
-              const exchange = queue === undefined ? INGEST_EXCHANGE : '';
-              const key = queue ?? l.routingKey;
-              ch.publish(exchange, key, l.body, redriveProperties(l), (err) => (err ? reject(err) : resolve()));
-            }),
-        ),
-      );
-    } catch (err) {
-      const code = (err as { code?: unknown }).code;
-      if (code === 404) throw new HeraldError(ErrorCodes.NOT_FOUND, `no queue ${queue}`, { details: { parameter: 'queue' } });
-      throw new HeraldError(ErrorCodes.PUBLISH_FAILED, `the redrive was not confirmed: ${(err as Error).message}`, { cause: err });
-    } finally {
-      await conn.close().catch(() => undefined);
-    }
-    await this.store.redriven(letters.map((l) => l.id));
-    this.log.info({ count: letters.length, to: queue ?? INGEST_EXCHANGE }, 'dead letters redriven');
+  /** Publishes with confirms, then records the redrives. */
+  private async send(conn: ChannelModel, resends: readonly Resend[], to: string): Promise<void> {
+    if (resends.length === 0) return;
+    await publishConfirmed(conn, resends);
+    await this.store.redriven(resends.map((r) => r.letter.id));
+    this.log.info({ count: resends.length, to }, 'dead letters redriven');
   }
 }

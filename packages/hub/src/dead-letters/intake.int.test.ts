@@ -19,22 +19,24 @@ import {
   type TestVhost,
   waitFor,
 } from '@herald/testing';
+import { connect } from 'amqplib';
 import { pino } from 'pino';
-import { createDeadLetterStore, type DeadLetterStore, openStore, type SqlStore, type StoredDeadLetter } from '../store/index.ts';
+import { createDeadLetterStore, type DeadLetterStore, openStore, type ReceivedDeadLetter, type StoredDeadLetter } from '../store/index.ts';
 import type { Store } from '../store/types.ts';
-import { createDeadLetterIntake, type DeadLetterIntake } from './intake.ts';
+import { createDeadLetterIntake, DEAD_STORE_MAX_BYTES, type DeadLetterIntake } from './intake.ts';
+import { MAX_KEPT_BODY_BYTES } from './received.ts';
 
 const logger = () => pino({ level: process.env.HERALD_TEST_LOG_LEVEL ?? 'silent' });
 
 /** The store, with hooks: `beforeWrite` may throw (an outage), `afterWrite` runs once the rows are in. */
 function hooked(real: DeadLetterStore) {
-  const hooks: { beforeWrite?: () => void; afterWrite?: () => Promise<void> } = {};
+  const hooks: { beforeWrite?: (letters: readonly ReceivedDeadLetter[]) => void; afterWrite?: () => Promise<void> } = {};
   let writes = 0;
   const store: DeadLetterStore = {
     ...real,
     async addReceived(letters) {
       writes++;
-      hooks.beforeWrite?.();
+      hooks.beforeWrite?.(letters);
       const n = await real.addReceived(letters);
       await hooks.afterWrite?.();
       return n;
@@ -56,7 +58,7 @@ function intakeSuite(name: string, open: () => Promise<{ store: Store; cleanup()
       vhost = await createTestVhost('intake');
       opened = await open();
       await opened.store.migrate();
-      letters = createDeadLetterStore((opened.store as SqlStore).sql);
+      letters = createDeadLetterStore(opened.store.sql);
       hooks = hooked(letters);
       intake = createDeadLetterIntake({ amqpUrl: vhost.url, store: hooks.store, logger: logger() });
       intake.start();
@@ -90,7 +92,18 @@ function intakeSuite(name: string, open: () => Promise<{ store: Store; cleanup()
     const dead = (routingKey: string, messageId: string, headers: Record<string, unknown> | undefined, content = Buffer.from('{"a":1}')) =>
       pub.publish(DEAD_EXCHANGE, { routingKey, content, options: { messageId, headers, persistent: true } });
 
-    test('declares herald.dead.store, durable, single active consumer, bound with #', async () => {
+    test('declares herald.dead.store, durable, single active consumer, bounded in bytes (the oldest dropped), bound with #', async () => {
+      const conn = await connect(vhost.url);
+      try {
+        const ch = await conn.createChannel();
+        // The same arguments are equivalent (RabbitMQ closes the channel on any other).
+        await ch.assertQueue(DEAD_STORE_QUEUE, {
+          durable: true,
+          arguments: { 'x-single-active-consumer': true, 'x-max-length-bytes': DEAD_STORE_MAX_BYTES, 'x-overflow': 'drop-head' },
+        });
+      } finally {
+        await conn.close();
+      }
       // The management API's counts lag a few seconds behind.
       await waitFor(
         'one consumer on herald.dead.store',
@@ -130,13 +143,71 @@ function intakeSuite(name: string, open: () => Promise<{ store: Store; cleanup()
       assert.equal((await letters.list({ source: 'hub' }, 0n, 1000)).length, 0);
     });
 
-    test("the hub's own (x-herald-dead-stored) are acknowledged, not kept again; the rest of the batch is", async () => {
+    test("the hub's own (x-herald-dead-stored, from the hub's AMQP user) are acknowledged, not kept again; the rest of the batch is", async () => {
       const skippedBefore = intake.stats().skipped;
-      assert.ok(await dead('a.b', 'hub-own', { [Headers.DEAD_REASON]: 'x', [Headers.DEAD_STORED]: 'true' }));
+      const hubUser = decodeURIComponent(new URL(vhost.url).username || 'guest');
+      const own = { [Headers.DEAD_REASON]: 'x', [Headers.DEAD_STORED]: 'true' };
+      assert.ok(
+        await pub.publish(DEAD_EXCHANGE, {
+          routingKey: 'a.b',
+          content: Buffer.from('{}'),
+          options: { messageId: 'hub-own', userId: hubUser, headers: own },
+        }),
+      );
       assert.ok(await dead('a.b', 'after-own', { [Headers.DEAD_REASON]: 'y' }));
       await one('after-own');
       await waitFor('the own one counted as skipped', () => intake.stats().skipped > skippedBefore, 5000, 20);
       assert.equal((await byMessageId('hub-own')).length, 0);
+    });
+
+    test("the hub's marks count only from the hub's AMQP user: a forged one is kept as a subscriber's; the hub's own it could not keep is kept as the hub's", async () => {
+      const hubUser = decodeURIComponent(new URL(vhost.url).username || 'guest');
+      const someone = await vhost.addUser('someone', { configure: '', write: '.*', read: '' });
+      const theirs = await createRawPublisher(someone.url);
+      try {
+        const marked = (stored: string) => ({ [Headers.DEAD_REASON]: 'm', [Headers.DEAD_STORED]: stored });
+        const msg = (messageId: string, stored: string, userId?: string) => ({
+          routingKey: 'a.b',
+          content: Buffer.from('{}'),
+          options: { messageId, headers: marked(stored), ...(userId === undefined ? {} : { userId }) },
+        });
+        assert.ok(await theirs.publish(DEAD_EXCHANGE, msg('forged-kept', 'true', someone.user)));
+        assert.ok(await theirs.publish(DEAD_EXCHANGE, msg('forged-no-user', 'true')));
+        assert.ok(await theirs.publish(DEAD_EXCHANGE, msg('forged-not-kept', 'false', someone.user)));
+        assert.ok(await pub.publish(DEAD_EXCHANGE, msg('hub-not-kept', 'false', hubUser)));
+      } finally {
+        await theirs.close();
+      }
+      for (const id of ['forged-kept', 'forged-no-user', 'forged-not-kept']) assert.equal((await one(id)).source, 'subscriber', id);
+      assert.equal((await one('hub-not-kept')).source, 'hub');
+    });
+
+    test(`a body over ${MAX_KEPT_BODY_BYTES} bytes: kept cut there, the cut noted`, async () => {
+      assert.ok(await dead('big.body', 'big-body', { [Headers.DEAD_REASON]: 'big' }, Buffer.alloc(MAX_KEPT_BODY_BYTES + 100, 0x61)));
+      const l = await one('big-body');
+      assert.equal(l.body.length, MAX_KEPT_BODY_BYTES);
+      assert.deepEqual((l.properties.sanitized as { bodyTruncated?: unknown }).bodyTruncated, {
+        bytes: MAX_KEPT_BODY_BYTES + 100,
+        kept: MAX_KEPT_BODY_BYTES,
+      });
+    });
+
+    test('a unique violation from the store is a duplicate: counted as skipped, acknowledged, the flow goes on', async () => {
+      const skippedBefore = intake.stats().skipped;
+      hooks.hooks.beforeWrite = (letters) => {
+        if (letters.some((l) => l.messageId === 'clash'))
+          throw Object.assign(new Error('duplicate key value violates unique constraint "dead_letters_pkey"'), { code: '23505' });
+      };
+      try {
+        assert.ok(await dead('clash.one', 'clash', { [Headers.DEAD_REASON]: 'c' }));
+        assert.ok(await dead('clash.after', 'after-clash', { [Headers.DEAD_REASON]: 'c' }));
+        await one('after-clash');
+      } finally {
+        hooks.hooks.beforeWrite = undefined;
+      }
+      assert.equal((await byMessageId('clash')).length, 0);
+      assert.ok(intake.stats().skipped > skippedBefore);
+      assert.equal(intake.stats().refused, 0);
     });
 
     test('malformed: no headers, NUL bytes, bytes that are not UTF-8, huge headers: each kept sanitized, the flow goes on', async () => {
@@ -262,4 +333,75 @@ intakeSuite('PostgreSQL', async () => {
 intakeSuite('embedded store', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'herald-intake-'));
   return { store: await openStore({ dataDir: dir }), cleanup: async () => rmSync(dir, { recursive: true, force: true }) };
+});
+
+describe('dead letter intake bounds (int: RabbitMQ, PostgreSQL)', () => {
+  let vhost: TestVhost;
+  let db: TestDatabase;
+  let store: Store;
+  let letters: DeadLetterStore;
+  let intake: DeadLetterIntake;
+  let pub: RawPublisher;
+  const MAX = 5;
+
+  before(async () => {
+    vhost = await createTestVhost('intake-bounds');
+    db = await createTestDatabase('intake_bounds');
+    store = await openStore({ url: db.url });
+    await store.migrate();
+    letters = createDeadLetterStore(store.sql);
+    // As a hub before the byte bound declared it.
+    const conn = await connect(vhost.url);
+    const ch = await conn.createChannel();
+    await ch.assertQueue(DEAD_STORE_QUEUE, { durable: true, arguments: { 'x-single-active-consumer': true } });
+    await conn.close();
+    intake = createDeadLetterIntake({ amqpUrl: vhost.url, store: letters, logger: logger(), maxKept: MAX });
+    intake.start();
+    pub = await createRawPublisher(vhost.url);
+  });
+  after(async () => {
+    await pub?.close();
+    await intake?.stop();
+    await store?.close();
+    await db?.drop();
+    await vhost?.delete();
+  });
+
+  test('an existing herald.dead.store declared with other arguments is used as it is', async () => {
+    await waitFor('the intake consuming', () => intake.isConsuming(), 15_000);
+  });
+
+  test(`at most ${MAX} subscribers' dead letters are kept, the oldest purged first; the hub's own are not counted`, async () => {
+    await store.addDeadLetters([
+      {
+        reason: 'r',
+        code: 'INVALID_EVENT',
+        exchange: 'herald.ingest',
+        routingKey: 'a',
+        properties: {},
+        body: Buffer.from('x'),
+        at: Date.now(),
+      },
+    ]);
+    for (let i = 0; i < 8; i++)
+      assert.ok(
+        await pub.publish(DEAD_EXCHANGE, {
+          routingKey: 'cap.x',
+          content: Buffer.from(String(i)),
+          options: { messageId: `cap-${i}`, headers: { [Headers.DEAD_REASON]: 'c' }, persistent: true },
+        }),
+      );
+    let ids: (string | undefined)[] = [];
+    await waitFor(
+      `the newest kept, at most ${MAX}`,
+      async () => {
+        ids = (await letters.list({ source: 'subscriber' }, 0n, 100)).map((l) => l.messageId);
+        return ids.includes('cap-7') && ids.length <= MAX;
+      },
+      15_000,
+      50,
+    );
+    assert.deepEqual(ids, ['cap-3', 'cap-4', 'cap-5', 'cap-6', 'cap-7']);
+    assert.equal((await letters.list({ source: 'hub' }, 0n, 100)).length, 1);
+  });
 });

@@ -1,6 +1,7 @@
-import { DEAD_EXCHANGE, DEAD_QUEUE, DEAD_STORE_QUEUE, type QueueType } from '@herald/core';
+import { DEAD_EXCHANGE, DEAD_QUEUE, DEAD_STORE_QUEUE, HeraldError, type QueueType } from '@herald/core';
 import { type Channel, type ChannelModel, connect, type Message } from 'amqplib';
 import type { Logger } from 'pino';
+import { amqpUser } from '../ingest/dead-letters.ts';
 import { storeFailure } from '../ingest/store-errors.ts';
 import { declareQueue } from '../ingest/topology.ts';
 import type { DeadLetterStore, ReceivedDeadLetter } from '../store/index.ts';
@@ -12,6 +13,18 @@ export const INTAKE_PREFETCH = 64;
 const STATEMENT_BYTES = 4 * 1024 * 1024;
 const RECONNECT_MAX_MS = 30_000;
 const RETRY_MAX_MS = 5_000;
+/** Bytes `herald.dead.store` holds at most (`x-max-length-bytes`); past them RabbitMQ drops the oldest. */
+export const DEAD_STORE_MAX_BYTES = 1024 ** 3;
+/** How herald.dead.store is declared besides its type. */
+const STORE_QUEUE_ARGS = {
+  'x-single-active-consumer': true,
+  'x-max-length-bytes': DEAD_STORE_MAX_BYTES,
+  'x-overflow': 'drop-head',
+} as const;
+/** Subscribers' dead letters kept at most, by default (HERALD_DEAD_LETTERS_MAX). */
+export const DEFAULT_DEAD_LETTERS_MAX = 100_000;
+/** A letter a concurrent write kept first (the store handles its own keys): a duplicate, not an outage. */
+const UNIQUE_VIOLATION = '23505';
 
 export interface DeadLetterIntakeOptions {
   readonly amqpUrl: string;
@@ -19,6 +32,11 @@ export interface DeadLetterIntakeOptions {
   readonly logger: Logger;
   /** The RabbitMQ type of the queue (HERALD_QUEUE_TYPE). Default classic. */
   readonly queueType?: QueueType | undefined;
+  /**
+   * Subscribers' dead letters kept at most (HERALD_DEAD_LETTERS_MAX): past them the oldest are
+   * deleted, every 1 % of the bound (at most 1,000) kept since the last time. Default 100,000.
+   */
+  readonly maxKept?: number | undefined;
 }
 
 /** What the intake did since it started. */
@@ -29,16 +47,20 @@ export interface DeadLetterIntakeStats {
   skipped: number;
   /** Messages the store refused even sanitized (logged; they stay in the herald.dead queue). */
   refused: number;
+  /** The oldest subscribers' dead letters deleted to stay within maxKept. */
+  purged: number;
 }
 
 /**
  * Keeps the dead letters that reach `herald.dead`, whoever sent them, in the dead letters table:
  * consumes the durable queue `herald.dead.store` (bound to herald.dead with `#`, single active
- * consumer, so one hub at a time takes it, another one on standby). Each batch of deliveries is
- * written through the store in one statement (more past STATEMENT_BYTES), then acknowledged with
- * one multiple ack. The hub's own dead letters carry x-herald-dead-stored and are acknowledged
- * unwritten; every other message is kept sanitized (receivedDeadLetter) under a key made from it,
- * so a redelivery is kept once.
+ * consumer, so one hub at a time takes it, another one on standby; at most DEAD_STORE_MAX_BYTES,
+ * the oldest dropped past them). Each batch of deliveries is written through the store in one
+ * statement (more past STATEMENT_BYTES), then acknowledged with one multiple ack. The hub's own
+ * dead letters carry x-herald-dead-stored under the hub's user_id (hubMark) and are acknowledged
+ * unwritten; every other message is kept sanitized (receivedDeadLetter, its body cut at
+ * MAX_KEPT_BODY_BYTES) under a key made from it, so a redelivery is kept once (a unique violation
+ * counts as such a duplicate). Past `maxKept` subscribers' dead letters the oldest are deleted.
  *
  * Failure: while the store is unavailable the batch is retried with backoff and nothing is
  * acknowledged; a message the store refuses even sanitized is logged and acknowledged (its copy
@@ -87,10 +109,22 @@ class Intake implements DeadLetterIntake {
   private consumed = false;
   private flushing: Promise<void> = Promise.resolve();
   private scheduled = false;
-  private readonly counters: DeadLetterIntakeStats = { kept: 0, skipped: 0, refused: 0 };
+  private readonly counters: DeadLetterIntakeStats = { kept: 0, skipped: 0, refused: 0, purged: 0 };
+  /** The hub's AMQP user: the user_id its own dead letters carry. */
+  private readonly hubUser: string;
+  private readonly maxKept: number;
+  /** Letters kept between two trims of the table. */
+  private readonly trimEvery: number;
+  /** Kept since the last trim; starts full, so the first letter kept trims what an earlier run left. */
+  private keptSinceTrim: number;
+  private warnedArgs = false;
 
   constructor(private readonly options: DeadLetterIntakeOptions) {
     this.log = options.logger;
+    this.hubUser = amqpUser(options.amqpUrl);
+    this.maxKept = options.maxKept ?? DEFAULT_DEAD_LETTERS_MAX;
+    this.trimEvery = Math.max(1, Math.min(1000, Math.floor(this.maxKept / 100)));
+    this.keptSinceTrim = this.trimEvery;
   }
 
   start(): void {
@@ -151,11 +185,10 @@ class Intake implements DeadLetterIntake {
     };
     conn.on('close', lost);
     try {
+      await this.declare(conn);
       const ch = await conn.createChannel();
       ch.on('error', () => undefined);
       ch.on('close', lost);
-      await ch.assertExchange(DEAD_EXCHANGE, 'topic', { durable: true });
-      await declareQueue(ch, DEAD_STORE_QUEUE, this.options.queueType ?? 'classic', { 'x-single-active-consumer': true });
       await ch.bindQueue(DEAD_STORE_QUEUE, DEAD_EXCHANGE, '#');
       await ch.prefetch(INTAKE_PREFETCH);
       link = { conn, ch, closed: false, wake: lost, stop: wake };
@@ -178,6 +211,36 @@ class Intake implements DeadLetterIntake {
       await conn.close().catch(() => undefined);
     }
     if (!this.stopping) throw new Error('the connection closed');
+  }
+
+  /**
+   * Declares herald.dead and herald.dead.store, on a channel of its own. A queue an older hub
+   * declared with other arguments (without the byte bound) makes RabbitMQ answer
+   * PRECONDITION_FAILED, and RabbitMQ cannot change a queue's arguments: it is used as it is, once
+   * it is known to exist, with a warning; a queue of the other type still fails (queueTypeConflict).
+   */
+  private async declare(conn: ChannelModel): Promise<void> {
+    const ch = await conn.createChannel();
+    ch.on('error', () => undefined);
+    try {
+      await ch.assertExchange(DEAD_EXCHANGE, 'topic', { durable: true });
+      await declareQueue(ch, DEAD_STORE_QUEUE, this.options.queueType ?? 'classic', STORE_QUEUE_ARGS);
+    } catch (err) {
+      if (err instanceof HeraldError || !/inequivalent arg '[^']*' for queue/.test(errText(err))) throw err;
+      const check = await conn.createChannel();
+      check.on('error', () => undefined);
+      await check.checkQueue(DEAD_STORE_QUEUE);
+      await check.close().catch(() => undefined);
+      if (!this.warnedArgs)
+        this.log.warn(
+          { queue: DEAD_STORE_QUEUE, err: errText(err) },
+          `${DEAD_STORE_QUEUE} exists with other arguments: used as it is, without the bound of ${DEAD_STORE_MAX_BYTES} bytes ` +
+            '(delete it when empty for the hub to declare it again, or set a max-length-bytes policy)',
+        );
+      this.warnedArgs = true;
+      return;
+    }
+    await ch.close().catch(() => undefined);
   }
 
   private onMessage(link: Link, msg: Message | null): void {
@@ -217,11 +280,11 @@ class Intake implements DeadLetterIntake {
     const keys = new Set<string>();
     let skipped = 0;
     for (const msg of batch) {
-      if (keptByHub(msg)) {
+      if (keptByHub(msg, this.hubUser)) {
         skipped++;
         continue;
       }
-      const letter = receivedDeadLetter(msg);
+      const letter = receivedDeadLetter(msg, Date.now(), this.hubUser);
       if (keys.has(letter.dedupeKey)) {
         skipped++;
         continue;
@@ -246,12 +309,28 @@ class Intake implements DeadLetterIntake {
     this.counters.kept += kept;
     this.counters.skipped += skipped;
     if (kept > 0) this.log.info({ kept, skipped }, 'dead letters from herald.dead kept');
+    this.keptSinceTrim += kept;
+    if (kept > 0 && this.keptSinceTrim >= this.trimEvery) await this.trim();
+  }
+
+  /** Deletes the oldest subscribers' dead letters past maxKept. A failure is logged: the next trim catches up. */
+  private async trim(): Promise<void> {
+    try {
+      const purged = await this.options.store.trimReceived(this.maxKept);
+      this.keptSinceTrim = 0;
+      this.counters.purged += purged;
+      if (purged > 0)
+        this.log.info({ purged, max: this.maxKept }, "the oldest subscribers' dead letters deleted (HERALD_DEAD_LETTERS_MAX)");
+    } catch (err) {
+      this.log.warn({ err: errText(err) }, "cannot delete the oldest subscribers' dead letters; trying again after the next");
+    }
   }
 
   /**
    * Writes `letters`, retrying while the store is unavailable (undefined when the link closes
    * meanwhile or the intake stops); a statement the store refuses for its data is halved down to
-   * the letters it refuses, which are logged and counted.
+   * the letters it refuses, which are logged and counted; one that breaks a unique key likewise,
+   * down to the letters kept already (skipped).
    */
   private async write(link: Link, letters: ReceivedDeadLetter[]): Promise<{ kept: number; refused: number } | undefined> {
     let delay = 100;
@@ -263,7 +342,9 @@ class Intake implements DeadLetterIntake {
         if (warned) this.log.info('the store is back: dead letters from herald.dead kept again');
         return { kept, refused: 0 };
       } catch (err) {
-        if (storeFailure(err) === 'refused') return this.split(link, letters, err);
+        const code = (err as { code?: unknown } | null)?.code;
+        if (code === UNIQUE_VIOLATION) return this.split(link, letters, err, 'duplicate');
+        if (storeFailure(err) === 'refused') return this.split(link, letters, err, 'refused');
         if (!warned) this.log.error({ err: errText(err) }, 'cannot keep dead letters from herald.dead: the store failed; retrying');
         warned = true;
         await sleep(delay);
@@ -272,9 +353,15 @@ class Intake implements DeadLetterIntake {
     }
   }
 
-  private async split(link: Link, letters: ReceivedDeadLetter[], err: unknown): Promise<{ kept: number; refused: number } | undefined> {
+  private async split(
+    link: Link,
+    letters: ReceivedDeadLetter[],
+    err: unknown,
+    why: 'refused' | 'duplicate',
+  ): Promise<{ kept: number; refused: number } | undefined> {
     if (letters.length === 1) {
       const l = letters[0] as ReceivedDeadLetter;
+      if (why === 'duplicate') return { kept: 0, refused: 0 };
       this.counters.refused++;
       this.log.error(
         { routingKey: l.routingKey, messageId: l.messageId, err: errText(err) },

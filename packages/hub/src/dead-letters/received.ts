@@ -15,6 +15,12 @@ const MAX_ATTEMPTS = 2 ** 31 - 1;
 const REDELIVERY_HEADERS = new Set(['x-delivery-count', 'x-acquired-count']);
 /** Nesting the key follows; deeper parts count by their place only. */
 const KEY_DEPTH = 64;
+/**
+ * The most of a body a dead letter from herald.dead keeps (1 MiB, the default largest event): the
+ * rest is cut, and `properties.sanitized.bodyTruncated` says how large it was. A subscriber's dead
+ * letter is redriven from the log, not from these bytes; a cut one of the hub's is not redriven.
+ */
+export const MAX_KEPT_BODY_BYTES = 1024 * 1024;
 
 /** A header value as text: strings as they are, bytes as UTF-8 (lossy), numbers in decimal; else undefined. */
 function text(value: unknown): string | undefined {
@@ -37,11 +43,24 @@ function integer(value: unknown, max: number): number | undefined {
   return Number.isSafeInteger(n) && n >= 0 && n <= max ? n : undefined;
 }
 
-/** True when the hub itself published this dead letter and kept it already (x-herald-dead-stored). */
-export function keptByHub(msg: Pick<Message, 'properties'>): boolean {
+/**
+ * The hub's mark on a dead letter it published to herald.dead: `kept` (x-herald-dead-stored:
+ * true, its row is written), `not-kept` (false: the store refused it, the intake keeps it as the
+ * hub's), or undefined. Trusted only when the message's `user_id` is `hubUser`, the hub's own AMQP
+ * user: RabbitMQ refuses a user_id that is not the publishing connection's user, so whoever else
+ * may write to herald.dead cannot forge it (their mark is kept as part of a subscriber's letter).
+ */
+export function hubMark(msg: Pick<Message, 'properties'>, hubUser: string | undefined): 'kept' | 'not-kept' | undefined {
+  if (hubUser === undefined || msg.properties.userId !== hubUser) return undefined;
   const headers = msg.properties.headers as Record<string, unknown> | undefined;
-  if (typeof headers !== 'object' || headers === null) return false;
-  return text(headers[Headers.DEAD_STORED]) === 'true';
+  if (typeof headers !== 'object' || headers === null) return undefined;
+  const stored = text(headers[Headers.DEAD_STORED]);
+  return stored === 'true' ? 'kept' : stored === 'false' ? 'not-kept' : undefined;
+}
+
+/** True when the hub itself published this dead letter and kept it already (hubMark). */
+export function keptByHub(msg: Pick<Message, 'properties'>, hubUser: string | undefined): boolean {
+  return hubMark(msg, hubUser) === 'kept';
 }
 
 /** Feeds a decoded AMQP value to the hash, tagged by kind, so different values never feed the same bytes. */
@@ -101,13 +120,14 @@ function time(value: unknown): number | undefined {
 /**
  * A message taken from herald.dead as the dead letter it keeps, sanitized as the ingest's are
  * (every text valid UTF-8 without NUL and bounded, properties and headers within their bounds, the
- * body byte for byte). Read from its headers: the reason and code (UNKNOWN when absent or not an
+ * body byte for byte up to MAX_KEPT_BODY_BYTES). Its source is `hub` only when the hub marked it
+ * as its own it could not keep (hubMark with `hubUser`), else `subscriber`. Read from its headers: the reason and code (UNKNOWN when absent or not an
  * error code), attempts (undefined when absent or not a count), the first and last failure time
  * (the time it is read, `now`, when absent or outside the event time window; the first never after
  * the last), the original exchange (else the exchange it came on) and queue. The routing key is the
  * message's own. Never throws: whatever comes is kept.
  */
-export function receivedDeadLetter(msg: Message, now: number = Date.now()): ReceivedDeadLetter {
+export function receivedDeadLetter(msg: Message, now: number = Date.now(), hubUser?: string): ReceivedDeadLetter {
   const short = DEAD_LETTER_BOUNDS.shortBytes;
   const raw = msg.properties.headers as Record<string, unknown> | undefined;
   const headers = typeof raw === 'object' && raw !== null && !Array.isArray(raw) ? raw : {};
@@ -131,14 +151,21 @@ export function receivedDeadLetter(msg: Message, now: number = Date.now()): Rece
     dedupeKey = deadLetterKey({ fields: msg.fields, properties: {} as Message['properties'], content: msg.content });
   }
   const messageId = msg.properties.messageId as unknown;
+  let body = msg.content;
+  if (body.length > MAX_KEPT_BODY_BYTES) {
+    const note = typeof properties.sanitized === 'object' && properties.sanitized !== null ? properties.sanitized : {};
+    properties.sanitized = { ...note, bodyTruncated: { bytes: body.length, kept: MAX_KEPT_BODY_BYTES } };
+    body = body.subarray(0, MAX_KEPT_BODY_BYTES);
+  }
   return {
+    source: hubMark(msg, hubUser) === 'not-kept' ? 'hub' : 'subscriber',
     reason: clean(reasonText ?? `no reason given (no ${Headers.DEAD_REASON} header)`, DEAD_LETTER_BOUNDS.reasonBytes),
     code: codeText !== undefined && CODE_RE.test(codeText) ? codeText : UNKNOWN_CODE,
     exchange: clean(exchange ?? String(msg.fields.exchange), short),
     routingKey: clean(String(msg.fields.routingKey), short),
     messageId: typeof messageId === 'string' ? clean(messageId, short) : undefined,
     properties,
-    body: msg.content,
+    body,
     at: now,
     queue: queue === undefined ? undefined : clean(queue, short),
     attempts: integer(headers[Headers.ATTEMPTS], MAX_ATTEMPTS),
@@ -146,4 +173,10 @@ export function receivedDeadLetter(msg: Message, now: number = Date.now()): Rece
     lastFailedAt,
     dedupeKey,
   };
+}
+
+/** True when the intake kept only the start of the letter's body (MAX_KEPT_BODY_BYTES). */
+export function bodyCut(properties: Readonly<Record<string, unknown>>): boolean {
+  const note = properties.sanitized;
+  return typeof note === 'object' && note !== null && 'bodyTruncated' in note;
 }

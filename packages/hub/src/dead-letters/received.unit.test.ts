@@ -5,7 +5,7 @@ import { describe, test } from 'node:test';
 import { Headers } from '@herald/core';
 import type { Message } from 'amqplib';
 import { DEAD_LETTER_BOUNDS } from '../ingest/dead-letters.ts';
-import { deadLetterKey, keptByHub, receivedDeadLetter, UNKNOWN_CODE } from './received.ts';
+import { deadLetterKey, hubMark, keptByHub, MAX_KEPT_BODY_BYTES, receivedDeadLetter, UNKNOWN_CODE } from './received.ts';
 
 function message(routingKey: string, properties: Record<string, unknown> = {}, content = Buffer.from('{"a":1}')): Message {
   return {
@@ -165,11 +165,47 @@ describe('deadLetterKey and keptByHub', () => {
     assert.match(a, /^[0-9a-f]{64}$/);
   });
 
-  test('the hub marks its own with x-herald-dead-stored: true (text or bytes); nothing else counts', () => {
-    assert.equal(keptByHub(message('a.b', { headers: { [Headers.DEAD_STORED]: 'true' } })), true);
-    assert.equal(keptByHub(message('a.b', { headers: { [Headers.DEAD_STORED]: Buffer.from('true') } })), true);
-    for (const v of ['false', 1, true, undefined])
-      assert.equal(keptByHub(message('a.b', { headers: { [Headers.DEAD_STORED]: v } })), false);
-    assert.equal(keptByHub(message('a.b')), false);
+  test("the hub's mark counts only from the hub's own AMQP user (user_id, which RabbitMQ checks): true = kept, false = not kept", () => {
+    const HUB = 'herald-hub';
+    const marked = (v: unknown, ...user: unknown[]) =>
+      message('a.b', { userId: user.length === 0 ? HUB : user[0], headers: { [Headers.DEAD_STORED]: v } });
+    assert.equal(keptByHub(marked('true'), HUB), true);
+    assert.equal(keptByHub(marked(Buffer.from('true')), HUB), true);
+    assert.equal(hubMark(marked('false'), HUB), 'not-kept');
+    for (const v of ['false', 1, true, undefined]) assert.equal(keptByHub(marked(v), HUB), false, String(v));
+    assert.equal(keptByHub(message('a.b'), HUB), false);
+    for (const userId of [undefined, 'billing', 'HERALD-HUB', Buffer.from(HUB)]) {
+      assert.equal(keptByHub(marked('true', userId), HUB), false, `user_id ${String(userId)}`);
+      assert.equal(hubMark(marked('false', userId), HUB), undefined, `user_id ${String(userId)}`);
+    }
+  });
+
+  test("the source: hub only for the hub's own mark of a dead letter it could not keep; anything else, forged marks too, subscriber", () => {
+    const HUB = 'herald-hub';
+    const of = (userId: unknown, stored: unknown, ...hub: (string | undefined)[]) =>
+      receivedDeadLetter(message('a.b', { userId, headers: { [Headers.DEAD_STORED]: stored } }), NOW, hub.length === 0 ? HUB : hub[0])
+        .source;
+    assert.equal(of(HUB, 'false'), 'hub');
+    assert.equal(of('billing', 'false'), 'subscriber');
+    assert.equal(of(undefined, 'false'), 'subscriber');
+    assert.equal(of(HUB, undefined), 'subscriber');
+    assert.equal(of(HUB, 'false', undefined), 'subscriber', 'no hub user known: no mark is trusted');
+    assert.equal(receivedDeadLetter(message('a.b'), NOW).source, 'subscriber');
+  });
+});
+
+describe('the body a dead letter keeps', () => {
+  test(`up to ${MAX_KEPT_BODY_BYTES} bytes whole; beyond, cut there and noted with its size`, () => {
+    const whole = Buffer.alloc(MAX_KEPT_BODY_BYTES, 7);
+    const kept = receivedDeadLetter(message('a.b', {}, whole), NOW);
+    assert.equal(kept.body.length, MAX_KEPT_BODY_BYTES);
+    assert.equal(kept.properties.sanitized, undefined);
+    const big = Buffer.alloc(MAX_KEPT_BODY_BYTES + 10, 7);
+    const cut = receivedDeadLetter(message('a.b', { headers: { [Headers.DEAD_REASON]: 'r'.repeat(2000) } }, big), NOW);
+    assert.equal(cut.body.length, MAX_KEPT_BODY_BYTES);
+    assert.deepEqual(cut.body, big.subarray(0, MAX_KEPT_BODY_BYTES));
+    const note = cut.properties.sanitized as { bodyTruncated?: unknown; changed?: unknown };
+    assert.deepEqual(note.bodyTruncated, { bytes: MAX_KEPT_BODY_BYTES + 10, kept: MAX_KEPT_BODY_BYTES });
+    assert.notEqual(cut.dedupeKey, receivedDeadLetter(message('a.b', {}, Buffer.alloc(MAX_KEPT_BODY_BYTES + 11, 7)), NOW).dedupeKey);
   });
 });

@@ -3,29 +3,29 @@ import { compileMatcher, ErrorCodes, HeraldError, isUuid, uuidv7 } from '@herald
 import { type Logger, pino } from 'pino';
 import { CAPS, capReached } from '../caps/index.ts';
 import {
-  createPauseStore,
   DEFAULT_MAX_PAUSE_TTL_MS,
   type HoldRule,
   normalizePauseInput,
   type Pause,
   type PauseInput,
   type PauseLimits,
-  type PauseStore,
   partitionHeld,
 } from '../pauses/index.ts';
+import { normalizeReplayInput, type Replay, type ReplayInput, resolveReplayRange } from '../replays/index.ts';
 import {
+  createHeldStore,
+  createPauseStore,
   createReplayStore,
-  normalizeReplayInput,
-  type Replay,
-  type ReplayInput,
+  type HeldStore,
+  type PauseStore,
+  queryMayHaveMore,
+  READ_MAX_BYTES,
   type ReplayStore,
-  resolveReplayRange,
-} from '../replays/index.ts';
-import { queryMayHaveMore } from '../store/sql-store.ts';
-import { READ_MAX_BYTES, type Store, type StoredEvent } from '../store/types.ts';
-import { createHeldStore, type HeldStore } from './held-store.ts';
+  type SqlExecutor,
+  type Store,
+  type StoredEvent,
+} from '../store/index.ts';
 import { loadEvents } from './load-events.ts';
-import type { SqlExecutor } from './sql.ts';
 
 /**
  * Publishes events to `herald.events`, each with `x-herald-offset` (and `x-herald-replay` when

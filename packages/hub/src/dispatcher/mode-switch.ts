@@ -1,8 +1,5 @@
 import { ErrorCodes, HeraldError } from '@herald/core';
-import { createPauseStore } from '../pauses/index.ts';
-import { createReplayStore } from '../replays/index.ts';
-import { createHeldStore } from './held-store.ts';
-import type { SqlExecutor } from './sql.ts';
+import type { Store } from '../store/index.ts';
 
 /** Pauses named in the refusal, at most. */
 const NAMED = 5;
@@ -18,10 +15,10 @@ const NAMED = 5;
  *
  * Rejects with the database's error when it fails (the start fails; nothing changed).
  */
-export async function assertArchiveSwitchSafe(sql: SqlExecutor, now = Date.now()): Promise<void> {
-  const pauses = createPauseStore(sql);
-  const held = await createHeldStore(sql).total();
-  const unfinished = await createReplayStore(sql).listUnfinished('flow');
+export async function assertArchiveSwitchSafe(store: Pick<Store, 'pauses' | 'held' | 'replays'>, now = Date.now()): Promise<void> {
+  const { pauses } = store;
+  const held = await store.held.total();
+  const unfinished = await store.replays.listUnfinished('flow');
   if (held === 0) {
     await pauses.endExpired(now);
     await pauses.endForFinishedReplays(now);

@@ -13,7 +13,7 @@ import {
 import { type Channel, connect } from 'amqplib';
 import type { Logger } from 'pino';
 import { declareShared } from '../ingest/topology.ts';
-import type { ExchangeRecord, ExchangeStore } from './exchange-store.ts';
+import type { ExchangeRecord, ExchangeStore } from '../store/index.ts';
 
 /** Exchange names: what RabbitMQ takes, without Herald's own prefixes and RabbitMQ's `amq.`. */
 const NAME_RE = /^[A-Za-z0-9_.-]{1,200}$/;

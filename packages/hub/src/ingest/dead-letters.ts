@@ -276,8 +276,9 @@ export function eventDeadLetter(
 
 /**
  * The x-herald-dead-* and x-herald-original-* headers, one attempt failed at the letter's time, and
- * x-herald-dead-stored when the row was written (the hub's consumer of herald.dead then keeps it
- * once); `notStored` adds why the row could not be written instead.
+ * x-herald-dead-stored: true when the row was written (the hub's consumer of herald.dead then keeps
+ * it once), false when it was not (`notStored`, added to the reason: the consumer keeps it as the
+ * hub's). The consumer trusts the mark only under the hub's own user_id (deadLetterPublish).
  */
 function deadHeaders(letter: DeadLetter, notStored: string | undefined): Record<string, string | number> {
   const reason =
@@ -293,7 +294,7 @@ function deadHeaders(letter: DeadLetter, notStored: string | undefined): Record<
     [Headers.ORIGINAL_EXCHANGE]: letter.exchange,
     [Headers.ORIGINAL_ROUTING_KEY]: letter.routingKey,
   };
-  if (notStored === undefined) headers[Headers.DEAD_STORED] = 'true';
+  headers[Headers.DEAD_STORED] = notStored === undefined ? 'true' : 'false';
   return headers;
 }
 
@@ -304,11 +305,12 @@ function deadHeaders(letter: DeadLetter, notStored: string | undefined): Record<
  * encode (fieldTableBytes over MAX_HEADER_TABLE_BYTES, or a value amqplib cannot write) only the
  * dead-letter headers go, with `x-herald-headers-dropped: "true"` (the original headers are in the
  * row); a short-string property over 255 bytes, or not a string, is left out; a routing key that
- * no longer fits is replaced by the row's. `user_id` and `expiration` are never copied: RabbitMQ
- * would refuse a user_id that is not the hub's, and a dead letter must not expire. `notStored` is
- * the reason the row could not be written, added to the dead reason. Never throws.
+ * no longer fits is replaced by the row's. The original `user_id` and `expiration` are never
+ * copied: `user_id` is `hubUser` (the hub's AMQP user, amqpUser: RabbitMQ refuses any other, and
+ * the intake of herald.dead trusts the hub's mark by it), and a dead letter must not expire.
+ * `notStored` is the reason the row could not be written, added to the dead reason. Never throws.
  */
-export function deadLetterPublish(pending: PendingDeadLetter, notStored?: string): DeadLetterPublish {
+export function deadLetterPublish(pending: PendingDeadLetter, notStored?: string, hubUser?: string): DeadLetterPublish {
   const { letter, source } = pending;
   const dead = deadHeaders(letter, notStored);
   const original = source.properties.headers;
@@ -323,6 +325,7 @@ export function deadLetterPublish(pending: PendingDeadLetter, notStored?: string
     }
   }
   const options: Options.Publish = { persistent: true, headers };
+  if (hubUser !== undefined) options.userId = hubUser;
   const p = source.properties;
   if (isShortString(p.messageId)) options.messageId = p.messageId;
   if (isShortString(p.appId)) options.appId = p.appId;
@@ -340,12 +343,26 @@ export function deadLetterPublish(pending: PendingDeadLetter, notStored?: string
  * The least a dead letter publishes, for when the full form still throws: the row's routing key,
  * the original body, and the dead-letter headers with `x-herald-headers-dropped`. Never throws.
  */
-export function minimalDeadLetterPublish(pending: PendingDeadLetter, notStored?: string): DeadLetterPublish {
+export function minimalDeadLetterPublish(pending: PendingDeadLetter, notStored?: string, hubUser?: string): DeadLetterPublish {
   const headers = { ...deadHeaders(pending.letter, notStored), [HEADERS_DROPPED_HEADER]: 'true' };
-  return {
-    routingKey: pending.letter.routingKey,
-    content: pending.source.content,
-    options: { persistent: true, headers },
-    headersDropped: true,
-  };
+  const options: Options.Publish = { persistent: true, headers };
+  if (hubUser !== undefined) options.userId = hubUser;
+  return { routingKey: pending.letter.routingKey, content: pending.source.content, options, headersDropped: true };
+}
+
+/** The full form of a dead letter's publish, then the minimal one, as the hub's user `hubUser`. */
+export function deadLetterForms(pending: PendingDeadLetter, notStored: string | undefined, hubUser: string): DeadLetterPublish[] {
+  return [deadLetterPublish(pending, notStored, hubUser), minimalDeadLetterPublish(pending, notStored, hubUser)];
+}
+
+/**
+ * The user an AMQP URL logs in as (amqplib's default, guest, when it names none): the user_id the
+ * hub's own publishes to herald.dead carry.
+ */
+export function amqpUser(url: string): string {
+  try {
+    return decodeURIComponent(new URL(url).username) || 'guest';
+  } catch {
+    return 'guest';
+  }
 }

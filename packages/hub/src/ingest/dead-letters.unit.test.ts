@@ -7,6 +7,7 @@ import type { Message, Options } from 'amqplib';
 import type { StoredEvent } from '../store/types.ts';
 import { fieldTableBytes, HEADERS_DROPPED_HEADER, MAX_HEADER_TABLE_BYTES } from './amqp-table.ts';
 import {
+  amqpUser,
   clean,
   DEAD_LETTER_BOUNDS,
   deadLetterPublish,
@@ -280,10 +281,13 @@ describe('the publish to herald.dead always encodes', () => {
 
   test('a dead letter the store refused says so in its reason; the minimal form encodes too', () => {
     const pending = messageDeadLetter(message('a.b', {}), new Error('bad'));
-    const pub = deadLetterPublish(pending, 'invalid byte sequence (22021)');
+    const pub = deadLetterPublish(pending, 'invalid byte sequence (22021)', 'herald-hub');
     assert.match(String(pub.options.headers?.[Headers.DEAD_REASON]), /bad; not kept in dead_letters: invalid byte sequence/);
-    assert.equal(pub.options.headers?.[Headers.DEAD_STORED], undefined, 'not marked as kept: the hub keeps it from herald.dead');
-    const minimal = minimalDeadLetterPublish(pending);
+    assert.equal(pub.options.headers?.[Headers.DEAD_STORED], 'false', 'marked as not kept: the hub keeps it from herald.dead, as its own');
+    assert.equal(pub.options.userId, 'herald-hub', "under the hub's user_id, which the intake trusts the mark by");
+    const minimal = minimalDeadLetterPublish(pending, 'refused', 'herald-hub');
+    assert.equal(minimal.options.userId, 'herald-hub');
+    assert.equal(minimal.options.headers?.[Headers.DEAD_STORED], 'false');
     assert.deepEqual(
       Object.keys(minimal.options.headers ?? {}).sort(),
       [
@@ -360,4 +364,11 @@ test('storeFailure: the data is refused (22, 54, 23 but 23505, encoding errors) 
   assert.equal(storeFailure(new RangeError('Invalid string length')), 'refused');
   assert.equal(storeFailure(Object.assign(new TypeError('bad arg'), { code: 'ERR_INVALID_ARG_TYPE' })), 'refused');
   assert.equal(storeFailure(undefined), 'unavailable');
+});
+
+test("amqpUser: the user an AMQP URL logs in as (decoded), guest when it names none, as amqplib's default", () => {
+  assert.equal(amqpUser('amqp://herald%2Dhub:secret@rabbit:5672/prod'), 'herald-hub');
+  assert.equal(amqpUser('amqps://svc%40corp:pw@rabbit/'), 'svc@corp');
+  assert.equal(amqpUser('amqp://rabbit:5672'), 'guest');
+  assert.equal(amqpUser('not a url'), 'guest');
 });

@@ -16,11 +16,11 @@ import { type HubConfig, redactUrl } from '../config/index.ts';
 import { type AppendResult, READ_MAX_BYTES, type Store, type StoredEvent } from '../store/types.ts';
 import { HEADERS_DROPPED_HEADER, isEncodingError } from './amqp-table.ts';
 import {
+  amqpUser,
   type DeadLetterPublish,
-  deadLetterPublish,
+  deadLetterForms,
   eventDeadLetter,
   messageDeadLetter,
-  minimalDeadLetterPublish,
   type PendingDeadLetter,
 } from './dead-letters.ts';
 import { type ForwardMessage, forwardMessage, reducedForwardMessage } from './forward-message.ts';
@@ -966,7 +966,7 @@ class IngestPipeline implements Ingest {
    * Rejects on a nack or a closed channel.
    */
   private publishDead(link: Link, d: DeadDelivery): Promise<void> {
-    const forms: DeadLetterPublish[] = [deadLetterPublish(d.pending, d.notStored), minimalDeadLetterPublish(d.pending, d.notStored)];
+    const forms: DeadLetterPublish[] = deadLetterForms(d.pending, d.notStored, amqpUser(this.config.amqpUrl));
     for (const form of forms) {
       let settle: ((err: unknown) => void) | undefined;
       const confirmed = new Promise<void>((resolve, reject) => {

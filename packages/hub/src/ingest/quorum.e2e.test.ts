@@ -71,7 +71,6 @@ describe('HERALD_QUEUE_TYPE=quorum', { timeout: 120_000 }, () => {
     const api = restClient(`http://127.0.0.1:${env.HERALD_HTTP_PORT}`);
     const created = await api('POST', '/api/v1/subscriptions', { name: 'q-sub', selector: ['qa:*'] });
     assert.equal(created.status, 201, created.text);
-    const receiverQueue = String(created.json().queue);
 
     // A receiver of its own on herald.events, and events published with confirms.
     const ch = await conn.createChannel();
@@ -112,10 +111,13 @@ describe('HERALD_QUEUE_TYPE=quorum', { timeout: 120_000 }, () => {
     assert.equal((pulled.json().events as unknown[]).length, messages.length, 'the subscription has them all');
 
     const types = await queueTypes(vhost.name);
-    for (const name of ['herald.ingest', 'herald.dead', receiverQueue, 'quorum-test-sdk'])
-      assert.equal(types.get(name)?.type, 'quorum', name);
+    for (const name of ['herald.ingest', 'herald.dead', 'quorum-test-sdk']) assert.equal(types.get(name)?.type, 'quorum', name);
     assert.equal(types.get('herald.ingest')?.arguments['x-single-active-consumer'], true);
-    assert.equal(types.get(receiverQueue)?.arguments['x-overflow'], 'drop-head');
+    // A durable subscription is a cursor over the log: no queue of its own.
+    assert.deepEqual(
+      [...types.keys()].filter((n) => n.startsWith('herald.sub.')),
+      [],
+    );
 
     // The same broker objects under a classic hub: RabbitMQ cannot change a queue's type.
     await hub.kill('SIGTERM');

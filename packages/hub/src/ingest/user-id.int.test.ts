@@ -147,7 +147,11 @@ describe('ingest checks user_id against the sender of the routing key (router mo
     assert.equal(letter.exchange, INGEST_EXCHANGE);
     const onQueue = await onDeadQueue(spoofed);
     assert.equal(String(onQueue.properties.headers?.[Headers.DEAD_REASON]), letter.reason);
-    assert.equal(onQueue.properties.userId, undefined, 'a dead letter never carries the user_id on');
+    assert.equal(
+      onQueue.properties.userId,
+      decodeURIComponent(new URL(vhost.url).username || 'guest'),
+      "a dead letter never carries the publisher's user_id on: it carries the hub's own",
+    );
   });
 
   test('what is not checked passes as before: no user_id, user_id of a user the hub does not manage', async () => {

@@ -3,7 +3,7 @@ import type { DispatcherStats } from '../dispatcher/index.ts';
 import type { SubscriptionView } from '../subscriptions/index.ts';
 import { countByFlow, DEFAULT_MAX_FLOWS, type Flow, FlowCounts, type Rates, RateWindow } from './flows.ts';
 
-/** The depth of one receiver queue. */
+/** How full one in-memory receiver is (its fullest consumer's live buffer). */
 export interface ReceiverDepth {
   readonly queue: string;
   readonly messages: number;
@@ -185,14 +185,24 @@ export class HubMetrics {
       depths ??= (self.sources?.receivers() ?? Promise.resolve([])).finally(() => setImmediate(() => (depths = undefined)));
       return depths;
     };
-    gauge('herald_receiver_queue_messages', 'Messages in a receiver queue.', ['queue'], async (g) => {
-      g.reset();
-      for (const r of await receivers()) g.set({ queue: r.queue }, r.messages);
-    });
-    gauge('herald_receiver_queue_limit', 'The most messages a receiver queue keeps (x-max-length).', ['queue'], async (g) => {
-      g.reset();
-      for (const r of await receivers()) g.set({ queue: r.queue }, r.limit);
-    });
+    gauge(
+      'herald_receiver_queue_messages',
+      'Live events buffered by an in-memory receiver (its fullest consumer), named herald.sub.<hash> after its selector.',
+      ['queue'],
+      async (g) => {
+        g.reset();
+        for (const r of await receivers()) g.set({ queue: r.queue }, r.messages);
+      },
+    );
+    gauge(
+      'herald_receiver_queue_limit',
+      'The most live events an in-memory receiver buffers per consumer (HERALD_RECEIVER_MAX_LENGTH); beyond, the consumer reads the log.',
+      ['queue'],
+      async (g) => {
+        g.reset();
+        for (const r of await receivers()) g.set({ queue: r.queue }, r.limit);
+      },
+    );
     gauge('herald_pauses_active', 'Pauses that hold events.', [], (g) => g.set(self.sources?.dispatcher()?.holding ?? 0));
     gauge('herald_pause_held_events', 'Events held by pauses and not released yet.', [], (g) => {
       const d = self.sources?.dispatcher();

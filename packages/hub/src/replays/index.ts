@@ -7,5 +7,3 @@ export {
   resolveReplayRange,
   subscriptionTarget,
 } from './replay.ts';
-export type { ReplayStore } from './replay-store.ts';
-export { createReplayStore } from './replay-store.ts';

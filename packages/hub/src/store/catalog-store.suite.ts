@@ -2,7 +2,6 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { ErrorCodes, hasCode } from '@herald/core';
 import { type CatalogStore, createCatalogStore, OBSERVED_PER_TYPE } from './catalog-store.ts';
-import type { SqlStore } from './sql-store.ts';
 import type { Store } from './types.ts';
 
 /**
@@ -16,7 +15,7 @@ export function catalogStoreSuite(name: string, open: () => Promise<Store>, clea
     before(async () => {
       store = await open();
       await store.migrate();
-      catalog = createCatalogStore((store as SqlStore).sql);
+      catalog = createCatalogStore(store.sql);
     });
     after(async () => {
       await store?.close();
@@ -24,6 +23,8 @@ export function catalogStoreSuite(name: string, open: () => Promise<Store>, clea
     });
 
     const BIG = 1 << 30;
+    /** No bound on the types observed. */
+    const ANY = 1_000_000;
     const schemaV1 = { type: 'object', properties: { amount: { type: 'integer' } }, required: ['amount'] };
     const schemaV2 = { type: 'object', properties: { amount: { type: 'integer' }, currency: { type: 'string' } }, required: ['amount'] };
 
@@ -53,7 +54,7 @@ export function catalogStoreSuite(name: string, open: () => Promise<Store>, clea
       assert.equal(e.latest?.version, 2);
       assert.deepEqual(e.latest?.schema, schemaV2);
       assert.deepEqual(
-        (await catalog.versions('billing', 'invoice.paid')).map((v) => [v.version, v.schema]),
+        (await catalog.versions('billing', 'invoice.paid', 100)).map((v) => [v.version, v.schema]),
         [
           [1, schemaV1],
           [2, schemaV2],
@@ -91,14 +92,18 @@ export function catalogStoreSuite(name: string, open: () => Promise<Store>, clea
     });
 
     test('observed producers and consumers: counts add up, first and last seen widen; types only observed are listed', async () => {
-      await catalog.recordProducers([
-        { sender: 'billing', type: 'invoice.paid', userId: '', events: 3, firstSeen: 1_000_000, lastSeen: 2_000_000 },
-        { sender: 'billing', type: 'invoice.paid', userId: 'herald-billing', events: 1, firstSeen: 1_500_000, lastSeen: 1_500_000 },
-        { sender: 'shipping', type: 'parcel.sent', userId: '', events: 2, firstSeen: 1_000_000, lastSeen: 1_000_000 },
-      ]);
-      await catalog.recordProducers([
-        { sender: 'billing', type: 'invoice.paid', userId: '', events: 4, firstSeen: 900_000, lastSeen: 3_000_000 },
-      ]);
+      await catalog.recordProducers(
+        [
+          { sender: 'billing', type: 'invoice.paid', userId: '', events: 3, firstSeen: 1_000_000, lastSeen: 2_000_000 },
+          { sender: 'billing', type: 'invoice.paid', userId: 'herald-billing', events: 1, firstSeen: 1_500_000, lastSeen: 1_500_000 },
+          { sender: 'shipping', type: 'parcel.sent', userId: '', events: 2, firstSeen: 1_000_000, lastSeen: 1_000_000 },
+        ],
+        ANY,
+      );
+      await catalog.recordProducers(
+        [{ sender: 'billing', type: 'invoice.paid', userId: '', events: 4, firstSeen: 900_000, lastSeen: 3_000_000 }],
+        ANY,
+      );
       await catalog.recordConsumers([
         { sender: 'billing', type: 'invoice.paid', kind: 'subscription', name: 'ledger', firstSeen: 1_000_000, lastSeen: 2_000_000 },
         { sender: 'billing', type: 'invoice.paid', kind: 'exchange', name: 'crm.feed', firstSeen: 1_000_000, lastSeen: 1_000_000 },
@@ -152,7 +157,7 @@ export function catalogStoreSuite(name: string, open: () => Promise<Store>, clea
     test('delete takes the entry, its versions and what was observed; false when there was nothing', async () => {
       assert.equal(await catalog.delete('billing', 'invoice.paid'), true);
       assert.equal(await catalog.get('billing', 'invoice.paid'), undefined);
-      assert.deepEqual(await catalog.versions('billing', 'invoice.paid'), []);
+      assert.deepEqual(await catalog.versions('billing', 'invoice.paid', 100), []);
       assert.equal(await catalog.delete('billing', 'invoice.paid'), false);
       assert.equal(await catalog.delete('shipping', 'parcel.sent'), true);
       assert.deepEqual(await catalog.list({ limit: 100, maxBytes: BIG }), { types: [], next: undefined });
@@ -193,11 +198,82 @@ export function catalogStoreSuite(name: string, open: () => Promise<Store>, clea
         firstSeen: 1_000_000,
         lastSeen: 1_000_000 + i,
       }));
+      await catalog.recordProducers([{ sender: 'many', type: 'consumers', userId: '', events: 1, firstSeen: 1, lastSeen: 1 }], ANY);
       await catalog.recordConsumers(rows);
       const t = await catalog.get('many', 'consumers');
       assert.equal(t?.consumers.length, OBSERVED_PER_TYPE);
       assert.equal(t?.consumers[0]?.name, 'sub-0020', 'the 20 seen longest ago are left out');
       await catalog.delete('many', 'consumers');
+    });
+
+    test('keys and load: names a page at a time without content, then the content of the keys asked for', async () => {
+      for (const t of ['k1', 'k2', 'k3'])
+        await catalog.put({ sender: 'keys', type: t, description: t, example: undefined, validate: t === 'k2', newVersion: undefined });
+      await catalog.recordProducers([{ sender: 'keys', type: 'k4', userId: '', events: 1, firstSeen: 1, lastSeen: 1 }], ANY);
+      const first = await catalog.keys({ limit: 2, after: { sender: 'keys', type: '' } });
+      assert.deepEqual(first, [
+        { sender: 'keys', type: 'k1' },
+        { sender: 'keys', type: 'k2' },
+      ]);
+      const rest = await catalog.keys({ limit: 10, after: first[1] });
+      assert.deepEqual(
+        rest.filter((k) => k.sender === 'keys').map((k) => k.type),
+        ['k3', 'k4'],
+      );
+      const loaded = await catalog.load(
+        [
+          { sender: 'keys', type: 'k1' },
+          { sender: 'keys', type: 'gone' },
+          { sender: 'keys', type: 'k4' },
+        ],
+        BIG,
+      );
+      assert.deepEqual(
+        loaded.map((t) => [t.type, t.entry?.description ?? null, t.producers.length]),
+        [
+          ['k1', 'k1', 0],
+          ['k4', null, 1],
+        ],
+      );
+      const counts = await catalog.counts();
+      assert.ok(counts.entries >= 3 && counts.validated >= 1, JSON.stringify(counts));
+      for (const t of ['k1', 'k2', 'k3', 'k4']) await catalog.delete('keys', t);
+    });
+
+    test('versions: the newest `limit`, oldest first; the entry counts them', async () => {
+      for (let v = 1; v <= 5; v++)
+        await catalog.put({
+          sender: 'vers',
+          type: 'many',
+          description: undefined,
+          example: undefined,
+          validate: false,
+          newVersion: { version: v, schema: { type: 'object', minProperties: v } },
+        });
+      assert.deepEqual(
+        (await catalog.versions('vers', 'many', 3)).map((v) => v.version),
+        [3, 4, 5],
+      );
+      assert.equal((await catalog.entry('vers', 'many'))?.versionCount, 5);
+      await catalog.delete('vers', 'many');
+    });
+
+    test('observed types are bounded: a new type past maxTypes is not recorded, known ones go on; old rows are purged', async () => {
+      const known = (await catalog.keys({ limit: 100_000 })).length;
+      const row = (type: string, lastSeen: number) => ({ sender: 'bound', type, userId: '', events: 1, firstSeen: lastSeen, lastSeen });
+      await catalog.recordProducers([row('a', 1_000)], known + 1);
+      await catalog.recordProducers([row('b', 1_000), row('a', 2_000)], known + 1);
+      assert.ok(await catalog.get('bound', 'a'));
+      assert.equal((await catalog.get('bound', 'a'))?.producers[0]?.events, 2, 'a known type goes on counting');
+      assert.equal(await catalog.get('bound', 'b'), undefined, 'a new type past the bound is not recorded');
+      await catalog.recordConsumers([{ sender: 'bound', type: 'b', kind: 'exchange', name: 'x', firstSeen: 1_000, lastSeen: 1_000 }]);
+      assert.equal(await catalog.get('bound', 'b'), undefined, 'nor its consumers');
+      await catalog.recordProducers([row('c', 10_000)], ANY);
+      await catalog.recordConsumers([{ sender: 'bound', type: 'a', kind: 'exchange', name: 'x', firstSeen: 1_000, lastSeen: 1_000 }]);
+      assert.equal(await catalog.purgeObserved(5_000), 2, 'the producer and the consumer of a, last seen before');
+      assert.equal(await catalog.get('bound', 'a'), undefined);
+      assert.ok(await catalog.get('bound', 'c'));
+      await catalog.delete('bound', 'c');
     });
 
     test('text and JSON come back as written: unicode, large integers, nesting, key order', async () => {

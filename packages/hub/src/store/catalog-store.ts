@@ -23,6 +23,8 @@ export interface CatalogEntry {
   readonly updatedAt: number;
   /** The newest version; undefined for a type only observed. */
   readonly latest: CatalogSchemaVersion | undefined;
+  /** How many versions the type has. */
+  readonly versionCount: number;
 }
 
 /** A producer of an event type seen in the traffic: the sender, with the RabbitMQ user that published (`''`: none given). */
@@ -85,6 +87,12 @@ export interface CatalogPage {
   readonly next: { readonly sender: string; readonly type: string } | undefined;
 }
 
+/** A type's name: sender and type. */
+export interface CatalogKey {
+  readonly sender: string;
+  readonly type: string;
+}
+
 /** Producers and consumers read per type, the most recently seen first. */
 export const OBSERVED_PER_TYPE = 100;
 
@@ -97,7 +105,7 @@ export interface ValidatedType {
 
 /**
  * The catalog's tables (migration 009): entries with their schema versions, and the producers and
- * consumers observed. Every method is one statement except list() and get(), which read three.
+ * consumers observed. Every method is one statement except list(), load() and get(), which read four.
  * Rejects when the database is unreachable; a write is all or nothing.
  */
 export interface CatalogStore {
@@ -108,21 +116,34 @@ export interface CatalogStore {
   put(write: CatalogWrite): Promise<void>;
   /** The entry with its latest version; undefined when there is no entry. */
   entry(sender: string, type: string): Promise<CatalogEntry | undefined>;
-  /** Every version, oldest first. */
-  versions(sender: string, type: string): Promise<CatalogSchemaVersion[]>;
+  /** The newest `limit` versions, oldest first. */
+  versions(sender: string, type: string, limit: number): Promise<CatalogSchemaVersion[]>;
   /** One type, entry or observed; undefined when neither. */
   get(sender: string, type: string): Promise<CatalogType | undefined>;
   /** Types with an entry or observations, by sender then type: one page. */
   list(q: CatalogListQuery): Promise<CatalogPage>;
+  /** The names of up to `limit` types (with an entry or observed) after `after`, by sender then type: no content read. */
+  keys(q: { readonly limit: number; readonly after?: CatalogKey | undefined }): Promise<CatalogKey[]>;
+  /** The types of `keys` (in their order; absent ones left out), cut as list() cuts at `maxBytes`. */
+  load(keys: readonly CatalogKey[], maxBytes: number): Promise<CatalogType[]>;
+  /** How many entries the catalog holds, and how many of them validate. */
+  counts(): Promise<{ entries: number; validated: number }>;
   /** Deletes the entry, its versions and what was observed of the type; false when there was nothing. */
   delete(sender: string, type: string): Promise<boolean>;
-  /** The types that validate at ingest, with their latest version. */
+  /** The types that validate at ingest, with their latest version, by sender then type. */
   validated(): Promise<ValidatedType[]>;
   /** One version's schema; undefined when absent. */
   schema(sender: string, type: string, version: number): Promise<unknown>;
-  /** Adds counts and widens first/last seen (one statement for the lot; one row per key). */
-  recordProducers(rows: readonly ObservedProducer[]): Promise<void>;
+  /**
+   * Adds counts and widens first/last seen (one statement for the lot; one row per key). A type not
+   * observed before is recorded only while fewer than `maxTypes` types are (the check is made once
+   * per statement, so one batch can pass it by its size).
+   */
+  recordProducers(rows: readonly ObservedProducer[], maxTypes: number): Promise<void>;
+  /** Consumers of types that have producers recorded (the others were refused by recordProducers). */
   recordConsumers(rows: readonly ObservedConsumer[]): Promise<void>;
+  /** Deletes the producers and consumers last seen before `before` (epoch ms); how many rows went. */
+  purgeObserved(before: number): Promise<number>;
 }
 
 interface EntryRow {
@@ -135,6 +156,7 @@ interface EntryRow {
   version: number | null;
   schema: unknown;
   created_ms: number | null;
+  versions: string | number;
 }
 
 interface ProducerRow {
@@ -161,7 +183,8 @@ const json = (v: unknown): unknown => (typeof v === 'string' ? JSON.parse(v) : v
 
 /** The entries with their latest version, for the keys that `keys` (a CTE of sender, type) names. */
 const ENTRY_SELECT = `SELECT e.sender, e.type, e.description, e.example, e.validate, ${ms('e.updated_at')} AS updated_ms,
-    s.version, s.schema, ${ms('s.created_at')} AS created_ms
+    s.version, s.schema, ${ms('s.created_at')} AS created_ms,
+    (SELECT count(*) FROM catalog_schemas c WHERE c.sender = e.sender AND c.type = e.type) AS versions
   FROM catalog_entries e
   LEFT JOIN LATERAL (SELECT version, schema, created_at FROM catalog_schemas v
     WHERE v.sender = e.sender AND v.type = e.type ORDER BY version DESC LIMIT 1) s ON TRUE`;
@@ -177,6 +200,16 @@ const CONSUMER_SELECT = observedSelect('catalog_consumers', 'sender, type, kind,
 const ALL_KEYS = `SELECT sender, type FROM catalog_entries
   UNION SELECT sender, type FROM catalog_producers UNION SELECT sender, type FROM catalog_consumers`;
 
+/**
+ * After a CTE `k` of keys: those whose latest schema and example, with the ones before them,
+ * stay under $4 bytes (always the first), by sender then type.
+ */
+const BYTES_CUT = `b AS (SELECT k.sender, k.type, COALESCE(octet_length(e.example), 0) + COALESCE((SELECT octet_length(v.schema) FROM catalog_schemas v
+        WHERE v.sender = k.sender AND v.type = k.type ORDER BY v.version DESC LIMIT 1), 0) AS bytes
+      FROM k LEFT JOIN catalog_entries e ON e.sender = k.sender AND e.type = k.type)
+   SELECT sender, type FROM (SELECT sender, type, sum(bytes) OVER (ORDER BY sender, type) - bytes AS before FROM b) c
+   WHERE before < $4::bigint ORDER BY sender, type`;
+
 function toEntry(r: EntryRow): CatalogEntry {
   return {
     sender: r.sender,
@@ -187,6 +220,7 @@ function toEntry(r: EntryRow): CatalogEntry {
     updatedAt: Math.round(Number(r.updated_ms)),
     latest:
       r.version === null ? undefined : { version: Number(r.version), schema: json(r.schema), createdAt: Math.round(Number(r.created_ms)) },
+    versionCount: Number(r.versions),
   };
 }
 
@@ -287,10 +321,11 @@ export function createCatalogStore(sql: SqlExecutor): CatalogStore {
       const r = await sql.query<EntryRow>(`${ENTRY_SELECT} WHERE e.sender = $1 AND e.type = $2`, [sender, type]);
       return r.rows[0] ? toEntry(r.rows[0]) : undefined;
     },
-    async versions(sender, type) {
+    async versions(sender, type, limit) {
       const r = await sql.query<{ version: number; schema: unknown; created_ms: number }>(
-        `SELECT version, schema, ${ms('created_at')} AS created_ms FROM catalog_schemas WHERE sender = $1 AND type = $2 ORDER BY version`,
-        [sender, type],
+        `SELECT * FROM (SELECT version, schema, ${ms('created_at')} AS created_ms FROM catalog_schemas
+           WHERE sender = $1 AND type = $2 ORDER BY version DESC LIMIT $3) v ORDER BY version`,
+        [sender, type, limit],
       );
       return r.rows.map((v) => ({ version: Number(v.version), schema: json(v.schema), createdAt: Math.round(Number(v.created_ms)) }));
     },
@@ -304,15 +339,9 @@ export function createCatalogStore(sql: SqlExecutor): CatalogStore {
       return found[0];
     },
     async list(q) {
-      // The page's keys, cut where the latest schemas and examples before a key reach maxBytes.
       const types = await typesOf(
         `WITH k AS (SELECT sender, type FROM (${ALL_KEYS}) u
-                    WHERE $2::text IS NULL OR (sender, type) > ($2::text, $3::text) ORDER BY sender, type LIMIT $1),
-              b AS (SELECT k.sender, k.type, COALESCE(octet_length(e.example), 0) + COALESCE((SELECT octet_length(v.schema) FROM catalog_schemas v
-                      WHERE v.sender = k.sender AND v.type = k.type ORDER BY v.version DESC LIMIT 1), 0) AS bytes
-                    FROM k LEFT JOIN catalog_entries e ON e.sender = k.sender AND e.type = k.type)
-         SELECT sender, type FROM (SELECT sender, type, sum(bytes) OVER (ORDER BY sender, type) - bytes AS before FROM b) c
-         WHERE before < $4::bigint ORDER BY sender, type`,
+                    WHERE $2::text IS NULL OR (sender, type) > ($2::text, $3::text) ORDER BY sender, type LIMIT $1), ${BYTES_CUT}`,
         [q.limit, q.after?.sender ?? null, q.after?.type ?? null, q.maxBytes],
       );
       const last = types[types.length - 1];
@@ -322,6 +351,38 @@ export function createCatalogStore(sql: SqlExecutor): CatalogStore {
         last.type,
       ]);
       return { types, next: after.rows.length > 0 ? { sender: last.sender, type: last.type } : undefined };
+    },
+    async keys(q) {
+      const r = await sql.query<{ sender: string; type: string }>(
+        `SELECT sender, type FROM (${ALL_KEYS}) u WHERE $2::text IS NULL OR (sender, type) > ($2::text, $3::text)
+         ORDER BY sender, type LIMIT $1`,
+        [q.limit, q.after?.sender ?? null, q.after?.type ?? null],
+      );
+      return r.rows.map((k) => ({ sender: k.sender, type: k.type }));
+    },
+    async load(keys, maxBytes) {
+      if (keys.length === 0) return [];
+      // Only the keys that still exist; the cut's bound is $3 here.
+      return typesOf(
+        `WITH k AS (SELECT x.sender, x.type FROM unnest($1::text[], $2::text[]) AS x(sender, type)
+                    WHERE (x.sender, x.type) IN (${ALL_KEYS})), ${BYTES_CUT.replaceAll('$4', '$3')}`,
+        [keys.map((k) => k.sender), keys.map((k) => k.type), maxBytes],
+      );
+    },
+    async counts() {
+      const r = await sql.query<{ entries: string | number; validated: string | number }>(
+        'SELECT count(*) AS entries, count(*) FILTER (WHERE validate) AS validated FROM catalog_entries',
+      );
+      return { entries: Number(r.rows[0]?.entries ?? 0), validated: Number(r.rows[0]?.validated ?? 0) };
+    },
+    async purgeObserved(before) {
+      const r = await sql.query<{ n: string | number }>(
+        `WITH p AS (DELETE FROM catalog_producers WHERE last_seen < to_timestamp($1 / 1000.0) RETURNING 1),
+              c AS (DELETE FROM catalog_consumers WHERE last_seen < to_timestamp($1 / 1000.0) RETURNING 1)
+         SELECT (SELECT count(*) FROM p) + (SELECT count(*) FROM c) AS n`,
+        [before],
+      );
+      return Number(r.rows[0]?.n ?? 0);
     },
     async delete(sender, type) {
       const r = await sql.query<{ n: string | number }>(
@@ -337,7 +398,7 @@ export function createCatalogStore(sql: SqlExecutor): CatalogStore {
       const r = await sql.query<{ sender: string; type: string; version: number }>(
         `SELECT e.sender, e.type, max(v.version) AS version FROM catalog_entries e
          JOIN catalog_schemas v ON v.sender = e.sender AND v.type = e.type
-         WHERE e.validate GROUP BY e.sender, e.type`,
+         WHERE e.validate GROUP BY e.sender, e.type ORDER BY e.sender, e.type`,
       );
       return r.rows.map((v) => ({ sender: v.sender, type: v.type, version: Number(v.version) }));
     },
@@ -348,12 +409,14 @@ export function createCatalogStore(sql: SqlExecutor): CatalogStore {
       );
       return r.rows[0] ? json(r.rows[0].schema) : undefined;
     },
-    async recordProducers(rows) {
+    async recordProducers(rows, maxTypes) {
       if (rows.length === 0) return;
       await sql.query(
         `INSERT INTO catalog_producers (sender, type, user_id, events, first_seen, last_seen)
          SELECT s, t, u, n, to_timestamp(f / 1000.0), to_timestamp(l / 1000.0)
          FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::float8[], $6::float8[]) AS x(s, t, u, n, f, l)
+         WHERE EXISTS (SELECT 1 FROM catalog_producers p WHERE p.sender = x.s AND p.type = x.t)
+            OR (SELECT count(*) FROM (SELECT DISTINCT sender, type FROM catalog_producers) d) < $7::bigint
          ON CONFLICT (sender, type, user_id) DO UPDATE SET events = catalog_producers.events + EXCLUDED.events,
            first_seen = LEAST(catalog_producers.first_seen, EXCLUDED.first_seen),
            last_seen = GREATEST(catalog_producers.last_seen, EXCLUDED.last_seen)`,
@@ -364,6 +427,7 @@ export function createCatalogStore(sql: SqlExecutor): CatalogStore {
           rows.map((r) => String(r.events)),
           rows.map((r) => r.firstSeen),
           rows.map((r) => r.lastSeen),
+          maxTypes,
         ],
       );
     },
@@ -373,6 +437,7 @@ export function createCatalogStore(sql: SqlExecutor): CatalogStore {
         `INSERT INTO catalog_consumers (sender, type, kind, name, first_seen, last_seen)
          SELECT s, t, k, n, to_timestamp(f / 1000.0), to_timestamp(l / 1000.0)
          FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::float8[], $6::float8[]) AS x(s, t, k, n, f, l)
+         WHERE EXISTS (SELECT 1 FROM catalog_producers p WHERE p.sender = x.s AND p.type = x.t)
          ON CONFLICT (sender, type, kind, name) DO UPDATE SET first_seen = LEAST(catalog_consumers.first_seen, EXCLUDED.first_seen),
            last_seen = GREATEST(catalog_consumers.last_seen, EXCLUDED.last_seen)`,
         [

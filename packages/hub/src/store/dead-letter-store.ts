@@ -22,8 +22,12 @@ export interface StoredDeadLetter extends DeadLetter {
   readonly redrives: number;
 }
 
-/** A dead letter taken from `herald.dead` (source `subscriber`), sanitized like the ingest's. */
+/**
+ * A dead letter taken from `herald.dead`, sanitized like the ingest's: source `subscriber`, or
+ * `hub` for one the hub marked as its own it could not keep.
+ */
 export interface ReceivedDeadLetter extends DeadLetter {
+  readonly source: DeadLetterSource;
   readonly queue: string | undefined;
   readonly attempts: number | undefined;
   readonly firstFailedAt: number;
@@ -49,6 +53,11 @@ export interface DeadLetterStore {
    * skipped. Resolves with how many were new. Rejects as the store does (nothing is half-written).
    */
   addReceived(letters: readonly ReceivedDeadLetter[]): Promise<number>;
+  /**
+   * Deletes the oldest `subscriber` dead letters past the newest `keep`; how many. The hub's own
+   * are not counted.
+   */
+  trimReceived(keep: number): Promise<number>;
   /** Which of these event ids (UUIDs; anything else is in no log) the log holds, lowercase. */
   eventsInLog(ids: readonly string[]): Promise<Set<string>>;
   /** Records a redrive of each. */
@@ -142,6 +151,7 @@ function receivedValues(l: ReceivedDeadLetter, params: unknown[]): string {
     l.messageId ?? null,
     JSON.stringify(l.properties),
     l.body,
+    l.source,
     l.queue ?? null,
     l.attempts ?? null,
     l.firstFailedAt / 1000,
@@ -149,7 +159,7 @@ function receivedValues(l: ReceivedDeadLetter, params: unknown[]): string {
     l.dedupeKey,
   );
   const p = (i: number) => `$${b + i}`;
-  return `(to_timestamp(${p(1)}::float8), ${p(2)}, ${p(3)}, ${p(4)}, ${p(5)}, ${p(6)}, ${p(7)}::jsonb, ${p(8)}, 'subscriber', ${p(9)}, ${p(10)}::integer, to_timestamp(${p(11)}::float8), to_timestamp(${p(12)}::float8), ${p(13)})`;
+  return `(to_timestamp(${p(1)}::float8), ${p(2)}, ${p(3)}, ${p(4)}, ${p(5)}, ${p(6)}, ${p(7)}::jsonb, ${p(8)}, ${p(9)}, ${p(10)}, ${p(11)}::integer, to_timestamp(${p(12)}::float8), to_timestamp(${p(13)}::float8), ${p(14)})`;
 }
 
 export function createDeadLetterStore(sql: SqlExecutor): DeadLetterStore {
@@ -158,8 +168,9 @@ export function createDeadLetterStore(sql: SqlExecutor): DeadLetterStore {
       const params: unknown[] = [after.toString()];
       const cond = where(filter, params);
       params.push(limit);
+      // By the column, not by the output's `id` (its text): as text, 10000 would sort before 9999.
       const r = await sql.query<Row>(
-        `SELECT ${COLUMNS} FROM dead_letters WHERE id > $1::bigint AND ${cond} ORDER BY id LIMIT $${params.length}`,
+        `SELECT ${COLUMNS} FROM dead_letters WHERE id > $1::bigint AND ${cond} ORDER BY dead_letters.id LIMIT $${params.length}`,
         params,
       );
       return r.rows.map(toLetter);
@@ -178,6 +189,18 @@ export function createDeadLetterStore(sql: SqlExecutor): DeadLetterStore {
         params,
       );
       return r.rows.length;
+    },
+    async trimReceived(keep) {
+      // The id of the newest one past `keep`: it and every older one go (one index scan from the newest).
+      const r = await sql.query<{ n: number }>(
+        `WITH gone AS (
+           DELETE FROM dead_letters WHERE source = 'subscriber' AND id <= (
+             SELECT id FROM dead_letters WHERE source = 'subscriber' ORDER BY id DESC OFFSET $1 LIMIT 1
+           ) RETURNING 1
+         ) SELECT count(*)::int AS n FROM gone`,
+        [keep],
+      );
+      return Number(r.rows[0]?.n ?? 0);
     },
     async eventsInLog(ids) {
       const uuids = ids.filter(isUuid).map((id) => id.toLowerCase());

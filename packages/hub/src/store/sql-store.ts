@@ -1,16 +1,14 @@
-import {
-  ErrorCodes,
-  HeraldError,
-  type HeraldEvent,
-  joinTraceHeaders,
-  parseSelector,
-  selectorPatterns,
-  splitTraceHeaders,
-  sqlPredicate,
-} from '@herald/core';
+import { ErrorCodes, HeraldError, type HeraldEvent, joinTraceHeaders, splitTraceHeaders } from '@herald/core';
 import type { Driver, ReadExecutor, SqlExecutor } from './driver.ts';
+import { createExchangeStore, type ExchangeStore } from './exchange-store.ts';
+import { createHeldStore, type HeldStore } from './held-store.ts';
 import { migrate } from './migrate.ts';
+import { createPauseStore, type PauseStore } from './pause-store.ts';
+import { createReplayStore, type ReplayStore } from './replay-store.ts';
+import { matchingOffsetsSql } from './selector-sql.ts';
+import { createSubscriptionStore, type SubscriptionStore } from './subscription-store.ts';
 import type { AppendResult, DeadLetter, EventQuery, Store, StoredEvent } from './types.ts';
+import { createUserStore, type UserStore } from './user-store.ts';
 
 /** PostgreSQL caps a statement at 65,535 parameters; 11 per event leaves room for 5,000 rows. */
 const ROWS_PER_INSERT = 4000;
@@ -95,7 +93,6 @@ export interface WriterLease {
  */
 export class SqlStore implements Store {
   readonly kind: 'postgres' | 'embedded';
-  /** The hub's own modules (dispatcher, pauses, replays) run their SQL through this. */
   readonly sql: SqlExecutor;
   /**
    * Reads of the log (query, getByOffset, getById, and the hub's own log queries such as a
@@ -104,6 +101,12 @@ export class SqlStore implements Store {
    * on the embedded store the one connection (`sql`).
    */
   readonly reads: SqlExecutor;
+  readonly pauses: PauseStore;
+  readonly held: HeldStore;
+  readonly replays: ReplayStore;
+  readonly subscriptions: SubscriptionStore;
+  readonly exchanges: ExchangeStore;
+  readonly users: UserStore;
   private head: bigint | undefined;
   private closing: Promise<void> | undefined;
 
@@ -117,6 +120,12 @@ export class SqlStore implements Store {
     this.kind = kind;
     this.sql = db;
     this.reads = readPool ?? db;
+    this.pauses = createPauseStore(db);
+    this.held = createHeldStore(db);
+    this.replays = createReplayStore(db);
+    this.subscriptions = createSubscriptionStore(db);
+    this.exchanges = createExchangeStore(db);
+    this.users = createUserStore(db);
   }
 
   async migrate(): Promise<void> {
@@ -265,7 +274,7 @@ export class SqlStore implements Store {
       body: Uint8Array;
     }>(
       `SELECT id::text AS id, (extract(epoch from at) * 1000)::float8 AS at_ms, reason, code, exchange, routing_key, message_id, properties, body
-       FROM dead_letters ORDER BY id DESC LIMIT $1`,
+       FROM dead_letters ORDER BY dead_letters.id DESC LIMIT $1`,
       [limit],
     );
     return rows.map((r) => ({
@@ -320,12 +329,9 @@ export class SqlStore implements Store {
 }
 
 /**
- * The SQL of a log query, undefined when it can return nothing (limit 0). Each selector pattern
- * becomes its own subquery, ordered by offset and stopped after `limit` rows, so each one reads one
- * index ((sender, type, offset), (type, offset) or (sender, offset)) from the right end; the
- * subqueries' offsets are then merged. The planner cannot do this by itself for an OR of patterns:
- * given `ORDER BY offset DESC LIMIT n` it walks the primary key backwards and filters, which reads
- * the whole log when the matching events are rare or old. Exported for the benchmark's EXPLAIN.
+ * The SQL of a log query, undefined when it can return nothing (limit 0): the matching offsets one
+ * branch per selector pattern (matchingOffsetsSql says why), then their events. Exported for the
+ * benchmark's EXPLAIN.
  */
 export function eventQuerySql(q: EventQuery): { sql: string; params: unknown[] } | undefined {
   const limit = Math.max(0, Math.trunc(q.last !== undefined ? Math.min(q.last, q.limit) : q.limit));
@@ -341,16 +347,7 @@ export function eventQuerySql(q: EventQuery): { sql: string; params: unknown[] }
   if (q.since !== undefined) bounds.push(`time >= to_timestamp(${p(q.since / 1000)}::float8)`);
   if (q.until !== undefined) bounds.push(`time < to_timestamp(${p(q.until / 1000)}::float8)`);
   const dir = q.last !== undefined ? 'DESC' : 'ASC';
-  const patterns = q.selector === undefined ? ['*:*'] : selectorPatterns(parseSelector(q.selector));
-  const branches = patterns.map((pattern) => {
-    const pred = sqlPredicate(pattern, { firstParam: params.length + 1 });
-    params.push(...pred.params);
-    const where = [pred.sql, ...bounds].filter((c) => c !== 'TRUE');
-    return `(SELECT "offset" FROM events ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY "offset" ${dir} LIMIT ${limit})`;
-  });
-  // UNION, not UNION ALL: overlapping patterns (billing:*, *:invoice.paid) may find one event twice.
-  const offsets =
-    branches.length === 1 ? branches[0] : `SELECT "offset" FROM (${branches.join(' UNION ')}) u ORDER BY "offset" ${dir} LIMIT ${limit}`;
+  const offsets = matchingOffsetsSql(params, q.selector, { bounds, order: dir, limit });
   if (q.maxBytes === undefined) {
     return {
       sql: `SELECT ${EVENT_COLUMNS} FROM events WHERE "offset" IN (${offsets}) ORDER BY events."offset" ASC`,

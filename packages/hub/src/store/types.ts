@@ -1,4 +1,11 @@
 import type { HeraldEvent, SelectorInput } from '@herald/core';
+import type { SqlExecutor } from './driver.ts';
+import type { ExchangeStore } from './exchange-store.ts';
+import type { HeldStore } from './held-store.ts';
+import type { PauseStore } from './pause-store.ts';
+import type { ReplayStore } from './replay-store.ts';
+import type { SubscriptionStore } from './subscription-store.ts';
+import type { UserStore } from './user-store.ts';
 
 /** An event as kept in the log. */
 export interface StoredEvent extends HeraldEvent {
@@ -68,15 +75,33 @@ export interface DeadLetter {
 }
 
 /**
+ * The hub's tables besides the log, one repository each, over the store's connection (`Store.sql`).
+ * Each says what it keeps; every method rejects when the database fails.
+ */
+export interface Repositories {
+  readonly pauses: PauseStore;
+  readonly held: HeldStore;
+  readonly replays: ReplayStore;
+  readonly subscriptions: SubscriptionStore;
+  readonly exchanges: ExchangeStore;
+  readonly users: UserStore;
+}
+
+/**
  * The log and the hub's state, behind one interface with two drivers: `pg` (PostgreSQL server)
  * and PGlite (embedded, the default). Both run the same SQL and the same migrations.
  *
  * Failure: every method rejects when the database is unreachable; nothing is half-written (each
  * write is one transaction). The `pg` driver reconnects on the next call once the server is back.
  */
-export interface Store {
+export interface Store extends Repositories {
   /** `postgres` or `embedded`. */
   readonly kind: 'postgres' | 'embedded';
+  /**
+   * The connection the repositories run on (on PostgreSQL the writer's pool), for the repositories
+   * made by their factories (createCatalogStore, createDeadLetterStore, …) and the modules given one.
+   */
+  readonly sql: SqlExecutor;
   /** Applies pending migrations, in order. Idempotent. */
   migrate(): Promise<void>;
   /**

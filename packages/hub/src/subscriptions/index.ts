@@ -1,12 +1,13 @@
 /**
  * Durable subscriptions (DESIGN.md §1, §3.5): named consumers with a selector and an acknowledged
- * offset kept in the store, one shared receiver queue per canonical selector, catch-up from the
+ * offset kept in the store, one shared in-memory receiver per canonical selector, catch-up from the
  * log and then live, without gap or repeat. See docs/subscriptions.md.
  */
+
+export { receiverQueue } from '../store/index.ts';
 export type { SubscriptionManagerOptions } from './manager.ts';
 export { createSubscriptionManager } from './manager.ts';
 export { assertSubscriptionName, normalizeStart } from './start-position.ts';
-export { receiverQueue } from './subscription-store.ts';
 export type {
   AttachRequest,
   Consumer,

@@ -2,29 +2,11 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createEvent, ErrorCodes, hasCode, parseSelector, uuidv7 } from '@herald/core';
-import { managementUrl, waitFor } from '@herald/testing';
+import { waitFor } from '@herald/testing';
+import { connect } from 'amqplib';
+import type { Store } from '../store/types.ts';
 import { createRig, drain, offsetsOf, type Rig } from './test-kit.ts';
 import type { DeliveredEvent, SubscriptionManager } from './types.ts';
-
-/** Closes the vhost's connections of this name (RabbitMQ management API); resolves with how many. */
-async function closeConnections(vhost: string, connectionName: string): Promise<number> {
-  const base = new URL(managementUrl);
-  const auth = `Basic ${Buffer.from(`${decodeURIComponent(base.username)}:${decodeURIComponent(base.password)}`).toString('base64')}`;
-  const api = `${base.protocol}//${base.host}/api`;
-  // The management API lists a new connection after a moment.
-  for (let tries = 0; tries < 50; tries++) {
-    const res = await fetch(`${api}/vhosts/${encodeURIComponent(vhost)}/connections`, { headers: { authorization: auth } });
-    const conns = (await res.json()) as { name: string; client_properties?: { connection_name?: string } }[];
-    const mine = conns.filter((c) => c.client_properties?.connection_name === connectionName);
-    if (mine.length > 0) {
-      for (const c of mine)
-        await fetch(`${api}/connections/${encodeURIComponent(c.name)}`, { method: 'DELETE', headers: { authorization: auth } });
-      return mine.length;
-    }
-    await sleep(100);
-  }
-  return 0;
-}
 
 const queueOf = (selector: string) => `herald.sub.${parseSelector(selector).hash}`;
 
@@ -41,12 +23,21 @@ for (const kind of ['postgres', 'embedded'] as const) {
       await rig?.close();
     });
 
-    test('subscriptions with one selector share one receiver queue; the last delete removes it', async () => {
+    test('subscriptions with one selector share one in-memory receiver; the last delete removes it; RabbitMQ holds no queue of theirs', async () => {
+      const receivers = async () =>
+        (await m.receiverDepths())
+          .map((r) => r.queue)
+          .filter((q) => [queueOf('qs:*'), queueOf('qs:x,qt:*')].includes(q))
+          .sort();
       await m.create({ name: 'q-a', selector: 'qs:*' });
       await m.create({ name: 'q-b', selector: ' qs:* ' });
       await m.create({ name: 'q-c', selector: 'qs:x,qt:*' });
-      const names = (await rig.vhost.queues()).map((q) => q.name).filter((n) => n.startsWith('herald.sub.'));
-      assert.deepEqual(names.sort(), [queueOf('qs:*'), queueOf('qs:x,qt:*')].sort());
+      assert.deepEqual(await receivers(), [queueOf('qs:*'), queueOf('qs:x,qt:*')].sort());
+      assert.deepEqual(
+        (await rig.vhost.queues()).map((q) => q.name).filter((n) => n.startsWith('herald.sub.')),
+        [],
+        'a subscription costs RabbitMQ no queue',
+      );
       // identical create is idempotent, another selector is a conflict
       assert.equal((await m.create({ name: 'q-a', selector: 'qs:*' })).name, 'q-a');
       await assert.rejects(m.create({ name: 'q-a', selector: 'qt:*' }), (e) => hasCode(e, ErrorCodes.CONFLICT));
@@ -56,12 +47,11 @@ for (const kind of ['postgres', 'embedded'] as const) {
       assert.equal(view?.state, 'sleeping');
 
       assert.equal(await m.delete('q-a'), true);
-      assert.ok((await rig.vhost.queues()).some((q) => q.name === queueOf('qs:*')));
+      assert.deepEqual(await receivers(), [queueOf('qs:*'), queueOf('qs:x,qt:*')].sort(), 'q-b still uses qs:*');
       assert.equal(await m.delete('q-b'), true);
       assert.equal(await m.delete('q-b'), false);
       await m.delete('q-c');
-      const left = (await rig.vhost.queues()).map((q) => q.name).filter((n) => n.startsWith('herald.sub.'));
-      assert.deepEqual(left, []);
+      assert.deepEqual(await receivers(), []);
       const rows = await rig.store.sql.query('SELECT hash FROM receivers', []);
       assert.equal(rows.rows.length, 0);
     });
@@ -236,7 +226,7 @@ for (const kind of ['postgres', 'embedded'] as const) {
       const m2 = await rig.manager();
       assert.equal((await m2.get('cr'))?.ackedOffset, (stored[0]?.offset as bigint) - 1n);
       const c2 = await m2.attach({ name: 'cr', consumer: 'test' });
-      // both consume the same receiver queue now: the new one gets part of the live messages, and the log
+      // both managers get the live events now; the new one's consumer reads what it lacks from the log
       const later = await rig.ingest(Array.from({ length: 20 }, (_, i): [string, string] => [i % 2 ? 'cr' : 'zz', 't']));
       const all = await drain(c2, (g) => g.length >= 30);
       assert.deepEqual(offsetsOf(all), offsetsOf([...stored, ...later.filter((e) => e.sender === 'cr')]));
@@ -247,23 +237,35 @@ for (const kind of ['postgres', 'embedded'] as const) {
       await m2.stop();
     });
 
-    test('the receivers lose RabbitMQ: they reconnect, and the consumer misses nothing meanwhile', async () => {
-      await m.create({ name: 'rc', selector: 'rc:*' });
-      const c = await m.attach({ name: 'rc', consumer: 'test' });
+    test('live events reach an attached consumer from memory: the log is not read for them', async () => {
+      let queries = 0;
+      const counting: Pick<Store, 'query' | 'headOffset'> = {
+        query: (q) => {
+          queries++;
+          return rig.store.query(q);
+        },
+        headOffset: () => rig.store.headOffset(),
+      };
+      const lm = await rig.manager({ store: counting });
+      await lm.create({ name: 'lv', selector: 'lv:*', start: 'new' });
+      const c = await lm.attach({ name: 'lv', consumer: 'test' });
+      await c.active;
+      // The first read finds the log empty for it, and the consumer goes live.
+      assert.deepEqual(await c.next(10, AbortSignal.timeout(200)), []);
+      const before = queries;
       const want: number[] = [];
       const got: DeliveredEvent[] = [];
-      let dropped = 0;
       for (let i = 0; i < 20; i++) {
-        if (i === 5 || i === 12) dropped += await closeConnections(rig.vhost.name, 'herald-hub receivers');
-        const stored = await rig.ingest(Array.from({ length: 25 }, (_, j): [string, string] => [j % 5 ? 'rc' : 'zz', 't']));
-        want.push(...offsetsOf(stored.filter((e) => e.sender === 'rc')));
-        await drain(c, (g) => g.length >= want.length - 10, { got });
+        const stored = await rig.ingest(Array.from({ length: 25 }, (_, j): [string, string] => [j % 5 ? 'lv' : 'zz', 't']));
+        want.push(...offsetsOf(stored.filter((e) => e.sender === 'lv')));
+        await drain(c, (g) => g.length >= want.length, { got });
       }
-      await drain(c, (g) => g.length >= want.length, { got });
-      assert.ok(dropped >= 2, `closed ${dropped} connections`);
       assert.deepEqual(offsetsOf(got), want);
+      // 20 batches went live; at most the idle look at the log (every 2 s) read it meanwhile.
+      assert.ok(queries - before <= 3, `${queries - before} log reads for 20 live batches`);
       await c.close();
-      await m.delete('rc');
+      await lm.delete('lv');
+      await lm.stop();
     });
 
     test('a replay cut short by a stop continues in a new manager from its saved position: each offset once, then done', async () => {
@@ -359,7 +361,6 @@ for (const kind of ['postgres', 'embedded'] as const) {
       assert.equal(active?.ackedOffset, acked);
       assert.equal(active?.state, 'sleeping');
       assert.equal(sleeping?.lagEvents, 30);
-      assert.ok((await rig.vhost.queues()).some((q) => q.name === queueOf('rs:*')));
       const c2 = await m2.attach({ name: 'rs-active', consumer: 'test' });
       const rest = await drain(c2, (g) => g.length >= 18);
       assert.deepEqual([...offsetsOf(got), ...offsetsOf(rest)], offsetsOf(stored));
@@ -369,6 +370,26 @@ for (const kind of ['postgres', 'embedded'] as const) {
       await c3.close();
       await m2.delete('rs-active');
       await m2.delete('rs-sleep');
+      await m2.stop();
+    });
+
+    test('a receiver queue left by an earlier version is deleted at start', async () => {
+      const m1 = await rig.manager();
+      await m1.create({ name: 'lg', selector: 'lg:*', start: 'new' });
+      await m1.stop();
+      // What an earlier version declared for the selector: a queue bound to herald.events.
+      const conn = await connect(rig.vhost.url);
+      const ch = await conn.createChannel();
+      await ch.assertQueue(queueOf('lg:*'), { durable: true });
+      await ch.bindQueue(queueOf('lg:*'), 'herald.events', 'lg.#');
+      await conn.close();
+      const m2 = await rig.manager();
+      await waitFor(
+        'the old receiver queue deleted',
+        async () => !(await rig.vhost.queues()).some((q) => q.name === queueOf('lg:*')),
+        10_000,
+      );
+      await m2.delete('lg');
       await m2.stop();
     });
   });

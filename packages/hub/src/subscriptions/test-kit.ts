@@ -42,11 +42,21 @@ export async function createRig(kind: 'postgres' | 'embedded', prefix: string): 
   if (!(await store.acquireWriterLease())) throw new Error('no writer lease');
   const fwd = await createForward(vhost.url);
   const logger = process.env.DEBUG_SUBSCRIPTIONS ? pino({ level: 'debug' }) : undefined;
-  const dispatcher = createDispatcher({ sql: store.sql, store, forward: fwd.forward, logger });
+  const managers: SubscriptionManager[] = [];
+  // As the hub does: what the dispatcher forwards live reaches the managers' consumers from memory.
+  const dispatcher = createDispatcher({
+    sql: store.sql,
+    store,
+    forward: (list, options) => {
+      const confirmed = fwd.forward(list, options);
+      if (options?.replay === undefined) for (const m of managers) m.feed(list);
+      return confirmed;
+    },
+    logger,
+  });
   await dispatcher.start();
   let dispatched = await store.headOffset();
   let chain: Promise<unknown> = Promise.resolve();
-  const managers: SubscriptionManager[] = [];
   const ingestEvents = (list: readonly HeraldEvent[]): Promise<StoredEvent[]> => {
     const run = chain.then(async () => {
       const { stored } = await store.append(list);

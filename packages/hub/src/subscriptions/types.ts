@@ -35,7 +35,7 @@ export interface SubscriptionView {
   readonly lagSeconds: number;
   /** The active consumer, e.g. `grpc 127.0.0.1:51234`, `http`, `sse 127.0.0.1:40000`. */
   readonly consumer: string | undefined;
-  /** The shared receiver queue, `herald.sub.<hash>`. */
+  /** The name of the in-memory receiver shared by the subscriptions of this selector, `herald.sub.<hash>`. */
   readonly queue: string;
   readonly createdAt: number;
 }
@@ -113,9 +113,15 @@ export interface SubscriptionManager {
   selectorOf(name: string): Selector | undefined;
   /** Consumers waiting behind the active one (0 when absent). */
   standbysOf(name: string): number;
-  /** Messages in each receiver queue and its x-max-length. */
+  /** Each in-memory receiver (named `herald.sub.<hash>` after its selector): live events buffered by its fullest consumer, and the bound. */
   receiverDepths(): Promise<{ queue: string; messages: number; limit: number }[]>;
-  /** Ends its consumer, removes it, and removes its receiver queue when it was the last user. False when absent. */
+  /**
+   * Live events from the dispatcher (forwarded or released, in offset order; never a replay into
+   * the flow), for the attached consumers of the subscriptions they match. Synchronous and cheap:
+   * sleeping subscriptions cost nothing.
+   */
+  feed(events: readonly StoredEvent[]): void;
+  /** Ends its consumer, removes it, and its in-memory receiver when it was the last user. False when absent. */
   delete(name: string): Promise<boolean>;
   attach(req: AttachRequest): Promise<Consumer>;
   /**
@@ -159,4 +165,10 @@ export interface SubscriptionReplay {
   /** As the client asked, for GET /api/v1/replays/{id}; default the offsets of the range. */
   from?: ReplayFrom | undefined;
   to?: ReplayTo | undefined;
+}
+
+/** What the manager reports as it delivers. */
+export interface SubscriptionMetrics {
+  deliveredTo(subscription: string, n: number): void;
+  forgetSubscription(subscription: string): void;
 }

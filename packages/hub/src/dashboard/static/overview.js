@@ -94,11 +94,11 @@ export function Receivers({ stats }) {
   if (!stats) return html`<p class="muted">Waiting for the stats stream…</p>`;
   return html`<section class="card">
     <h2>Receivers</h2>
-    <p class="muted">The hub's receiver queues (one per selector of the durable subscriptions): messages waiting against the queue's limit.</p>
+    <p class="muted">The hub's in-memory receivers (one per selector of the durable subscriptions): live events buffered by the fullest consumer against the bound; beyond it the consumer reads the log.</p>
     <table data-testid="receivers">
       <thead><tr><th>queue</th><th class="num">messages</th><th class="num">limit</th><th>fill</th></tr></thead>
       <tbody>
-        ${stats.receivers.length === 0 ? html`<tr><td colspan="4" class="muted">No receiver queues.</td></tr>` : null}
+        ${stats.receivers.length === 0 ? html`<tr><td colspan="4" class="muted">No receivers.</td></tr>` : null}
         ${stats.receivers.map((r) => {
           const pct = Math.min(100, Math.max(0, r.fill));
           return html`<tr key=${r.queue}>

@@ -1,5 +1,7 @@
 import { parseSelector, type Selector, sqlPredicate } from '@herald/core';
-import { epochMs, type SqlExecutor, toBigInt } from '../dispatcher/sql.ts';
+import type { SqlExecutor } from './driver.ts';
+import { matchingOffsetsSql } from './selector-sql.ts';
+import { epochMs, toBigInt, tsParam } from './sql-helpers.ts';
 
 /** A subscription as kept in the `subscriptions` table (migration 003). */
 export interface SubscriptionRecord {
@@ -26,8 +28,8 @@ export const LAG_CAP = 1_000_000;
 
 /**
  * The `subscriptions` and `receivers` tables (migration 003) and the few log queries the manager
- * needs beyond Store.query (offsets only, counts). Every method is one statement and rejects when
- * the database fails.
+ * needs beyond Store.query (offsets only, counts), each selector query one branch per pattern
+ * (matchingOffsetsSql). Every method is one statement and rejects when the database fails.
  */
 export interface SubscriptionStore {
   loadAll(): Promise<{ subscriptions: SubscriptionRecord[]; receivers: ReceiverRecord[] }>;
@@ -132,17 +134,16 @@ export function createSubscriptionStore(sql: SqlExecutor): SubscriptionStore {
       );
     },
     async offsets(selector, after, upTo, limit) {
-      const pred = sqlPredicate(selector, { firstParam: 4 });
-      const where = pred.sql === 'TRUE' ? '' : `AND ${pred.sql}`;
-      const { rows } = await sql.query<{ off: string }>(
-        `SELECT "offset"::text AS off FROM events
-          WHERE "offset" > $1::bigint AND ($2::bigint IS NULL OR "offset" <= $2::bigint) ${where}
-          ORDER BY events."offset" LIMIT $3`,
-        [after.toString(), upTo === undefined ? null : upTo.toString(), limit, ...pred.params],
-      );
+      const params: unknown[] = [after.toString()];
+      const bounds = ['"offset" > $1::bigint'];
+      if (upTo !== undefined) bounds.push(`"offset" <= $${params.push(upTo.toString())}::bigint`);
+      const limitParam = `$${params.push(limit)}::bigint`;
+      const offsets = matchingOffsetsSql(params, selector, { bounds, limit: limitParam });
+      const { rows } = await sql.query<{ off: string }>(`SELECT "offset"::text AS off FROM (${offsets}) o ORDER BY o."offset"`, params);
       return rows.map((r) => toBigInt(r.off));
     },
     async firstHeld(selector) {
+      // held_events has no index per pattern, and what is held is read whole either way: one OR.
       const pred = sqlPredicate(selector);
       const { rows } = await sql.query<{ off: string | null }>(
         `SELECT min("offset")::text AS off FROM held_events WHERE ${pred.sql}`,
@@ -152,37 +153,32 @@ export function createSubscriptionStore(sql: SqlExecutor): SubscriptionStore {
       return off === null || off === undefined ? undefined : toBigInt(off);
     },
     async nthLast(selector, n) {
-      const pred = sqlPredicate(selector, { firstParam: 2 });
-      const where = pred.sql === 'TRUE' ? '' : `WHERE ${pred.sql}`;
+      // The n last of each pattern, merged: the n-th last of them all is the last of those n.
+      const params: unknown[] = [n];
+      const offsets = matchingOffsetsSql(params, selector, { order: 'DESC', limit: '$1::bigint' });
       const { rows } = await sql.query<{ off: string }>(
-        `SELECT "offset"::text AS off FROM events ${where} ORDER BY events."offset" DESC LIMIT 1 OFFSET $1`,
-        [n - 1, ...pred.params],
+        `SELECT "offset"::text AS off FROM (${offsets}) o ORDER BY o."offset" DESC LIMIT 1 OFFSET $1::bigint - 1`,
+        params,
       );
       return rows[0] === undefined ? undefined : toBigInt(rows[0].off);
     },
     async countRange(a, b, range) {
-      const params: unknown[] = [range.after.toString(), range.upTo.toString(), range.since ?? null, range.until ?? null];
-      const pa = sqlPredicate(a, { firstParam: params.length + 1 });
-      params.push(...pa.params);
-      const pb = sqlPredicate(b, { firstParam: params.length + 1 });
-      params.push(...pb.params);
-      const { rows } = await sql.query<{ n: number }>(
-        `SELECT count(*)::int AS n FROM events
-          WHERE "offset" > $1::bigint AND "offset" <= $2::bigint
-            AND ($3::float8 IS NULL OR time >= to_timestamp($3::float8 / 1000))
-            AND ($4::float8 IS NULL OR time < to_timestamp($4::float8 / 1000))
-            AND ${pa.sql} AND ${pb.sql}`,
-        params,
-      );
+      const params: unknown[] = [range.after.toString(), range.upTo.toString()];
+      const bounds = ['"offset" > $1::bigint', '"offset" <= $2::bigint'];
+      if (range.since !== undefined) bounds.push(`time >= ${tsParam(params.push(range.since))}`);
+      if (range.until !== undefined) bounds.push(`time < ${tsParam(params.push(range.until))}`);
+      const offsets = matchingOffsetsSql(params, a, { bounds, also: b });
+      const { rows } = await sql.query<{ n: number }>(`SELECT count(*)::int AS n FROM (${offsets}) c`, params);
       return Number(rows[0]?.n ?? 0);
     },
     async lag(selector, after) {
-      const pred = sqlPredicate(selector, { firstParam: 3 });
-      const where = pred.sql === 'TRUE' ? '' : `AND ${pred.sql}`;
+      const params: unknown[] = [after.toString(), LAG_CAP];
+      const offsets = matchingOffsetsSql(params, selector, { bounds: ['"offset" > $1::bigint'], limit: '$2::bigint' });
       const { rows } = await sql.query<{ n: number; oldest_ms: number | null }>(
-        `SELECT (SELECT count(*)::int FROM (SELECT 1 FROM events WHERE "offset" > $1::bigint ${where} LIMIT $2) c) AS n,
-                (SELECT ${epochMs('stored_at')} FROM events WHERE "offset" > $1::bigint ${where} ORDER BY events."offset" LIMIT 1) AS oldest_ms`,
-        [after.toString(), LAG_CAP, ...pred.params],
+        `WITH m AS (${offsets})
+         SELECT (SELECT count(*)::int FROM m) AS n,
+                (SELECT ${epochMs('stored_at')} FROM events WHERE "offset" = (SELECT min("offset") FROM m)) AS oldest_ms`,
+        params,
       );
       const r = rows[0];
       return { events: Number(r?.n ?? 0), oldestMs: r?.oldest_ms === null || r?.oldest_ms === undefined ? undefined : Number(r.oldest_ms) };

@@ -1,6 +1,7 @@
 import { parseSelector } from '@herald/core';
-import { epochMs, optionalMs, type SqlExecutor, toBigInt } from '../dispatcher/sql.ts';
-import { boundToJson, type Replay, type ReplayFrom, type ReplayStatus, type ReplayTarget, type ReplayTo } from './replay.ts';
+import { boundToJson, type Replay, type ReplayFrom, type ReplayStatus, type ReplayTarget, type ReplayTo } from '../replays/replay.ts';
+import type { SqlExecutor } from './driver.ts';
+import { epochMs, optionalMs, toBigInt, tsParam } from './sql-helpers.ts';
 
 interface ReplayRow {
   id: string;
@@ -62,11 +63,9 @@ function toReplay(r: ReplayRow): Replay {
   };
 }
 
-const ts = (n: number) => `to_timestamp($${n}::float8 / 1000)`;
-
 /** The columns every new replay row sets first, and their values ($1…$9). */
 const INSERT_COLUMNS = 'id, selector, target, from_spec, to_spec, after_offset, up_to, since, until';
-const INSERT_VALUES = `$1::uuid, $2, $3, $4::jsonb, $5::jsonb, $6::bigint, $7::bigint, ${ts(8)}, ${ts(9)}`;
+const INSERT_VALUES = `$1::uuid, $2, $3, $4::jsonb, $5::jsonb, $6::bigint, $7::bigint, ${tsParam(8)}, ${tsParam(9)}`;
 function insertParams(r: Replay): unknown[] {
   return [
     r.id,
@@ -118,17 +117,17 @@ export function createReplayStore(sql: SqlExecutor): ReplayStore {
       await sql.query(
         `WITH r AS (
            INSERT INTO replays (${INSERT_COLUMNS}, status, position, count, created_at)
-           VALUES (${INSERT_VALUES}, 'pending', $6::bigint, 0, ${ts(10)})
+           VALUES (${INSERT_VALUES}, 'pending', $6::bigint, 0, ${tsParam(10)})
          )
          INSERT INTO pauses (id, selector, reason, replay_id, created_at, expires_at)
-         VALUES ($11::uuid, $2, 'replay ' || $1, $1::uuid, ${ts(10)}, ${ts(12)})`,
+         VALUES ($11::uuid, $2, 'replay ' || $1, $1::uuid, ${tsParam(10)}, ${tsParam(12)})`,
         [...insertParams(r), r.createdAt, pause.id, pause.expiresAt],
       );
     },
     async insertForSubscription(r) {
       await sql.query(
         `INSERT INTO replays (${INSERT_COLUMNS}, status, position, count, created_at, finished_at)
-         VALUES (${INSERT_VALUES}, $10, $11::bigint, $12::bigint, ${ts(13)}, ${ts(14)})`,
+         VALUES (${INSERT_VALUES}, $10, $11::bigint, $12::bigint, ${tsParam(13)}, ${tsParam(14)})`,
         [...insertParams(r), r.status, r.position.toString(), r.count, r.createdAt, r.finishedAt ?? null],
       );
     },
@@ -154,8 +153,8 @@ export function createReplayStore(sql: SqlExecutor): ReplayStore {
     },
     async finish(id, status, at, error) {
       await sql.query(
-        `WITH p AS (UPDATE pauses SET ended_at = ${ts(3)} WHERE replay_id = $1::uuid AND ended_at IS NULL)
-         UPDATE replays SET status = $2, finished_at = ${ts(3)}, error = $4 WHERE id = $1::uuid`,
+        `WITH p AS (UPDATE pauses SET ended_at = ${tsParam(3)} WHERE replay_id = $1::uuid AND ended_at IS NULL)
+         UPDATE replays SET status = $2, finished_at = ${tsParam(3)}, error = $4 WHERE id = $1::uuid`,
         [id, status, at, error ?? null],
       );
     },

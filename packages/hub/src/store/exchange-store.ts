@@ -1,5 +1,6 @@
 import { parseSelector, type Selector } from '@herald/core';
-import { epochMs, type SqlExecutor } from '../dispatcher/sql.ts';
+import type { SqlExecutor } from './driver.ts';
+import { epochMs } from './sql-helpers.ts';
 
 /** An exchange Herald made for a client. */
 export interface ExchangeRecord {

@@ -1,6 +1,7 @@
-import { epochMs, optionalMs, type SqlExecutor } from '../dispatcher/sql.ts';
-import type { Role, TokenInfo, User } from './types.ts';
-import { parseRoles } from './users.ts';
+import type { Role, TokenInfo, User } from '../auth/types.ts';
+import { parseRoles } from '../auth/users.ts';
+import type { SqlExecutor } from './driver.ts';
+import { epochMs, optionalMs } from './sql-helpers.ts';
 
 /** A token's row as authentication reads it: the token and its user in one statement. */
 export interface TokenOwner {

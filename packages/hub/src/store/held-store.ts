@@ -1,6 +1,7 @@
 import { type Selector, sqlPredicate } from '@herald/core';
-import type { StoredEvent } from '../store/types.ts';
-import { type SqlExecutor, toBigInt } from './sql.ts';
+import type { SqlExecutor } from './driver.ts';
+import { toBigInt } from './sql-helpers.ts';
+import type { StoredEvent } from './types.ts';
 
 /** One held event, as recorded. */
 export interface HeldRow {

@@ -1,5 +1,3 @@
-export type { SqlExecutor } from '../store/driver.ts';
-
 /** Epoch milliseconds of a timestamptz column, as a plain number on both drivers. */
 export function epochMs(column: string): string {
   return `(extract(epoch from ${column}) * 1000)::float8`;
@@ -16,3 +14,6 @@ export function toBigInt(value: unknown): bigint {
 export function optionalMs(value: unknown): number | undefined {
   return value === null || value === undefined ? undefined : Number(value);
 }
+
+/** `$n` as a timestamptz from epoch milliseconds. */
+export const tsParam = (n: number) => `to_timestamp($${n}::float8 / 1000)`;

@@ -1,6 +1,7 @@
 import { parseSelector } from '@herald/core';
-import { epochMs, optionalMs, type SqlExecutor } from '../dispatcher/sql.ts';
-import type { Pause } from './pause.ts';
+import type { Pause } from '../pauses/pause.ts';
+import type { SqlExecutor } from './driver.ts';
+import { epochMs, optionalMs, tsParam } from './sql-helpers.ts';
 
 interface PauseRow {
   id: string;
@@ -30,9 +31,6 @@ function toPause(r: PauseRow): Pause {
   };
 }
 
-/** `$n` as a timestamptz from epoch milliseconds. */
-const ts = (n: number) => `to_timestamp($${n}::float8 / 1000)`;
-
 /**
  * The `pauses` table (migration 002). Times are the hub's clock (epoch ms passed in), so a timer
  * armed from a pause's expiry and the query that ends it agree. Every method is one statement and
@@ -59,7 +57,7 @@ export function createPauseStore(sql: SqlExecutor): PauseStore {
   return {
     async insert(p) {
       await sql.query(
-        `INSERT INTO pauses (id, selector, reason, replay_id, created_at, expires_at) VALUES ($1, $2, $3, $4, ${ts(5)}, ${ts(6)})`,
+        `INSERT INTO pauses (id, selector, reason, replay_id, created_at, expires_at) VALUES ($1, $2, $3, $4, ${tsParam(5)}, ${tsParam(6)})`,
         [p.id, p.selector.canonical, p.reason ?? null, p.replayId ?? null, p.createdAt, p.expiresAt],
       );
     },
@@ -80,21 +78,21 @@ export function createPauseStore(sql: SqlExecutor): PauseStore {
     },
     async end(id, at) {
       const { rows } = await sql.query<PauseRow>(
-        `UPDATE pauses SET ended_at = ${ts(2)} WHERE id = $1::uuid AND ended_at IS NULL AND replay_id IS NULL RETURNING ${COLUMNS}`,
+        `UPDATE pauses SET ended_at = ${tsParam(2)} WHERE id = $1::uuid AND ended_at IS NULL AND replay_id IS NULL RETURNING ${COLUMNS}`,
         [id, at],
       );
       return rows[0] ? toPause(rows[0]) : undefined;
     },
     async endExpired(now) {
       const { rows } = await sql.query<{ id: string }>(
-        `UPDATE pauses SET ended_at = ${ts(1)} WHERE ended_at IS NULL AND expires_at <= ${ts(1)} RETURNING id::text AS id`,
+        `UPDATE pauses SET ended_at = ${tsParam(1)} WHERE ended_at IS NULL AND expires_at <= ${tsParam(1)} RETURNING id::text AS id`,
         [now],
       );
       return rows.map((r) => r.id);
     },
     async endForFinishedReplays(at) {
       const { rows } = await sql.query<{ id: string }>(
-        `UPDATE pauses p SET ended_at = ${ts(1)} FROM replays r
+        `UPDATE pauses p SET ended_at = ${tsParam(1)} FROM replays r
           WHERE p.replay_id = r.id AND p.ended_at IS NULL AND r.status IN ('done', 'failed', 'cancelled') RETURNING p.id::text AS id`,
         [at],
       );
@@ -102,7 +100,7 @@ export function createPauseStore(sql: SqlExecutor): PauseStore {
     },
     async markReleased(ids, at) {
       if (ids.length === 0) return;
-      await sql.query(`UPDATE pauses SET released_at = ${ts(2)} WHERE id = ANY($1::uuid[]) AND released_at IS NULL`, [ids, at]);
+      await sql.query(`UPDATE pauses SET released_at = ${tsParam(2)} WHERE id = ANY($1::uuid[]) AND released_at IS NULL`, [ids, at]);
     },
   };
 }

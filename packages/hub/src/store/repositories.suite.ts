@@ -1,0 +1,316 @@
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { after, before, describe, test } from 'node:test';
+import { compileMatcher, createEvent, parseSelector, uuidv7 } from '@herald/core';
+import type { Replay } from '../replays/replay.ts';
+import type { Store, StoredEvent } from './types.ts';
+
+const T0 = 1_800_000_000_000;
+
+function replayOf(over: Partial<Replay> = {}): Replay {
+  return {
+    id: uuidv7(),
+    selector: parseSelector('billing:*'),
+    from: { offset: 0n },
+    to: undefined,
+    target: 'flow',
+    status: 'pending',
+    count: 0,
+    after: 0n,
+    upTo: 100n,
+    since: undefined,
+    until: undefined,
+    position: 0n,
+    createdAt: T0,
+    finishedAt: undefined,
+    error: undefined,
+    ...over,
+  };
+}
+
+const sha = (s: string) => createHash('sha256').update(s).digest();
+
+/**
+ * The repositories of the hub's tables (Store.pauses, .held, .replays, .subscriptions, .exchanges,
+ * .users), one suite both drivers must pass. `open` gives a fresh, empty store (the suite migrates
+ * it and takes the writer lease); `cleanup` runs after it is closed.
+ */
+export function repositoriesSuite(name: string, open: () => Promise<Store>, cleanup: () => Promise<void> = async () => {}): void {
+  describe(`repositories: ${name}`, () => {
+    let store: Store;
+    let log: StoredEvent[] = [];
+    before(async () => {
+      store = await open();
+      await store.migrate();
+      assert.equal(await store.acquireWriterLease(), true);
+      // Overlapping patterns (billing:* and *:invoice.paid share billing.invoice.paid), rare and common ones.
+      const keys = ['billing.invoice.paid', 'billing.invoice.voided', 'shipping.invoice.paid', 'shipping.parcel.sent', 'crm.user.created'];
+      const batch = Array.from({ length: 60 }, (_, i) => {
+        const key = keys[i % 7 === 6 ? 4 : i % 4] as string;
+        const dot = key.indexOf('.');
+        return createEvent({ sender: key.slice(0, dot), type: key.slice(dot + 1), data: { i }, time: T0 + i * 1000 });
+      });
+      log = (await store.append(batch)).stored;
+    });
+    after(async () => {
+      await store?.close();
+      await cleanup();
+    });
+
+    const matching = (selector: string, from = 0n, upTo?: bigint) => {
+      const m = compileMatcher(parseSelector(selector));
+      return log.filter((e) => e.offset > from && (upTo === undefined || e.offset <= upTo) && m(e.sender, e.type)).map((e) => e.offset);
+    };
+    const SELECTORS = ['billing:*, *:invoice.paid', 'crm:user.created', '*:*', 'billing:invoice.voided, shipping:parcel.sent', 'nobody:*'];
+
+    test('subscriptions: offsets, nthLast, countRange and lag match the log, an event of overlapping patterns counted once', async () => {
+      const subs = store.subscriptions;
+      for (const text of SELECTORS) {
+        const s = parseSelector(text);
+        const all = matching(text);
+        assert.deepEqual(await subs.offsets(s, 0n, undefined, 1000), all, `${text}: offsets`);
+        assert.deepEqual(await subs.offsets(s, 10n, 40n, 5), matching(text, 10n, 40n).slice(0, 5), `${text}: offsets in (10, 40], 5`);
+        for (const n of new Set([1, 3, Math.max(1, all.length), all.length + 1])) {
+          assert.equal(await subs.nthLast(s, n), all.length >= n ? all[all.length - n] : undefined, `${text}: nthLast ${n}`);
+        }
+        const lag = await subs.lag(s, 20n);
+        const behind = matching(text, 20n);
+        assert.equal(lag.events, behind.length, `${text}: lag`);
+        const oldest = log.find((e) => e.offset === behind[0]);
+        if (oldest === undefined) assert.equal(lag.oldestMs, undefined, `${text}: no oldest`);
+        else assert.ok(Math.abs((lag.oldestMs ?? 0) - oldest.storedAt) < 1, `${text}: oldest`);
+        const within = parseSelector('billing:*, crm:*');
+        const both = compileMatcher(within);
+        const m = compileMatcher(s);
+        const inRange = log.filter(
+          (e) =>
+            e.offset > 5n &&
+            e.offset <= 50n &&
+            e.time >= T0 + 10_000 &&
+            e.time < T0 + 45_000 &&
+            m(e.sender, e.type) &&
+            both(e.sender, e.type),
+        );
+        assert.equal(
+          await subs.countRange(s, within, { after: 5n, upTo: 50n, since: T0 + 10_000, until: T0 + 45_000 }),
+          inRange.length,
+          `${text}: countRange`,
+        );
+        assert.equal(await subs.countRange(s, parseSelector('*:*'), { after: 0n, upTo: 1000n }), all.length, `${text}: countRange, all`);
+      }
+    });
+
+    test('subscriptions: insert keeps the first of a name; the receiver goes with the last subscription of its selector', async () => {
+      const subs = store.subscriptions;
+      const sel = parseSelector('billing:*');
+      const a = await subs.insert({ name: 'repo-a', selector: sel, ackedOffset: 3n, createdAt: T0 });
+      assert.equal(a.ackedOffset, 3n);
+      const again = await subs.insert({ name: 'repo-a', selector: parseSelector('crm:*'), ackedOffset: 9n, createdAt: T0 });
+      assert.equal(again.selector.canonical, sel.canonical, 'the existing one');
+      await subs.insert({ name: 'repo-b', selector: sel, ackedOffset: 0n, createdAt: T0 });
+      await subs.saveAcked([
+        { name: 'repo-a', acked: 2n },
+        { name: 'repo-b', acked: 7n },
+      ]);
+      let all = await subs.loadAll();
+      const acked = new Map(all.subscriptions.map((s) => [s.name, s.ackedOffset]));
+      assert.equal(acked.get('repo-a'), 3n, 'an acked offset never goes down');
+      assert.equal(acked.get('repo-b'), 7n);
+      assert.deepEqual(
+        all.receivers.filter((r) => r.hash === sel.hash).map((r) => r.queue),
+        [`herald.sub.${sel.hash}`],
+      );
+      assert.equal(await subs.delete('repo-a', sel), true);
+      assert.equal(await subs.delete('repo-a', sel), false);
+      all = await subs.loadAll();
+      assert.ok(
+        all.receivers.some((r) => r.hash === sel.hash),
+        'repo-b still uses it',
+      );
+      assert.equal(await subs.delete('repo-b', sel), true);
+      all = await subs.loadAll();
+      assert.ok(!all.receivers.some((r) => r.hash === sel.hash));
+      await subs.ensureReceiver(sel);
+      assert.ok((await subs.loadAll()).receivers.some((r) => r.hash === sel.hash));
+      await subs.deleteReceiver(sel.hash);
+      assert.ok(!(await subs.loadAll()).receivers.some((r) => r.hash === sel.hash));
+    });
+
+    test('held: add, releasable past the active pauses, heldAmong, count, firstHeld, remove', async () => {
+      const held = store.held;
+      const some = log.slice(0, 20);
+      await held.add(some);
+      await held.add(some.slice(0, 3)); // held already: left as is
+      assert.equal(await held.total(), 20);
+      const billing = parseSelector('billing:*');
+      const mb = compileMatcher(billing);
+      assert.equal(await held.count(billing), some.filter((e) => mb(e.sender, e.type)).length);
+      const rel = await held.releasable([billing, parseSelector('crm:*')], 0n, 1000);
+      assert.deepEqual(
+        rel.map((r) => r.offset),
+        some.filter((e) => !mb(e.sender, e.type) && e.sender !== 'crm').map((e) => e.offset),
+      );
+      assert.deepEqual(
+        (await held.releasable([], 5n, 3)).map((r) => r.offset),
+        [6n, 7n, 8n],
+      );
+      const first = some.find((e) => e.sender === 'shipping');
+      assert.equal(await store.subscriptions.firstHeld(parseSelector('shipping:*')), first?.offset);
+      assert.deepEqual(await held.heldAmong([1n, 2n, 50n]), new Set([1n, 2n]));
+      await held.remove(some.map((e) => e.offset));
+      assert.equal(await held.total(), 0);
+      assert.equal(await store.subscriptions.firstHeld(parseSelector('shipping:*')), undefined);
+    });
+
+    test('pauses and replays: a flow replay comes with its pause; finishing it ends the pause', async () => {
+      const { pauses, replays } = store;
+      const userPause = {
+        id: uuidv7(),
+        selector: parseSelector('crm:*'),
+        reason: 'deploy',
+        replayId: undefined,
+        createdAt: T0,
+        expiresAt: T0 + 60_000,
+      };
+      await pauses.insert(userPause);
+      const got = await pauses.get(userPause.id);
+      assert.equal(got?.reason, 'deploy');
+      assert.equal(got?.endedAt, undefined);
+      const r = replayOf({ from: { last: 5 }, since: T0, until: T0 + 5000 });
+      const pauseId = uuidv7();
+      await replays.insert(r, { id: pauseId, expiresAt: T0 + 600_000 });
+      assert.deepEqual(
+        (await pauses.listUnreleased()).map((p) => p.id),
+        [userPause.id],
+        'the replay’s own pause is not a user pause',
+      );
+      assert.deepEqual((await pauses.loadHolding()).map((p) => p.id).sort(), [userPause.id, pauseId].sort());
+      assert.equal((await pauses.get(pauseId))?.replayId, r.id);
+      assert.deepEqual(
+        (await replays.listUnfinished()).map((x) => x.id),
+        [r.id],
+      );
+      await replays.progress(r.id, 42n, 7, 90n);
+      const running = await replays.get(r.id);
+      assert.deepEqual([running?.status, running?.position, running?.count, running?.upTo, running?.since], ['running', 42n, 7, 90n, T0]);
+      assert.deepEqual(running?.from, { last: 5 });
+      await replays.finish(r.id, 'done', T0 + 1000);
+      assert.equal((await replays.get(r.id))?.status, 'done');
+      assert.equal((await pauses.get(pauseId))?.endedAt, T0 + 1000);
+      await replays.progress(r.id, 99n, 9);
+      assert.equal((await replays.get(r.id))?.position, 42n, 'a finished replay stays as it is');
+      assert.equal(await pauses.end(pauseId, T0), undefined, 'a replay’s pause is not ended by hand');
+      assert.equal((await pauses.end(userPause.id, T0 + 2000))?.endedAt, T0 + 2000);
+      assert.equal(await pauses.end(userPause.id, T0 + 3000), undefined, 'ended already');
+      await pauses.markReleased([userPause.id, pauseId], T0 + 4000);
+      assert.deepEqual(await pauses.loadHolding(), []);
+    });
+
+    test('pauses: expiry and the pauses of replays a crash left behind end by query', async () => {
+      const { pauses, replays } = store;
+      const p = {
+        id: uuidv7(),
+        selector: parseSelector('billing:*'),
+        reason: undefined,
+        replayId: undefined,
+        createdAt: T0,
+        expiresAt: T0 + 10,
+      };
+      await pauses.insert(p);
+      assert.deepEqual(await pauses.endExpired(T0 + 5), []);
+      assert.deepEqual(await pauses.endExpired(T0 + 10), [p.id]);
+      const r = replayOf();
+      const pauseId = uuidv7();
+      await replays.insert(r, { id: pauseId, expiresAt: T0 + 600_000 });
+      await replays.finish(r.id, 'failed', T0, 'broken');
+      assert.equal((await replays.get(r.id))?.error, 'broken');
+      assert.deepEqual(await pauses.endForFinishedReplays(T0), [], 'finish ended it');
+      // A finished replay whose pause is still open, as a hub of an older version could leave it.
+      await store.sql.query('UPDATE pauses SET ended_at = NULL WHERE id = $1::uuid', [pauseId]);
+      assert.deepEqual(await pauses.endForFinishedReplays(T0 + 1), [pauseId]);
+      assert.equal((await pauses.get(pauseId))?.endedAt, T0 + 1);
+      await pauses.markReleased([p.id, pauseId], T0);
+    });
+
+    test('replays into a subscription: no pause, listed apart from the flow’s', async () => {
+      const { replays, pauses } = store;
+      const r = replayOf({ target: { subscription: 'repo-sub' }, from: { time: T0 }, to: { offset: 30n } });
+      await replays.insertForSubscription(r);
+      const done = replayOf({ target: { subscription: 'repo-sub' }, status: 'done', finishedAt: T0 + 1 });
+      await replays.insertForSubscription(done);
+      assert.deepEqual(
+        (await replays.listUnfinished('subscription')).map((x) => x.id),
+        [r.id],
+      );
+      assert.deepEqual(await replays.listUnfinished('flow'), []);
+      const got = await replays.get(r.id);
+      assert.deepEqual(got?.target, { subscription: 'repo-sub' });
+      assert.deepEqual([got?.from, got?.to], [{ time: T0 }, { offset: 30n }]);
+      assert.equal((await replays.get(done.id))?.finishedAt, T0 + 1);
+      assert.deepEqual(await pauses.loadHolding(), []);
+    });
+
+    test('exchanges: insert once, get, list, count, delete', async () => {
+      const x = store.exchanges;
+      const rec = { name: 'repo.billing', selector: parseSelector('billing:*'), createdAt: T0 };
+      assert.equal(await x.insert(rec), undefined);
+      assert.deepEqual(await x.insert({ ...rec, selector: parseSelector('crm:*'), createdAt: T0 + 5 }), rec, 'the one there');
+      await x.insert({ name: 'repo.a', selector: parseSelector('crm:*'), createdAt: T0 });
+      assert.deepEqual(
+        (await x.list()).map((r) => r.name),
+        ['repo.a', 'repo.billing'],
+      );
+      assert.equal(await x.count(), 2);
+      assert.deepEqual(await x.get('repo.billing'), rec);
+      assert.equal(await x.delete('repo.billing'), true);
+      assert.equal(await x.delete('repo.billing'), false);
+      assert.equal(await x.get('repo.billing'), undefined);
+    });
+
+    test('users: users, tokens by hash and id, subscription owners; deleting a user takes its tokens', async () => {
+      const u = store.users;
+      const alice = {
+        name: 'alice',
+        roles: [{ role: 'subscriber' as const, selector: parseSelector('billing:*') }],
+        createdAt: T0,
+        amqpUsername: undefined,
+      };
+      assert.equal(await u.insert(alice), true);
+      assert.equal(await u.insert(alice), false);
+      assert.equal((await u.get('alice'))?.roles[0]?.role, 'subscriber');
+      assert.equal(await u.setRoles('alice', [{ role: 'admin' }]), true);
+      assert.equal(await u.setRoles('nobody', [{ role: 'admin' }]), false);
+      await u.setAmqpUsername('alice', 'herald-alice');
+      assert.deepEqual(await u.get('alice'), { ...alice, roles: [{ role: 'admin' }], amqpUsername: 'herald-alice' });
+      const token = { id: uuidv7(), user: 'alice', name: 'ci', createdAt: T0, lastUsedAt: undefined };
+      assert.equal(await u.insertToken(token, sha('s1')), true);
+      assert.equal(await u.insertToken({ ...token, id: uuidv7() }, sha('s2')), false, 'a second token of that name');
+      assert.equal(await u.insertToken({ ...token, id: uuidv7(), user: 'nobody' }, sha('s3')), false, 'no such user');
+      assert.deepEqual(await u.tokens('alice'), [token]);
+      assert.equal((await u.byHash(sha('s1')))?.user.name, 'alice');
+      assert.equal(await u.byHash(sha('nope')), undefined);
+      await u.touch([token.id]);
+      const [owner] = await u.byIds([token.id, uuidv7()]);
+      assert.equal(owner?.token.id, token.id);
+      assert.ok(owner?.token.lastUsedAt !== undefined);
+      await u.insert({ name: 'bob', roles: [{ role: 'admin' }], createdAt: T0, amqpUsername: undefined });
+      assert.equal(await u.claim('repo-sub', 'alice'), 'alice');
+      assert.equal(await u.claim('repo-sub', 'bob'), 'alice', 'the owner it has');
+      assert.deepEqual(await u.owned('alice'), new Set(['repo-sub']));
+      await u.assign('repo-sub', 'bob');
+      assert.equal(await u.ownerOf('repo-sub'), 'bob');
+      await u.disown('repo-sub');
+      assert.equal(await u.ownerOf('repo-sub'), undefined);
+      assert.equal(await u.claim('repo-sub', 'alice'), 'alice');
+      assert.deepEqual(
+        (await u.list()).map((x) => x.name),
+        ['alice', 'bob'],
+      );
+      assert.equal(await u.deleteToken('alice', uuidv7()), false);
+      assert.equal(await u.delete('alice'), true);
+      assert.equal(await u.delete('alice'), false);
+      assert.equal(await u.byHash(sha('s1')), undefined, 'its tokens went with it');
+      assert.equal(await u.ownerOf('repo-sub'), undefined, 'and its subscriptions’ ownership');
+    });
+  });
+}

@@ -1,0 +1,215 @@
+// The catch-up/live state machine of one attached consumer, driven through its transitions against
+// a log held in memory (ConsumerCore is the manager's interface to it; the manager's own tests run
+// the same consumer against PostgreSQL, the embedded store and RabbitMQ).
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { parseSelector } from '@herald/core';
+import type { StoredEvent } from '../store/types.ts';
+import { AttachedConsumer, type ConsumerCore, Sub } from './consumer.ts';
+import type { DeliveredEvent } from './types.ts';
+
+/** A log in memory and what the consumer asked of it. */
+class MemoryCore implements ConsumerCore {
+  readonly log: StoredEvent[] = [];
+  readonly store = {
+    query: async () => [],
+    headOffset: async () => this.head(),
+  } as unknown as ConsumerCore['store'];
+  readonly subStore = {
+    offsets: async (_s: unknown, after: bigint, upTo: bigint | undefined, limit: number) => {
+      this.offsetQueries++;
+      return this.log
+        .filter((e) => e.offset > after && (upTo === undefined || e.offset <= upTo))
+        .slice(0, limit)
+        .map((e) => e.offset);
+    },
+  } as unknown as ConsumerCore['subStore'];
+  readonly metrics = undefined;
+  /** Offsets above this are not readable yet (a pause, dispatch in progress). */
+  horizon: bigint | undefined;
+  logReads = 0;
+  offsetQueries = 0;
+
+  constructor(
+    readonly chunk = 4,
+    readonly liveBufferMax = 100,
+  ) {}
+
+  head(): bigint {
+    return this.log.length === 0 ? 0n : (this.log[this.log.length - 1] as StoredEvent).offset;
+  }
+
+  append(n: number): StoredEvent[] {
+    const out: StoredEvent[] = [];
+    for (let i = 0; i < n; i++) {
+      const offset = this.head() + 1n;
+      const e = {
+        id: `id-${offset}`,
+        sender: 's',
+        type: 't',
+        time: 0,
+        data: new Uint8Array(1),
+        offset,
+        storedAt: 0,
+      } as unknown as StoredEvent;
+      this.log.push(e);
+      out.push(e);
+    }
+    return out;
+  }
+
+  async readLog(_sub: Sub, after: bigint, limit: number): Promise<StoredEvent[]> {
+    this.logReads++;
+    const top = this.horizon;
+    return this.log.filter((e) => e.offset > after && (top === undefined || e.offset <= top)).slice(0, limit);
+  }
+  async readReplay(): Promise<DeliveredEvent[]> {
+    return [];
+  }
+  acked(sub: Sub, offset: bigint): void {
+    if (offset > sub.acked) sub.acked = offset;
+  }
+  async detach(): Promise<void> {}
+  warn(): void {}
+}
+
+function rig(opts: { chunk?: number; liveBufferMax?: number; maxInFlight?: number; acked?: bigint } = {}) {
+  const core = new MemoryCore(opts.chunk, opts.liveBufferMax);
+  const sub = new Sub('s1', parseSelector('s:*'), 0, opts.acked ?? 0n);
+  const c = new AttachedConsumer(core, sub, 'test', opts.maxInFlight ?? 1000);
+  sub.active = c;
+  return { core, sub, c };
+}
+
+const offsets = (events: readonly DeliveredEvent[]) => events.map((e) => Number(e.offset));
+const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
+
+/** Takes what next() gives until `count` events came, acknowledging each batch. */
+async function take(c: AttachedConsumer, count: number): Promise<number[]> {
+  const got: number[] = [];
+  while (got.length < count) {
+    const batch = await c.next(1000, AbortSignal.timeout(5000));
+    assert.ok(batch.length > 0, `next() gave nothing after ${got.length} of ${count}`);
+    got.push(...offsets(batch));
+    c.ack((batch[batch.length - 1] as DeliveredEvent).offset);
+  }
+  return got;
+}
+
+test('catch-up reads the log from the acknowledged offset in chunks, then goes live', async () => {
+  const { core, c } = rig({ chunk: 4, acked: 2n });
+  core.append(10);
+  c.activate();
+  assert.deepEqual(await take(c, 8), range(3, 10));
+  // Live: a contiguous batch is delivered from memory, without reading the log.
+  const reads = core.logReads;
+  c.onLive(core.append(3));
+  assert.deepEqual(await take(c, 3), [11, 12, 13]);
+  assert.equal(core.logReads, reads, 'a contiguous live batch is taken without a log read');
+  assert.equal(core.offsetQueries, 0);
+});
+
+test('live events at or below the position (already read in catch-up) are skipped: none twice', async () => {
+  const { core, c } = rig({ chunk: 100 });
+  const first = core.append(5);
+  c.activate();
+  assert.deepEqual(await take(c, 5), range(1, 5));
+  // The receiver brings 1..5 again (published while catch-up read them) and then 6..7.
+  c.onLive([...first, ...core.append(2)]);
+  assert.deepEqual(await take(c, 2), [6, 7]);
+});
+
+test('a live batch with a hole the log fills goes back to catch-up and reads the missing event from the log', async () => {
+  const { core, c } = rig({ chunk: 100 });
+  c.activate();
+  assert.deepEqual(await c.next(10, AbortSignal.timeout(100)), [], 'an empty log gives nothing');
+  const events = core.append(3);
+  // The receiver lost offset 2 (an overflow, a lost connection): the batch is 1 and 3.
+  c.onLive([events[0] as StoredEvent, events[2] as StoredEvent]);
+  assert.deepEqual(await take(c, 3), [1, 2, 3]);
+  assert.ok(core.offsetQueries >= 1, 'the hole was checked against the log');
+});
+
+test('a live batch with a hole the log does not fill (events of other selectors) is delivered as it is', async () => {
+  const { core, c } = rig({ chunk: 100 });
+  c.activate();
+  assert.deepEqual(await c.next(10, AbortSignal.timeout(100)), []);
+  const events = core.append(3);
+  // Offset 2 is not this subscription's: the log query over (0, 3] answers 1 and 3 only.
+  core.log.splice(1, 1);
+  const reads = core.logReads;
+  c.onLive([events[0] as StoredEvent, events[2] as StoredEvent]);
+  assert.deepEqual(await take(c, 2), [1, 3]);
+  assert.equal(core.logReads, reads, 'delivered from memory after one offsets query');
+  assert.equal(core.offsetQueries, 1);
+});
+
+test('a live buffer over its bound is dropped and the log read instead: nothing lost, in order', async () => {
+  const { core, c } = rig({ chunk: 50, liveBufferMax: 10 });
+  c.activate();
+  assert.deepEqual(await c.next(10, AbortSignal.timeout(100)), []);
+  c.onLive(core.append(25));
+  assert.deepEqual(await take(c, 25), range(1, 25));
+});
+
+test('events above the horizon (held by a pause) wait; the consumer stalls, then delivers them once readable', async () => {
+  const { core, c } = rig({ chunk: 50 });
+  core.append(3);
+  core.horizon = 1n;
+  c.activate();
+  assert.deepEqual(await take(c, 1), [1]);
+  // 2 and 3 are held: next() finds nothing within its wait.
+  assert.deepEqual(await c.next(10, AbortSignal.timeout(150)), []);
+  core.horizon = undefined;
+  assert.deepEqual(await take(c, 2), [2, 3]);
+});
+
+test('maxInFlight bounds what is delivered and not acknowledged; an ack frees the window', async () => {
+  const { core, c } = rig({ chunk: 100, maxInFlight: 3 });
+  core.append(5);
+  c.activate();
+  assert.deepEqual(offsets(await c.next(10)), [1, 2, 3]);
+  assert.deepEqual(await c.next(10, AbortSignal.timeout(100)), [], 'the window is full');
+  c.ack(2n);
+  assert.deepEqual(offsets(await c.next(10)), [4, 5]);
+});
+
+test('an ack above the last delivered offset is refused; one from another transport (skipTo) moves past', async () => {
+  const { core, sub, c } = rig({ chunk: 100 });
+  core.append(6);
+  c.activate();
+  assert.deepEqual(offsets(await c.next(2)), [1, 2]);
+  assert.throws(() => c.ack(5n), /above the last delivered offset 2/);
+  c.skipTo(4n);
+  assert.equal(sub.acked, 4n);
+  assert.deepEqual(offsets(await c.next(10)), [5, 6]);
+});
+
+test('a standby waits until it is activated; ended before, its active promise rejects', async () => {
+  const { core, sub } = rig({ chunk: 100 });
+  core.append(2);
+  const standby = new AttachedConsumer(core, sub, 'second', 100);
+  const pending = standby.next(10);
+  let settled = false;
+  void pending.then(() => {
+    settled = true;
+  });
+  await new Promise((r) => setImmediate(r));
+  assert.equal(settled, false, 'a standby delivers nothing');
+  standby.activate();
+  assert.deepEqual(offsets(await pending), [1, 2]);
+
+  const other = new AttachedConsumer(core, sub, 'third', 100);
+  other.end('subscription deleted');
+  await assert.rejects(other.active, /consumer ended: subscription deleted/);
+  assert.deepEqual(await other.next(10), []);
+});
+
+test('reset (the receivers reconnected) reads the log: what was published meanwhile arrives', async () => {
+  const { core, c } = rig({ chunk: 100 });
+  c.activate();
+  assert.deepEqual(await c.next(10, AbortSignal.timeout(100)), []);
+  core.append(3); // published while the receivers were away: no live message comes
+  c.reset();
+  assert.deepEqual(await take(c, 3), [1, 2, 3]);
+});
