@@ -230,6 +230,26 @@ async function runStep(fx: RouterHub, call: Call, step: Step) {
   return { ...step, ...bench, ...list, consumedDuringRun: consumed, consumedShare, createS, deleteS, settleS };
 }
 
+/**
+ * runStep, but a step that fails (the hub gone, a call refused) is reported with the end of the
+ * hub's output and the run goes on, on a hub started again if this one exited.
+ */
+async function guardedStep(fx: RouterHub, call: Call, step: Step) {
+  let result: Record<string, unknown> & { subscriptions: number; perSec?: number | undefined };
+  try {
+    result = await runStep(fx, call, step);
+  } catch (err) {
+    const exited = fx.hub.child.exitCode ?? fx.hub.child.signalCode;
+    result = { ...step, error: String(err), hubExited: exited ?? undefined, hubOutput: fx.hub.output().slice(-1500) };
+    log(`${step.subscriptions} subscriptions, ${step.active} active failed: ${String(err)} (hub exit ${exited})`);
+    if (exited !== null) await fx.start();
+    await deleteSubscriptions(call, step.subscriptions).catch(() => undefined);
+    await settle(fx);
+  }
+  log(`step: ${JSON.stringify({ ...result, hubOutput: undefined })}`);
+  return result;
+}
+
 const steps: Step[] = [{ subscriptions: 0, active: 0 }];
 for (const n of COUNTS) {
   steps.push({ subscriptions: n, active: 0 });
@@ -244,7 +264,7 @@ try {
     // Odd rounds run the steps in reverse, so that no step always comes after the same one.
     const order = r % 2 === 0 ? steps : [...steps].reverse();
     const results = [];
-    for (const step of order) results.push(await runStep(fx, call, step));
+    for (const step of order) results.push(await guardedStep(fx, call, step));
     const zero = results.find((x) => x.subscriptions === 0)?.perSec;
     rounds.push(results.map((x) => ({ ...x, ratio: zero && x.perSec !== undefined ? round(x.perSec / zero, 3) : undefined })));
   }

@@ -5,6 +5,7 @@ import { type NormalizedPublisher, normalizePublisherOptions } from './options.t
 import { applyTopology } from './topology.ts';
 import { loadOpenTelemetry, openTelemetryLoaded, withActiveTraceContext } from './trace-context.ts';
 import type { AnyEvents, EventMap, Publisher, PublisherOptions, PublishOptions, PublishReceipt } from './types.ts';
+import { writeBatcher } from './write-batching.ts';
 
 /** The message amqplib gives a confirm callback on a nack (any other error means the channel closed). */
 const NACKED = 'message nacked';
@@ -41,6 +42,8 @@ class PublisherImpl implements Publisher {
   private readonly s: NormalizedPublisher;
   private readonly conn: ManagedConnection;
   private ch: ConfirmChannel | undefined;
+  /** Holds the channel's socket writes until the end of the turn (write-batching.ts). */
+  private batchWrites: (() => void) | undefined;
   /** Set between a server-side channel error and that channel's 'close': its publishes fail, not retry. */
   private channelError: HeraldError | undefined;
   /** Set while `herald.ingest` is known to be missing: publishes reject at once. */
@@ -58,9 +61,14 @@ class PublisherImpl implements Publisher {
   private closing: Promise<void> | undefined;
   private attachFailures = 0;
   private readonly sweeper: NodeJS.Timeout | undefined;
+  /** The same for every publish: made once, not per event. */
+  private readonly eventOptions: { maxBytes: number };
+  private readonly amqpExtra: { userId?: string };
 
   constructor(options: PublisherOptions) {
     this.s = normalizePublisherOptions(options);
+    this.eventOptions = { maxBytes: this.s.maxEventBytes };
+    this.amqpExtra = this.s.setUserId ? { userId: this.s.user } : {};
     void loadOpenTelemetry();
     if (this.s.confirmTimeoutMs > 0) {
       this.sweeper = setInterval(() => this.sweep(), Math.min(1000, Math.max(10, this.s.confirmTimeoutMs / 4)));
@@ -100,9 +108,9 @@ class PublisherImpl implements Publisher {
         const { signal: _signal, ...fields } = options;
         init = { ...fields, sender: this.s.sender, type, data };
       }
-      const event = createEvent(withActiveTraceContext(init), { maxBytes: this.s.maxEventBytes });
-      this.s.check?.(event);
-      message = toAmqp(event, this.s.setUserId ? { userId: this.s.user } : {});
+      const event = createEvent(withActiveTraceContext(init), this.eventOptions);
+      if (this.s.check !== undefined) this.s.check(event);
+      message = toAmqp(event, this.amqpExtra);
     } catch (err) {
       return Promise.reject(err);
     }
@@ -241,6 +249,7 @@ class PublisherImpl implements Publisher {
       q.length = 0;
       this.head = 0;
     }
+    this.batchWrites?.();
   }
 
   private absorbReturned(): void {
@@ -289,6 +298,7 @@ class PublisherImpl implements Publisher {
         if (failed) this.retryAttach(model);
       });
       this.ch = ch;
+      this.batchWrites = writeBatcher(model);
       this.fatal = undefined;
       this.attachFailures = 0;
       this.pump();

@@ -20,7 +20,7 @@ import { createIngest, type Ingest, type IngestStats, probeAmqp, probeQueueTypes
 import { createLogger } from './logger.ts';
 import { HubMetrics, type MetricsSources } from './metrics/index.ts';
 import { createDeadLetterStore, openStore, type Store } from './store/index.ts';
-import { createSubscriptionManager, type SubscriptionManager } from './subscriptions/index.ts';
+import { createSubscriptionManager, feedOnConfirm, type SubscriptionManager } from './subscriptions/index.ts';
 
 /** How often a standby hub asks for the writer lease again. */
 const LEASE_RETRY_MS = 2000;
@@ -190,6 +190,7 @@ class HubProcess implements Hub {
         events: store,
         queueType: config.queueType,
         maxKept: config.deadLettersMax,
+        senderCheck: this.access?.senderCheck,
       });
       this.deadLetters.start();
       this.metrics?.start(this.metricSources(store));
@@ -279,6 +280,7 @@ class HubProcess implements Hub {
     if (this.config.mode === 'archive') await assertArchiveSwitchSafe(store);
     // Router mode: every stored event goes out through the dispatcher, which holds what a pause
     // matches and runs replays; it forwards on the ingest's confirm channel.
+    const toSubscriptions = feedOnConfirm((events) => this.subs?.feed(events));
     const dispatcher =
       this.config.mode === 'router'
         ? createDispatcher({
@@ -287,7 +289,7 @@ class HubProcess implements Hub {
             // What goes out live also reaches the durable subscriptions' consumers, from memory.
             forward: (events, options) => {
               const confirmed = ingest.forward(events, options);
-              if (options?.replay === undefined) this.subs?.feed(events);
+              if (options?.replay === undefined) toSubscriptions(events, confirmed);
               return confirmed;
             },
             logger: this.logger,

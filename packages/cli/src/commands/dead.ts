@@ -22,19 +22,21 @@ interface DeadDoc {
 }
 
 /** Every dead letter the filters select, call after call from each answer's `next`. */
-async function redriveAll(o: HubFlags & Filter): Promise<{ redriven: number; skipped: number }> {
+async function redriveAll(o: HubFlags & Filter & { queue?: string }): Promise<{ redriven: number; skipped: number }> {
   const sum = { redriven: 0, skipped: 0 };
   let after: string | undefined;
+  let upTo: string | undefined;
   do {
-    const r = await callHub<{ redriven: number; skipped?: number; next?: string | null }>(hubOf(o), 'POST', '/dead-letters/redrive', {
-      selector: o.selector,
-      code: o.code,
-      source: o.source,
-      after,
-    });
+    const r = await callHub<{ redriven: number; skipped?: number; next?: string | null; upTo?: string }>(
+      hubOf(o),
+      'POST',
+      '/dead-letters/redrive',
+      { selector: o.selector, code: o.code, source: o.source, queue: o.queue, after, upTo },
+    );
     sum.redriven += r.redriven;
     sum.skipped += r.skipped ?? 0;
     after = r.next ?? undefined;
+    upTo = r.upTo;
   } while (after !== undefined);
   return sum;
 }
@@ -113,7 +115,10 @@ export const registerDead: RegisterCommand = (program: Command) => {
       ),
   )
     .argument('[id]', 'the dead letter id')
-    .option('--queue <name>', 'with an id: send it to this queue instead')
+    .option(
+      '--queue <name>',
+      "with an id: send it to this queue instead; with filters: re-send the subscribers' dead letters of this queue back to it",
+    )
     .addOption(hubUrlOption())
     .addOption(tokenOption())
     .showHelpAfterError('(see herald dead redrive --help)')
@@ -121,7 +126,6 @@ export const registerDead: RegisterCommand = (program: Command) => {
       const filtered = o.selector !== undefined || o.code !== undefined || o.source !== undefined;
       if (id === undefined && !filtered) throw new UsageError('give a dead letter id, or --selector, --code and/or --source');
       if (id !== undefined && filtered) throw new UsageError('give an id or filters, not both');
-      if (id === undefined && o.queue !== undefined) throw new UsageError('--queue goes with an id');
       const r =
         id === undefined
           ? await redriveAll(o)

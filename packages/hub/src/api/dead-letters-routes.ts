@@ -194,15 +194,26 @@ export function deadLettersRoutes(app: FastifyInstance, deadLetters: DeadLetters
         description:
           `Reads at most ${MAX_BULK_REDRIVE} dead letters a call, oldest first, after the id \`after\` (default: from the oldest); ` +
           'when more are left, `next` is the `after` of the next call (null: none left), so a call from `next` reaches the newer ' +
-          "ones. The hub's own go to herald.ingest, each with its routing key and properties; a subscriber's as the event the log " +
-          "holds under its id, to the queue it died on. Skipped: subscribers' dead letters whose event is not in the log, that " +
-          'name no queue or whose queue does not exist (re-send those by id with {"queue": name}), and the hub\'s own whose body ' +
-          'was cut. No filter: every one.',
+          "ones. The hub's own go to herald.ingest, each with its routing key and properties. A subscriber's go only with " +
+          '`queue` given, and only those that died on that queue, each as the event the log holds under its id: the queue a ' +
+          "letter names is as forgeable as the rest of it, so the caller says where events may go. Skipped: subscribers' dead " +
+          'letters without `queue`, of another queue or whose event is not in the log (re-send those by id with {"queue": name}), ' +
+          "and the hub's own whose body was cut. No filter: every one.",
         tags: ['dead letters'],
         body: Type.Object(
           {
             ...FilterQuery,
             after: Type.Optional(Type.String({ description: 'the id to go on after (the `next` of the previous call)' })),
+            upTo: Type.Optional(
+              Type.String({ description: 'the highest id to read: the `upTo` of the first call (default: the newest id now)' }),
+            ),
+            queue: Type.Optional(
+              Type.String({
+                maxLength: 255,
+                description:
+                  "re-send the subscribers' dead letters of this queue (the one they died on) back to it; without it none of theirs",
+              }),
+            ),
           },
           {
             additionalProperties: false,
@@ -217,14 +228,18 @@ export function deadLettersRoutes(app: FastifyInstance, deadLetters: DeadLetters
                 "dead letters read but not re-sent: subscribers' whose event is not in the log or that have no queue to go to, the hub's whose body was cut",
             }),
             next: Type.Union([Type.String(), Type.Null()], { description: 'the `after` of the next call; null when none are left' }),
+            upTo: Type.String({
+              description:
+                'the highest id read, to give with `next`: letters that fail again come back above it and are left for a new run',
+            }),
           }),
         },
         problems: [502, 503],
       },
     },
     async (request) => {
-      const body = request.body as FilterParams & { after?: string };
-      return deadLetters.redriveMany(filterOf(body), parseOffset('after', body.after) ?? 0n);
+      const body = request.body as FilterParams & { after?: string; queue?: string; upTo?: string };
+      return deadLetters.redriveMany(filterOf(body), parseOffset('after', body.after) ?? 0n, body.queue, parseOffset('upTo', body.upTo));
     },
   );
 

@@ -296,11 +296,8 @@ describe('dead letters (e2e: hub process, PostgreSQL, RabbitMQ)', () => {
     const one = await call('POST', `/api/v1/dead-letters/${letter!.id}/redrive`);
     assert.equal(one.status, 409, one.text);
     assert.match(String(one.json().detail), /not in the log/);
-    assert.deepEqual((await call('POST', '/api/v1/dead-letters/redrive', { source: 'subscriber' })).json(), {
-      redriven: 0,
-      skipped: 1,
-      next: null,
-    });
+    const { upTo: _upTo, ...bulk } = (await call('POST', '/api/v1/dead-letters/redrive', { source: 'subscriber' })).json();
+    assert.deepEqual(bulk, { redriven: 0, skipped: 1, next: null });
     assert.equal((await call('GET', `/api/v1/events/by-id/${id}`)).status, 404);
     assert.equal((await call('DELETE', '/api/v1/dead-letters?source=subscriber')).json().deleted, 1);
   });

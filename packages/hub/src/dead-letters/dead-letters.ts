@@ -7,6 +7,9 @@ import { createDeadLetterIntake, type DeadLetterIntake, type DeadLetterIntakeSta
 import { bodyCut } from './received.ts';
 import { eventResend, letterResend, onConnection, publishConfirmed, queueExists, type Resend } from './redrive.ts';
 
+/** Why `userId` may not publish as `sender`, or undefined when it may (ingest's SenderCheck). */
+type SenderCheck = (userId: string, sender: string) => string | undefined;
+
 /** Dead letters one bulk redrive reads at most (call again from its `next` for more). */
 export const MAX_BULK_REDRIVE = 10_000;
 /** Dead letters a bulk redrive reads at once: bounds the bodies it holds (up to 1 MiB each). */
@@ -19,10 +22,32 @@ export interface BulkRedrive {
   redriven: number;
   skipped: number;
   next: string | null;
+  /** The highest id this bulk redrive reads (to give back with `next`): what fails again comes back above it. */
+  upTo: string;
 }
 
 /** Reads events of the log by id (the Store's getById). */
 export type EventReader = Pick<Store, 'getById'>;
+
+/**
+ * Why the letter's publisher may not publish as its sender, when it may not: the check ingest makes
+ * of a message's user_id (which RabbitMQ vouches for), made again, as a redrive publishes as the hub
+ * without it (RabbitMQ refuses another's user_id). Without it a letter refused for its sender would
+ * pass as that sender's event. The hub's own user, and no check configured (auth off), pass.
+ */
+function refusedSender(letter: StoredDeadLetter, amqpUrl: string, check: SenderCheck | undefined): string | undefined {
+  const user = letter.properties.userId;
+  if (check === undefined || user === undefined || user === null || user === '') return undefined;
+  let hub = 'guest';
+  try {
+    hub = decodeURIComponent(new URL(amqpUrl).username) || 'guest';
+  } catch {
+    // an unparsable URL: the hub could not connect with it either
+  }
+  if (String(user) === hub) return undefined;
+  const dot = letter.routingKey.indexOf('.');
+  return check(String(user), dot < 0 ? letter.routingKey : letter.routingKey.slice(0, dot));
+}
 
 /**
  * Dead letters one can act on (seed 004), from every source: the hub's own (ingest) and those
@@ -38,13 +63,22 @@ export class DeadLetters {
   private readonly intake: DeadLetterIntake;
   private readonly events: EventReader;
 
+  private readonly senderCheck: SenderCheck | undefined;
+
   constructor(
     private readonly store: DeadLetterStore,
     private readonly amqpUrl: string,
     private readonly log: Logger,
-    options: { events: EventReader; queueType?: QueueType | undefined; maxKept?: number | undefined },
+    options: {
+      events: EventReader;
+      queueType?: QueueType | undefined;
+      maxKept?: number | undefined;
+      /** What ingest checks of a message's user_id against its sender (auth on); a redrive checks it again. */
+      senderCheck?: SenderCheck | undefined;
+    },
   ) {
     this.events = options.events;
+    this.senderCheck = options.senderCheck;
     this.intake = createDeadLetterIntake({ amqpUrl, store, logger: log, queueType: options.queueType, maxKept: options.maxKept });
   }
 
@@ -91,6 +125,13 @@ export class DeadLetters {
         `dead letter ${id} keeps only the start of its body (it was cut when it was kept): it cannot be re-sent as it came`,
         { details: { id: id.toString() } },
       );
+    const refused = refusedSender(letter, this.amqpUrl, this.senderCheck);
+    if (refused !== undefined)
+      throw new HeraldError(
+        ErrorCodes.CONFLICT,
+        `dead letter ${id} cannot be re-sent: ${refused} (the hub would publish it as itself, past that check)`,
+        { details: { id: id.toString() } },
+      );
     await onConnection(this.amqpUrl, async (conn) => {
       if (queue !== undefined && !(await queueExists(conn, queue)))
         throw new HeraldError(ErrorCodes.NOT_FOUND, `no queue ${queue}`, { details: { parameter: 'queue' } });
@@ -135,24 +176,35 @@ export class DeadLetters {
 
   /**
    * Re-sends those the filter selects, oldest first from the id `after`, reading at most
-   * MAX_BULK_REDRIVE: the hub's own to herald.ingest, the subscribers' as their logged events to
-   * their own queues. Skipped (counted): subscribers' dead letters whose event is not in the log,
-   * that name no queue or whose queue does not exist, and the hub's own whose body was cut. `next`
-   * is the id to go on from when more are left, else null.
+   * MAX_BULK_REDRIVE: the hub's own to herald.ingest; the subscribers' that died on `queue`, as
+   * their logged events, back to it. The queue a letter names is the letter's word, as forgeable as
+   * its bytes: sent wherever it says, a forged letter with a real event's id would hand that event
+   * to a queue of its author's choosing. So the caller names the one queue. Skipped (counted):
+   * subscribers' dead letters without `queue`, of another queue, whose event is not in the log or
+   * whose queue does not exist, and the hub's own whose body was cut. `next` is the id to go on
+   * from when more are left, else null.
    */
-  async redriveMany(filter: DeadLetterFilter, after = 0n): Promise<BulkRedrive> {
+  async redriveMany(filter: DeadLetterFilter, after = 0n, queue?: string, upTo?: bigint): Promise<BulkRedrive> {
+    if (queue !== undefined && !QUEUE_RE.test(queue))
+      throw new HeraldError(ErrorCodes.INVALID_REQUEST, `invalid queue name ${JSON.stringify(queue.slice(0, 80))}`, {
+        details: { parameter: 'queue' },
+      });
+    // Fixed at the first call and given back: a letter that fails again comes back with a newer id
+    // that the same filter selects, and a caller following `next` would never reach the end.
+    const bound = upTo ?? (await this.store.maxId());
+    filter = { ...filter, upTo: bound };
     return onConnection(this.amqpUrl, async (conn) => {
       const queues = new Map<string, boolean>();
       let cursor = after;
       let read = 0;
-      const done: BulkRedrive = { redriven: 0, skipped: 0, next: null };
+      const done: BulkRedrive = { redriven: 0, skipped: 0, next: null, upTo: bound.toString() };
       while (read < MAX_BULK_REDRIVE) {
         const limit = Math.min(BULK_PAGE, MAX_BULK_REDRIVE - read);
         const page = await this.store.list(filter, cursor, limit);
         if (page.length === 0) return done;
         read += page.length;
         cursor = (page.at(-1) as StoredDeadLetter).id;
-        const resends = await this.resendsOf(conn, page, queues);
+        const resends = await this.resendsOf(conn, page, queues, queue);
         await this.send(conn, resends, 'their targets');
         done.redriven += resends.length;
         done.skipped += page.length - resends.length;
@@ -164,7 +216,12 @@ export class DeadLetters {
   }
 
   /** What a bulk redrive sends of `page` (see redriveMany); `queues` remembers which queues exist. */
-  private async resendsOf(conn: ChannelModel, page: readonly StoredDeadLetter[], queues: Map<string, boolean>): Promise<Resend[]> {
+  private async resendsOf(
+    conn: ChannelModel,
+    page: readonly StoredDeadLetter[],
+    queues: Map<string, boolean>,
+    only: string | undefined,
+  ): Promise<Resend[]> {
     const exists = async (name: string) => {
       let known = queues.get(name);
       if (known === undefined) {
@@ -173,16 +230,17 @@ export class DeadLetters {
       }
       return known;
     };
-    const events = await Promise.all(page.map((l) => (l.source === 'subscriber' ? this.loggedEvent(l) : undefined)));
+    const events = await Promise.all(page.map((l) => (l.source === 'subscriber' && l.queue === only ? this.loggedEvent(l) : undefined)));
     const out: Resend[] = [];
     for (const [i, letter] of page.entries()) {
       if (letter.source === 'hub') {
-        if (!bodyCut(letter.properties)) out.push(letterResend(letter));
+        if (!bodyCut(letter.properties) && refusedSender(letter, this.amqpUrl, this.senderCheck) === undefined)
+          out.push(letterResend(letter));
         continue;
       }
       const event = events[i];
       const queue = letter.queue;
-      if (event === undefined || queue === undefined || !QUEUE_RE.test(queue) || !(await exists(queue))) continue;
+      if (event === undefined || queue === undefined || queue !== only || !(await exists(queue))) continue;
       out.push(eventResend(letter, event, queue, await exists(`${event.sender}.${event.type}`)));
     }
     return out;

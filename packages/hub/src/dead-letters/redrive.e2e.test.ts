@@ -26,6 +26,9 @@ import { openStore } from '../store/index.ts';
 import type { Store } from '../store/types.ts';
 import { MAX_BULK_REDRIVE } from './dead-letters.ts';
 
+/** A bulk redrive's answer without its id bound. */
+const counts = ({ upTo: _upTo, ...rest }: Record<string, unknown>) => rest;
+
 type Letter = { id: string; source: string; messageId: string | null; queue: string | null; redrives: number };
 
 for (const mode of ['router', 'archive'] as const) {
@@ -182,9 +185,12 @@ for (const mode of ['router', 'archive'] as const) {
       assert.equal((await call('POST', `/api/v1/dead-letters/${gone.id}/redrive`)).status, 404);
 
       const withQueue = (await letters()).find((l) => l.queue === receiver) as Letter;
-      const bulk = await call('POST', '/api/v1/dead-letters/redrive', { source: 'subscriber' });
+      // In bulk only with the queue named: the queue a letter names is as forgeable as the rest.
+      const unnamed = await call('POST', '/api/v1/dead-letters/redrive', { source: 'subscriber' });
+      assert.deepEqual(counts(unnamed.json()), { redriven: 0, skipped: 3, next: null }, unnamed.text);
+      const bulk = await call('POST', '/api/v1/dead-letters/redrive', { source: 'subscriber', queue: receiver });
       assert.equal(bulk.status, 200, bulk.text);
-      assert.deepEqual(bulk.json(), { redriven: 1, skipped: 2, next: null });
+      assert.deepEqual(counts(bulk.json()), { redriven: 1, skipped: 2, next: null });
       assertLogged(await take(receiver), withQueue.id);
       const billing = (await call('GET', '/api/v1/events?selector=billing:*')).json() as { events: unknown[] };
       assert.equal(billing.events.length, 0, 'nothing stored as billing');
@@ -212,12 +218,12 @@ for (const mode of ['router', 'archive'] as const) {
         }
         const first = await call('POST', '/api/v1/dead-letters/redrive', { code: 'BULK_TEST' });
         assert.equal(first.status, 200, first.text);
-        const a = first.json() as { redriven: number; skipped: number; next: string | null };
+        const a = first.json() as { redriven: number; skipped: number; next: string | null; upTo: string };
         assert.deepEqual([a.redriven, a.skipped], [MAX_BULK_REDRIVE, 0], first.text);
         assert.match(String(a.next), /^[0-9]+$/);
-        const second = await call('POST', '/api/v1/dead-letters/redrive', { code: 'BULK_TEST', after: a.next });
+        const second = await call('POST', '/api/v1/dead-letters/redrive', { code: 'BULK_TEST', after: a.next, upTo: a.upTo });
         assert.equal(second.status, 200, second.text);
-        assert.deepEqual(second.json(), { redriven: 1, skipped: 0, next: null });
+        assert.deepEqual(second.json(), { redriven: 1, skipped: 0, next: null, upTo: a.upTo });
         const last = (await call('GET', `/api/v1/dead-letters?code=BULK_TEST&after=${a.next}`)).json() as { items: Letter[] };
         assert.deepEqual(
           last.items.map((l) => l.redrives),

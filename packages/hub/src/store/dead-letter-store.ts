@@ -41,6 +41,8 @@ export interface DeadLetterFilter {
   readonly selector?: Selector | undefined;
   readonly code?: string | undefined;
   readonly source?: DeadLetterSource | undefined;
+  /** Only ids up to this one (a bulk redrive's bound: what fails again comes back above it). */
+  readonly upTo?: bigint | undefined;
 }
 
 /** The `dead_letters` table (migrations 001, 007, 008), beyond the ingest's inserts. */
@@ -48,6 +50,8 @@ export interface DeadLetterStore {
   /** Oldest first, after the id `after`, at most `limit`. */
   list(filter: DeadLetterFilter, after: bigint, limit: number): Promise<StoredDeadLetter[]>;
   get(id: bigint): Promise<StoredDeadLetter | undefined>;
+  /** The highest id kept; 0 when none. */
+  maxId(): Promise<bigint>;
   /**
    * Keeps dead letters taken from herald.dead, in one statement; one whose key is kept already is
    * skipped. Resolves with how many were new. Rejects as the store does (nothing is half-written).
@@ -111,6 +115,10 @@ function where(filter: DeadLetterFilter, params: unknown[]): string {
   if (filter.source !== undefined) {
     params.push(filter.source);
     conds.push(`source = $${params.length}`);
+  }
+  if (filter.upTo !== undefined) {
+    params.push(filter.upTo.toString());
+    conds.push(`id <= $${params.length}`);
   }
   return conds.length === 0 ? 'TRUE' : conds.join(' AND ');
 }
@@ -178,6 +186,10 @@ export function createDeadLetterStore(sql: SqlExecutor): DeadLetterStore {
     async get(id) {
       const r = await sql.query<Row>(`SELECT ${COLUMNS} FROM dead_letters WHERE id = $1::bigint`, [id.toString()]);
       return r.rows[0] ? toLetter(r.rows[0]) : undefined;
+    },
+    async maxId() {
+      const r = await sql.query<{ m: string | null }>('SELECT max(id)::text AS m FROM dead_letters', []);
+      return BigInt(r.rows[0]?.m ?? '0');
     },
     async addReceived(letters) {
       if (letters.length === 0) return 0;

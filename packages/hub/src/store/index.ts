@@ -45,6 +45,7 @@ export { type MatchingOffsets, matchingOffsetsSql } from './selector-sql.ts';
 export { eventQuerySql, queryMayHaveMore, SqlStore } from './sql-store.ts';
 export {
   createSubscriptionStore,
+  type Lag,
   type ReceiverRecord,
   receiverQueue,
   type SubscriptionRecord,

@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
-import { compileMatcher, createEvent, parseSelector, uuidv7 } from '@herald/core';
+import { compileMatcher, createEvent, parseSelector, type Selector, uuidv7 } from '@herald/core';
 import type { Replay } from '../replays/replay.ts';
+import { LAG_MANY_MAX_SELECTORS } from './subscription-store.ts';
 import type { Store, StoredEvent } from './types.ts';
 
 const T0 = 1_800_000_000_000;
@@ -98,6 +99,22 @@ export function repositoriesSuite(name: string, open: () => Promise<Store>, clea
         );
         assert.equal(await subs.countRange(s, parseSelector('*:*'), { after: 0n, upTo: 1000n }), all.length, `${text}: countRange, all`);
       }
+    });
+
+    test('subscriptions: lagMany answers what lag answers for each entry, over several statements', async () => {
+      const subs = store.subscriptions;
+      const head = log[log.length - 1]?.offset ?? 0n;
+      const entries: { selector: Selector; after: bigint }[] = [];
+      for (const text of SELECTORS)
+        for (const after of [0n, 1n, 20n, 20n, head - 1n, head, head + 5n]) entries.push({ selector: parseSelector(text), after });
+      // More selectors than one statement reads, spread between the others.
+      for (let i = 0; i < LAG_MANY_MAX_SELECTORS + 20; i++)
+        entries.splice(i % entries.length, 0, { selector: parseSelector(`billing:invoice.paid, crm:x${i}`), after: BigInt(i % 60) });
+      const many = await subs.lagMany(entries);
+      assert.equal(many.length, entries.length);
+      for (const [i, e] of entries.entries())
+        assert.deepEqual(many[i], await subs.lag(e.selector, e.after), `${e.selector.canonical} after ${e.after}`);
+      assert.deepEqual(await subs.lagMany([]), []);
     });
 
     test('subscriptions: insert keeps the first of a name; the receiver goes with the last subscription of its selector', async () => {

@@ -12,6 +12,16 @@ import type { Consumer, DeliveredEvent, SubscriptionMetrics } from './types.ts';
 
 /** An idle live consumer looks at the log this often (a safety net: a live message may never come). */
 export const IDLE_CHECK_MS = 2000;
+/** Bytes of event bodies one consumer's live buffer holds at most; beyond, it reads the log instead. */
+export const LIVE_BUFFER_MAX_BYTES = 8 * 1024 * 1024;
+/** Bytes of event bodies the live buffers of all consumers hold together at most; a buffer that would pass it is dropped. */
+export const LIVE_BUFFERS_MAX_BYTES = 256 * 1024 * 1024;
+
+const bodyBytes = (events: readonly StoredEvent[]) => {
+  let n = 0;
+  for (const e of events) n += e.data.length;
+  return n;
+};
 
 /** A replay into one subscription; its row in the replays table follows `position` and `count` per chunk. */
 export interface ReplayJob {
@@ -79,6 +89,8 @@ export interface ConsumerCore {
   readonly subStore: SubscriptionStore;
   readonly chunk: number;
   readonly liveBufferMax: number;
+  /** Bytes of live events buffered by every consumer together, and the most they may hold (DESIGN.md §3.7). */
+  readonly liveBytes: { used: number; readonly max: number };
   /** Matching events after `after`, at most `limit`, never past the log horizon (pauses, dispatch). */
   readLog(sub: Sub, after: bigint, limit: number): Promise<StoredEvent[]>;
   readReplay(sub: Sub, room: number, position: bigint): Promise<DeliveredEvent[]>;
@@ -113,6 +125,8 @@ export class AttachedConsumer implements Consumer {
    */
   private prefetched: { after: bigint; rows: Promise<StoredEvent[]> } | undefined;
   private live: StoredEvent[] = [];
+  /** Bytes of the bodies in `live`, counted in the core's budget too. */
+  private liveBytes = 0;
   /** The live path saw the log ahead of the batch; if the next log read finds nothing, it is held back. */
   private gapPending = false;
   /** Live events up to here were dropped (buffer overflow): the log must be read up to here before going live. */
@@ -161,7 +175,7 @@ export class AttachedConsumer implements Consumer {
     if (this.resumeAfter !== undefined) this.core.acked(this.sub, this.resumeAfter);
     this.position = this.sub.acked;
     this.mode = 'catchup';
-    this.live = [];
+    this.setLive([], 0);
     this.chunk = [];
     this.prefetched = undefined;
     this.dropped = 0n;
@@ -176,18 +190,34 @@ export class AttachedConsumer implements Consumer {
     this.state = 'closed';
     if (wasStandby) this.rejectActive(new HeraldError(ErrorCodes.CLOSED, `consumer ended: ${reason}`));
     this.resolveEnded(reason);
-    this.live = [];
+    this.setLive([], 0);
     this.chunk = [];
     this.prefetched = undefined;
     this.wake?.();
   }
 
+  /** Replaces the live buffer, keeping its byte count and the hub's budget right. */
+  private setLive(list: StoredEvent[], bytes = bodyBytes(list)): void {
+    this.core.liveBytes.used += bytes - this.liveBytes;
+    this.liveBytes = bytes;
+    this.live = list;
+  }
+
   onLive(events: readonly StoredEvent[]): void {
     if (this.state !== 'active') return;
-    for (const e of events) if (e.offset > this.position) this.live.push(e);
-    if (this.live.length > this.core.liveBufferMax) {
+    let added = 0;
+    for (const e of events)
+      if (e.offset > this.position) {
+        this.live.push(e);
+        added += e.data.length;
+      }
+    this.liveBytes += added;
+    this.core.liveBytes.used += added;
+    // Too many, too large, or the hub's budget for every buffer spent: the log has them all.
+    const budget = this.core.liveBytes;
+    if (this.live.length > this.core.liveBufferMax || this.liveBytes > LIVE_BUFFER_MAX_BYTES || budget.used > budget.max) {
       for (const e of this.live) if (e.offset > this.dropped) this.dropped = e.offset;
-      this.live = [];
+      this.setLive([], 0);
       this.mode = 'catchup';
     }
     if (this.quietUntil === 0 || Date.now() >= this.quietUntil) this.wake?.();
@@ -335,6 +365,7 @@ export class AttachedConsumer implements Consumer {
       live[keep++] = e;
     }
     live.length = keep;
+    this.setLive(live);
     if (keep === 0) {
       if (Date.now() - this.lastRead < IDLE_CHECK_MS) return { events: [] };
       // Idle: look at the log now and then, in case a live message never comes.
@@ -344,7 +375,7 @@ export class AttachedConsumer implements Consumer {
     if (!sorted) {
       live.sort((a, b) => (a.offset < b.offset ? -1 : a.offset > b.offset ? 1 : 0));
       live = live.filter((e, i) => i === 0 || e.offset !== (live[i - 1] as StoredEvent).offset);
-      this.live = live;
+      this.setLive(live);
     }
     const batch = live.slice(0, room);
     const last = (batch[batch.length - 1] as StoredEvent).offset;
@@ -364,7 +395,7 @@ export class AttachedConsumer implements Consumer {
       }
     }
     // (events may have arrived during the query: keep those above the batch)
-    this.live = this.live.filter((e) => e.offset > last);
+    this.setLive(this.live.filter((e) => e.offset > last));
     return { events: batch };
   }
 
@@ -404,7 +435,7 @@ export class AttachedConsumer implements Consumer {
     this.mode = 'catchup';
     this.chunk = [];
     this.prefetched = undefined;
-    this.live = this.live.filter((e) => e.offset > offset);
+    this.setLive(this.live.filter((e) => e.offset > offset));
     if (this.dropped <= offset) this.dropped = 0n;
     this.wake?.();
   }
@@ -431,7 +462,7 @@ export class AttachedConsumer implements Consumer {
     this.state = 'closed';
     if (wasStandby) this.rejectActive(new HeraldError(ErrorCodes.CLOSED, 'consumer closed before it became active'));
     this.resolveEnded('closed');
-    this.live = [];
+    this.setLive([], 0);
     this.chunk = [];
     this.prefetched = undefined;
     this.wake?.();

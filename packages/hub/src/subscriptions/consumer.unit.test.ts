@@ -25,6 +25,7 @@ class MemoryCore implements ConsumerCore {
     },
   } as unknown as ConsumerCore['subStore'];
   readonly metrics = undefined;
+  readonly liveBytes = { used: 0, max: 1 << 30 };
   /** Offsets above this are not readable yet (a pause, dispatch in progress). */
   horizon: bigint | undefined;
   logReads = 0;
@@ -39,7 +40,7 @@ class MemoryCore implements ConsumerCore {
     return this.log.length === 0 ? 0n : (this.log[this.log.length - 1] as StoredEvent).offset;
   }
 
-  append(n: number): StoredEvent[] {
+  append(n: number, bytes = 1): StoredEvent[] {
     const out: StoredEvent[] = [];
     for (let i = 0; i < n; i++) {
       const offset = this.head() + 1n;
@@ -48,7 +49,7 @@ class MemoryCore implements ConsumerCore {
         sender: 's',
         type: 't',
         time: 0,
-        data: new Uint8Array(1),
+        data: new Uint8Array(bytes),
         offset,
         storedAt: 0,
       } as unknown as StoredEvent;
@@ -150,6 +151,34 @@ test('a live buffer over its bound is dropped and the log read instead: nothing 
   assert.deepEqual(await c.next(10, AbortSignal.timeout(100)), []);
   c.onLive(core.append(25));
   assert.deepEqual(await take(c, 25), range(1, 25));
+});
+
+test('a live buffer over its bytes (8 MiB) is dropped, and the hub-wide budget follows what is buffered', async () => {
+  const { core, c } = rig({ chunk: 50, liveBufferMax: 10_000 });
+  c.activate();
+  assert.deepEqual(await c.next(10, AbortSignal.timeout(100)), []);
+  c.onLive(core.append(3, 1024 * 1024));
+  assert.equal(c.buffered, 3);
+  assert.equal(core.liveBytes.used, 3 * 1024 * 1024);
+  c.onLive(core.append(7, 1024 * 1024)); // 10 MiB: over the bound
+  assert.equal(c.buffered, 0, 'dropped');
+  assert.equal(core.liveBytes.used, 0);
+  assert.deepEqual(await take(c, 10), range(1, 10));
+  assert.equal(core.liveBytes.used, 0);
+});
+
+test('the hub-wide budget of live buffers: a consumer whose events would pass it reads the log instead', async () => {
+  const { core, c } = rig({ chunk: 50 });
+  (core.liveBytes as { max: number }).max = 1000;
+  c.activate();
+  assert.deepEqual(await c.next(10, AbortSignal.timeout(100)), []);
+  c.onLive(core.append(5, 100));
+  assert.equal(c.buffered, 5);
+  c.onLive(core.append(6, 100));
+  assert.equal(c.buffered, 0, 'over the budget: dropped');
+  assert.deepEqual(await take(c, 11), range(1, 11));
+  await c.close();
+  assert.equal(core.liveBytes.used, 0, 'a closed consumer gives its bytes back');
 });
 
 test('events above the horizon (held by a pause) wait; the consumer stalls, then delivers them once readable', async () => {

@@ -4,11 +4,12 @@ import type { Logger } from 'pino';
 /**
  * Deletes the receiver queues of earlier versions (`herald.sub.<hash>`, one per selector, bound to
  * `herald.events`): RabbitMQ would otherwise go on copying every matching event into them. One
- * connection, one queue after the other; a queue already gone is no error. Never throws: what
- * cannot be deleted now is tried again at the next start, and logged.
+ * connection, one queue after the other; a queue already gone is no error. Resolves with the queues
+ * that are gone; never rejects: what cannot be deleted now is tried again at the next start, and
+ * logged.
  */
-export async function deleteReceiverQueues(amqpUrl: string, queues: readonly string[], log: Logger): Promise<void> {
-  let deleted = 0;
+export async function deleteReceiverQueues(amqpUrl: string, queues: readonly string[], log: Logger): Promise<string[]> {
+  const gone: string[] = [];
   try {
     const conn = await connect(amqpUrl, { noDelay: true });
     conn.on('error', () => undefined);
@@ -18,7 +19,7 @@ export async function deleteReceiverQueues(amqpUrl: string, queues: readonly str
       for (const queue of queues) {
         try {
           await ch.deleteQueue(queue);
-          deleted++;
+          gone.push(queue);
         } catch (err) {
           log.warn({ err: (err as Error).message, queue }, 'could not delete a receiver queue of an earlier version');
           // A refused delete closes the channel: go on with a new one.
@@ -32,5 +33,6 @@ export async function deleteReceiverQueues(amqpUrl: string, queues: readonly str
   } catch (err) {
     log.warn({ err: (err as Error).message }, 'could not reach RabbitMQ to delete the receiver queues of an earlier version');
   }
-  if (deleted > 0) log.debug({ deleted }, 'receiver queues of an earlier version deleted');
+  if (gone.length > 0) log.debug({ deleted: gone.length }, 'receiver queues of an earlier version deleted');
+  return gone;
 }

@@ -3,11 +3,11 @@ import { type Logger, pino } from 'pino';
 import { CAPS, capReached } from '../caps/index.ts';
 import { ReplaysIntoSubscriptions } from '../replays/into-subscription.ts';
 import type { SqlExecutor } from '../store/driver.ts';
-import type { SubscriptionRecord, SubscriptionStore } from '../store/index.ts';
+import type { Lag, SubscriptionRecord, SubscriptionStore } from '../store/index.ts';
 import { createReplayStore, createSubscriptionStore, receiverQueue } from '../store/index.ts';
 import { READ_MAX_BYTES, type Store, type StoredEvent } from '../store/types.ts';
 import { AckFlusher } from './acks.ts';
-import { AttachedConsumer, type ConsumerCore, Sub } from './consumer.ts';
+import { AttachedConsumer, type ConsumerCore, LIVE_BUFFERS_MAX_BYTES, Sub } from './consumer.ts';
 import { ack, type PullCore, pull } from './http-pull.ts';
 import { deleteReceiverQueues } from './legacy-receivers.ts';
 import { MemoryReceivers } from './memory-receivers.ts';
@@ -23,6 +23,7 @@ import type {
   SubscriptionReplay,
   SubscriptionView,
 } from './types.ts';
+import { lagsAt, subscriptionView } from './views.ts';
 
 export type { SubscriptionMetrics } from './types.ts';
 
@@ -107,6 +108,7 @@ class Manager implements SubscriptionManager, ConsumerCore, PullCore {
   readonly subStore: SubscriptionStore;
   readonly chunk: number;
   readonly liveBufferMax: number;
+  readonly liveBytes = { used: 0, max: LIVE_BUFFERS_MAX_BYTES };
   readonly metrics: SubscriptionMetrics | undefined;
   private readonly log: Logger;
   private readonly receivers: MemoryReceivers;
@@ -172,9 +174,15 @@ class Manager implements SubscriptionManager, ConsumerCore, PullCore {
       for (const sub of this.subs.values()) this.receivers.add(sub.selector);
       // Earlier versions copied every event into a RabbitMQ queue per selector: those go.
       if (this.amqpUrl !== undefined && receivers.length > 0) {
-        const queues = receivers.map((r) => r.queue);
-        void deleteReceiverQueues(this.amqpUrl, queues, this.log);
-        for (const r of receivers) if (!this.receivers.has(r.hash)) await this.subStore.deleteReceiver(r.hash);
+        // In the background; the rows go with their queues, so the next start has nothing to do.
+        void deleteReceiverQueues(
+          this.amqpUrl,
+          receivers.map((r) => r.queue),
+          this.log,
+        ).then(async (gone) => {
+          const done = new Set(gone);
+          for (const r of receivers) if (done.has(r.queue)) await this.subStore.deleteReceiver(r.hash).catch(() => undefined);
+        });
       }
       this.acks.start();
       this.log.info({ subscriptions: this.subs.size, receivers: this.receivers.size, replays }, 'subscriptions started');
@@ -345,7 +353,9 @@ class Manager implements SubscriptionManager, ConsumerCore, PullCore {
     this.ready();
     const head = await this.store.headOffset();
     const subs = [...this.subs.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-    return Promise.all(subs.map((s) => this.view(s, head)));
+    const lags = await lagsAt(this.subStore, subs, head);
+    const now = Date.now();
+    return subs.map((s, i) => subscriptionView(s, head, lags[i] as Lag, now));
   }
 
   selectorOf(name: string): Selector | undefined {
@@ -378,23 +388,9 @@ class Manager implements SubscriptionManager, ConsumerCore, PullCore {
     return sub ? this.view(sub) : undefined;
   }
 
-  private async view(sub: Sub, head?: bigint): Promise<SubscriptionView> {
-    const headOffset = head ?? (await this.store.headOffset());
-    const lag = await this.subStore.lag(sub.selector, sub.acked);
-    const now = Date.now();
-    const httpActive = sub.httpUntil > now;
-    return {
-      name: sub.name,
-      selector: sub.selector,
-      state: sub.active || httpActive ? 'active' : 'sleeping',
-      ackedOffset: sub.acked,
-      headOffset,
-      lagEvents: lag.events,
-      lagSeconds: lag.oldestMs === undefined ? 0 : Math.max(0, (now - lag.oldestMs) / 1000),
-      consumer: sub.active ? sub.active.label : httpActive ? 'http' : undefined,
-      queue: receiverQueue(sub.selector),
-      createdAt: sub.createdAt,
-    };
+  private async view(sub: Sub): Promise<SubscriptionView> {
+    const head = await this.store.headOffset();
+    return subscriptionView(sub, head, await this.subStore.lag(sub.selector, sub.acked));
   }
 
   delete(name: string): Promise<boolean> {

@@ -1,8 +1,26 @@
 import { compileMatcher, type Matcher, type Selector } from '@herald/core';
 import type { StoredEvent } from '../store/types.ts';
 
-/** Distinct sender×type pairs whose matching selectors are remembered; beyond, the memo starts over. */
-const MAX_ROUTES = 10_000;
+/** Remembered (sender×type, selector) match results; beyond, the memo starts over. */
+const MAX_ROUTE_ENTRIES = 1_000_000;
+
+/**
+ * What the dispatcher forwards, for feed(): each batch once RabbitMQ confirmed it (so never before
+ * the flow's own receivers could have it, and never an event a failed forward will send again
+ * under a pause created meanwhile), in the order forwarded. A batch whose forward failed is not
+ * fed: the dispatcher forwards it again.
+ */
+export function feedOnConfirm(
+  feed: (events: readonly StoredEvent[]) => void,
+): (events: readonly StoredEvent[], confirmed: Promise<void>) => void {
+  let chain: Promise<void> = Promise.resolve();
+  return (events, confirmed) => {
+    chain = chain
+      .then(() => confirmed)
+      .then(() => feed(events))
+      .catch(() => undefined);
+  };
+}
 
 /**
  * The hub's in-memory receivers (DESIGN.md §2, §4): one per canonical selector of the durable
@@ -12,14 +30,15 @@ const MAX_ROUTES = 10_000;
  *
  * feed() takes each batch once: the selectors that are awake (an attached consumer, or an HTTP pull
  * waiting) are listed once per batch, each distinct sender×type of the batch is matched against
- * those alone (the matching selectors of a pair are remembered across batches), and every event
- * goes to its awake selectors' consumers as one array per selector. Cost per batch: the number of
- * subscriptions, plus the awake matching selectors per event.
+ * those alone (a result is remembered: a hash names one canonical selector, so it never goes
+ * stale), and every event goes to its awake selectors' consumers as one array per selector. Cost
+ * per batch: the number of subscriptions, plus the awake matching selectors per event.
  */
 export class MemoryReceivers {
   private readonly matchers = new Map<string, Matcher>();
-  /** sender \0 type → the hashes of the selectors that match it. */
-  private routes = new Map<string, Set<string>>();
+  /** sender \0 type → selector hash → whether it matches (filled for awake selectors only). */
+  private routes = new Map<string, Map<string, boolean>>();
+  private routeEntries = 0;
 
   constructor(
     /** The selectors (by hash) that have a consumer or a waiting pull now. */
@@ -31,11 +50,10 @@ export class MemoryReceivers {
   add(selector: Selector): void {
     if (this.matchers.has(selector.hash)) return;
     this.matchers.set(selector.hash, compileMatcher(selector));
-    this.routes = new Map();
   }
 
   remove(hash: string): void {
-    if (this.matchers.delete(hash)) this.routes = new Map();
+    this.matchers.delete(hash);
   }
 
   has(hash: string): boolean {
@@ -58,8 +76,7 @@ export class MemoryReceivers {
       const key = `${e.sender}\u0000${e.type}`;
       let targets = byPair.get(key);
       if (targets === undefined) {
-        const route = this.route(key, e.sender, e.type);
-        targets = awake.filter((h) => route.has(h));
+        targets = this.matching(key, e.sender, e.type, awake);
         byPair.set(key, targets);
       }
       for (const h of targets) {
@@ -71,14 +88,27 @@ export class MemoryReceivers {
     for (const [h, list] of out) this.deliver(h, list);
   }
 
-  private route(key: string, sender: string, type: string): Set<string> {
+  /** The selectors among `awake` that match sender×type. */
+  private matching(key: string, sender: string, type: string, awake: readonly string[]): string[] {
     let route = this.routes.get(key);
     if (route === undefined) {
-      route = new Set();
-      for (const [h, matches] of this.matchers) if (matches(sender, type)) route.add(h);
-      if (this.routes.size >= MAX_ROUTES) this.routes = new Map();
+      if (this.routeEntries >= MAX_ROUTE_ENTRIES) {
+        this.routes = new Map();
+        this.routeEntries = 0;
+      }
+      route = new Map();
       this.routes.set(key, route);
     }
-    return route;
+    const out: string[] = [];
+    for (const h of awake) {
+      let hit = route.get(h);
+      if (hit === undefined) {
+        hit = (this.matchers.get(h) as Matcher)(sender, type);
+        route.set(h, hit);
+        this.routeEntries++;
+      }
+      if (hit) out.push(h);
+    }
+    return out;
   }
 }

@@ -11,6 +11,7 @@ import { createForward, events } from '../dispatcher/test-kit.ts';
 import { openStore, type SqlStore } from '../store/index.ts';
 import type { Store, StoredEvent } from '../store/types.ts';
 import { createSubscriptionManager, type SubscriptionManagerOptions } from './manager.ts';
+import { feedOnConfirm } from './memory-receivers.ts';
 import type { Consumer, DeliveredEvent, SubscriptionManager } from './types.ts';
 
 export interface Rig {
@@ -43,13 +44,16 @@ export async function createRig(kind: 'postgres' | 'embedded', prefix: string): 
   const fwd = await createForward(vhost.url);
   const logger = process.env.DEBUG_SUBSCRIPTIONS ? pino({ level: 'debug' }) : undefined;
   const managers: SubscriptionManager[] = [];
+  const toManagers = feedOnConfirm((list) => {
+    for (const m of managers) m.feed(list);
+  });
   // As the hub does: what the dispatcher forwards live reaches the managers' consumers from memory.
   const dispatcher = createDispatcher({
     sql: store.sql,
     store,
     forward: (list, options) => {
       const confirmed = fwd.forward(list, options);
-      if (options?.replay === undefined) for (const m of managers) m.feed(list);
+      if (options?.replay === undefined) toManagers(list, confirmed);
       return confirmed;
     },
     logger,

@@ -1,0 +1,34 @@
+import { type Lag, receiverQueue, type SubscriptionStore } from '../store/index.ts';
+import type { Sub } from './consumer.ts';
+import type { SubscriptionView } from './types.ts';
+
+const NO_LAG: Lag = { events: 0, oldestMs: undefined };
+
+/**
+ * The lag of each subscription, in their order, relative to `head` (the head offset the views
+ * report): one acknowledged at the head has nothing to read (most live consumers), the others are
+ * counted by lagMany, a few statements for them all. Rejects when the store fails.
+ */
+export async function lagsAt(subStore: SubscriptionStore, subs: readonly Sub[], head: bigint): Promise<Lag[]> {
+  const behind = subs.filter((s) => s.acked < head);
+  const counted = await subStore.lagMany(behind.map((s) => ({ selector: s.selector, after: s.acked })));
+  const bySub = new Map(behind.map((s, i) => [s, counted[i] as Lag]));
+  return subs.map((s) => bySub.get(s) ?? NO_LAG);
+}
+
+/** What GET /subscriptions shows of a subscription, given the head offset and its lag. */
+export function subscriptionView(sub: Sub, headOffset: bigint, lag: Lag, now = Date.now()): SubscriptionView {
+  const httpActive = sub.httpUntil > now;
+  return {
+    name: sub.name,
+    selector: sub.selector,
+    state: sub.active || httpActive ? 'active' : 'sleeping',
+    ackedOffset: sub.acked,
+    headOffset,
+    lagEvents: lag.events,
+    lagSeconds: lag.oldestMs === undefined ? 0 : Math.max(0, (now - lag.oldestMs) / 1000),
+    consumer: sub.active ? sub.active.label : httpActive ? 'http' : undefined,
+    queue: receiverQueue(sub.selector),
+    createdAt: sub.createdAt,
+  };
+}
