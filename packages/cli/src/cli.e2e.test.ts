@@ -31,7 +31,9 @@ interface Seen {
   authorization: string | undefined;
 }
 
-describe('herald: flags, environment, exit codes, --version (e2e, the CLI process)', { timeout: 60_000 }, () => {
+// Each test starts the CLI from its sources (tsx): several seconds apiece when the suite runs
+// files side by side on two cores.
+describe('herald: flags, environment, exit codes, --version (e2e, the CLI process)', { timeout: 120_000 }, () => {
   // A stand-in for the hub's REST API: answers GET /api/v1/pauses like the hub with no pause.
   let server: Server;
   let hubUrl: string;

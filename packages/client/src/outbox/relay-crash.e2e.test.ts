@@ -90,9 +90,10 @@ test('a relay killed with SIGKILL mid-batch and restarted publishes every commit
   const first = await addEvents(0, 3000);
   const relay = startRelay(1000);
   await relay.waitFor('active: publishing', 60_000);
-  // Mid-batch: rounds run one after the other, so with 1,300 to 1,700 rows on the wire the first
-  // round of 1,000 is marked sent and the second is on its way, not all published, so not marked.
-  await waitFor('the second round on the wire', () => wire.length >= 1300 && wire.length <= 1700, 60_000, 1);
+  // Mid-batch: rounds run one after the other, so once rows of the second round are on the wire the
+  // first round of 1,000 is marked sent and the second is on its way, not yet confirmed and marked
+  // (a round may leave in a few large writes, so the count can jump: any row past 1,000 will do).
+  await waitFor('the second round on the wire', () => wire.length > 1000, 60_000, 1);
   await relay.kill('SIGKILL');
   const sentAtKill = await sentRows();
   assert.equal(sentAtKill, 1000, 'the kill did not land inside the second round');

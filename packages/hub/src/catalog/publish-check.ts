@@ -1,4 +1,4 @@
-import { HeraldError, type HeraldEvent, ValidationError } from '@herald/core';
+import { ErrorCodes, HeraldError, type HeraldEvent, ValidationError } from '@herald/core';
 
 /** Checks one event against the catalog: throws a ValidationError (SCHEMA_VIOLATION) when its type validates and its data does not match. */
 export type EventCheck = (event: HeraldEvent) => void;
@@ -18,8 +18,19 @@ export function checkBeforePublish(check: EventCheck, events: readonly HeraldEve
   for (const [index, event] of events.entries()) {
     try {
       check(event);
-    } catch (err) {
-      if (!(err instanceof HeraldError)) throw err;
+    } catch (thrown) {
+      // Anything else the validator throws (a stack overflow on data nested past what a recursive
+      // schema can walk, say) is still this event's fault: a 400, never a 500.
+      const err =
+        thrown instanceof HeraldError
+          ? thrown
+          : new HeraldError(
+              ErrorCodes.SCHEMA_VIOLATION,
+              `the data of ${event.sender}:${event.type} could not be validated: ${String((thrown as Error)?.message ?? thrown).slice(0, 200)}`,
+              {
+                cause: thrown,
+              },
+            );
       if (events.length === 1) throw new ValidationError(err.code, err.message, { cause: err, details: { parameter: 'data' } });
       throw new ValidationError(err.code, `event ${index} of the batch (none was published): ${err.message}`, {
         cause: err,

@@ -2,7 +2,7 @@
 // `data`, a batch's the index of the event at fault; the check's message is kept.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { createEvent, ErrorCodes, HeraldError, type HeraldEvent, ValidationError } from '@herald/core';
+import { createEvent, ErrorCodes, type HeraldEvent, ValidationError } from '@herald/core';
 import { checkBeforePublish } from './publish-check.ts';
 
 const event = (amount: number): HeraldEvent =>
@@ -49,14 +49,17 @@ describe('checkBeforePublish', () => {
     );
   });
 
-  test('anything but a HeraldError from the check goes through as it is', () => {
-    const bug = new TypeError('boom');
+  test('anything else the check throws (a stack overflow on deep data) refuses that event too, as ingest dead-letters it', () => {
     assert.throws(
       () =>
         checkBeforePublish(() => {
-          throw bug;
+          throw new RangeError('Maximum call stack size exceeded');
         }, [event(1)]),
-      (err: unknown) => err === bug && !(err instanceof HeraldError),
+      (err: unknown) =>
+        err instanceof ValidationError &&
+        err.code === ErrorCodes.SCHEMA_VIOLATION &&
+        err.details?.parameter === 'data' &&
+        /could not be validated: Maximum call stack size exceeded$/.test(err.message),
     );
   });
 });
