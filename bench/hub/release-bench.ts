@@ -17,7 +17,7 @@ try {
   await store.acquireWriterLease();
   const fwd = await createForward(vhost.url);
   const rx = await createReceiver(vhost.url, 'bench');
-  const d = createDispatcher({ sql: store.sql, store, forward: fwd.forward });
+  const d = createDispatcher({ store, forward: fwd.forward });
   await d.start();
   const pause = await d.createPause({ selector: 's1:*', ttl: 3600 });
   const pad = 'x'.repeat(Math.max(0, size - 20));

@@ -13,14 +13,14 @@ import { createHubCatalog, type HubCatalog } from './catalog/index.ts';
 import { type HubConfig, redactUrl } from './config/index.ts';
 import { dashboardRoutes } from './dashboard/routes.ts';
 import { DeadLetters } from './dead-letters/dead-letters.ts';
-import { assertArchiveSwitchSafe, createDispatcher, type Dispatcher } from './dispatcher/index.ts';
+import { EventPath, type EventPathStats } from './event-path.ts';
 import { Exchanges } from './exchanges/index.ts';
 import { createGrpcServer, type GrpcServer } from './grpc/server.ts';
-import { createIngest, type Ingest, type IngestStats, probeAmqp, probeQueueTypes } from './ingest/index.ts';
+import { probeAmqp, probeQueueTypes } from './ingest/index.ts';
 import { createLogger } from './logger.ts';
 import { HubMetrics, type MetricsSources } from './metrics/index.ts';
 import { createDeadLetterStore, openStore, type Store } from './store/index.ts';
-import { createSubscriptionManager, feedOnConfirm, type SubscriptionManager } from './subscriptions/index.ts';
+import { createSubscriptionManager, type SubscriptionManager } from './subscriptions/index.ts';
 
 /** How often a standby hub asks for the writer lease again. */
 const LEASE_RETRY_MS = 2000;
@@ -60,8 +60,8 @@ export interface Hub {
   grpcAddress(): { host: string; port: number } | undefined;
   /** The durable subscriptions, while this hub holds the writer lease in router mode. */
   subscriptions(): SubscriptionManager | undefined;
-  /** Ingest counters; undefined while standby. */
-  stats(): IngestStats | undefined;
+  /** The event path's counters; undefined while standby. */
+  stats(): EventPathStats | undefined;
 }
 
 /** Creates a hub for a normalized configuration (see normalizeConfig). Nothing happens before start(). */
@@ -94,9 +94,8 @@ function databaseUnreachable(config: HubConfig, err: unknown): HeraldError {
 
 class HubProcess implements Hub {
   private store: Store | undefined;
-  private ingest: Ingest | undefined;
-  /** Router mode, while this hub holds the writer lease: the one path from the log to herald.events. */
-  private dispatcher: Dispatcher | undefined;
+  /** While this hub holds the writer lease: ingest → log → flow (→ dispatcher) → herald.events. */
+  private path: EventPath | undefined;
   /** Router mode, while this hub holds the writer lease: durable subscriptions. */
   private subs: SubscriptionManager | undefined;
   private http: FastifyInstance | undefined;
@@ -126,8 +125,8 @@ class HubProcess implements Hub {
     return this.current;
   }
 
-  stats(): IngestStats | undefined {
-    return this.ingest?.stats();
+  stats(): EventPathStats | undefined {
+    return this.path?.stats();
   }
 
   address(): { host: string; port: number } | undefined {
@@ -197,7 +196,7 @@ class HubProcess implements Hub {
       await this.startHttp(store);
       await this.startGrpc();
       const first = await this.acquireLease(true);
-      if (first) await this.startIngest();
+      if (first) await this.startEventPath();
       else {
         this.current = 'standby';
         this.leaseLoop = this.standby();
@@ -221,8 +220,7 @@ class HubProcess implements Hub {
     await this.grpc?.stop().catch((err) => this.logger.error({ err: errText(err) }, 'gRPC stop failed'));
     await this.subs?.stop().catch((err) => this.logger.error({ err: errText(err) }, 'subscriptions stop failed'));
     this.subs = undefined;
-    await this.ingest?.stop().catch((err) => this.logger.error({ err: errText(err) }, 'ingest stop failed'));
-    await this.dispatcher?.stop().catch(() => undefined);
+    await this.path?.stop().catch((err) => this.logger.error({ err: errText(err) }, 'event path stop failed'));
     await this.leaseLoop;
     await this.http?.close().catch(() => undefined);
     await this.catalog?.stop().catch(() => undefined);
@@ -258,60 +256,41 @@ class HubProcess implements Hub {
       if (await this.acquireLease(false)) {
         this.logger.info('took the writer lease');
         try {
-          await this.startIngest();
+          await this.startEventPath();
           return;
         } catch (err) {
           this.logger.error({ err: errText(err) }, 'could not start ingest; will retry as a standby');
           await this.subs?.stop().catch(() => undefined);
           this.subs = undefined;
-          await this.ingest?.stop().catch(() => undefined);
-          await this.dispatcher?.stop().catch(() => undefined);
-          this.ingest = undefined;
-          this.dispatcher = undefined;
+          await this.path?.stop().catch(() => undefined);
+          this.path = undefined;
         }
       }
     }
   }
 
-  private async startIngest(): Promise<void> {
+  /**
+   * The event path (event-path.ts: dispatcher, flow, ingest, started from the last stage to the
+   * first), then in router mode the durable subscriptions, fed from memory with what the flow
+   * forwards live and restored before anything serves them: the API and gRPC see the manager only
+   * once it started.
+   */
+  private async startEventPath(): Promise<void> {
     const store = this.store;
     if (store === undefined) throw new HeraldError(ErrorCodes.UNAVAILABLE, 'cannot start ingest: the store is not open');
-    // A switch to archive mode while pauses hold would strand their events: refused (CONFLICT).
-    if (this.config.mode === 'archive') await assertArchiveSwitchSafe(store);
-    // Router mode: every stored event goes out through the dispatcher, which holds what a pause
-    // matches and runs replays; it forwards on the ingest's confirm channel.
-    const toSubscriptions = feedOnConfirm((events) => this.subs?.feed(events));
-    const dispatcher =
-      this.config.mode === 'router'
-        ? createDispatcher({
-            sql: store.sql,
-            store,
-            // What goes out live also reaches the durable subscriptions' consumers, from memory.
-            forward: (events, options) => {
-              const confirmed = ingest.forward(events, options);
-              if (options?.replay === undefined) toSubscriptions(events, confirmed);
-              return confirmed;
-            },
-            logger: this.logger,
-            limits: { maxTtlMs: Math.round(this.config.pauseMaxTtl * 1000), maxActive: this.config.maxPauses },
-          })
-        : undefined;
-    const ingest = createIngest({
+    const path = new EventPath({
       config: this.config,
       store,
       logger: this.logger,
-      dispatch: dispatcher ? (events) => dispatcher.publish(events) : undefined,
       senderCheck: this.access?.senderCheck,
       inspect: this.catalog?.inspect,
       metrics: this.metrics,
     });
-    this.ingest = ingest;
-    this.dispatcher = dispatcher;
-    await ingest.start();
-    await dispatcher?.start();
+    this.path = path;
+    path.flow.onForwarded((events) => this.subs?.feed(events));
+    await path.start();
+    const dispatcher = path.dispatcher;
     if (dispatcher) {
-      // Restores subscriptions and receivers before anything is served: the API and gRPC see the
-      // manager only once it started.
       const subs = createSubscriptionManager({
         store,
         sql: store.sql,
@@ -319,10 +298,7 @@ class HubProcess implements Hub {
         logger: this.logger,
         liveBufferMax: this.config.receiverMaxLength,
         maxSubscriptions: this.config.maxSubscriptions,
-        dispatched: () => {
-          const d = ingest.stats().dispatched;
-          return d === undefined ? undefined : BigInt(d);
-        },
+        dispatched: () => path.flow.horizon(),
         holding: () => dispatcher.stats().holding > 0,
         metrics: this.metrics,
       });
@@ -348,22 +324,19 @@ class HubProcess implements Hub {
       'lost the writer lease: stopping ingest, waiting as a standby',
     );
     this.current = 'standby';
-    const ingest = this.ingest;
-    const dispatcher = this.dispatcher;
+    const path = this.path;
     const subs = this.subs;
-    this.ingest = undefined;
-    this.dispatcher = undefined;
+    this.path = undefined;
     this.subs = undefined;
     this.leaseLoop = (async () => {
       await subs?.stop().catch(() => undefined);
-      await ingest?.stop().catch(() => undefined);
-      await dispatcher?.stop().catch(() => undefined);
+      await path?.stop().catch(() => undefined);
       await this.standby();
     })();
   }
 
   private async publish(event: HeraldEvent): Promise<void> {
-    const ingest = this.ingest;
+    const ingest = this.path?.ingest;
     if (!ingest) throw new HeraldError(ErrorCodes.UNAVAILABLE, 'this hub is a standby or stopping: it does not publish');
     // A REST or gRPC publisher learns of a schema violation in its answer; ingest checks again (AMQP publishers).
     this.catalog?.checkPublish([event]);
@@ -374,12 +347,12 @@ class HubProcess implements Hub {
   private metricSources(store: Store): MetricsSources {
     let storeUp = true;
     return {
-      headOffset: () => this.ingest?.headOffset(),
+      headOffset: () => this.path?.ingest.headOffset(),
       subscriptions: () => this.subs?.list(),
       standbys: (name) => this.subs?.standbysOf(name) ?? 0,
       receivers: () => this.subs?.receiverDepths(),
-      dispatcher: () => this.dispatcher?.stats(),
-      amqpConnected: () => this.ingest?.isConnected() ?? false,
+      dispatcher: () => this.path?.dispatcher?.stats(),
+      amqpConnected: () => this.path?.ingest.isConnected() ?? false,
       storeConnected: () => {
         // The last ping's answer, asking again for the next scrape: a scrape never waits on the store.
         store.ping().then(
@@ -395,7 +368,7 @@ class HubProcess implements Hub {
   private readiness(): Readiness {
     return {
       hub: this.current === 'running' ? true : this.current,
-      ingest: this.ingest?.isReady() ? true : 'not consuming: RabbitMQ disconnected, the store failing, or standby',
+      ingest: this.path?.ingest.isReady() ? true : 'not consuming: RabbitMQ disconnected, the store failing, or standby',
     };
   }
 
@@ -414,7 +387,7 @@ class HubProcess implements Hub {
         exchangesRoutes(app, this.exchanges as Exchanges);
         dashboardRoutes(app);
         deadLettersRoutes(app, this.deadLetters as DeadLetters);
-        const routes = { dispatcher: () => this.dispatcher, mode: this.config.mode };
+        const routes = { dispatcher: () => this.path?.dispatcher, mode: this.config.mode };
         pausesRoutes(app, routes);
         replaysRoutes(app, { ...routes, subscriptions: () => this.subs, store, maxReplays: this.config.maxReplays });
         subscriptionsRoutes(app, {

@@ -15,8 +15,8 @@ import {
   waitFor as waitUntil,
 } from '@herald/testing';
 import { type Channel, type ChannelModel, connect } from 'amqplib';
+import { DISPATCHED_KEY } from './dispatcher/index.ts';
 import { checkLog } from './ingest/check-log.ts';
-import { DISPATCHED_KEY } from './ingest/index.ts';
 import { openStore } from './store/index.ts';
 import type { Store } from './store/types.ts';
 

@@ -40,7 +40,7 @@ describe('HTTP limits: path lengths and timeouts', { timeout: 80_000 }, () => {
     await store.migrate();
     await store.acquireWriterLease();
     fwd = await createForward(vhost.url);
-    dispatcher = createDispatcher({ sql: store.sql, store, forward: fwd.forward });
+    dispatcher = createDispatcher({ store, forward: fwd.forward });
     await dispatcher.start();
     manager = createSubscriptionManager({ store, sql: store.sql, amqpUrl: vhost.url, flushMs: 50 });
     await manager.start();

@@ -33,7 +33,7 @@ describe('REST /api/v1/pauses and /api/v1/replays', { timeout: 60_000 }, () => {
     await store.acquireWriterLease();
     fwd = await createForward(vhost.url);
     rx = await createReceiver(vhost.url);
-    dispatcher = createDispatcher({ sql: store.sql, store, forward: fwd.forward, limits: { maxTtlMs: 3600_000 } });
+    dispatcher = createDispatcher({ store, forward: fwd.forward, limits: { maxTtlMs: 3600_000 } });
     const deps = { dispatcher: () => dispatcher, mode: 'router' };
     app = await createApi({
       store,

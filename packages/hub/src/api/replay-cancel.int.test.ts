@@ -55,7 +55,7 @@ describe('DELETE /api/v1/replays/{id}: cancel', { timeout: 60_000 }, () => {
     await store.acquireWriterLease();
     fwd = await createForward(vhost.url);
     rx = await createReceiver(vhost.url);
-    dispatcher = createDispatcher({ sql: store.sql, store, forward: gated, chunkSize: CHUNK, limits: { maxTtlMs: 3600_000 } });
+    dispatcher = createDispatcher({ store, forward: gated, chunkSize: CHUNK, limits: { maxTtlMs: 3600_000 } });
     manager = createSubscriptionManager({ store, sql: store.sql, amqpUrl: vhost.url, flushMs: 50 });
     await manager.start();
     app = await createApi({

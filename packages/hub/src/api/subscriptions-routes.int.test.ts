@@ -49,7 +49,7 @@ describe('REST /api/v1/subscriptions', { timeout: 80_000 }, () => {
     await store.migrate();
     await store.acquireWriterLease();
     fwd = await createForward(vhost.url);
-    dispatcher = createDispatcher({ sql: store.sql, store, forward: fwd.forward, limits: { maxTtlMs: 3600_000 } });
+    dispatcher = createDispatcher({ store, forward: fwd.forward, limits: { maxTtlMs: 3600_000 } });
     await dispatcher.start();
     manager = createSubscriptionManager({ store, sql: store.sql, amqpUrl: vhost.url, flushMs: 50 });
     await manager.start();

@@ -1,6 +1,6 @@
 import { ErrorCodes, Headers, HeraldError, INGEST_EXCHANGE } from '@herald/core';
 import { type ChannelModel, connect, type Options } from 'amqplib';
-import { forwardMessage } from '../ingest/forward-message.ts';
+import { forwardMessage } from '../dispatcher/forward-message.ts';
 import type { StoredDeadLetter } from '../store/index.ts';
 import type { StoredEvent } from '../store/types.ts';
 

@@ -30,7 +30,6 @@ for (const kind of ['postgres', 'embedded'] as const) {
 
     const make = (chunkSize = 2000) =>
       createDispatcher({
-        sql: store.sql,
         store,
         forward: fwd.forward,
         chunkSize,

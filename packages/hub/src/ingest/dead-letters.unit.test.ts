@@ -4,6 +4,7 @@ import { dirname, join } from 'node:path';
 import { describe, test } from 'node:test';
 import { createEvent, ErrorCodes, Headers, ValidationError } from '@herald/core';
 import type { Message, Options } from 'amqplib';
+import { forwardMessage, reducedForwardMessage } from '../dispatcher/forward-message.ts';
 import type { StoredEvent } from '../store/types.ts';
 import { fieldTableBytes, HEADERS_DROPPED_HEADER, MAX_HEADER_TABLE_BYTES } from './amqp-table.ts';
 import {
@@ -16,7 +17,6 @@ import {
   minimalDeadLetterPublish,
   sanitizeProperties,
 } from './dead-letters.ts';
-import { forwardMessage, reducedForwardMessage } from './forward-message.ts';
 import { storeFailure } from './store-errors.ts';
 
 // amqplib's own argument handling and frame encoders: what publish() runs before anything is sent.

@@ -25,11 +25,13 @@ import {
 import { type Channel, type ChannelModel, type ConsumeMessage, connect, type Message } from 'amqplib';
 import { pino } from 'pino';
 import { normalizeConfig } from '../config/index.ts';
+import { DISPATCHED_KEY } from '../dispatcher/index.ts';
+import { EventPath } from '../event-path.ts';
 import { createHub, type Hub } from '../hub.ts';
 import { openStore } from '../store/index.ts';
 import type { DeadLetter, Store } from '../store/types.ts';
 import { HEADERS_DROPPED_HEADER } from './amqp-table.ts';
-import { createIngest, DISPATCHED_KEY, type Ingest } from './ingest.ts';
+import type { Ingest } from './ingest.ts';
 
 const logger = () => pino({ level: process.env.HERALD_TEST_LOG_LEVEL ?? 'silent' });
 /** How soon a good event published after a bad one must be stored and forwarded. */
@@ -305,6 +307,7 @@ describe('what the store says decides: retry the batch, or dead-letter the event
   let real: Store;
   let store: ReturnType<typeof faultyStore>;
   let ingest: Ingest;
+  let path: EventPath;
   let pub: RawPublisher;
   let events: Awaited<ReturnType<typeof listenToEvents>>;
   let conn: ChannelModel;
@@ -319,9 +322,10 @@ describe('what the store says decides: retry the batch, or dead-letter the event
     assert.ok(await real.acquireWriterLease());
     store = faultyStore(real, outages);
     const config = normalizeConfig({ amqpUrl: vhost.url, databaseUrl: db.url, mode: 'router', httpPort: 0, grpcPort: 0 }, {});
-    ingest = createIngest({ config, store, logger: logger() });
+    path = new EventPath({ config, store, logger: logger() });
+    ingest = path.ingest;
     events = await listenToEvents(vhost.url);
-    await ingest.start();
+    await path.start();
     pub = await createRawPublisher(vhost.url);
     conn = await connect(vhost.url);
     ch = await conn.createChannel();
@@ -331,7 +335,7 @@ describe('what the store says decides: retry the batch, or dead-letter the event
     await conn?.close().catch(() => undefined);
     await events?.close();
     await pub?.close();
-    await ingest?.stop();
+    await path?.stop();
     await real?.close();
     await vhost?.delete();
     await db?.drop();

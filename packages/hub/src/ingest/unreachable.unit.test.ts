@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { unreachable } from './ingest.ts';
+import { unreachable } from './unreachable.ts';
 
 /** An error shaped as amqplib and node:net raise them: a message and a `code`. */
 const error = (message: string, code: string | number) => Object.assign(new Error(message), { code });

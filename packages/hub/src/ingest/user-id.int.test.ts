@@ -18,9 +18,10 @@ import { pino } from 'pino';
 import { createRabbitUsers, createSenderCheck, type RabbitUsers } from '../auth/rabbitmq-users.ts';
 import type { Role } from '../auth/types.ts';
 import { normalizeConfig } from '../config/index.ts';
+import { EventPath } from '../event-path.ts';
 import { openStore } from '../store/index.ts';
 import type { DeadLetter, Store } from '../store/types.ts';
-import { createIngest, type Ingest } from './ingest.ts';
+import type { Ingest } from './ingest.ts';
 
 /** How soon the good event after a refused one must be stored and forwarded. */
 const FLOW_MS = 5000;
@@ -39,6 +40,7 @@ describe('ingest checks user_id against the sender of the routing key (router mo
   let db: TestDatabase;
   let store: Store;
   let ingest: Ingest;
+  let path: EventPath;
   let users: RabbitUsers;
   /** A Herald-managed publisher, as RabbitMQ knows it: it may publish as billing and shipping. */
   let herald: RawPublisher;
@@ -65,13 +67,14 @@ describe('ingest checks user_id against the sender of the routing key (router mo
     assert.ok(await store.acquireWriterLease());
     users = createRabbitUsers(managementUrl, { vhost: vhost.name });
     const config = normalizeConfig({ amqpUrl: vhost.url, databaseUrl: db.url, mode: 'router', httpPort: 0, grpcPort: 0 }, {});
-    ingest = createIngest({
+    path = new EventPath({
       config,
       store,
       logger: pino({ level: process.env.HERALD_TEST_LOG_LEVEL ?? 'silent' }),
       senderCheck: createSenderCheck((amqpUser) => roles.get(amqpUser)),
     });
-    await ingest.start(); // declares herald.ingest before the publisher's permissions name it
+    await path.start();
+    ingest = path.ingest; // declares herald.ingest before the publisher's permissions name it
 
     const creds = await users.create(name, [{ role: 'publisher', senders: ['billing', 'shipping'] }]);
     heraldUser = creds.username;
@@ -94,7 +97,7 @@ describe('ingest checks user_id against the sender of the routing key (router mo
     await listener?.close().catch(() => undefined);
     await herald?.close();
     await guest?.close();
-    await ingest?.stop();
+    await path?.stop();
     await users?.remove(name).catch(() => undefined);
     await store?.close();
     await vhost?.delete();

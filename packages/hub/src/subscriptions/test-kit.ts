@@ -6,12 +6,11 @@ import { join } from 'node:path';
 import type { HeraldEvent } from '@herald/core';
 import { createTestDatabase, createTestVhost, type TestDatabase, type TestVhost } from '@herald/testing';
 import { pino } from 'pino';
-import { createDispatcher, type Dispatcher } from '../dispatcher/index.ts';
-import { createForward, events } from '../dispatcher/test-kit.ts';
+import { createDispatcher, type Dispatcher, LogFlow } from '../dispatcher/index.ts';
+import { events } from '../dispatcher/test-kit.ts';
 import { openStore, type SqlStore } from '../store/index.ts';
 import type { Store, StoredEvent } from '../store/types.ts';
 import { createSubscriptionManager, type SubscriptionManagerOptions } from './manager.ts';
-import { feedOnConfirm } from './memory-receivers.ts';
 import type { Consumer, DeliveredEvent, SubscriptionManager } from './types.ts';
 
 export interface Rig {
@@ -41,32 +40,25 @@ export async function createRig(kind: 'postgres' | 'embedded', prefix: string): 
   }
   await store.migrate();
   if (!(await store.acquireWriterLease())) throw new Error('no writer lease');
-  const fwd = await createForward(vhost.url);
   const logger = process.env.DEBUG_SUBSCRIPTIONS ? pino({ level: 'debug' }) : undefined;
   const managers: SubscriptionManager[] = [];
-  const toManagers = feedOnConfirm((list) => {
+  // As the hub's event path does: the dispatcher forwards through the flow, and what the flow
+  // forwards live reaches the managers' consumers from memory.
+  let flow: LogFlow | undefined;
+  const dispatcher = createDispatcher({ store, forward: (list, options) => (flow as LogFlow).send(list, options), logger });
+  flow = new LogFlow({ amqpUrl: vhost.url, store, logger: logger ?? pino({ level: 'silent' }), dispatcher });
+  const theFlow = flow;
+  theFlow.onForwarded((list) => {
     for (const m of managers) m.feed(list);
   });
-  // As the hub does: what the dispatcher forwards live reaches the managers' consumers from memory.
-  const dispatcher = createDispatcher({
-    sql: store.sql,
-    store,
-    forward: (list, options) => {
-      const confirmed = fwd.forward(list, options);
-      if (options?.replay === undefined) toManagers(list, confirmed);
-      return confirmed;
-    },
-    logger,
-  });
   await dispatcher.start();
-  let dispatched = await store.headOffset();
+  await theFlow.start();
+  if (theFlow.horizon() === undefined) await theFlow.moveTo((await store.headOffset()) ?? 0n);
   let chain: Promise<unknown> = Promise.resolve();
   const ingestEvents = (list: readonly HeraldEvent[]): Promise<StoredEvent[]> => {
     const run = chain.then(async () => {
       const { stored } = await store.append(list);
-      await dispatcher.dispatch(stored);
-      const last = stored[stored.length - 1];
-      if (last) dispatched = last.offset;
+      await theFlow.appended(stored);
       return stored;
     });
     chain = run.catch(() => undefined);
@@ -84,7 +76,7 @@ export async function createRig(kind: 'postgres' | 'embedded', prefix: string): 
         sql: store.sql,
         amqpUrl: vhost.url,
         logger,
-        dispatched: () => dispatched,
+        dispatched: () => theFlow.horizon(),
         holding: () => dispatcher.stats().holding > 0,
         ...options,
       });
@@ -94,8 +86,8 @@ export async function createRig(kind: 'postgres' | 'embedded', prefix: string): 
     },
     async close() {
       for (const m of managers) await m.stop().catch(() => undefined);
+      await theFlow.stop().catch(() => undefined);
       await dispatcher.stop().catch(() => undefined);
-      await fwd.close();
       await store.close();
       await vhost.delete();
       await db?.drop();

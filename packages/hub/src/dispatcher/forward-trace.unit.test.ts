@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { fromAmqp, uuidv7 } from '@herald/core';
+import { fieldTableBytes, HEADERS_DROPPED_HEADER, MAX_HEADER_TABLE_BYTES } from '../ingest/amqp-table.ts';
 import type { StoredEvent } from '../store/types.ts';
-import { fieldTableBytes, HEADERS_DROPPED_HEADER, MAX_HEADER_TABLE_BYTES } from './amqp-table.ts';
 import { forwardMessage } from './forward-message.ts';
 
 const TP = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';

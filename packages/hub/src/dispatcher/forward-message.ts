@@ -1,6 +1,12 @@
 import { type AmqpProperties, Headers, TRACEPARENT, TRACESTATE, toAmqp } from '@herald/core';
+import {
+  fieldTableBytes,
+  HEADERS_DROPPED_HEADER,
+  isShortString,
+  MAX_HEADER_TABLE_BYTES,
+  MAX_SHORT_STRING_BYTES,
+} from '../ingest/amqp-table.ts';
 import type { StoredEvent } from '../store/types.ts';
-import { fieldTableBytes, HEADERS_DROPPED_HEADER, isShortString, MAX_HEADER_TABLE_BYTES, MAX_SHORT_STRING_BYTES } from './amqp-table.ts';
 
 /** The publish of a stored event to `herald.events`. */
 export interface ForwardMessage {
