@@ -15,6 +15,7 @@ import { dashboardRoutes } from './dashboard/routes.ts';
 import { DeadLetters } from './dead-letters/dead-letters.ts';
 import { assertArchiveSwitchSafe, createDispatcher, type Dispatcher } from './dispatcher/index.ts';
 import { Exchanges } from './exchanges/index.ts';
+import type { DirectAppend, DirectOutcome } from './grpc/publish-stream.ts';
 import { createGrpcServer, type GrpcServer } from './grpc/server.ts';
 import { createIngest, type Ingest, type IngestStats, probeAmqp, probeQueueTypes } from './ingest/index.ts';
 import { createLogger } from './logger.ts';
@@ -370,6 +371,40 @@ class HubProcess implements Hub {
     await ingest.publish(event);
   }
 
+  /**
+   * PublishStream's events: the catalog's check as publish() runs it, then straight into the log
+   * when the ingest has `append`, else to herald.ingest one after the other (offsets unknown). The
+   * pipeline's private append(run, dead, at) takes three arguments: it is not the one meant.
+   */
+  private async appendDirect(events: readonly HeraldEvent[], userId: string | undefined): Promise<DirectOutcome[]> {
+    const ingest = this.ingest;
+    if (!ingest) throw new HeraldError(ErrorCodes.UNAVAILABLE, 'this hub is a standby or stopping: it does not publish');
+    const out: (DirectOutcome | undefined)[] = events.map((event) => {
+      try {
+        this.catalog?.checkPublish([event]);
+        return undefined;
+      } catch (err) {
+        if (err instanceof HeraldError) return { error: err };
+        throw err;
+      }
+    });
+    const passed = events.filter((_, i) => out[i] === undefined);
+    let results: DirectOutcome[] = [];
+    const direct = 'append' in ingest && typeof ingest.append === 'function' && ingest.append.length < 3 ? ingest.append : undefined;
+    if (direct) results = passed.length > 0 ? await (direct as DirectAppend).call(ingest, passed, userId) : [];
+    else {
+      // Sent at once, in order, on the ingest's confirm channel; each answers with its confirm.
+      const settled = await Promise.allSettled(passed.map((event) => ingest.publish(event)));
+      results = settled.map((r): DirectOutcome => {
+        if (r.status === 'fulfilled') return { offset: undefined, duplicate: false };
+        if (r.reason instanceof HeraldError) return { error: r.reason };
+        throw r.reason;
+      });
+    }
+    let next = 0;
+    return out.map((o) => o ?? (results[next++] as DirectOutcome));
+  }
+
   /** What the metrics' gauges read: the parts of this hub as they are at each scrape. */
   private metricSources(store: Store): MetricsSources {
     let storeUp = true;
@@ -447,6 +482,7 @@ class HubProcess implements Hub {
       port: this.config.grpcPort,
       manager: () => this.subs,
       publish: (event: HeraldEvent) => this.publish(event),
+      append: (events, userId) => this.appendDirect(events, userId),
       logger: this.logger.child({ part: 'grpc' }),
       maxEventBytes: this.config.maxEventBytes,
       maxStreams: this.config.maxGrpcStreams,
