@@ -3,8 +3,9 @@
  * in one run on this machine, so the ratios hold however noisy the machine is.
  *
  *   0. side by side (bench/side-by-side.ts): raw amqplib, the hub in archive and in router mode,
- *      the null router, a durable gRPC subscription and NATS JetStream, in alternating rounds, flat
- *      out and at 1,000 events/s; writes the summary block of docs/benchmarks.md and
+ *      the null router, a durable gRPC subscription, the SDK's hub publisher over gRPC PublishStream
+ *      (to a receiver on herald.events) and NATS JetStream, in alternating rounds, flat out and at
+ *      1,000 events/s; writes the summary block of docs/benchmarks.md and
  *      docs/benchmarks.svg (a full run does by default; --quick only with --write-docs).
  *
  * Then every Herald figure beside raw amqplib measured in the same `herald bench` run (`--baseline`):

@@ -1,10 +1,13 @@
 /**
  * The side-by-side part of `npm run bench`: raw amqplib, Herald through a hub in archive mode and
  * in router mode (PostgreSQL), a null router (plain amqplib forwarding herald.ingest to
- * herald.events, nothing stored), a durable gRPC subscription on the router hub, and NATS
- * JetStream, each once per round flat out and once at 1,000 events/s, in alternating rounds (the
- * order turned by one each round), so every path meets the same moments of a noisy machine and each
- * ratio divides by raw amqplib of the same round.
+ * herald.events, nothing stored), a durable gRPC subscription on the router hub, the SDK's hub
+ * publisher over the router hub's gRPC PublishStream to a receiver queue of everything on
+ * herald.events (bench/client/direct-run.ts: the hub stores each event itself, so it crosses
+ * RabbitMQ once; a hub whose ingest cannot append directly passes it through herald.ingest, twice),
+ * and NATS JetStream, each once per round flat out and once at 1,000 events/s, in alternating
+ * rounds (the order turned by one each round), so every path meets the same moments of a noisy
+ * machine and each ratio divides by raw amqplib of the same round.
  *
  * Each path has a vhost of its own (and each hub a database of its own), so no binding of one path
  * delivers to another; all are removed at the end, and so are the run's queues and stream.
@@ -28,6 +31,7 @@ import { runJetStream } from '../packages/cli/src/bench/jetstream.ts';
 import { type BenchOptions, normalizeBenchOptions } from '../packages/cli/src/bench/options.ts';
 import { createPlan } from '../packages/cli/src/bench/plan.ts';
 import { type SummaryMeta, type SummaryRow, spread } from '../packages/cli/src/bench/summary.ts';
+import { runDirectPublish } from './client/direct-run.ts';
 import { nullRouter } from './hub/null-router.ts';
 
 export interface SideBySideOptions {
@@ -151,6 +155,12 @@ export async function sideBySide(o: SideBySideOptions): Promise<SideBySideResult
         url: routerVhost.url,
         hub: routerHub,
         run: async (opts, id) => fromRaw(await runGrpcSubscription(opts, plan(opts), id, `127.0.0.1:${grpcPort}`, quiet)),
+      },
+      {
+        name: 'Herald, gRPC publish stream → router hub → receiver on herald.events',
+        url: routerVhost.url,
+        hub: routerHub,
+        run: async (opts, id) => fromRaw(await runDirectPublish(opts, plan(opts), id, `127.0.0.1:${grpcPort}`, quiet)),
       },
       {
         name: 'NATS JetStream (file storage, 1 replica)',

@@ -106,7 +106,7 @@ describe('the packages installed from their tarballs, outside the workspace', { 
     assert.equal(ok(await run(npm, ['exec', '--offline', '--', 'herald', '--version'], { cwd: dir }), 'herald --version').trim(), version);
   });
 
-  test('npx herald hub starts the hub from the installed package; ESM and CommonJS services publish and subscribe through it', async () => {
+  test('npx herald hub starts the hub from the installed package; ESM and CommonJS services import the SDK and its outbox, publish and subscribe through it', async () => {
     const http = await freePort();
     const env = plainEnv({
       HERALD_AMQP_URL: vhost.url,
@@ -139,6 +139,9 @@ describe('the packages installed from their tarballs, outside the workspace', { 
       });
 
       const service = (load: string, sender: string) => `${load}
+const exported = { putCatalogEntries, createOutbox, createInbox, createOutboxRelay, migrateOutbox };
+for (const [name, f] of Object.entries(exported)) if (typeof f !== 'function') throw new Error(name + ' is ' + typeof f + ', not a function');
+console.log('exports: ' + Object.keys(exported).join(' '));
 const onError = (err) => console.error('trouble: ' + err.message);
 const sub = createSubscriber({ url: process.env.HERALD_AMQP_URL, selector: '${sender}:*', onError }, (event) => {
   if (event.type !== 'installed.works' || event.payload().n !== 1) throw new Error('unexpected ' + JSON.stringify(event));
@@ -157,17 +160,22 @@ const main = async () => {
 };
 main().then(() => process.exit(0), (err) => { console.error(err); process.exit(1); });
 `;
-      writeFileSync(join(dir, 'service.mjs'), service("import { createPublisher, createSubscriber } from '@herald/client';", 'esm'));
-      writeFileSync(join(dir, 'service.cjs'), service("const { createPublisher, createSubscriber } = require('@herald/client');", 'cjs'));
+      const esm =
+        "import { createPublisher, createSubscriber, putCatalogEntries } from '@herald/client';\n" +
+        "import { createInbox, createOutbox, createOutboxRelay, migrateOutbox } from '@herald/client/outbox';";
+      const cjs =
+        "const { createPublisher, createSubscriber, putCatalogEntries } = require('@herald/client');\n" +
+        "const { createInbox, createOutbox, createOutboxRelay, migrateOutbox } = require('@herald/client/outbox');";
+      writeFileSync(join(dir, 'service.mjs'), service(esm, 'esm'));
+      writeFileSync(join(dir, 'service.cjs'), service(cjs, 'cjs'));
       const serviceEnv = plainEnv({ HERALD_AMQP_URL: vhost.url });
-      assert.match(
-        ok(await run(process.execPath, ['service.mjs'], { cwd: dir, env: serviceEnv }), 'the ESM service'),
-        /received esm installed\.works/,
-      );
-      assert.match(
-        ok(await run(process.execPath, ['service.cjs'], { cwd: dir, env: serviceEnv }), 'the CommonJS service'),
-        /received cjs installed\.works/,
-      );
+      const exportsLine = /^exports: putCatalogEntries createOutbox createInbox createOutboxRelay migrateOutbox$/m;
+      const esmOut = ok(await run(process.execPath, ['service.mjs'], { cwd: dir, env: serviceEnv }), 'the ESM service');
+      assert.match(esmOut, exportsLine);
+      assert.match(esmOut, /received esm installed\.works/);
+      const cjsOut = ok(await run(process.execPath, ['service.cjs'], { cwd: dir, env: serviceEnv }), 'the CommonJS service');
+      assert.match(cjsOut, exportsLine);
+      assert.match(cjsOut, /received cjs installed\.works/);
     } finally {
       const exited = new Promise((resolve) => hub.once('exit', resolve));
       if (hub.pid !== undefined) process.kill(-hub.pid, 'SIGTERM');

@@ -6,7 +6,11 @@ export type { CatalogEntry, CatalogEntryVersion } from './catalog-entries.ts';
 export { putCatalogEntries } from './catalog-entries.ts';
 // Durable subscriptions over gRPC are in `@herald/client/grpc` (./grpc.ts), so that importing this
 // entry never loads gRPC.
-export { DEFAULT_AMQP_URL, normalizePublisherOptions, normalizeSubscriberOptions } from './options.ts';
+// createHubPublisher publishes over the hub's gRPC PublishStream; it loads gRPC at its first publish.
+export type { HubPublisher, HubPublisherOptions, HubPublishReceipt } from './hub-publisher.ts';
+export { createHubPublisher } from './hub-publisher.ts';
+export type { NormalizedHubPublisher } from './options.ts';
+export { DEFAULT_AMQP_URL, normalizeHubPublisherOptions, normalizePublisherOptions, normalizeSubscriberOptions } from './options.ts';
 export { payloadOf } from './payload.ts';
 export { createPublisher } from './publisher.ts';
 export { createSubscriber } from './subscriber.ts';

@@ -19,6 +19,7 @@ import {
   type WireStart,
 } from '@herald/core';
 import type { DurableSubscriptionOptions, SubscriptionStart } from './durable-subscription.ts';
+import type { HubPublisherOptions } from './hub-publisher.ts';
 import type { ConnectionOptions, PublisherOptions, SubscriberOptions } from './types.ts';
 import { type EventCheck, eventCheck } from './validation.ts';
 
@@ -361,5 +362,56 @@ export function normalizeDurableSubscriptionOptions(
     reconnectInitialDelayMs: initial,
     reconnectMaxDelayMs: max,
     onError: callback(o, 'onError') as ((err: HeraldError) => void) | undefined,
+  };
+}
+
+/** A hub publisher's options with every default filled in (see createHubPublisher()). */
+export interface NormalizedHubPublisher {
+  readonly sender: string;
+  /** The hubs' gRPC addresses, tried in turn. */
+  readonly urls: readonly string[];
+  readonly token: string | undefined;
+  readonly maxPending: number;
+  readonly confirmTimeoutMs: number;
+  readonly maxEventBytes: number;
+  readonly reconnectInitialDelayMs: number;
+  readonly reconnectMaxDelayMs: number;
+  readonly onError: ((err: Error) => void) | undefined;
+  readonly check: EventCheck | undefined;
+}
+
+const HUB_PUBLISHER_FIELDS = [
+  'sender',
+  'url',
+  'token',
+  'maxPending',
+  'confirmTimeoutMs',
+  'maxEventBytes',
+  'reconnectInitialDelayMs',
+  'reconnectMaxDelayMs',
+  'onError',
+  'schemas',
+  'validate',
+] as const;
+
+/** Validates and fills in the options of createHubPublisher(); throws a ValidationError (INVALID_CONFIG / INVALID_SENDER) naming the field. */
+export function normalizeHubPublisherOptions(options: HubPublisherOptions): NormalizedHubPublisher {
+  const o = record(options, 'hub publisher');
+  rejectUnknown(o, HUB_PUBLISHER_FIELDS, 'hub publisher');
+  assertSender(o.sender);
+  const initial = int(o, 'reconnectInitialDelayMs', 100, 1, 600_000);
+  const max = int(o, 'reconnectMaxDelayMs', 5000, 1, 600_000);
+  if (max < initial) bad('reconnectMaxDelayMs', `must be at least reconnectInitialDelayMs (${initial})`, max);
+  return {
+    sender: o.sender,
+    urls: grpcUrls(options.url),
+    token: tokenOption(options.token ?? process.env.HERALD_TOKEN),
+    maxPending: int(o, 'maxPending', 10_000, 1, 1_000_000),
+    confirmTimeoutMs: int(o, 'confirmTimeoutMs', 30_000, 0),
+    maxEventBytes: int(o, 'maxEventBytes', DEFAULT_MAX_EVENT_BYTES, 1),
+    reconnectInitialDelayMs: initial,
+    reconnectMaxDelayMs: max,
+    onError: callback(o, 'onError'),
+    check: eventCheck(options.schemas, validator(o)),
   };
 }

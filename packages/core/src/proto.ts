@@ -74,6 +74,28 @@ export interface WirePublishResponse {
   id: string;
 }
 
+/** `herald.v1.PublishStreamRequest`. */
+export interface WirePublishStreamRequest {
+  seq: WireLong;
+  events: WirePublishRequest[];
+}
+
+/** `herald.v1.PublishStreamResponse.Ack`: one event's outcome (exactly one of stored, duplicate, refused). */
+export interface WirePublishAck {
+  seq: WireLong;
+  id: string;
+  stored?: { offset?: WireLong | undefined } | null | undefined;
+  duplicate?: { offset?: WireLong | undefined } | null | undefined;
+  refused?: { code: string; message: string } | null | undefined;
+  /** Which one is set (proto-loader's `oneofs: true`). */
+  outcome?: 'stored' | 'duplicate' | 'refused';
+}
+
+/** `herald.v1.PublishStreamResponse`. */
+export interface WirePublishStreamResponse {
+  acks: WirePublishAck[];
+}
+
 /** `herald.v1.Start`: one of the positions (none = resume). */
 export interface WireStart {
   resume?: boolean;

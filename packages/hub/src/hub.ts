@@ -15,6 +15,7 @@ import { dashboardRoutes } from './dashboard/routes.ts';
 import { DeadLetters } from './dead-letters/dead-letters.ts';
 import { EventPath, type EventPathStats } from './event-path.ts';
 import { Exchanges } from './exchanges/index.ts';
+import type { DirectOutcome } from './grpc/publish-stream.ts';
 import { createGrpcServer, type GrpcServer } from './grpc/server.ts';
 import { probeAmqp, probeQueueTypes } from './ingest/index.ts';
 import { createLogger } from './logger.ts';
@@ -343,6 +344,30 @@ class HubProcess implements Hub {
     await ingest.publish(event);
   }
 
+  /**
+   * The direct path (gRPC PublishStream): the catalog's publish check per event, then the events
+   * that pass go straight into the log (Ingest.append), answered once committed. The caller's
+   * permission to publish as each sender was checked by the gRPC server; `userId` names the
+   * producer for the catalog.
+   */
+  private async appendDirect(events: readonly HeraldEvent[], userId: string | undefined): Promise<DirectOutcome[]> {
+    const ingest = this.path?.ingest;
+    if (!ingest) throw new HeraldError(ErrorCodes.UNAVAILABLE, 'this hub is a standby or stopping: it does not publish');
+    const out: (DirectOutcome | undefined)[] = events.map((event) => {
+      try {
+        this.catalog?.checkPublish([event]);
+        return undefined;
+      } catch (err) {
+        if (err instanceof HeraldError) return { error: err };
+        throw err;
+      }
+    });
+    const passed = events.filter((_, i) => out[i] === undefined);
+    const results = passed.length > 0 ? await ingest.append(passed, userId) : [];
+    let next = 0;
+    return out.map((o) => o ?? (results[next++] as DirectOutcome));
+  }
+
   /** What the metrics' gauges read: the parts of this hub as they are at each scrape. */
   private metricSources(store: Store): MetricsSources {
     let storeUp = true;
@@ -420,6 +445,7 @@ class HubProcess implements Hub {
       port: this.config.grpcPort,
       manager: () => this.subs,
       publish: (event: HeraldEvent) => this.publish(event),
+      append: (events, userId) => this.appendDirect(events, userId),
       logger: this.logger.child({ part: 'grpc' }),
       maxEventBytes: this.config.maxEventBytes,
       maxStreams: this.config.maxGrpcStreams,

@@ -54,6 +54,31 @@ export const CAPS = {
 
 export type CapName = keyof typeof CAPS;
 
+/** A cap no setting changes: how many of a thing the hub keeps at most. */
+export interface FixedCapSpec {
+  /** What is counted. */
+  readonly what: string;
+  readonly max: number;
+}
+
+/**
+ * The hub's fixed caps, counted in the store for every hub together (not per process): the
+ * catalog's bounds (docs/catalog.md). The part that keeps each refuses past it with LIMIT_EXCEEDED
+ * in its own words (the catalog: `details.limit` the CATALOG_LIMITS key, `details.max`), or, for
+ * observed types, records no more. docs/reliability.md lists this table too (a unit test keeps the
+ * two in step).
+ */
+export const FIXED_CAPS = {
+  /** Schema versions one catalog type keeps (CATALOG_LIMITS.maxVersions). */
+  catalogVersions: { what: 'schema versions per catalog type', max: 100 },
+  /** Catalog entries, types with a PUT (CATALOG_LIMITS.maxEntries). */
+  catalogEntries: { what: 'catalog entries', max: 10_000 },
+  /** Catalog types that validate at ingest, each compiled into every hub's memory (CATALOG_LIMITS.maxValidated). */
+  catalogValidated: { what: 'catalog types validated at ingest', max: 1000 },
+  /** Types only observed that the catalog records (CATALOG_LIMITS.maxObservedTypes). */
+  catalogObservedTypes: { what: 'catalog types observed', max: 100_000 },
+} as const satisfies Record<string, FixedCapSpec>;
+
 /**
  * The refusal when a cap is reached: LIMIT_EXCEEDED, e.g. `too many active replays: this hub holds
  * at most 16 at once (HERALD_MAX_REPLAYS); retry once one has finished, …`, with `details` naming

@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { ErrorCodes, hasCode } from '@herald/core';
-import { CAPS, capReached, createCap } from './caps.ts';
+import { CATALOG_LIMITS } from '../catalog/index.ts';
+import { CAPS, capReached, createCap, FIXED_CAPS } from './caps.ts';
 
 test('a cap refuses the slot past its max with LIMIT_EXCEEDED naming it and its setting; a slot given back lets the next in', () => {
   const cap = createCap('sseStreams', 2);
@@ -58,5 +59,22 @@ test('docs/reliability.md lists every cap with its setting and default', () => {
     const row = doc.split('\n').find((line) => line.startsWith('|') && line.includes(`\`${cap.setting}\``));
     assert.ok(row, `docs/reliability.md should have a row for ${cap.setting}`);
     assert.ok(row.includes(cap.default.toLocaleString('en-US')), `${cap.setting}: default ${cap.default} in ${row}`);
+  }
+});
+
+test('the fixed caps are the catalog’s bounds, and docs/reliability.md lists each with its value', () => {
+  assert.deepEqual(
+    [CATALOG_LIMITS.maxVersions, CATALOG_LIMITS.maxEntries, CATALOG_LIMITS.maxValidated, CATALOG_LIMITS.maxObservedTypes],
+    [100, 10_000, 1000, 100_000],
+  );
+  assert.deepEqual(
+    [FIXED_CAPS.catalogVersions.max, FIXED_CAPS.catalogEntries.max, FIXED_CAPS.catalogValidated.max, FIXED_CAPS.catalogObservedTypes.max],
+    [CATALOG_LIMITS.maxVersions, CATALOG_LIMITS.maxEntries, CATALOG_LIMITS.maxValidated, CATALOG_LIMITS.maxObservedTypes],
+  );
+  const doc = readFileSync(new URL('../../../../docs/reliability.md', import.meta.url), 'utf8');
+  for (const [name, cap] of Object.entries(FIXED_CAPS)) {
+    const row = doc.split('\n').find((line) => line.startsWith('|') && line.includes(`\`FIXED_CAPS.${name}\``));
+    assert.ok(row, `docs/reliability.md should have a row for FIXED_CAPS.${name}`);
+    assert.ok(row.includes(` ${cap.max.toLocaleString('en-US')} `), `${name}: ${cap.max} in ${row}`);
   }
 });

@@ -1,2 +1,2 @@
-export type { Cap, CapName, CapSpec } from './caps.ts';
-export { CAPS, capReached, createCap } from './caps.ts';
+export type { Cap, CapName, CapSpec, FixedCapSpec } from './caps.ts';
+export { CAPS, capReached, createCap, FIXED_CAPS } from './caps.ts';

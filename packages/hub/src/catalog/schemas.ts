@@ -2,6 +2,7 @@ import { deeperThan, ErrorCodes, ValidationError } from '@herald/core';
 import { Ajv, type ErrorObject } from 'ajv';
 import addFormatsModule, { type FormatsPlugin } from 'ajv-formats';
 import { RE2JS } from 're2js';
+import { FIXED_CAPS } from '../caps/index.ts';
 
 /** ajv-formats is CommonJS: from built ESM its default import is `module.exports`, whose `default` is the plugin too. */
 const addFormats = ((addFormatsModule as { default?: FormatsPlugin }).default ?? addFormatsModule) as FormatsPlugin;
@@ -36,14 +37,14 @@ export const CATALOG_LIMITS = {
   /** Types and bytes of schemas the AsyncAPI document takes; past them it is cut, and says so. */
   asyncApiTypes: 10_000,
   asyncApiBytes: 32 * 1024 * 1024,
-  /** Schema versions one type keeps: a PUT of one more is LIMIT_EXCEEDED (delete the type to start over). */
-  maxVersions: 100,
-  /** Entries (types with a PUT) the catalog holds: a PUT of a new type past it is LIMIT_EXCEEDED. */
-  maxEntries: 10_000,
-  /** Types that validate at ingest, each compiled into this hub's memory: turning on one more is LIMIT_EXCEEDED. */
-  maxValidated: 1000,
-  /** Types only observed that the catalog records; new ones past it are not recorded (logged). */
-  maxObservedTypes: 100_000,
+  /** Schema versions one type keeps: a PUT of one more is LIMIT_EXCEEDED (delete the type to start over). A fixed cap (FIXED_CAPS). */
+  maxVersions: FIXED_CAPS.catalogVersions.max,
+  /** Entries (types with a PUT) the catalog holds: a PUT of a new type past it is LIMIT_EXCEEDED. A fixed cap. */
+  maxEntries: FIXED_CAPS.catalogEntries.max,
+  /** Types that validate at ingest, each compiled into this hub's memory: turning on one more is LIMIT_EXCEEDED. A fixed cap. */
+  maxValidated: FIXED_CAPS.catalogValidated.max,
+  /** Types only observed that the catalog records; new ones past it are not recorded (logged). A fixed cap. */
+  maxObservedTypes: FIXED_CAPS.catalogObservedTypes.max,
   /** Producers and consumers not seen for this long are deleted (at a flush, at most once an hour). */
   observedKeepMs: 30 * 24 * 3600 * 1000,
   /**

@@ -1,4 +1,5 @@
-// The gRPC API, herald.v1.Herald: Publish and Subscribe over the subscription manager.
+// The gRPC API, herald.v1.Herald: Publish, PublishStream, and Subscribe over the subscription manager.
+export type { DirectAppend, DirectOutcome } from './publish-stream.ts';
 export type { GrpcServer, GrpcServerOptions } from './server.ts';
 export { createGrpcServer } from './server.ts';
 export type { GrpcStatus } from './status.ts';

@@ -2,7 +2,6 @@ import { once } from 'node:events';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import {
-  createEvent,
   DEFAULT_MAX_EVENT_BYTES,
   ErrorCodes,
   GRPC_SERVICE,
@@ -27,6 +26,8 @@ import type { Principal } from '../auth/types.ts';
 import { CAPS, capReached } from '../caps/index.ts';
 import { assertSubscriptionName } from '../subscriptions/start-position.ts';
 import type { Consumer, DeliveredEvent, SubscriptionManager } from '../subscriptions/types.ts';
+import { type DirectAppend, PublishSession, publishStreamDecoder } from './publish-stream.ts';
+import { eventOfRequest, principalOfCall, tolerantDecoding, Undecodable, undecodableStatus } from './requests.ts';
 import { type GrpcStatus, heraldStatus, toGrpcStatus } from './status.ts';
 
 /** What the gRPC server needs from the hub. */
@@ -38,6 +39,8 @@ export interface GrpcServerOptions {
   manager: () => SubscriptionManager | undefined;
   /** Publishes to herald.ingest and resolves once RabbitMQ confirmed it. */
   publish: (event: HeraldEvent) => Promise<void>;
+  /** Stores events of PublishStream in the log; without it PublishStream answers UNIMPLEMENTED. */
+  append?: DirectAppend | undefined;
   logger: Logger;
   /**
    * Largest event body a Publish may carry (HERALD_MAX_EVENT_BYTES). A message past it plus the
@@ -46,25 +49,10 @@ export interface GrpcServerOptions {
    * Default 1 MiB.
    */
   maxEventBytes?: number | undefined;
-  /** Concurrent Subscribe streams (HERALD_MAX_GRPC_STREAMS); the next ends with RESOURCE_EXHAUSTED. Default 1000. */
+  /** Concurrent Subscribe and PublishStream streams (HERALD_MAX_GRPC_STREAMS); the next ends with RESOURCE_EXHAUSTED. Default 1000. */
   maxStreams?: number | undefined;
   /** Authentication (metadata `authorization: Bearer <token>`) and the access rules. Default: off, every call allowed. */
   auth?: Auth | undefined;
-}
-
-/** The client address of a call, `ipv4:127.0.0.1:5555` → `127.0.0.1`, for the failed-authentication limit. */
-function clientOf(call: { getPeer(): string }): string {
-  return call
-    .getPeer()
-    .replace(/^ipv[46]:/, '')
-    .replace(/:\d+$/, '')
-    .replace(/^\[|\]$/g, '');
-}
-
-/** Who makes a call: from its `authorization` metadata. Rejects UNAUTHENTICATED (or LIMIT_EXCEEDED after too many failures). */
-function principalOfCall(auth: Auth, call: { metadata: grpc.Metadata; getPeer(): string }): Promise<Principal> {
-  const value = call.metadata.get('authorization')[0];
-  return auth.authenticate(typeof value === 'string' ? value : undefined, clientOf(call));
 }
 
 /** The `herald.v1.Herald` service. */
@@ -120,36 +108,6 @@ export function grpcServerOptions(maxEventBytes: number): grpc.ChannelOptions {
     'grpc.max_send_message_length': Math.max(BATCH_BYTES, maxEventBytes) + ENVELOPE_BYTES + BATCH_EVENTS * EVENT_FRAMING_BYTES,
   };
 }
-
-/**
- * A request whose protobuf bytes do not decode (cut short, garbled). grpc-js would end the call
- * with INTERNAL, which says the hub failed and invites a retry of the same bytes; the handlers
- * answer INVALID_ARGUMENT (INVALID_REQUEST) instead.
- */
-class Undecodable {
-  constructor(readonly reason: string) {}
-}
-
-/** `service` with request decoders that return an Undecodable instead of throwing. */
-function tolerantDecoding(service: grpc.ServiceDefinition): grpc.ServiceDefinition {
-  const out: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
-  for (const [name, method] of Object.entries(service)) {
-    out[name] = {
-      ...method,
-      requestDeserialize: (bytes: Buffer) => {
-        try {
-          return method.requestDeserialize(bytes);
-        } catch (err) {
-          return new Undecodable(err instanceof Error ? err.message : String(err));
-        }
-      },
-    };
-  }
-  return out as grpc.ServiceDefinition;
-}
-
-const undecodableStatus = (what: string, u: Undecodable): GrpcStatus =>
-  heraldStatus(ErrorCodes.INVALID_REQUEST, `the ${what} message is not valid protobuf for herald.v1: ${u.reason.slice(0, 200)}`);
 
 /** Bytes of one event as an `events` message carries it, near enough to cut batches by. */
 function wireBytes(e: DeliveredEvent): number {
@@ -390,6 +348,7 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
   const maxEventBytes = options.maxEventBytes ?? DEFAULT_MAX_EVENT_BYTES;
   const maxStreams = options.maxStreams ?? CAPS.grpcStreams.default;
   const sessions = new Set<SubscribeSession>();
+  const publishSessions = new Set<PublishSession>();
   let server: grpc.Server | undefined;
   let stopping: Promise<void> | undefined;
 
@@ -416,23 +375,7 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
     let event: HeraldEvent;
     try {
       auth.assertPublish(principal, r.sender);
-      event = createEvent(
-        {
-          id: r.id || undefined,
-          sender: r.sender,
-          type: r.type,
-          data: r.data,
-          contentType: r.contentType || undefined,
-          time: r.timeMs === undefined ? undefined : Number(r.timeMs),
-          subject: r.subject,
-          correlationId: r.correlationId,
-          causationId: r.causationId,
-          headers: r.headers,
-          traceparent: r.traceparent,
-          tracestate: r.tracestate,
-        },
-        { maxBytes: maxEventBytes },
-      );
+      event = eventOfRequest(r, maxEventBytes);
     } catch (err) {
       callback(toGrpcStatus(err));
       return;
@@ -452,7 +395,7 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
       call.emit('error', heraldStatus(ErrorCodes.UNAVAILABLE, 'the hub is stopping'));
       return;
     }
-    if (sessions.size >= maxStreams) {
+    if (sessions.size + publishSessions.size >= maxStreams) {
       // Each stream holds a consumer and its window of events: past the cap, refuse rather than
       // let clients grow the hub's memory. RESOURCE_EXHAUSTED (LIMIT_EXCEEDED): a retry later may
       // fit, and the SDK retries it with backoff.
@@ -474,12 +417,42 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
     );
   };
 
+  /** PublishStream: refused like Subscribe when stopping or at the stream cap, then a PublishSession. */
+  const publishStream: grpc.handleBidiStreamingCall<unknown, unknown> = (call) => {
+    const append = options.append;
+    if (stopping || !append) {
+      const why = stopping ? 'the hub is stopping' : 'this hub does not take PublishStream';
+      call.emit('error', stopping ? heraldStatus(ErrorCodes.UNAVAILABLE, why) : { code: grpc.status.UNIMPLEMENTED, details: why });
+      return;
+    }
+    if (sessions.size + publishSessions.size >= maxStreams) {
+      call.emit('error', toGrpcStatus(capReached('grpcStreams', maxStreams)));
+      logger.warn({ peer: call.getPeer(), maxStreams }, 'grpc publish stream refused: stream cap reached');
+      return;
+    }
+    principalOfCall(auth, call).then(
+      (principal) => {
+        if (stopping) {
+          call.emit('error', heraldStatus(ErrorCodes.UNAVAILABLE, 'the hub is stopping'));
+          return;
+        }
+        const ctx = { append, auth, logger, maxEventBytes };
+        const session: PublishSession = new PublishSession(call as never, ctx, principal, () => publishSessions.delete(session));
+        publishSessions.add(session);
+      },
+      (err: unknown) => call.emit('error', toGrpcStatus(err)),
+    );
+  };
+
   return {
     async start() {
       const definition = await protoLoader.load(PROTO_PATH, { ...PROTO_LOADER_OPTIONS });
       const service = definition[GRPC_SERVICE] as grpc.ServiceDefinition;
       const s = new grpc.Server(grpcServerOptions(maxEventBytes));
-      s.addService(tolerantDecoding(service), { publish, subscribe } as grpc.UntypedServiceImplementation);
+      const decoders = {
+        PublishStream: publishStreamDecoder((service.Publish as grpc.MethodDefinition<unknown, unknown>).requestDeserialize),
+      };
+      s.addService(tolerantDecoding(service, decoders), { publish, subscribe, publishStream } as grpc.UntypedServiceImplementation);
       const host = options.host.includes(':') && !options.host.startsWith('[') ? `[${options.host}]` : options.host;
       const address = `${host}:${options.port}`;
       const port = await new Promise<number>((resolve, reject) => {
@@ -497,7 +470,8 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
         const s = server;
         // Detach every consumer first (their subscriptions sleep with their acked offsets), then let
         // the clients see UNAVAILABLE and reconnect elsewhere or later.
-        await Promise.all([...sessions].map((x) => x.end(heraldStatus(ErrorCodes.UNAVAILABLE, 'the hub is stopping'))));
+        const gone = heraldStatus(ErrorCodes.UNAVAILABLE, 'the hub is stopping');
+        await Promise.all([...sessions, ...publishSessions].map((x) => x.end(gone)));
         if (!s) return;
         await new Promise<void>((resolve) => {
           const timer = setTimeout(() => {

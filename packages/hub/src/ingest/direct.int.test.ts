@@ -27,8 +27,9 @@ describe('direct append: stored, duplicate or refused per event, then forwarded 
       config,
       store,
       logger: pino({ level: process.env.HERALD_TEST_LOG_LEVEL ?? 'silent' }),
-      senderCheck: (user, sender) =>
-        user === 'billing-only' && sender !== 'billing' ? `user_id ${user} may not publish as sender ${sender}` : undefined,
+      inspect: (event) => {
+        if (event.type === 'parcel.sent') throw new Error('parcel.sent is not in the catalog');
+      },
     });
     rx = await createReceiver(vhost.url, 'direct-rx');
     await path.start();
@@ -47,15 +48,15 @@ describe('direct append: stored, duplicate or refused per event, then forwarded 
       ['shipping', 'parcel.sent'],
       ['billing', 'invoice.sent'],
     ]) as [ReturnType<typeof events>[number], ReturnType<typeof events>[number], ReturnType<typeof events>[number]];
-    const first = await path.ingest.append([a, b, c, a], 'billing-only');
+    const first = await path.ingest.append([a, b, c, a], 'billing-service');
     assert.equal(first.length, 4);
     assert.deepEqual(first[0], { offset: 1n, duplicate: false });
-    assert.ok('error' in (first[1] as object), 'the sender the user may not use is refused');
+    assert.ok('error' in (first[1] as object), 'the event the inspection refuses is refused, the rest stored');
     const refusal = (first[1] as { error: { code: string; message: string } }).error;
     assert.equal(refusal.code, ErrorCodes.INVALID_EVENT);
-    assert.match(refusal.message, /may not publish as sender shipping/);
+    assert.match(refusal.message, /parcel.sent is not in the catalog/);
     assert.deepEqual(first[2], { offset: 2n, duplicate: false });
-    assert.deepEqual(first[3], { offset: undefined, duplicate: true }, 'the same id twice in one call: the second is a duplicate');
+    assert.deepEqual(first[3], { offset: 1n, duplicate: true }, 'the same id twice in one call: the second is a duplicate of the first');
     const again = await path.ingest.append([a], undefined);
     assert.deepEqual(again, [{ offset: undefined, duplicate: true }], 'an id the log has is a duplicate');
     assert.equal(await store.headOffset(), 2n, 'stored once each');

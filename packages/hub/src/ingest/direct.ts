@@ -12,8 +12,8 @@ export interface DirectContext {
   readonly store: Pick<Store, 'append' | 'ping'>;
   readonly hooks: AppendHooks<unknown>;
   readonly outlet: IngestOutlet | undefined;
-  /** Throws when the event may not be stored as `userId`'s (sender check, catalog inspection). */
-  check(event: HeraldEvent, userId: string | undefined): void;
+  /** Throws when the event may not be stored (the catalog's inspection); `producer` names who sent it. */
+  check(event: HeraldEvent, producer: string | undefined): void;
   /** Runs `fn` in ingest's serial line, after the batch in progress. */
   serially<T>(fn: () => Promise<T>): Promise<T>;
   /** Whether the store answered the last write (readiness). */
@@ -27,13 +27,17 @@ function asHeraldError(err: unknown): HeraldError {
 }
 
 /** Ingest.append(): see its contract in types.ts. */
-export async function directAppend(c: DirectContext, events: readonly HeraldEvent[], userId: string | undefined): Promise<DirectOutcome[]> {
+export async function directAppend(
+  c: DirectContext,
+  events: readonly HeraldEvent[],
+  producer: string | undefined,
+): Promise<DirectOutcome[]> {
   const outcomes: DirectOutcome[] = new Array(events.length);
   const accepted: HeraldEvent[] = [];
   const sources: number[] = [];
   events.forEach((event, i) => {
     try {
-      c.check(event, userId);
+      c.check(event, producer);
       accepted.push(event);
       sources.push(i);
     } catch (err) {
@@ -59,13 +63,15 @@ export async function directAppend(c: DirectContext, events: readonly HeraldEven
   });
   const offsets = new Map<string, bigint>();
   for (const e of run.stored) offsets.set(e.id, e.offset);
+  const answered = new Set<string>();
   for (const [n, i] of sources.entries()) {
     if (outcomes[i] !== undefined) continue;
     const id = (accepted[n] as HeraldEvent).id;
     const offset = offsets.get(id);
-    if (offset === undefined) outcomes[i] = { offset: undefined, duplicate: true };
+    // The same id twice in one call: the second is a duplicate of the first, whose offset it names.
+    if (offset === undefined || answered.has(id)) outcomes[i] = { offset, duplicate: true };
     else {
-      offsets.delete(id); // the same id twice in one call: the second is the duplicate
+      answered.add(id);
       outcomes[i] = { offset, duplicate: false };
     }
   }

@@ -173,7 +173,7 @@ class IngestPipeline implements Ingest {
     await publishToIngest(link.pubCh, event);
   }
 
-  async append(events: readonly HeraldEvent[], userId: string | undefined): Promise<DirectOutcome[]> {
+  async append(events: readonly HeraldEvent[], producer: string | undefined): Promise<DirectOutcome[]> {
     if (this.stopRequested || this.loop === undefined)
       throw new HeraldError(ErrorCodes.UNAVAILABLE, 'this hub is not ingesting (starting, stopping or a standby); try again shortly');
     return directAppend(
@@ -181,17 +181,14 @@ class IngestPipeline implements Ingest {
         store: this.store,
         hooks: this.hooks,
         outlet: this.outlet,
-        check: (event, user) => {
-          if (user !== undefined && user !== '') this.checkSender(user, event.sender);
-          this.inspect?.(event, user);
-        },
+        check: (event, producer) => this.inspect?.(event, producer),
         serially: (fn) => this.withLock(fn),
         storeAnswered: (ok) => {
           this.storeHealthy = ok;
         },
       },
       events,
-      userId,
+      producer,
     );
   }
 

@@ -21,7 +21,7 @@ export interface IngestStats {
 /** One event's answer from Ingest.append(). */
 export type DirectOutcome =
   | { readonly offset: bigint; readonly duplicate: false }
-  | { readonly offset: undefined; readonly duplicate: true }
+  | { readonly offset: bigint | undefined; readonly duplicate: true }
   | { readonly error: HeraldError };
 
 /**
@@ -66,12 +66,13 @@ export interface Ingest {
    * The direct path: stores events in the log itself (in order, in the same serial line as the
    * batches from RabbitMQ, so one transaction for the lot when the store takes it), hands what was
    * stored to the outlet, and resolves once the transaction committed, without waiting for
-   * RabbitMQ: one outcome per event, in order. An event whose sender `userId` may not use, that the
-   * catalog's inspection refuses, or that the store refuses for its data is refused with its
-   * reason (not dead-lettered: the caller hears of it); an id the log has is a duplicate. Rejects
-   * with UNAVAILABLE when the store is unavailable or the hub is stopping (the caller retries).
+   * RabbitMQ: one outcome per event, in order. An event the catalog's inspection refuses, or that
+   * the store refuses for its data, is refused with its reason (not dead-lettered: the caller hears
+   * of it); an id the log has is a duplicate. The caller has checked that its principal may publish
+   * as each sender; `producer` names it for the catalog. Rejects with UNAVAILABLE when the store is
+   * unavailable or the hub is not ingesting (the caller retries).
    */
-  append(events: readonly HeraldEvent[], userId: string | undefined): Promise<DirectOutcome[]>;
+  append(events: readonly HeraldEvent[], producer: string | undefined): Promise<DirectOutcome[]>;
   /** Connected, consuming, and the store answered the last write. */
   isReady(): boolean;
   /** Connected to RabbitMQ (consuming or not). */

@@ -1,14 +1,17 @@
-import { ErrorCodes, HeraldError, type Matcher, type Selector, ValidationError } from '@herald/core';
+import { ErrorCodes, HeraldError, ValidationError } from '@herald/core';
 import type { SubscriptionStore } from '../store/index.ts';
 import { queryMayHaveMore } from '../store/index.ts';
 import { READ_MAX_BYTES, type Store, type StoredEvent } from '../store/types.ts';
+import type { Sub } from './subscription.ts';
 import type { Consumer, DeliveredEvent, SubscriptionMetrics } from './types.ts';
 
 /**
- * One subscription's consumers: the subscription in memory (Sub) and an attached consumer's
- * catch-up/live state machine (AttachedConsumer). The manager (manager.ts) owns the set of
- * subscriptions and gives each consumer what it reads through ConsumerCore.
+ * An attached consumer's catch-up/live state machine (AttachedConsumer) over one subscription in
+ * memory (Sub, subscription.ts). The manager (manager.ts) owns the set of subscriptions and gives
+ * each consumer what it reads through ConsumerCore.
  */
+
+export { type AwakeListener, type ReplayJob, Sub } from './subscription.ts';
 
 /** An idle live consumer looks at the log this often (a safety net: a live message may never come). */
 export const IDLE_CHECK_MS = 2000;
@@ -16,64 +19,6 @@ export const IDLE_CHECK_MS = 2000;
 export const LIVE_BUFFER_MAX_BYTES = 8 * 1024 * 1024;
 /** Bytes of event bodies the live buffers of all consumers hold together at most; a buffer that would pass it is dropped. */
 export const LIVE_BUFFERS_MAX_BYTES = 256 * 1024 * 1024;
-
-const bodyBytes = (events: readonly StoredEvent[]) => {
-  let n = 0;
-  for (const e of events) n += e.data.length;
-  return n;
-};
-
-/** A replay into one subscription; its row in the replays table follows `position` and `count` per chunk. */
-export interface ReplayJob {
-  readonly id: string;
-  readonly matches: Matcher;
-  /** Read up to here (exclusive start of the next read); saved with each chunk sent. */
-  position: bigint;
-  upTo: bigint;
-  /** Events sent so far. */
-  count: number;
-  capped: boolean;
-  readonly since: number | undefined;
-  readonly until: number | undefined;
-}
-
-/** One subscription in memory; the store has its row. */
-export class Sub {
-  acked: bigint;
-  saved: bigint;
-  active: AttachedConsumer | undefined;
-  readonly standby: AttachedConsumer[] = [];
-  httpUntil = 0;
-  readonly replays: ReplayJob[] = [];
-  readonly waiters = new Set<() => void>();
-  /** Serializes HTTP pulls of this subscription. */
-  pulling: Promise<unknown> = Promise.resolve();
-  /** Serializes replay reads (a pull and a consumer taking over may read at once): no chunk goes twice. */
-  replaying: Promise<unknown> = Promise.resolve();
-
-  constructor(
-    readonly name: string,
-    readonly selector: Selector,
-    readonly createdAt: number,
-    acked: bigint,
-  ) {
-    this.acked = acked;
-    this.saved = acked;
-  }
-
-  wakeWaiters(): void {
-    for (const w of [...this.waiters]) w();
-  }
-
-  /** The hub ends the active consumer and the standbys (deleted, stopping); waiting pulls wake. */
-  endConsumers(reason: string): void {
-    this.active?.end(reason);
-    for (const c of this.standby) c.end(reason);
-    this.active = undefined;
-    this.standby.length = 0;
-    this.wakeWaiters();
-  }
-}
 
 interface Fill {
   events: DeliveredEvent[];
@@ -125,7 +70,10 @@ export class AttachedConsumer implements Consumer {
    */
   private prefetched: { after: bigint; rows: Promise<StoredEvent[]> } | undefined;
   private live: StoredEvent[] = [];
-  /** Bytes of the bodies in `live`, counted in the core's budget too. */
+  /**
+   * Bytes of the bodies in `live`, counted in the core's budget too: kept as events come and go
+   * (never recounted), so a fill costs no pass over the buffer for its bytes.
+   */
   private liveBytes = 0;
   /** The live path saw the log ahead of the batch; if the next log read finds nothing, it is held back. */
   private gapPending = false;
@@ -196,8 +144,8 @@ export class AttachedConsumer implements Consumer {
     this.wake?.();
   }
 
-  /** Replaces the live buffer, keeping its byte count and the hub's budget right. */
-  private setLive(list: StoredEvent[], bytes = bodyBytes(list)): void {
+  /** Replaces the live buffer with `list` of `bytes` bytes of bodies, moving the hub's budget by the difference. */
+  private setLive(list: StoredEvent[], bytes: number): void {
     this.core.liveBytes.used += bytes - this.liveBytes;
     this.liveBytes = bytes;
     this.live = list;
@@ -221,6 +169,17 @@ export class AttachedConsumer implements Consumer {
       this.mode = 'catchup';
     }
     if (this.quietUntil === 0 || Date.now() >= this.quietUntil) this.wake?.();
+  }
+
+  /** Drops the live events at or below `offset`, counting their bytes out. */
+  private trimLive(offset: bigint): void {
+    let gone = 0;
+    const kept = this.live.filter((e) => {
+      if (e.offset > offset) return true;
+      gone += e.data.length;
+      return false;
+    });
+    this.setLive(kept, this.liveBytes - gone);
   }
 
   /** The receivers reconnected: what was published meanwhile is in the log only. */
@@ -358,14 +317,18 @@ export class AttachedConsumer implements Consumer {
     let live = this.live;
     let sorted = true;
     let keep = 0;
+    let gone = 0;
     for (let i = 0; i < live.length; i++) {
       const e = live[i] as StoredEvent;
-      if (e.offset <= position) continue;
+      if (e.offset <= position) {
+        gone += e.data.length;
+        continue;
+      }
       if (keep > 0 && e.offset <= (live[keep - 1] as StoredEvent).offset) sorted = false;
       live[keep++] = e;
     }
     live.length = keep;
-    this.setLive(live);
+    this.setLive(live, this.liveBytes - gone);
     if (keep === 0) {
       if (Date.now() - this.lastRead < IDLE_CHECK_MS) return { events: [] };
       // Idle: look at the log now and then, in case a live message never comes.
@@ -374,8 +337,14 @@ export class AttachedConsumer implements Consumer {
     }
     if (!sorted) {
       live.sort((a, b) => (a.offset < b.offset ? -1 : a.offset > b.offset ? 1 : 0));
-      live = live.filter((e, i) => i === 0 || e.offset !== (live[i - 1] as StoredEvent).offset);
-      this.setLive(live);
+      const all = live;
+      let twice = 0;
+      live = all.filter((e, i) => {
+        if (i === 0 || e.offset !== (all[i - 1] as StoredEvent).offset) return true;
+        twice += e.data.length;
+        return false;
+      });
+      this.setLive(live, this.liveBytes - twice);
     }
     const batch = live.slice(0, room);
     const last = (batch[batch.length - 1] as StoredEvent).offset;
@@ -395,7 +364,7 @@ export class AttachedConsumer implements Consumer {
       }
     }
     // (events may have arrived during the query: keep those above the batch)
-    this.setLive(this.live.filter((e) => e.offset > last));
+    this.trimLive(last);
     return { events: batch };
   }
 
@@ -435,7 +404,7 @@ export class AttachedConsumer implements Consumer {
     this.mode = 'catchup';
     this.chunk = [];
     this.prefetched = undefined;
-    this.setLive(this.live.filter((e) => e.offset > offset));
+    this.trimLive(offset);
     if (this.dropped <= offset) this.dropped = 0n;
     this.wake?.();
   }

@@ -167,6 +167,55 @@ test('a live buffer over its bytes (8 MiB) is dropped, and the hub-wide budget f
   assert.equal(core.liveBytes.used, 0);
 });
 
+test('the live buffer keeps 8 MiB exactly and drops at one byte over, its running count following takes and trims', async () => {
+  const MiB = 1024 * 1024;
+  const { core, c } = rig({ chunk: 50, liveBufferMax: 10_000 });
+  c.activate();
+  assert.deepEqual(await c.next(10, AbortSignal.timeout(100)), []);
+  c.onLive(core.append(8, MiB)); // exactly the bound: kept
+  assert.equal(c.buffered, 8);
+  assert.equal(core.liveBytes.used, 8 * MiB);
+  const reads = core.logReads;
+  assert.deepEqual(offsets(await c.next(3)), [1, 2, 3], 'taken from the buffer');
+  assert.equal(core.logReads, reads, 'without a log read');
+  assert.equal(c.buffered, 5);
+  assert.equal(core.liveBytes.used, 5 * MiB, 'what was taken is counted out');
+  c.ack(3n);
+  // 2 and 3 come again from the receiver (already delivered): kept out at once, nothing counted.
+  c.onLive([...core.log.slice(1, 3), ...core.append(3, MiB)]); // 5 + 3 MiB: at the bound again, kept
+  assert.equal(c.buffered, 8);
+  assert.equal(core.liveBytes.used, 8 * MiB);
+  c.skipTo(5n); // an ack through another transport trims 4 and 5
+  assert.equal(c.buffered, 6);
+  assert.equal(core.liveBytes.used, 6 * MiB, 'what skipTo trims is counted out');
+  c.onLive(core.append(2, MiB)); // 8 MiB again: kept
+  assert.equal(c.buffered, 8);
+  assert.equal(core.liveBytes.used, 8 * MiB);
+  c.onLive(core.append(1, 1)); // one byte over: dropped, the log read instead
+  assert.equal(c.buffered, 0, 'dropped at one byte over');
+  assert.equal(core.liveBytes.used, 0);
+  assert.deepEqual(await take(c, 9), range(6, 14));
+  assert.equal(core.liveBytes.used, 0);
+});
+
+test('the hub-wide budget: exactly at it the buffer is kept, one byte over it is dropped', async () => {
+  const { core, c } = rig({ chunk: 50 });
+  (core.liveBytes as { max: number }).max = 1000;
+  c.activate();
+  assert.deepEqual(await c.next(10, AbortSignal.timeout(100)), []);
+  c.onLive(core.append(10, 100));
+  assert.equal(c.buffered, 10, 'at the budget: kept');
+  assert.deepEqual(offsets(await c.next(4)), [1, 2, 3, 4]);
+  assert.equal(core.liveBytes.used, 600);
+  c.onLive(core.append(4, 100));
+  assert.equal(c.buffered, 10, 'at the budget again: kept');
+  assert.equal(core.liveBytes.used, 1000);
+  c.onLive(core.append(1, 1));
+  assert.equal(c.buffered, 0, 'one byte over: dropped');
+  assert.equal(core.liveBytes.used, 0);
+  assert.deepEqual(await take(c, 11), range(5, 15));
+});
+
 test('the hub-wide budget of live buffers: a consumer whose events would pass it reads the log instead', async () => {
   const { core, c } = rig({ chunk: 50 });
   (core.liveBytes as { max: number }).max = 1000;

@@ -147,10 +147,7 @@ class Manager implements SubscriptionManager, ConsumerCore, PullCore {
       log: this.log,
       current: (name) => this.subs.get(name),
     });
-    this.receivers = new MemoryReceivers(
-      () => this.awake(),
-      (hash, events) => this.deliverLive(hash, events),
-    );
+    this.receivers = new MemoryReceivers((hash, events) => this.deliverLive(hash, events));
   }
 
   private serial<T>(fn: () => Promise<T>): Promise<T> {
@@ -212,7 +209,9 @@ class Manager implements SubscriptionManager, ConsumerCore, PullCore {
   }
 
   private addSub(rec: SubscriptionRecord): Sub {
-    const sub = new Sub(rec.name, rec.selector, rec.createdAt, rec.ackedOffset);
+    const sub = new Sub(rec.name, rec.selector, rec.createdAt, rec.ackedOffset, (s, awake) =>
+      this.receivers.setAwake(s.selector.hash, awake),
+    );
     this.subs.set(rec.name, sub);
     const set = this.bySelector.get(rec.selector.hash);
     if (set) set.add(sub);
@@ -230,16 +229,6 @@ class Manager implements SubscriptionManager, ConsumerCore, PullCore {
   feed(events: readonly StoredEvent[]): void {
     if (this.isStopped || !this.started) return;
     this.receivers.feed(events);
-  }
-
-  /** The selectors with an attached consumer or a waiting pull. */
-  private *awake(): Iterable<string> {
-    for (const [hash, set] of this.bySelector)
-      for (const sub of set)
-        if (sub.active !== undefined || sub.waiters.size > 0) {
-          yield hash;
-          break;
-        }
   }
 
   private deliverLive(hash: string, events: StoredEvent[]): void {

@@ -29,23 +29,41 @@ export function feedOnConfirm(
  * and costs the broker nothing, however many subscriptions exist.
  *
  * feed() takes each batch once: the selectors that are awake (an attached consumer, or an HTTP pull
- * waiting) are listed once per batch, each distinct sender×type of the batch is matched against
- * those alone (a result is remembered: a hash names one canonical selector, so it never goes
- * stale), and every event goes to its awake selectors' consumers as one array per selector. Cost
- * per batch: the number of subscriptions, plus the awake matching selectors per event.
+ * waiting) are kept as they wake and sleep (setAwake), each distinct sender×type of the batch is
+ * matched against those alone (a result is remembered: a hash names one canonical selector, so it
+ * never goes stale), and every event goes to its awake selectors' consumers as one array per
+ * selector. Cost per batch: the awake selectors, plus the awake matching selectors per event;
+ * sleeping subscriptions cost nothing, however many there are.
  */
 export class MemoryReceivers {
   private readonly matchers = new Map<string, Matcher>();
   /** sender \0 type → selector hash → whether it matches (filled for awake selectors only). */
   private routes = new Map<string, Map<string, boolean>>();
   private routeEntries = 0;
+  /** Selector hash → its subscriptions awake now (an active consumer or a waiting pull); none: absent. */
+  private readonly awake = new Map<string, number>();
+  /** Awake selectors feed() has looked at, over every batch: a cheap count of its work, for tests. */
+  examined = 0;
 
   constructor(
-    /** The selectors (by hash) that have a consumer or a waiting pull now. */
-    private readonly awake: () => Iterable<string>,
     /** Hands one selector's share of a batch to its subscriptions' consumers (synchronously). */
     private readonly deliver: (hash: string, events: StoredEvent[]) => void,
   ) {}
+
+  /**
+   * A subscription of this selector woke (`true`) or went to sleep (`false`); each call for a
+   * subscription alternates (Sub tells only changes). A sleep with none awake is ignored.
+   */
+  setAwake(hash: string, awake: boolean): void {
+    const n = (this.awake.get(hash) ?? 0) + (awake ? 1 : -1);
+    if (n > 0) this.awake.set(hash, n);
+    else this.awake.delete(hash);
+  }
+
+  /** Selectors with a subscription awake now. */
+  get awakeCount(): number {
+    return this.awake.size;
+  }
 
   add(selector: Selector): void {
     if (this.matchers.has(selector.hash)) return;
@@ -67,8 +85,10 @@ export class MemoryReceivers {
   /** Live events from the dispatcher (in the log, released by every pause), in offset order. */
   feed(events: readonly StoredEvent[]): void {
     if (events.length === 0) return;
+    if (this.awake.size === 0) return;
     const awake: string[] = [];
-    for (const h of this.awake()) if (this.matchers.has(h)) awake.push(h);
+    for (const h of this.awake.keys()) if (this.matchers.has(h)) awake.push(h);
+    this.examined += this.awake.size;
     if (awake.length === 0) return;
     const byPair = new Map<string, string[]>();
     const out = new Map<string, StoredEvent[]>();

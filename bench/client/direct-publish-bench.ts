@@ -1,0 +1,114 @@
+/**
+ * The gRPC publish path against raw amqplib's one hop, side by side in one run. A router hub
+ * process (a vhost and a database of its own) is started; then, in alternating rounds (the order
+ * turned each round), each path publishes the same plan flat out (`herald bench`'s defaults: 3
+ * senders, 1 KiB JSON events, 1,000 in flight per sender) and one receiver of everything counts
+ * what arrives:
+ *   - raw: amqplib with publisher confirms to one durable queue and a consumer of it (one hop);
+ *   - sdk-amqp: the SDK's createPublisher to herald.ingest → hub → herald.events → a receiver;
+ *   - direct: the SDK's createHubPublisher over the hub's gRPC PublishStream → hub (stores it) →
+ *     herald.events → a receiver (bench/client/direct-run.ts).
+ * Each round's figure is end-to-end events/s (first publish to last delivery); `ratio` is the
+ * path's over raw's of the same round, and the summary gives medians [min–max] of the rounds.
+ * `direct` says `stored through herald.ingest` when the answers carried no offsets (the hub's
+ * ingest has no direct append yet, so the event crosses RabbitMQ twice).
+ *
+ *   node --conditions=herald-source --import tsx bench/client/direct-publish-bench.ts [--quick] [--rounds 3] [--events 20000]
+ *
+ * `--quick`: 1 round of 5,000 events. Needs RabbitMQ and PostgreSQL as the tests do; removes what
+ * it made. Prints one JSON document; asserts nothing.
+ */
+import { randomBytes } from 'node:crypto';
+import { parseArgs } from 'node:util';
+import { createHubPublisher } from '@herald/client';
+import { createTestDatabase, createTestVhost, freePort, startHubProcess } from '@herald/testing';
+import { runBaseline } from '../../packages/cli/src/bench/baseline.ts';
+import { runHerald } from '../../packages/cli/src/bench/herald-run.ts';
+import { type BenchOptions, normalizeBenchOptions } from '../../packages/cli/src/bench/options.ts';
+import { createPlan } from '../../packages/cli/src/bench/plan.ts';
+import { runDirectPublish } from './direct-run.ts';
+
+const { values } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    rounds: { type: 'string' },
+    events: { type: 'string' },
+  },
+});
+const rounds = Number(values.rounds ?? (values.quick ? 1 : 3));
+const count = Number(values.events ?? (values.quick ? 5000 : 20_000));
+const log = (line: string) => process.stderr.write(`${line}\n`);
+const quiet = () => {};
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length === 0
+    ? Number.NaN
+    : s.length % 2
+      ? (s[(s.length - 1) / 2] as number)
+      : ((s[s.length / 2 - 1] as number) + (s[s.length / 2] as number)) / 2;
+};
+const spread = (xs: number[], digits = 0) =>
+  `${median(xs).toFixed(digits)} [${Math.min(...xs).toFixed(digits)}–${Math.max(...xs).toFixed(digits)}]`;
+
+const vhost = await createTestVhost('bench-direct');
+const db = await createTestDatabase('bench_direct');
+const grpcPort = await freePort();
+const hub = await startHubProcess({
+  HERALD_AMQP_URL: vhost.url,
+  HERALD_DATABASE_URL: db.url,
+  HERALD_MODE: 'router',
+  HERALD_HTTP_PORT: '0',
+  HERALD_GRPC_PORT: String(grpcPort),
+});
+const grpcUrl = `127.0.0.1:${grpcPort}`;
+try {
+  // Whether the hub stores directly: the answer of one publish carries an offset then.
+  const probe = createHubPublisher({ sender: 'bench', url: grpcUrl });
+  const direct = (await probe.publish('bench-probe', null)).offset !== undefined;
+  await probe.close();
+
+  const opts = (): BenchOptions =>
+    normalizeBenchOptions({ count: String(count), receivers: 'all', quiet: true }, { HERALD_AMQP_URL: vhost.url });
+  const plan = (o: BenchOptions) => createPlan(o.senders, o.types, o.seed);
+  const id = () => `${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
+  const paths: Record<string, () => Promise<number>> = {
+    raw: async () => (await runBaseline(opts(), plan(opts()), id(), quiet)).endToEndThroughput,
+    'sdk-amqp': async () => {
+      const h = await runHerald(opts(), plan(opts()), id(), quiet, '(bench vhost)');
+      return h.receivers.find((r) => r.kind === 'all')?.throughput ?? Number.NaN;
+    },
+    direct: async () => (await runDirectPublish(opts(), plan(opts()), id(), grpcUrl, quiet)).endToEndThroughput,
+  };
+  const names = Object.keys(paths);
+  const perRound: Record<string, number>[] = [];
+  for (let round = 0; round < rounds; round++) {
+    const order = [...names.slice(round % names.length), ...names.slice(0, round % names.length)];
+    const got: Record<string, number> = {};
+    for (const name of order) {
+      log(`round ${round + 1}: ${name}`);
+      got[name] = await (paths[name] as () => Promise<number>)();
+      log(`round ${round + 1}: ${name}: ${Math.round(got[name] as number)} events/s`);
+    }
+    perRound.push(got);
+  }
+  const of = (name: string) => perRound.map((r) => r[name] as number);
+  const ratio = (name: string) => perRound.map((r) => (r[name] as number) / (r.raw as number));
+  const summary = {
+    events: count,
+    rounds,
+    direct: direct ? 'stored by the hub (one hop through RabbitMQ)' : 'stored through herald.ingest (the ingest has no direct append)',
+    eventsPerSecond: Object.fromEntries(names.map((n) => [n, spread(of(n))])),
+    ratioToRaw: { 'sdk-amqp': spread(ratio('sdk-amqp'), 2), direct: spread(ratio('direct'), 2) },
+    ratioDirectToSdkAmqp: spread(
+      perRound.map((r) => (r.direct as number) / (r['sdk-amqp'] as number)),
+      2,
+    ),
+    perRound: perRound.map((r) => Object.fromEntries(Object.entries(r).map(([k, v]) => [k, Math.round(v)]))),
+  };
+  process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
+} finally {
+  await hub.kill('SIGTERM');
+  await vhost.delete().catch(() => undefined);
+  await db.drop().catch(() => undefined);
+}
