@@ -7,7 +7,6 @@
 export { receiverQueue } from '../store/index.ts';
 export type { SubscriptionManagerOptions } from './manager.ts';
 export { createSubscriptionManager } from './manager.ts';
-export { feedOnConfirm } from './memory-receivers.ts';
 export { assertSubscriptionName, normalizeStart } from './start-position.ts';
 export type {
   AttachRequest,

@@ -5,26 +5,10 @@ import type { StoredEvent } from '../store/types.ts';
 const MAX_ROUTE_ENTRIES = 1_000_000;
 
 /**
- * What the dispatcher forwards, for feed(): each batch once RabbitMQ confirmed it (so never before
- * the flow's own receivers could have it, and never an event a failed forward will send again
- * under a pause created meanwhile), in the order forwarded. A batch whose forward failed is not
- * fed: the dispatcher forwards it again.
- */
-export function feedOnConfirm(
-  feed: (events: readonly StoredEvent[]) => void,
-): (events: readonly StoredEvent[], confirmed: Promise<void>) => void {
-  let chain: Promise<void> = Promise.resolve();
-  return (events, confirmed) => {
-    chain = chain
-      .then(() => confirmed)
-      .then(() => feed(events))
-      .catch(() => undefined);
-  };
-}
-
-/**
  * The hub's in-memory receivers (DESIGN.md §2, §4): one per canonical selector of the durable
- * subscriptions, fed by the dispatcher with what it forwards, in offset order. A subscription is a
+ * subscriptions, fed by the flow (dispatcher/flow.ts) with what it forwards live, each run once
+ * RabbitMQ confirmed it (never before the flow's own receivers could have it, and never an event a
+ * failed forward will send again under a pause created meanwhile), in offset order. A subscription is a
  * cursor over the log: a receiver copies nothing anywhere for a selector no consumer is waiting on,
  * and costs the broker nothing, however many subscriptions exist.
  *
