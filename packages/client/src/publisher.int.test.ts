@@ -123,6 +123,39 @@ describe('publisher', () => {
     }
   });
 
+  test('a nack rejects that publish only, with PUBLISH_FAILED naming its id; the others still resolve', async () => {
+    // A queue that holds nothing and refuses what overflows: RabbitMQ nacks every publish routed to it.
+    const { queue } = await ch.assertQueue('', { exclusive: true, arguments: { 'x-max-length': 0, 'x-overflow': 'reject-publish' } });
+    await ch.bindQueue(queue, INGEST_EXCHANGE, 'refusing.bad.#');
+    const q = await rawQueue('refusing.good.#');
+    const pub = createPublisher({ url: vhost.url, sender: 'refusing' });
+    try {
+      const outcomes = await Promise.allSettled(
+        Array.from({ length: 200 }, (_, i) => pub.publish(i % 3 === 1 ? 'bad.x' : 'good.x', { i })),
+      );
+      for (const [i, o] of outcomes.entries()) {
+        if (i % 3 !== 1) {
+          assert.equal(o.status, 'fulfilled', `publish ${i}`);
+          continue;
+        }
+        assert.equal(o.status, 'rejected', `publish ${i}`);
+        const err = (o as PromiseRejectedResult).reason as HeraldError;
+        rejectsWith('PUBLISH_FAILED', '(nack)')(err);
+        assert.match(String(err.details?.id), /^[0-9a-f-]{36}$/);
+        assert.ok(err.message.includes(String(err.details?.id)));
+      }
+      const good: number[] = [];
+      for (let n = 0; n < 133; n++) good.push(JSON.parse((await q.next()).content.toString()).i);
+      assert.deepEqual(
+        good,
+        Array.from({ length: 200 }, (_, i) => i).filter((i) => i % 3 !== 1),
+      );
+      assert.equal(pub.pending, 0);
+    } finally {
+      await pub.close();
+    }
+  });
+
   test('publishing after close rejects with CLOSED; close flushes first', async () => {
     const pub = createPublisher({ url: vhost.url, sender: 'billing' });
     const inFlight = Array.from({ length: 500 }, (_, i) => pub.publish('x.y', { i }));

@@ -1,36 +1,44 @@
-import { createEvent, ErrorCodes, type EventInit, HeraldError, INGEST_EXCHANGE, toAmqp, ValidationError, wireTopology } from '@herald/core';
+import {
+  createEvent,
+  ErrorCodes,
+  type EventInit,
+  HeraldError,
+  type HeraldEvent,
+  INGEST_EXCHANGE,
+  toAmqp,
+  ValidationError,
+  wireTopology,
+} from '@herald/core';
 import type { ChannelModel, ConfirmChannel, Options } from 'amqplib';
 import { later, type ManagedConnection, openConnection } from './connection.ts';
+import { OnWire } from './on-wire.ts';
 import { type NormalizedPublisher, normalizePublisherOptions } from './options.ts';
 import { applyTopology } from './topology.ts';
 import { loadOpenTelemetry, openTelemetryLoaded, withActiveTraceContext } from './trace-context.ts';
 import type { AnyEvents, EventMap, Publisher, PublisherOptions, PublishOptions, PublishReceipt } from './types.ts';
 import { writeBatcher } from './write-batching.ts';
 
-/** The message amqplib gives a confirm callback on a nack (any other error means the channel closed). */
-const NACKED = 'message nacked';
 const MISSING_EXCHANGE = `exchange ${INGEST_EXCHANGE} does not exist: run \`herald topology\` or start the hub`;
 
-/** One publish on its way: built once, sent once per connection until confirmed. */
+/**
+ * One publish on its way: built once, sent once per connection until confirmed. It keeps the event,
+ * not its AMQP form: the properties are made again for each send, so per event in flight only this
+ * record, the event and the caller's promise stay alive.
+ */
 class Pending {
   settled = false;
-  /** The confirm callback, made once per publish and reused if the event is re-sent. */
-  readonly done: (err: Error | null) => void;
+  /** Counted in `live`: false while it waits for room. */
+  admitted = false;
   /** Removes the listener on the caller's AbortSignal once the publish settled. */
-  unlisten: (() => void) | undefined;
+  unlisten: (() => void) | undefined = undefined;
 
   constructor(
-    owner: PublisherImpl,
-    readonly id: string,
-    readonly routingKey: string,
-    readonly content: Buffer,
-    readonly properties: Options.Publish,
+    readonly event: HeraldEvent,
+    /** Milliseconds after the publisher's `epoch` (0: none), so that it stays a small integer. */
     readonly deadline: number,
     readonly resolve: (receipt: PublishReceipt) => void,
     readonly reject: (err: unknown) => void,
-  ) {
-    this.done = (err) => owner.onConfirm(this, err);
-  }
+  ) {}
 }
 
 /**
@@ -42,6 +50,8 @@ class PublisherImpl implements Publisher {
   private readonly s: NormalizedPublisher;
   private readonly conn: ManagedConnection;
   private ch: ConfirmChannel | undefined;
+  /** The events on `ch`'s wire, waiting for their confirms. */
+  private wire: OnWire<Pending> | undefined;
   /** Holds the channel's socket writes until the end of the turn (write-batching.ts). */
   private batchWrites: (() => void) | undefined;
   /** Set between a server-side channel error and that channel's 'close': its publishes fail, not retry. */
@@ -52,8 +62,11 @@ class PublisherImpl implements Publisher {
   private queue: (Pending | undefined)[] = [];
   private head = 0;
   private returned: Pending[] = [];
-  /** Admitted and not settled; its size is bounded by maxPending. Insertion order = publish order. */
-  private readonly live = new Set<Pending>();
+  /** Admitted and not settled; bounded by maxPending. */
+  private live = 0;
+  /** The admitted events in publish order, for the sweep; settled ones leave from the front. */
+  private order: (Pending | undefined)[] = [];
+  private orderHead = 0;
   /** Waiting for room (FIFO, so order holds). */
   private blocked: Pending[] = [];
   private blockedHead = 0;
@@ -64,6 +77,15 @@ class PublisherImpl implements Publisher {
   /** The same for every publish: made once, not per event. */
   private readonly eventOptions: { maxBytes: number };
   private readonly amqpExtra: { userId?: string };
+  /** Deadlines count from here. */
+  private readonly epoch = Date.now();
+  /** The confirm handlers, made once. */
+  private readonly confirmed = (p: Pending) => this.settle(p, undefined);
+  private readonly refused = (p: Pending) =>
+    this.settle(
+      p,
+      new HeraldError(ErrorCodes.PUBLISH_FAILED, `RabbitMQ refused event ${p.event.id} (nack)`, { details: { id: p.event.id } }),
+    );
 
   constructor(options: PublisherOptions) {
     this.s = normalizePublisherOptions(options);
@@ -81,7 +103,7 @@ class PublisherImpl implements Publisher {
   }
 
   get pending(): number {
-    return this.live.size;
+    return this.live;
   }
 
   [Symbol.asyncDispose](): Promise<void> {
@@ -101,37 +123,27 @@ class PublisherImpl implements Publisher {
     if (signal !== undefined && !(signal instanceof AbortSignal))
       return Promise.reject(new ValidationError(ErrorCodes.INVALID_CONFIG, 'invalid publish option signal: expected an AbortSignal'));
     if (signal?.aborted) return Promise.reject(aborted(signal, options?.id));
-    let message: ReturnType<typeof toAmqp>;
+    let event: HeraldEvent;
     try {
       let init: EventInit = { sender: this.s.sender, type, data };
       if (options !== undefined) {
         const { signal: _signal, ...fields } = options;
         init = { ...fields, sender: this.s.sender, type, data };
       }
-      const event = createEvent(withActiveTraceContext(init), this.eventOptions);
+      event = createEvent(withActiveTraceContext(init), this.eventOptions);
       if (this.s.check !== undefined) this.s.check(event);
-      message = toAmqp(event, this.amqpExtra);
     } catch (err) {
       return Promise.reject(err);
     }
-    const deadline = this.s.confirmTimeoutMs > 0 ? Date.now() + this.s.confirmTimeoutMs : 0;
+    const deadline = this.s.confirmTimeoutMs > 0 ? Date.now() - this.epoch + this.s.confirmTimeoutMs : 0;
     return new Promise<PublishReceipt>((resolve, reject) => {
-      const p = new Pending(
-        this,
-        message.properties.messageId as string,
-        message.routingKey,
-        message.content,
-        message.properties as Options.Publish,
-        deadline,
-        resolve,
-        reject,
-      );
+      const p = new Pending(event, deadline, resolve, reject);
       if (signal) {
         const onAbort = () => this.abort(p, signal);
         signal.addEventListener('abort', onAbort, { once: true });
         p.unlisten = () => signal.removeEventListener('abort', onAbort);
       }
-      if (this.blockedHead === this.blocked.length && this.live.size < this.s.maxPending) this.admit(p);
+      if (this.blockedHead === this.blocked.length && this.live < this.s.maxPending) this.admit(p);
       else this.blocked.push(p);
     });
   }
@@ -155,17 +167,6 @@ class PublisherImpl implements Publisher {
     return this.closing;
   }
 
-  /** amqplib's confirm callback: ack, nack, or the channel went away with the event unconfirmed. */
-  onConfirm(p: Pending, err: Error | null): void {
-    if (p.settled) return;
-    if (!err) this.settle(p, undefined);
-    else if (err.message === NACKED)
-      this.settle(p, new HeraldError(ErrorCodes.PUBLISH_FAILED, `RabbitMQ refused event ${p.id} (nack)`, { details: { id: p.id } }));
-    else if (this.channelError) this.settle(p, this.channelError);
-    // The connection dropped: the event may or may not have arrived. Re-send it (same id).
-    else this.returned.push(p);
-  }
-
   /**
    * The caller stopped waiting. Settling takes the event out of `live` and makes pump() and the
    * blocked queue skip it, so one not yet sent never is; one on the wire may still be confirmed,
@@ -173,12 +174,12 @@ class PublisherImpl implements Publisher {
    */
   private abort(p: Pending, signal: AbortSignal): void {
     if (p.settled) return;
-    if (this.live.has(p)) this.settle(p, aborted(signal, p.id));
+    if (p.admitted) this.settle(p, aborted(signal, p.event.id));
     else {
       // Still waiting for room: not in `live`, so settle() would miscount.
       p.settled = true;
       p.unlisten?.();
-      p.reject(aborted(signal, p.id));
+      p.reject(aborted(signal, p.event.id));
       if (this.flushWaiters.length > 0 && this.idle()) this.wakeFlushWaiters();
     }
   }
@@ -190,11 +191,13 @@ class PublisherImpl implements Publisher {
   }
 
   private idle(): boolean {
-    return this.live.size === 0 && this.blockedHead === this.blocked.length;
+    return this.live === 0 && this.blockedHead === this.blocked.length;
   }
 
   private admit(p: Pending): void {
-    this.live.add(p);
+    p.admitted = true;
+    this.live++;
+    this.order.push(p);
     this.queue.push(p);
     if (this.ch && !this.draining) this.pump();
   }
@@ -203,10 +206,11 @@ class PublisherImpl implements Publisher {
     if (p.settled) return;
     p.settled = true;
     p.unlisten?.();
-    this.live.delete(p);
+    this.live--;
+    this.trimOrder();
     if (err) p.reject(err);
-    else p.resolve({ id: p.id });
-    while (this.blockedHead < this.blocked.length && this.live.size < this.s.maxPending) {
+    else p.resolve({ id: p.event.id });
+    while (this.blockedHead < this.blocked.length && this.live < this.s.maxPending) {
       const next = this.blocked[this.blockedHead++] as Pending;
       if (!next.settled) this.admit(next);
     }
@@ -217,19 +221,35 @@ class PublisherImpl implements Publisher {
     if (this.flushWaiters.length > 0 && this.idle()) this.wakeFlushWaiters();
   }
 
+  /** Drops settled events from the front of `order`; compacts it when settled ones pile up behind one that is not. */
+  private trimOrder(): void {
+    const order = this.order;
+    while (this.orderHead < order.length && (order[this.orderHead] as Pending).settled) order[this.orderHead++] = undefined;
+    if (this.orderHead === order.length) {
+      order.length = 0;
+      this.orderHead = 0;
+    } else if (order.length > 2 * this.live + 1024) {
+      this.order = order.filter((p) => p !== undefined && !p.settled);
+      this.orderHead = 0;
+    }
+  }
+
   /** Sends queued events in order until the queue is empty or the socket asks us to wait. */
   private pump(): void {
     const ch = this.ch;
-    if (!ch || this.draining) return;
+    const wire = this.wire;
+    if (!ch || !wire || this.draining) return;
     if (this.returned.length > 0) this.absorbReturned();
     const q = this.queue;
     while (this.head < q.length) {
       const p = q[this.head] as Pending;
       q[this.head++] = undefined;
       if (p.settled) continue;
+      const m = toAmqp(p.event, this.amqpExtra);
       let ok: boolean;
       try {
-        ok = ch.publish(INGEST_EXCHANGE, p.routingKey, p.content, p.properties, p.done);
+        ok = ch.publish(INGEST_EXCHANGE, m.routingKey, m.content, m.properties as Options.Publish);
+        wire.push(p);
       } catch {
         // The channel is closing; its 'close' will bring us back here on a new one.
         q[--this.head] = p;
@@ -287,10 +307,22 @@ class PublisherImpl implements Publisher {
         this.channelError = new HeraldError(ErrorCodes.PUBLISH_FAILED, reason, { cause: err });
         this.report(this.channelError);
       });
+      const wire = new OnWire<Pending>();
+      ch.on('ack', (f: { deliveryTag: number; multiple: boolean }) => wire.take(f.deliveryTag, f.multiple, this.confirmed));
+      ch.on('nack', (f: { deliveryTag: number; multiple: boolean }) => wire.take(f.deliveryTag, f.multiple, this.refused));
       ch.on('close', () => {
         const failed = this.channelError;
         this.channelError = undefined;
-        if (this.ch === ch) this.ch = undefined;
+        if (this.ch === ch) {
+          this.ch = undefined;
+          this.wire = undefined;
+        }
+        // Unconfirmed: a server-side channel error fails them; a dropped connection re-sends them (same id).
+        for (const p of wire.drain()) {
+          if (p.settled) continue;
+          if (failed) this.settle(p, failed);
+          else this.returned.push(p);
+        }
         this.draining = false;
         if (this.returned.length > 0) this.absorbReturned();
         // A channel error leaves the connection up: open a new channel on it. A dropped
@@ -298,6 +330,7 @@ class PublisherImpl implements Publisher {
         if (failed) this.retryAttach(model);
       });
       this.ch = ch;
+      this.wire = wire;
       this.batchWrites = writeBatcher(model);
       this.fatal = undefined;
       this.attachFailures = 0;
@@ -339,13 +372,18 @@ class PublisherImpl implements Publisher {
   }
 
   private sweep(): void {
-    const now = Date.now();
+    const now = Date.now() - this.epoch;
     const timedOut = (p: Pending) =>
-      new HeraldError(ErrorCodes.TIMEOUT, `event ${p.id} not confirmed within ${this.s.confirmTimeoutMs} ms`, { details: { id: p.id } });
+      new HeraldError(ErrorCodes.TIMEOUT, `event ${p.event.id} not confirmed within ${this.s.confirmTimeoutMs} ms`, {
+        details: { id: p.event.id },
+      });
     // Deadlines grow with publish order, and both collections are in publish order: stop early.
-    for (const p of this.live) {
-      if (p.deadline > now) break;
-      this.settle(p, timedOut(p));
+    // settle() takes the settled from the front of `order` (admitting blocked ones at its end).
+    while (this.orderHead < this.order.length) {
+      const p = this.order[this.orderHead] as Pending;
+      if (p.settled) this.trimOrder();
+      else if (p.deadline > now) break;
+      else this.settle(p, timedOut(p));
     }
     while (this.blockedHead < this.blocked.length) {
       const p = this.blocked[this.blockedHead] as Pending;

@@ -141,22 +141,27 @@ export function createEvent(init: EventInit, options: { maxBytes?: number } = {}
   if (init.id !== undefined && !isUuid(init.id))
     invalid(`invalid event id ${preview(init.id)}: expected a UUID`, { id: init.id, parameter: 'id' });
   const { bytes, contentType } = encodeData(init.data);
-  assertSize(bytes.length, options.maxBytes ?? DEFAULT_MAX_EVENT_BYTES);
-  const given = init.headers ?? {};
-  if (typeof given !== 'object' || given === null || Array.isArray(given))
-    invalid('invalid headers: expected an object of string values', { parameter: 'headers' });
-  const { [TRACEPARENT]: headerParent, [TRACESTATE]: headerState, ...headers } = given;
-  for (const [field, option, header] of [
-    [TRACEPARENT, init.traceparent, headerParent],
-    [TRACESTATE, init.tracestate, headerState],
-  ] as const)
-    if (option !== undefined && header !== undefined && option !== header)
-      invalid(`invalid ${field}: the ${field} option and header disagree`, { parameter: field });
+  const maxBytes = options.maxBytes ?? DEFAULT_MAX_EVENT_BYTES;
+  assertSize(bytes.length, maxBytes);
+  let headers: Readonly<Record<string, string>> = NO_HEADERS;
+  let headerParent: string | undefined;
+  let headerState: string | undefined;
+  // Most events carry no extra headers: nothing to copy or compare then.
+  if (init.headers !== undefined && init.headers !== null) {
+    const given = init.headers;
+    if (typeof given !== 'object' || Array.isArray(given))
+      invalid('invalid headers: expected an object of string values', { parameter: 'headers' });
+    ({ [TRACEPARENT]: headerParent, [TRACESTATE]: headerState, ...headers } = given);
+    disagreeing(TRACEPARENT, init.traceparent, headerParent);
+    disagreeing(TRACESTATE, init.tracestate, headerState);
+  }
+  // One clock reading for the time and the id when neither is given (a given time never moves the id's clock).
+  const now = init.time === undefined ? Date.now() : undefined;
   const event: HeraldEvent = {
-    id: init.id ?? uuidv7(),
+    id: init.id ?? uuidv7(now),
     sender: init.sender,
     type: init.type,
-    time: toTime(init.time),
+    time: now ?? toTime(init.time),
     data: bytes,
     contentType: init.contentType ?? contentType,
     subject: init.subject,
@@ -166,8 +171,18 @@ export function createEvent(init: EventInit, options: { maxBytes?: number } = {}
     traceparent: init.traceparent ?? headerParent,
     tracestate: init.tracestate ?? headerState,
   };
-  checkEvent(event, options);
+  // An id made here is a UUID by construction: only a given one needs the pattern test again.
+  checkFields(event, maxBytes, init.id !== undefined);
   return event;
+}
+
+/** The headers of an event that has none: one shared, frozen object. */
+const NO_HEADERS: Readonly<Record<string, string>> = Object.freeze({});
+
+/** Refuses a trace context field set both as an option and as a header, to different values. */
+function disagreeing(field: string, option: string | undefined, header: string | undefined): void {
+  if (option !== undefined && header !== undefined && option !== header)
+    invalid(`invalid ${field}: the ${field} option and header disagree`, { parameter: field });
 }
 
 /** Header names of the wire contract: the hub's own, never an event's extra header. */
@@ -207,8 +222,12 @@ export function forwardHeaderBytes(event: Pick<HeraldEvent, 'headers' | 'subject
  * an event that passed can always be stored and forwarded.
  */
 export function checkEvent(event: HeraldEvent, options: { maxBytes?: number } = {}): void {
+  checkFields(event, options.maxBytes ?? DEFAULT_MAX_EVENT_BYTES, true);
+}
+
+function checkFields(event: HeraldEvent, maxBytes: number, checkId: boolean): void {
   const short = LIMITS.shortStringBytes.value;
-  if (!isUuid(event.id)) invalid(`invalid event id ${preview(event.id)}: expected a UUID`, { parameter: 'id' });
+  if (checkId && !isUuid(event.id)) invalid(`invalid event id ${preview(event.id)}: expected a UUID`, { parameter: 'id' });
   checkEventTime('time', event.time);
   checkText('contentType', event.contentType, short);
   if (event.correlationId !== undefined) checkText('correlationId', event.correlationId, short);
@@ -230,7 +249,7 @@ export function checkEvent(event: HeraldEvent, options: { maxBytes?: number } = 
       `invalid headers: subject, causation id and headers take ${headerBytes} bytes as forwarded, more than the ${LIMITS.headerTableBytes.value} an AMQP header table holds`,
       { parameter: 'headers', bytes: headerBytes },
     );
-  assertSize(event.data.length, options.maxBytes ?? DEFAULT_MAX_EVENT_BYTES);
+  assertSize(event.data.length, maxBytes);
 }
 
 /** Throws EVENT_TOO_LARGE when a body of `size` bytes exceeds `maxBytes`. */

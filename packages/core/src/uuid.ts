@@ -9,8 +9,9 @@ let seq = 0;
 const POOL_SIZE = 8 * 1024;
 const pool = Buffer.allocUnsafeSlow(POOL_SIZE);
 let poolOffset = POOL_SIZE;
-/** Two hex digits per byte value. */
-const HEX: string[] = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
+/** The character code of each hex digit. */
+const HEX: readonly number[] = Array.from({ length: 16 }, (_, i) => i.toString(16).charCodeAt(0));
+const DASH = 0x2d;
 
 /**
  * A UUIDv7 (RFC 9562): 48 bits of Unix milliseconds, then a 12-bit counter that keeps ids created
@@ -35,32 +36,55 @@ export function uuidv7(now: number = Date.now()): string {
   }
   const r = poolOffset;
   poolOffset += 8;
-  const ms = lastMs;
-  const h = HEX as readonly string[];
+  const hi = Math.floor(lastMs / 2 ** 32);
+  const lo = lastMs >>> 0;
+  const h = HEX as number[];
   const p = pool;
-  return (
-    (h[Math.floor(ms / 2 ** 40) & 0xff] as string) +
-    h[Math.floor(ms / 2 ** 32) & 0xff] +
-    h[(ms >>> 24) & 0xff] +
-    h[(ms >>> 16) & 0xff] +
-    '-' +
-    h[(ms >>> 8) & 0xff] +
-    h[ms & 0xff] +
-    '-' +
-    h[0x70 | ((seq >>> 8) & 0x0f)] +
-    h[seq & 0xff] +
-    '-' +
-    h[0x80 | ((p[r] as number) & 0x3f)] +
-    h[p[r + 1] as number] +
-    '-' +
-    h[p[r + 2] as number] +
-    h[p[r + 3] as number] +
-    h[p[r + 4] as number] +
-    h[p[r + 5] as number] +
-    h[p[r + 6] as number] +
-    h[p[r + 7] as number]
+  const b0 = p[r] as number;
+  // One flat string from 36 character codes: concatenating pieces would build a tree of strings,
+  // and the id lives as long as its publish is unconfirmed.
+  return String.fromCharCode(
+    h[(hi >>> 12) & 15] as number,
+    h[(hi >>> 8) & 15] as number,
+    h[(hi >>> 4) & 15] as number,
+    h[hi & 15] as number,
+    h[lo >>> 28] as number,
+    h[(lo >>> 24) & 15] as number,
+    h[(lo >>> 20) & 15] as number,
+    h[(lo >>> 16) & 15] as number,
+    DASH,
+    h[(lo >>> 12) & 15] as number,
+    h[(lo >>> 8) & 15] as number,
+    h[(lo >>> 4) & 15] as number,
+    h[lo & 15] as number,
+    DASH,
+    h[7] as number,
+    h[(seq >>> 8) & 15] as number,
+    h[(seq >>> 4) & 15] as number,
+    h[seq & 15] as number,
+    DASH,
+    h[8 | ((b0 >>> 4) & 3)] as number,
+    h[b0 & 15] as number,
+    hexHigh(p, r + 1),
+    hexLow(p, r + 1),
+    DASH,
+    hexHigh(p, r + 2),
+    hexLow(p, r + 2),
+    hexHigh(p, r + 3),
+    hexLow(p, r + 3),
+    hexHigh(p, r + 4),
+    hexLow(p, r + 4),
+    hexHigh(p, r + 5),
+    hexLow(p, r + 5),
+    hexHigh(p, r + 6),
+    hexLow(p, r + 6),
+    hexHigh(p, r + 7),
+    hexLow(p, r + 7),
   );
 }
+
+const hexHigh = (bytes: Buffer, i: number) => HEX[(bytes[i] as number) >>> 4] as number;
+const hexLow = (bytes: Buffer, i: number) => HEX[(bytes[i] as number) & 15] as number;
 
 /** True for any RFC 9562 UUID string (any version), in either case. */
 export function isUuid(value: unknown): value is string {
