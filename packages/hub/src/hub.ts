@@ -143,10 +143,30 @@ class HubProcess implements Hub {
     return this.subs;
   }
 
+  /** The stages of a hub's start, in order; a failure stops what started and rejects with its one line. */
   async start(): Promise<void> {
-    const { config, logger } = this;
     this.current = 'starting';
-    logger.info(
+    this.logStart();
+    const store = await this.openStore();
+    try {
+      await probeAmqp(this.config.amqpUrl);
+      await probeQueueTypes(this.config.amqpUrl, this.config.mode, this.config.queueType);
+      await this.startAccess(store);
+      await this.startExchangesAndCatalog(store);
+      this.startDeadLetters(store);
+      this.metrics?.start(this.metricSources(store));
+      await this.startHttp(store);
+      await this.startGrpc();
+      await this.startWriterOrStandby();
+    } catch (err) {
+      await this.stop();
+      throw err;
+    }
+  }
+
+  private logStart(): void {
+    const { config } = this;
+    this.logger.info(
       {
         mode: config.mode,
         amqp: redactUrl(config.amqpUrl),
@@ -157,9 +177,13 @@ class HubProcess implements Hub {
       },
       'hub starting',
     );
-    let store: Store;
+  }
+
+  /** Opens the store and migrates; an unreachable database is one line saying which, where, and what to do. */
+  private async openStore(): Promise<Store> {
+    const { config } = this;
     try {
-      store = await openStore({
+      const store = await openStore({
         url: config.databaseUrl,
         dataDir: config.dataDir,
         readPoolSize: config.readPoolSize,
@@ -168,6 +192,7 @@ class HubProcess implements Hub {
       });
       this.store = store;
       await store.migrate();
+      return store;
     } catch (err) {
       await this.store?.close().catch(() => undefined);
       this.store = undefined;
@@ -176,36 +201,41 @@ class HubProcess implements Hub {
       if (err instanceof HeraldError && err.code !== ErrorCodes.UNAVAILABLE) throw err;
       throw databaseUnreachable(config, err instanceof HeraldError && err.cause !== undefined ? err.cause : err);
     }
-    try {
-      await probeAmqp(config.amqpUrl);
-      await probeQueueTypes(config.amqpUrl, config.mode, config.queueType);
-      this.access = createAccessControl(config, store.users, logger);
-      await this.access.start();
-      this.exchanges = new Exchanges(store.exchanges, config.amqpUrl, logger.child({ part: 'exchanges' }));
-      await this.exchanges.restore();
-      const exchanges = this.exchanges;
-      this.catalog = createHubCatalog({ sql: store.sql, amqpUrl: config.amqpUrl, logger, exchanges: () => exchanges.list() });
-      await this.catalog.start();
-      this.deadLetters = new DeadLetters(createDeadLetterStore(store.sql), config.amqpUrl, logger.child({ part: 'dead-letters' }), {
-        events: store,
-        queueType: config.queueType,
-        maxKept: config.deadLettersMax,
-        senderCheck: this.access?.senderCheck,
-      });
-      this.deadLetters.start();
-      this.metrics?.start(this.metricSources(store));
-      await this.startHttp(store);
-      await this.startGrpc();
-      const first = await this.acquireLease(true);
-      if (first) await this.startEventPath();
-      else {
-        this.current = 'standby';
-        this.leaseLoop = this.standby();
-      }
-    } catch (err) {
-      await this.stop();
-      throw err;
-    }
+  }
+
+  private async startAccess(store: Store): Promise<void> {
+    this.access = createAccessControl(this.config, store.users, this.logger);
+    await this.access.start();
+  }
+
+  private async startExchangesAndCatalog(store: Store): Promise<void> {
+    const exchanges = new Exchanges(store.exchanges, this.config.amqpUrl, this.logger.child({ part: 'exchanges' }));
+    this.exchanges = exchanges;
+    await exchanges.restore();
+    this.catalog = createHubCatalog({
+      sql: store.sql,
+      amqpUrl: this.config.amqpUrl,
+      logger: this.logger,
+      exchanges: () => exchanges.list(),
+    });
+    await this.catalog.start();
+  }
+
+  private startDeadLetters(store: Store): void {
+    this.deadLetters = new DeadLetters(createDeadLetterStore(store.sql), this.config.amqpUrl, this.logger.child({ part: 'dead-letters' }), {
+      events: store,
+      queueType: this.config.queueType,
+      maxKept: this.config.deadLettersMax,
+      senderCheck: this.access?.senderCheck,
+    });
+    this.deadLetters.start();
+  }
+
+  /** With the writer lease, the event path; without, a standby that takes over when the lease frees. */
+  private async startWriterOrStandby(): Promise<void> {
+    if (await this.acquireLease(true)) return this.startEventPath();
+    this.current = 'standby';
+    this.leaseLoop = this.standby();
   }
 
   stop(): Promise<void> {
