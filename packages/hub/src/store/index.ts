@@ -42,10 +42,11 @@ export { DEFAULT_DATA_DIR, openStore } from './open.ts';
 export { createPauseStore, type PauseStore } from './pause-store.ts';
 export { createReplayStore, type ReplayStore } from './replay-store.ts';
 export { type MatchingOffsets, matchingOffsetsSql } from './selector-sql.ts';
-export { eventQuerySql, queryMayHaveMore, SqlStore } from './sql-store.ts';
+export { createRepositories, eventQuerySql, queryMayHaveMore, SqlStore } from './sql-store.ts';
 export {
   createSubscriptionStore,
   type Lag,
+  type LagEntry,
   type ReceiverRecord,
   receiverQueue,
   type SubscriptionRecord,

@@ -1,14 +1,14 @@
 import { ErrorCodes, HeraldError, type HeraldEvent, joinTraceHeaders, splitTraceHeaders } from '@herald/core';
 import type { Driver, ReadExecutor, SqlExecutor } from './driver.ts';
-import { createExchangeStore, type ExchangeStore } from './exchange-store.ts';
-import { createHeldStore, type HeldStore } from './held-store.ts';
+import { createExchangeStore } from './exchange-store.ts';
+import { createHeldStore } from './held-store.ts';
 import { migrate } from './migrate.ts';
-import { createPauseStore, type PauseStore } from './pause-store.ts';
-import { createReplayStore, type ReplayStore } from './replay-store.ts';
+import { createPauseStore } from './pause-store.ts';
+import { createReplayStore } from './replay-store.ts';
 import { matchingOffsetsSql } from './selector-sql.ts';
-import { createSubscriptionStore, type SubscriptionStore } from './subscription-store.ts';
-import type { AppendResult, DeadLetter, EventQuery, Store, StoredEvent } from './types.ts';
-import { createUserStore, type UserStore } from './user-store.ts';
+import { createSubscriptionStore } from './subscription-store.ts';
+import type { AppendResult, DeadLetter, EventQuery, Repositories, Store, StoredEvent } from './types.ts';
+import { createUserStore } from './user-store.ts';
 
 /** PostgreSQL caps a statement at 65,535 parameters; 11 per event leaves room for 5,000 rows. */
 const ROWS_PER_INSERT = 4000;
@@ -77,6 +77,27 @@ export interface WriterLease {
   release(): Promise<void>;
 }
 
+/** Every repository over one connection: a repository added to Repositories must be added here, and SqlStore has it. */
+export function createRepositories(sql: SqlExecutor): Repositories {
+  return {
+    pauses: createPauseStore(sql),
+    held: createHeldStore(sql),
+    replays: createReplayStore(sql),
+    subscriptions: createSubscriptionStore(sql),
+    exchanges: createExchangeStore(sql),
+    users: createUserStore(sql),
+  };
+}
+
+/** A base class whose instances carry the repositories of createRepositories as their own fields. */
+const WithRepositories = class {
+  constructor(sql: SqlExecutor) {
+    Object.assign(this, createRepositories(sql));
+  }
+} as new (
+  sql: SqlExecutor,
+) => Repositories;
+
 /**
  * How the log grows without an API change (001_init.sql says why id uniqueness stays whole-log):
  * - Partitioning by "offset" range: every statement here names "offset" bounds or reads per-pattern
@@ -91,7 +112,7 @@ export interface WriterLease {
  * The Store over any Driver: the same SQL for PostgreSQL and PGlite. The head offset is kept in
  * memory while the lease is held and re-read after any failed append, so offsets stay dense.
  */
-export class SqlStore implements Store {
+export class SqlStore extends WithRepositories implements Store {
   readonly kind: 'postgres' | 'embedded';
   readonly sql: SqlExecutor;
   /**
@@ -101,12 +122,6 @@ export class SqlStore implements Store {
    * on the embedded store the one connection (`sql`).
    */
   readonly reads: SqlExecutor;
-  readonly pauses: PauseStore;
-  readonly held: HeldStore;
-  readonly replays: ReplayStore;
-  readonly subscriptions: SubscriptionStore;
-  readonly exchanges: ExchangeStore;
-  readonly users: UserStore;
   private head: bigint | undefined;
   private closing: Promise<void> | undefined;
 
@@ -117,15 +132,11 @@ export class SqlStore implements Store {
     private readonly onClose: () => Promise<void> = async () => {},
     private readonly readPool: ReadExecutor | undefined = undefined,
   ) {
+    // The repositories (Store.pauses, .subscriptions, …): the fields of WithRepositories.
+    super(db);
     this.kind = kind;
     this.sql = db;
     this.reads = readPool ?? db;
-    this.pauses = createPauseStore(db);
-    this.held = createHeldStore(db);
-    this.replays = createReplayStore(db);
-    this.subscriptions = createSubscriptionStore(db);
-    this.exchanges = createExchangeStore(db);
-    this.users = createUserStore(db);
   }
 
   async migrate(): Promise<void> {

@@ -383,12 +383,20 @@ for (const kind of ['postgres', 'embedded'] as const) {
       await ch.assertQueue(queueOf('lg:*'), { durable: true });
       await ch.bindQueue(queueOf('lg:*'), 'herald.events', 'lg.#');
       await conn.close();
+      // … and the row it kept of that queue (nothing writes one any more).
+      const sel = parseSelector('lg:*');
+      await rig.store.sql.query('INSERT INTO receivers (hash, selector, queue, created_at) VALUES ($1, $2, $3, now())', [
+        sel.hash,
+        sel.canonical,
+        queueOf('lg:*'),
+      ]);
       const m2 = await rig.manager();
       await waitFor(
         'the old receiver queue deleted',
         async () => !(await rig.vhost.queues()).some((q) => q.name === queueOf('lg:*')),
         10_000,
       );
+      await waitFor('its row deleted', async () => (await rig.store.subscriptions.loadAll()).receivers.length === 0, 10_000);
       await m2.delete('lg');
       await m2.stop();
     });

@@ -379,7 +379,7 @@ class Manager implements SubscriptionManager, ConsumerCore, PullCore {
 
   private async view(sub: Sub): Promise<SubscriptionView> {
     const head = await this.store.headOffset();
-    return subscriptionView(sub, head, await this.subStore.lag(sub.selector, sub.acked));
+    return subscriptionView(sub, head, await this.subStore.lag(sub.selector, sub.acked, head));
   }
 
   delete(name: string): Promise<boolean> {

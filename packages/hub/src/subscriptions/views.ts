@@ -5,13 +5,17 @@ import type { SubscriptionView } from './types.ts';
 const NO_LAG: Lag = { events: 0, oldestMs: undefined };
 
 /**
- * The lag of each subscription, in their order, relative to `head` (the head offset the views
- * report): one acknowledged at the head has nothing to read (most live consumers), the others are
- * counted by lagMany, a few statements for them all. Rejects when the store fails.
+ * The lag of each subscription, in their order: its matching events in (acked, head], `head` being
+ * the head offset the views report. One acknowledged at the head has nothing to read (most live
+ * consumers); the others are counted by one lagMany, two statements for them all however many
+ * (subscriptions of wildcard types a few more). Rejects when the store fails.
  */
 export async function lagsAt(subStore: SubscriptionStore, subs: readonly Sub[], head: bigint): Promise<Lag[]> {
   const behind = subs.filter((s) => s.acked < head);
-  const counted = await subStore.lagMany(behind.map((s) => ({ selector: s.selector, after: s.acked })));
+  const counted = await subStore.lagMany(
+    behind.map((s) => ({ selector: s.selector, after: s.acked })),
+    head,
+  );
   const bySub = new Map(behind.map((s, i) => [s, counted[i] as Lag]));
   return subs.map((s) => bySub.get(s) ?? NO_LAG);
 }
