@@ -407,7 +407,7 @@ class HubProcess implements Hub {
       standbys: (name) => this.subs?.standbysOf(name) ?? 0,
       receivers: () => this.subs?.receiverDepths(),
       dispatcher: () => this.path?.dispatcher?.stats(),
-      amqpConnected: () => this.path?.ingest.isConnected() ?? false,
+      amqpConnected: () => (this.path?.ingest.isConnected() && this.path.flow.isConnected()) ?? false,
       storeConnected: () => {
         // The last ping's answer, asking again for the next scrape: a scrape never waits on the store.
         store.ping().then(
