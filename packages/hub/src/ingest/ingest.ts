@@ -174,6 +174,11 @@ class IngestPipeline implements Ingest {
   }
 
   async append(events: readonly HeraldEvent[], producer: string | undefined): Promise<DirectOutcome[]> {
+    if (this.config.mode !== 'router')
+      throw new HeraldError(
+        ErrorCodes.CONFLICT,
+        'the direct publish path needs the hub in router mode (HERALD_MODE=router): in archive mode only herald.ingest reaches herald.events',
+      );
     if (this.stopRequested || this.loop === undefined)
       throw new HeraldError(ErrorCodes.UNAVAILABLE, 'this hub is not ingesting (starting, stopping or a standby); try again shortly');
     return directAppend(
@@ -367,7 +372,9 @@ class IngestPipeline implements Ingest {
       // The next batch is stored while RabbitMQ confirms this one's forwards.
       this.lastAck = this.ackWhenConfirmed(link, batch, confirmed.confirmed);
     }
-    await this.lastAck;
+    // The outlet may be unable to confirm (RabbitMQ down): what it has not confirmed by then is
+    // not acknowledged, and RabbitMQ redelivers it to the next hub.
+    await Promise.race([this.lastAck, sleep(STOP_GRACE_MS, undefined, { ref: false })]);
     if (this.link) this.flushAck(this.link);
   }
 
