@@ -390,58 +390,49 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
     );
   };
 
-  const subscribe: grpc.handleBidiStreamingCall<WireSubscribeRequest, WireSubscribeResponse> = (call) => {
+  /**
+   * Admits a stream: refused when stopping or at the stream cap (each stream holds a session and
+   * its window of events: past the cap, refuse rather than let clients grow the hub's memory;
+   * RESOURCE_EXHAUSTED, LIMIT_EXCEEDED: a retry later may fit, and the SDK retries with backoff).
+   * Credentials first: until they are checked no message of the stream is read (it waits, buffered).
+   */
+  const admit = (call: grpc.ServerDuplexStream<unknown, unknown>, kind: string, open: (principal: Principal) => void): void => {
     if (stopping) {
       call.emit('error', heraldStatus(ErrorCodes.UNAVAILABLE, 'the hub is stopping'));
       return;
     }
     if (sessions.size + publishSessions.size >= maxStreams) {
-      // Each stream holds a consumer and its window of events: past the cap, refuse rather than
-      // let clients grow the hub's memory. RESOURCE_EXHAUSTED (LIMIT_EXCEEDED): a retry later may
-      // fit, and the SDK retries it with backoff.
       call.emit('error', toGrpcStatus(capReached('grpcStreams', maxStreams)));
-      logger.warn({ peer: call.getPeer(), maxStreams }, 'grpc subscribe refused: stream cap reached');
+      logger.warn({ peer: call.getPeer(), maxStreams }, `grpc ${kind} refused: stream cap reached`);
       return;
     }
-    // Credentials first: until they are checked no message of the stream is read (it waits, buffered).
     principalOfCall(auth, call).then(
       (principal) => {
-        if (stopping) {
-          call.emit('error', heraldStatus(ErrorCodes.UNAVAILABLE, 'the hub is stopping'));
-          return;
-        }
-        const session: SubscribeSession = new SubscribeSession(call, options, auth, principal, () => sessions.delete(session));
-        sessions.add(session);
+        if (stopping) call.emit('error', heraldStatus(ErrorCodes.UNAVAILABLE, 'the hub is stopping'));
+        else open(principal);
       },
       (err: unknown) => call.emit('error', toGrpcStatus(err)),
     );
   };
 
+  const subscribe: grpc.handleBidiStreamingCall<WireSubscribeRequest, WireSubscribeResponse> = (call) =>
+    admit(call as never, 'subscribe', (principal) => {
+      const session: SubscribeSession = new SubscribeSession(call, options, auth, principal, () => sessions.delete(session));
+      sessions.add(session);
+    });
+
   /** PublishStream: refused like Subscribe when stopping or at the stream cap, then a PublishSession. */
   const publishStream: grpc.handleBidiStreamingCall<unknown, unknown> = (call) => {
     const append = options.append;
-    if (stopping || !append) {
-      const why = stopping ? 'the hub is stopping' : 'this hub does not take PublishStream';
-      call.emit('error', stopping ? heraldStatus(ErrorCodes.UNAVAILABLE, why) : { code: grpc.status.UNIMPLEMENTED, details: why });
+    if (!append) {
+      call.emit('error', { code: grpc.status.UNIMPLEMENTED, details: 'this hub does not take PublishStream' });
       return;
     }
-    if (sessions.size + publishSessions.size >= maxStreams) {
-      call.emit('error', toGrpcStatus(capReached('grpcStreams', maxStreams)));
-      logger.warn({ peer: call.getPeer(), maxStreams }, 'grpc publish stream refused: stream cap reached');
-      return;
-    }
-    principalOfCall(auth, call).then(
-      (principal) => {
-        if (stopping) {
-          call.emit('error', heraldStatus(ErrorCodes.UNAVAILABLE, 'the hub is stopping'));
-          return;
-        }
-        const ctx = { append, auth, logger, maxEventBytes };
-        const session: PublishSession = new PublishSession(call as never, ctx, principal, () => publishSessions.delete(session));
-        publishSessions.add(session);
-      },
-      (err: unknown) => call.emit('error', toGrpcStatus(err)),
-    );
+    admit(call, 'publish stream', (principal) => {
+      const ctx = { append, auth, logger, maxEventBytes };
+      const session: PublishSession = new PublishSession(call as never, ctx, principal, () => publishSessions.delete(session));
+      publishSessions.add(session);
+    });
   };
 
   return {
