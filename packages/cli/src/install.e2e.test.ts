@@ -139,7 +139,7 @@ describe('the packages installed from their tarballs, outside the workspace', { 
       });
 
       const service = (load: string, sender: string) => `${load}
-const exported = { putCatalogEntries, createOutbox, createInbox, createOutboxRelay, migrateOutbox };
+const exported = { putCatalogEntries, createHubPublisher, createOutbox, createInbox, createOutboxRelay, migrateOutbox };
 for (const [name, f] of Object.entries(exported)) if (typeof f !== 'function') throw new Error(name + ' is ' + typeof f + ', not a function');
 console.log('exports: ' + Object.keys(exported).join(' '));
 const onError = (err) => console.error('trouble: ' + err.message);
@@ -161,15 +161,15 @@ const main = async () => {
 main().then(() => process.exit(0), (err) => { console.error(err); process.exit(1); });
 `;
       const esm =
-        "import { createPublisher, createSubscriber, putCatalogEntries } from '@herald/client';\n" +
+        "import { createHubPublisher, createPublisher, createSubscriber, putCatalogEntries } from '@herald/client';\n" +
         "import { createInbox, createOutbox, createOutboxRelay, migrateOutbox } from '@herald/client/outbox';";
       const cjs =
-        "const { createPublisher, createSubscriber, putCatalogEntries } = require('@herald/client');\n" +
+        "const { createHubPublisher, createPublisher, createSubscriber, putCatalogEntries } = require('@herald/client');\n" +
         "const { createInbox, createOutbox, createOutboxRelay, migrateOutbox } = require('@herald/client/outbox');";
       writeFileSync(join(dir, 'service.mjs'), service(esm, 'esm'));
       writeFileSync(join(dir, 'service.cjs'), service(cjs, 'cjs'));
       const serviceEnv = plainEnv({ HERALD_AMQP_URL: vhost.url });
-      const exportsLine = /^exports: putCatalogEntries createOutbox createInbox createOutboxRelay migrateOutbox$/m;
+      const exportsLine = /^exports: putCatalogEntries createHubPublisher createOutbox createInbox createOutboxRelay migrateOutbox$/m;
       const esmOut = ok(await run(process.execPath, ['service.mjs'], { cwd: dir, env: serviceEnv }), 'the ESM service');
       assert.match(esmOut, exportsLine);
       assert.match(esmOut, /received esm installed\.works/);
