@@ -124,10 +124,9 @@ class SerialDispatcher implements Dispatcher {
     if (!this.starting) await this.start();
     return this.serial(async () => {
       const { forward, hold } = partitionHeld(events, this.rules);
-      const confirmed = forward.length > 0 ? this.forward(forward) : Promise.resolve();
-      // Awaited by the caller; marked handled here so a failure while the held rows are written is not unhandled.
-      confirmed.catch(() => undefined);
+      // Held rows first: a failure writing them forwards nothing, and the retry does it all again.
       if (hold.length > 0) await this.heldStore.add(hold);
+      const confirmed = forward.length > 0 ? this.forward(forward) : Promise.resolve();
       this.counters.dispatched += events.length;
       this.counters.forwarded += forward.length;
       this.counters.held += hold.length;

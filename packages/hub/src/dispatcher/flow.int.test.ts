@@ -120,13 +120,37 @@ describe('the flow from the log to herald.events (PostgreSQL, real RabbitMQ)', {
     await seen.close();
   });
 
-  test('suspend and moveTo skip what they are told to; clear stops forwarding and clears the checkpoint', async () => {
+  test('recheckHead forwards what the log holds but was never handed over (a commit whose answer was lost)', async () => {
+    assert.ok(flow);
+    const seen = await collector(vhost.url, 'flow-recheck');
+    const unseen = await append(4); // stored, never given to appended()
+    const f = flow;
+    f.recheckHead();
+    const head = unseen[unseen.length - 1]?.offset ?? 0n;
+    await waitFor('forwarded up to the head', () => f.stats().dispatched === head);
+    assert.deepEqual(
+      await seen.read(),
+      unseen.map((e) => e.offset),
+    );
+    await seen.close();
+  });
+
+  test('suspend, resume and moveTo skip what they are told to; clear stops forwarding and clears the checkpoint', async () => {
     assert.ok(flow);
     const seen = await collector(vhost.url, 'flow-modes');
+    const out = (await store.headOffset()) ?? 0n;
     await flow.suspend();
-    assert.equal(flow.horizon(), undefined);
-    const skipped = await append(5);
-    await flow.appended(skipped); // goes nowhere, settles at once
+    await flow.suspend(); // a second suspend does nothing (and does not wait)
+    assert.equal(flow.horizon(), out, 'while suspended, the horizon stays what was dispatched');
+    await flow.appended(await append(5)); // goes nowhere, settles at once
+    await flow.resume();
+    const resumed = (await store.headOffset()) ?? 0n;
+    assert.deepEqual(await readCheckpoint(store), resumed, 'resume goes on above what was appended while suspended');
+    assert.equal(flow.horizon(), resumed);
+    const between = await append(2);
+    await flow.appended(between);
+    await flow.suspend();
+    await flow.appended(await append(5));
     const head = (await store.headOffset()) ?? 0n;
     await flow.moveTo(head);
     assert.deepEqual(await readCheckpoint(store), head, 'moveTo writes the checkpoint at once');
@@ -137,8 +161,8 @@ describe('the flow from the log to herald.events (PostgreSQL, real RabbitMQ)', {
     await flow.appended(await append(2)); // not forwarding: settles at once
     assert.deepEqual(
       await seen.read(),
-      after.map((e) => e.offset),
-      'only the run after moveTo went out',
+      [...between, ...after].map((e) => e.offset),
+      'only the runs after resume and moveTo went out',
     );
     await seen.close();
   });

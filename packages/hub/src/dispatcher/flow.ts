@@ -23,7 +23,7 @@ function errText(err: unknown): string {
 export interface FlowStats {
   /** Live events published to `herald.events` and confirmed (not replays). */
   forwarded: number;
-  /** The highest offset confirmed on `herald.events` (or held); undefined when not forwarding. */
+  /** The highest offset confirmed on `herald.events` (or held): the checkpoint; undefined when not forwarding. */
   dispatched: bigint | undefined;
   /** Reconnects of the `herald.events` channel. */
   reconnects: number;
@@ -45,7 +45,12 @@ export interface FlowOptions {
   metrics?: FlowMetrics | undefined;
 }
 
-/** Live events once RabbitMQ confirmed them, in offset order (a failed forward is not reported: it goes again). */
+/**
+ * Live events as they go out to `herald.events` (and releases after a pause), in dispatch order,
+ * before RabbitMQ confirms them: they are in the log, so a hub that dies before the confirm loses
+ * nothing (it forwards them again from the checkpoint). A forward that fails goes out again, and is
+ * reported again: a listener skips what it has seen by offset.
+ */
 export type ForwardedListener = (events: readonly StoredEvent[]) => void;
 
 interface Waiter {
@@ -60,8 +65,9 @@ interface Waiter {
  * memory in the normal case and from the log when it is behind (after a crash between store and
  * forward, a lost channel, or runs it had no room to keep), through the dispatcher's pauses and
  * replays in router mode, on a confirm channel of its own. It keeps the checkpoint (the highest
- * offset confirmed, or held, on `herald.events`), which is also the offset up to which the durable
- * subscriptions may read, and tells its listeners what went out live once confirmed.
+ * offset confirmed, or held, on `herald.events`) and the horizon (the highest dispatched, up to
+ * which the durable subscriptions may read), and tells its listeners (the subscriptions' in-memory
+ * receivers) what goes out live as it goes, so a subscriber does not wait for RabbitMQ's trip.
  *
  * Failure: a store or RabbitMQ failure is retried with backoff (50 ms doubling to 2 s), forever;
  * a lost channel means everything above the confirmed checkpoint goes again, from the log (at
@@ -80,6 +86,11 @@ export class LogFlow {
   private confirmed: bigint | undefined;
   /** The highest offset handed to the channel (or held) on the current channel generation. */
   private sent: bigint | undefined;
+  /**
+   * The horizon: the highest offset the dispatcher has dispatched (handed to the channel, or its held
+   * rows written), on any generation; it does not go back when a lost channel makes `sent` go back.
+   */
+  private dispatched: bigint | undefined;
   /** The highest offset the log is known to hold. */
   private head = 0n;
   private fresh: StoredEvent[][] = [];
@@ -113,8 +124,15 @@ export class LogFlow {
   readonly send = (events: readonly StoredEvent[], options?: { replay?: string }): Promise<void> => {
     const confirmed = this.channel.publish(events, options?.replay);
     if (options?.replay === undefined && events.length > 0) {
-      this.tail = this.tail.then(() => confirmed).then(() => this.reportForwarded(events));
-      this.tail.catch(() => undefined);
+      this.tellListeners(events);
+      // Counted once confirmed. A failed release is the dispatcher's to retry: it does not hold up
+      // the checkpoint (a failed live forward does, through step()'s own link on the same confirm).
+      this.tail = this.tail.then(() =>
+        confirmed.then(
+          () => this.countForwarded(events),
+          () => undefined,
+        ),
+      );
     }
     return confirmed;
   };
@@ -132,6 +150,7 @@ export class LogFlow {
     await this.channel.start();
     this.confirmed = await readCheckpoint(this.store);
     this.sent = this.confirmed;
+    this.dispatched = this.confirmed;
     this.head = (await this.store.headOffset()) ?? 0n;
     if (this.confirmed !== undefined && this.confirmed < this.head) {
       this.kick();
@@ -154,9 +173,13 @@ export class LogFlow {
     this.waiters = [];
   }
 
-  /** The checkpoint in memory: the highest offset confirmed on herald.events; undefined when not forwarding. */
+  /**
+   * The offset up to which the durable subscriptions may read the log: the highest dispatched
+   * (handed to herald.events, or held by a pause with its held row written); undefined when not
+   * forwarding. While suspended, what was dispatched before.
+   */
   horizon(): bigint | undefined {
-    return this.suspended ? undefined : this.confirmed;
+    return this.confirmed === undefined ? undefined : this.dispatched;
   }
 
   isConnected(): boolean {
@@ -164,7 +187,7 @@ export class LogFlow {
   }
 
   stats(): FlowStats {
-    return { forwarded: this.forwardedCount, dispatched: this.horizon(), reconnects: this.channel.reconnects };
+    return { forwarded: this.forwardedCount, dispatched: this.confirmed, reconnects: this.channel.reconnects };
   }
 
   /**
@@ -189,12 +212,23 @@ export class LogFlow {
 
   /**
    * Mode switches: finishes forwarding what the log holds, then forwards nothing (appended runs go
-   * nowhere) until moveTo(). The checkpoint stays as it was, so a crash meanwhile forwards again.
+   * nowhere) until resume() or moveTo(). The checkpoint stays as it was, so a crash meanwhile
+   * forwards again. Suspending a suspended flow does nothing.
    */
   async suspend(): Promise<void> {
+    if (this.suspended) return;
     if (this.confirmed !== undefined) await this.caughtUp(this.head);
     await this.idle();
     this.suspended = true;
+  }
+
+  /**
+   * Mode switches, after suspend(): forwarding resumes above everything appended meanwhile (the
+   * events drained from the archive queue, which its binding delivered already); written at once.
+   */
+  resume(): Promise<void> {
+    const c = this.confirmed;
+    return this.moveTo(c !== undefined && c > this.head ? c : this.head);
   }
 
   /** Mode switches: forwarding resumes after `offset` (nothing at or below it goes out); written at once. */
@@ -203,10 +237,28 @@ export class LogFlow {
     this.suspended = false;
     this.confirmed = offset;
     this.sent = offset;
+    this.dispatched = offset;
+    if (offset > this.head) this.head = offset;
     this.dropFresh();
     this.settleWaiters();
     await this.checkpoint.write(offset);
     this.kick();
+  }
+
+  /**
+   * The log may hold events that were not handed over: a commit whose answer was lost, stored after
+   * all and seen as duplicates on the retry. Reads the head of the log and forwards up to it.
+   */
+  recheckHead(): void {
+    if (this.stopped) return;
+    this.store.headOffset().then(
+      (head) => {
+        if (head <= this.head) return;
+        this.head = head;
+        if (this.confirmed !== undefined && !this.suspended) this.kick();
+      },
+      (err) => this.log.warn({ err: errText(err) }, 'could not read the head of the log; it is read again on the next append'),
+    );
   }
 
   /** Archive mode, once what router mode left is out: stops forwarding and clears the checkpoint. */
@@ -215,6 +267,7 @@ export class LogFlow {
     await this.idle();
     this.confirmed = undefined;
     this.sent = undefined;
+    this.dispatched = undefined;
     this.suspended = false;
     this.dropFresh();
     await this.checkpoint.write(null);
@@ -271,6 +324,7 @@ export class LogFlow {
     if (gen !== this.channel.gen()) return; // lost meanwhile: restartFromConfirmed() sends it again
     const upTo = (events[events.length - 1] as StoredEvent).offset;
     this.sent = upTo;
+    if (this.dispatched === undefined || upTo > this.dispatched) this.dispatched = upTo;
     // Confirms come in publish order on the one channel, so the tail settles in order too.
     this.tail = this.tail
       .then(() => confirmed)
@@ -344,9 +398,12 @@ export class LogFlow {
     if (n > 0) this.waiters.splice(0, n);
   }
 
-  private reportForwarded(events: readonly StoredEvent[]): void {
+  private countForwarded(events: readonly StoredEvent[]): void {
     this.forwardedCount += events.length;
     this.metrics?.forwarded(events);
+  }
+
+  private tellListeners(events: readonly StoredEvent[]): void {
     for (const l of this.listeners) {
       try {
         l(events);

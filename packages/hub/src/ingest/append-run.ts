@@ -25,6 +25,8 @@ export interface AppendHooks<S> {
   refused(event: HeraldEvent, source: S, err: HeraldError): void;
   /** One append committed, taking `seconds`, for `events` events. */
   appended(seconds: number, events: number, stored: readonly StoredEvent[], duplicates: number): void;
+  /** An append failed with the store unavailable: it may have committed all the same. */
+  unavailable?(): void;
 }
 
 /** True when the store answers: a TypeError from a driver is the data's fault only if it does. */
@@ -50,7 +52,10 @@ export async function appendAll<S>(store: Pick<Store, 'append' | 'ping'>, run: A
     try {
       result = await store.append(chunk.events);
     } catch (err) {
-      if (storeFailure(err) === 'unavailable') throw new StepError('store', err);
+      if (storeFailure(err) === 'unavailable') {
+        hooks.unavailable?.();
+        throw new StepError('store', err);
+      }
       if (chunk.events.length > 1) {
         const mid = chunk.events.length >> 1;
         run.chunks.splice(
@@ -74,15 +79,29 @@ export async function appendAll<S>(store: Pick<Store, 'append' | 'ping'>, run: A
   }
 }
 
-/** Hooks that count each append in `counters` and `metrics` and report the newest offset stored. */
+/**
+ * Hooks that count each append in `counters` and `metrics` and report the newest offset stored.
+ * After an append that failed with the store unavailable, the next one that commits calls
+ * `uncertain`: the failed one may have committed, its answer lost, so its events are in the log
+ * without having been reported (the retry sees them as duplicates).
+ */
 export function countingHooks(
   counters: IngestStats,
   metrics: IngestMetrics | undefined,
   stored: (offset: bigint) => void,
+  uncertain: () => void = () => undefined,
 ): AppendHooks<unknown> {
+  let failed = false;
   return {
     refused: () => undefined,
+    unavailable: () => {
+      failed = true;
+    },
     appended: (seconds, n, events, duplicates) => {
+      if (failed) {
+        failed = false;
+        uncertain();
+      }
       metrics?.appended(seconds, n);
       counters.batches++;
       counters.stored += events.length;

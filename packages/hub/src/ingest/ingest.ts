@@ -1,13 +1,14 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ErrorCodes, fromAmqp, HeraldError, type HeraldEvent, ValidationError } from '@herald/core';
+import { ErrorCodes, HeraldError, type HeraldEvent } from '@herald/core';
 import { type Channel, type ChannelModel, type ConfirmChannel, connect, type Message } from 'amqplib';
 import type { Logger } from 'pino';
 import { type HubConfig, redactUrl } from '../config/index.ts';
 import type { Store } from '../store/types.ts';
 import { type AppendHooks, type AppendRun, appendAll, appendRun, countingHooks } from './append-run.ts';
-import { type DeadDelivery, DeadLetterDelivery, deadDelivery } from './dead-delivery.ts';
-import { amqpUser, eventDeadLetter, messageDeadLetter } from './dead-letters.ts';
-import { directAppend, publishToIngest } from './direct.ts';
+import { DeadLetterDelivery, deadDelivery } from './dead-delivery.ts';
+import { amqpUser, eventDeadLetter } from './dead-letters.ts';
+import { decodeBatch } from './decode-batch.ts';
+import { type DirectContext, directAppend, publishToIngest } from './direct.ts';
 import { type IngestOutlet, setupArchive, setupRouter } from './mode-setup.ts';
 import { onBroker, StepError } from './steps.ts';
 import { ARCHIVE_QUEUE, declareShared, ROUTER_QUEUE } from './topology.ts';
@@ -73,6 +74,8 @@ class IngestPipeline implements Ingest {
   private readonly metrics: IngestMetrics | undefined;
   private readonly dead: DeadLetterDelivery;
   private readonly hooks: AppendHooks<unknown>;
+  /** The direct path's view of this ingest: refused while the mode's setup runs (settingUp). */
+  private readonly direct: DirectContext;
   private link: Link | undefined;
   /** Bumped on every new connection; a batch from an older generation is never acknowledged. */
   private gen = 0;
@@ -84,6 +87,8 @@ class IngestPipeline implements Ingest {
   private stoppingSince = 0;
   private consuming = false;
   private storeHealthy = true;
+  /** The mode's setup runs (mode-setup.ts): the direct path is refused, so the flow sees only what setup drains. */
+  private settingUp = false;
   private lock: Promise<unknown> = Promise.resolve();
   /** The highest offset known in the log. */
   private head: bigint | undefined;
@@ -108,9 +113,28 @@ class IngestPipeline implements Ingest {
       this.counters.dead++;
       this.metrics?.deadLetter(code);
     });
-    this.hooks = countingHooks(this.counters, this.metrics, (offset) => {
-      if (this.head === undefined || offset > this.head) this.head = offset;
-    });
+    this.hooks = countingHooks(
+      this.counters,
+      this.metrics,
+      (offset) => {
+        if (this.head === undefined || offset > this.head) this.head = offset;
+      },
+      () => this.outlet?.recheckHead(),
+    );
+    this.direct = {
+      store: this.store,
+      hooks: this.hooks,
+      outlet: this.outlet,
+      check: (event, producer) => this.inspect?.(event, producer),
+      serially: (fn) =>
+        this.withLock(() => {
+          if (!this.settingUp) return fn();
+          throw new HeraldError(ErrorCodes.UNAVAILABLE, 'this hub is reconnecting to RabbitMQ; try again shortly');
+        }),
+      storeAnswered: (ok) => {
+        this.storeHealthy = ok;
+      },
+    };
   }
 
   stats(): IngestStats {
@@ -181,20 +205,7 @@ class IngestPipeline implements Ingest {
       );
     if (this.stopRequested || this.loop === undefined)
       throw new HeraldError(ErrorCodes.UNAVAILABLE, 'this hub is not ingesting (starting, stopping or a standby); try again shortly');
-    return directAppend(
-      {
-        store: this.store,
-        hooks: this.hooks,
-        outlet: this.outlet,
-        check: (event, producer) => this.inspect?.(event, producer),
-        serially: (fn) => this.withLock(fn),
-        storeAnswered: (ok) => {
-          this.storeHealthy = ok;
-        },
-      },
-      events,
-      producer,
-    );
+    return directAppend(this.direct, events, producer);
   }
 
   // ---- connection -------------------------------------------------------------------------
@@ -222,7 +233,10 @@ class IngestPipeline implements Ingest {
       const link: Link = { conn, pubConn, consumeCh, pubCh, gen, ackUpTo: undefined, unacked: 0, ackTimer: undefined };
       this.link = link;
       await onBroker(() => declareShared(consumeCh, this.config.queueType));
+      this.settingUp = true;
+      await this.withLock(async () => undefined); // a direct append in the line finishes first
       await this.setupMode(link);
+      this.settingUp = false;
       // From here on a lost channel or connection means: start over on a new connection.
       const lost = (why: string) => () => this.connectionLost(link, why);
       conn.on('close', lost('connection closed'));
@@ -422,30 +436,18 @@ class IngestPipeline implements Ingest {
    * it), or the hub is stopping and the grace ran out (both: false). Resolves with what the
    * batch's acknowledgement waits for: the outlet having the batch out.
    *
-   * A message that is not an event, whose user_id senderCheck refuses, or an event the store
-   * refuses for its data, becomes a dead letter and the rest of the batch goes on; only a store
-   * that is unavailable (or RabbitMQ) makes the batch wait. Each step is done once: a retry resumes where the batch stopped.
+   * A message that is not an event (decodeBatch), or an event the store refuses for its data,
+   * becomes a dead letter and the rest of the batch goes on; only a store that is unavailable (or
+   * RabbitMQ) makes the batch wait. Each step is done once: a retry resumes where the batch stopped.
    */
   private async processBatch(link: Link, batch: Message[]): Promise<Confirmation | false> {
-    const events: HeraldEvent[] = [];
-    const received: Message[] = [];
-    const dead: DeadDelivery[] = [];
     const now = Date.now();
-    for (const msg of batch) {
-      try {
-        const event = fromAmqp(
-          { routingKey: msg.fields.routingKey, content: msg.content, properties: msg.properties },
-          { maxBytes: this.config.maxEventBytes, now },
-        );
-        const userId: unknown = msg.properties.userId;
-        if (typeof userId === 'string' && userId !== '') this.checkSender(userId, event.sender);
-        this.inspect?.(event, userId);
-        events.push(event);
-        received.push(msg);
-      } catch (err) {
-        dead.push(deadDelivery(messageDeadLetter(msg, err, now)));
-      }
-    }
+    const { events, received, dead } = decodeBatch(batch, {
+      maxBytes: this.config.maxEventBytes,
+      now,
+      senderCheck: this.senderCheck,
+      inspect: this.inspect,
+    });
     const run: AppendRun<Message> = appendRun(events, received);
     const hooks: AppendHooks<Message> = {
       ...this.hooks,
@@ -487,12 +489,5 @@ class IngestPipeline implements Ingest {
         if (side === 'store') await this.store.ping().catch(() => undefined);
       }
     }
-  }
-
-  /** Throws a ValidationError (INVALID_EVENT) with senderCheck's reason when it refuses `userId` as `sender`. */
-  private checkSender(userId: string, sender: string): void {
-    if (this.senderCheck === undefined) return;
-    const refused = this.senderCheck(userId, sender);
-    if (refused !== undefined) throw new ValidationError(ErrorCodes.INVALID_EVENT, refused, { details: { userId, sender } });
   }
 }

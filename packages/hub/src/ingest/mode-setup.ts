@@ -18,14 +18,18 @@ export interface IngestOutlet {
    * acknowledges the run's messages only then. Rejects only when the outlet stops first.
    */
   appended(events: readonly StoredEvent[]): Promise<void>;
-  /** The highest offset out on herald.events (the checkpoint); undefined when not forwarding. */
+  /** The highest offset dispatched to herald.events (or held); undefined when not forwarding. */
   horizon(): bigint | undefined;
-  /** Finishes forwarding what the log holds, then forwards nothing until moveTo() (the checkpoint stays). */
+  /** Finishes forwarding what the log holds, then forwards nothing until resume() or moveTo() (the checkpoint stays). */
   suspend(): Promise<void>;
+  /** After suspend(): forwarding resumes above everything appended meanwhile; the checkpoint is written at once. */
+  resume(): Promise<void>;
   /** Forwarding resumes after `offset`; the checkpoint is written at once. */
   moveTo(offset: bigint): Promise<void>;
   /** Finishes forwarding what the log holds, stops, and clears the checkpoint (archive mode). */
   clear(): Promise<void>;
+  /** The log may hold events never handed over (a commit whose answer was lost): forward up to its head. */
+  recheckHead(): void;
 }
 
 /** What the mode setup works with: the consuming connection, the outlet, and ingest's own drain. */
@@ -52,10 +56,11 @@ export async function setupRouter(m: ModeContext): Promise<void> {
   const { outlet } = m;
   if (await queueExists(m.conn, ARCHIVE_QUEUE)) {
     await onBroker(() => m.ch.unbindQueue(ARCHIVE_QUEUE, EVENTS_EXCHANGE, ALL));
-    const saved = outlet?.horizon();
-    await outlet?.suspend(); // drained events were delivered by the archive binding
+    // Drained events were delivered by the archive binding: not forwarded again. Nothing else is
+    // appended meanwhile (ingest does not consume yet, and refuses the direct path during setup).
+    await outlet?.suspend();
     const n = await m.drain(ARCHIVE_QUEUE);
-    await outlet?.moveTo(saved === undefined || n > 0 ? await m.head() : saved);
+    await outlet?.resume();
     await deleteIfEmpty(m, ARCHIVE_QUEUE, n);
   }
   if (outlet && outlet.horizon() === undefined) await outlet.moveTo(await m.head());
