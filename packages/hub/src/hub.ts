@@ -479,6 +479,7 @@ class HubProcess implements Hub {
       logger: this.logger.child({ part: 'grpc' }),
       maxEventBytes: this.config.maxEventBytes,
       maxStreams: this.config.maxGrpcStreams,
+      publishBudget: { maxBytes: this.config.publishMaxBytes, maxEvents: this.config.publishMaxEvents },
       auth: (this.access as AccessControl).auth,
     });
     this.grpc = grpc;

@@ -41,6 +41,15 @@ export function registerHub(program: Command): void {
       'how long an idle keep-alive connection is kept (HERALD_HTTP_KEEP_ALIVE_TIMEOUT, default 72s)',
     )
     .option('--max-grpc-streams <n>', 'concurrent gRPC Subscribe streams (HERALD_MAX_GRPC_STREAMS, default 1000)')
+    .option(
+      '--publish-max-bytes <n>',
+      'bytes of PublishStream events unanswered, all streams together (HERALD_PUBLISH_MAX_BYTES, default 256 MiB)',
+    )
+    .option('--publish-max-events <n>', 'PublishStream events unanswered, all streams together (HERALD_PUBLISH_MAX_EVENTS, default 50000)')
+    .option(
+      '--publish-max-unforwarded <n>',
+      'events the direct path stored and not out on herald.events yet (HERALD_PUBLISH_MAX_UNFORWARDED, default 100000)',
+    )
     .option('--max-pauses <n>', 'active pauses (HERALD_MAX_PAUSES, default 1000)')
     .option('--max-subscriptions <n>', 'durable subscriptions (HERALD_MAX_SUBSCRIPTIONS, default 10000)')
     .option('--max-replays <n>', 'replays pending or running (HERALD_MAX_REPLAYS, default 16)')

@@ -79,6 +79,46 @@ export const FIXED_CAPS = {
   catalogObservedTypes: { what: 'catalog types observed', max: 100_000 },
 } as const satisfies Record<string, FixedCapSpec>;
 
+/** A budget of the direct publish path: a setting and its default, counted per hub process. */
+export interface BudgetSpec {
+  /** What is counted. */
+  readonly what: string;
+  /** The environment variable (and, in kebab case, the `herald hub` flag) that sets it. */
+  readonly setting: string;
+  readonly default: number;
+}
+
+/**
+ * The budgets of the direct publish path (gRPC PublishStream), each per hub process. Unlike a cap,
+ * reaching one refuses nothing for good: past the first two the hub reads no more of the streams
+ * (HTTP/2 flow control holds their clients) until answers free room, streams taking it in the order
+ * they asked; the events past the third are answered UNAVAILABLE (the SDK sends them again) until
+ * the flow has the stored events out on `herald.events`. docs/reliability.md lists this table too
+ * (a unit test keeps the two in step); the hub's configuration takes its defaults from here.
+ */
+export const BUDGETS = {
+  /** Bytes of events read from every PublishStream and not answered yet (bodies, headers, 256 per event). */
+  publishBytes: {
+    what: 'bytes of PublishStream events waiting for their answers, all streams together',
+    setting: 'HERALD_PUBLISH_MAX_BYTES',
+    default: 256 * 1024 * 1024,
+  },
+  /** The same in events. */
+  publishEvents: {
+    what: 'PublishStream events waiting for their answers, all streams together',
+    setting: 'HERALD_PUBLISH_MAX_EVENTS',
+    default: 50_000,
+  },
+  /** Events the direct path stored whose run the flow has not out on herald.events yet (nor held by a pause). */
+  publishUnforwarded: {
+    what: 'events stored by the direct path and not yet out on herald.events',
+    setting: 'HERALD_PUBLISH_MAX_UNFORWARDED',
+    default: 100_000,
+  },
+} as const satisfies Record<string, BudgetSpec>;
+
+export type BudgetName = keyof typeof BUDGETS;
+
 /**
  * The refusal when a cap is reached: LIMIT_EXCEEDED, e.g. `too many active replays: this hub holds
  * at most 16 at once (HERALD_MAX_REPLAYS); retry once one has finished, …`, with `details` naming

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { ErrorCodes, hasCode } from '@herald/core';
 import { CATALOG_LIMITS } from '../catalog/index.ts';
-import { CAPS, capReached, createCap, FIXED_CAPS } from './caps.ts';
+import { BUDGETS, CAPS, capReached, createCap, FIXED_CAPS } from './caps.ts';
 
 test('a cap refuses the slot past its max with LIMIT_EXCEEDED naming it and its setting; a slot given back lets the next in', () => {
   const cap = createCap('sseStreams', 2);
@@ -76,5 +76,14 @@ test('the fixed caps are the catalog’s bounds, and docs/reliability.md lists e
     const row = doc.split('\n').find((line) => line.startsWith('|') && line.includes(`\`FIXED_CAPS.${name}\``));
     assert.ok(row, `docs/reliability.md should have a row for FIXED_CAPS.${name}`);
     assert.ok(row.includes(` ${cap.max.toLocaleString('en-US')} `), `${name}: ${cap.max} in ${row}`);
+  }
+});
+
+test('docs/reliability.md lists every budget of the direct publish path with its setting and default', () => {
+  const doc = readFileSync(new URL('../../../../docs/reliability.md', import.meta.url), 'utf8');
+  for (const budget of Object.values(BUDGETS)) {
+    const row = doc.split('\n').find((line) => line.startsWith('|') && line.includes(`\`${budget.setting}\``));
+    assert.ok(row, `docs/reliability.md should have a row for ${budget.setting}`);
+    assert.ok(row.includes(` ${budget.default.toLocaleString('en-US')} `), `${budget.setting}: default ${budget.default} in ${row}`);
   }
 });

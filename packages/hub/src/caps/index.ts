@@ -1,2 +1,2 @@
-export type { Cap, CapName, CapSpec, FixedCapSpec } from './caps.ts';
-export { CAPS, capReached, createCap, FIXED_CAPS } from './caps.ts';
+export type { BudgetName, BudgetSpec, Cap, CapName, CapSpec, FixedCapSpec } from './caps.ts';
+export { BUDGETS, CAPS, capReached, createCap, FIXED_CAPS } from './caps.ts';

@@ -11,7 +11,7 @@ import {
   ValidationError,
 } from '@herald/core';
 import { AUTH_MODES, type AuthMode, authEnabled, DEFAULT_PUBLISH_RATE_PER_TOKEN } from '../auth/auth.ts';
-import { CAPS } from '../caps/index.ts';
+import { BUDGETS, CAPS } from '../caps/index.ts';
 import { DEFAULT_DEAD_LETTERS_MAX } from '../dead-letters/intake.ts';
 import { LOG_FORMATS, type LogFormat } from '../log-format.ts';
 import { DEFAULT_MAX_FLOWS } from '../metrics/flows.ts';
@@ -107,6 +107,21 @@ export interface HubOptions {
    */
   maxGrpcStreams?: number | string | undefined;
   /**
+   * Bytes of events read from every gRPC PublishStream and not answered yet (bodies, headers and
+   * 256 per event), all streams together; past it the hub reads no more of the streams until
+   * answers free room. Env `HERALD_PUBLISH_MAX_BYTES`; default 268435456 (256 MiB); at least the
+   * max event size.
+   */
+  publishMaxBytes?: number | string | undefined;
+  /** The same bound in events. Env `HERALD_PUBLISH_MAX_EVENTS`; default 50000. */
+  publishMaxEvents?: number | string | undefined;
+  /**
+   * Events the direct path (PublishStream) stored and not out on herald.events yet; past it the
+   * hub answers further events UNAVAILABLE (sent again by the SDK) until the flow catches up.
+   * Env `HERALD_PUBLISH_MAX_UNFORWARDED`; default 100000.
+   */
+  publishMaxUnforwarded?: number | string | undefined;
+  /**
    * User pauses active at once; the next create is refused (429 LIMIT_EXCEEDED) until one ends.
    * Env `HERALD_MAX_PAUSES`; default 1000.
    */
@@ -190,6 +205,11 @@ export interface HubConfig {
   readonly httpKeepAliveTimeout: number;
   /** Concurrent gRPC Subscribe streams. */
   readonly maxGrpcStreams: number;
+  /** PublishStream events waiting for their answers, all streams together: bytes and events. */
+  readonly publishMaxBytes: number;
+  readonly publishMaxEvents: number;
+  /** Events the direct path stored and not out on herald.events yet. */
+  readonly publishMaxUnforwarded: number;
   /** Active user pauses. */
   readonly maxPauses: number;
   readonly maxSubscriptions: number;
@@ -236,6 +256,9 @@ const NAMES = {
   httpIdleTimeout: { flag: '--http-idle-timeout', env: 'HERALD_HTTP_IDLE_TIMEOUT' },
   httpKeepAliveTimeout: { flag: '--http-keep-alive-timeout', env: 'HERALD_HTTP_KEEP_ALIVE_TIMEOUT' },
   maxGrpcStreams: { flag: '--max-grpc-streams', env: CAPS.grpcStreams.setting },
+  publishMaxBytes: { flag: '--publish-max-bytes', env: BUDGETS.publishBytes.setting },
+  publishMaxEvents: { flag: '--publish-max-events', env: BUDGETS.publishEvents.setting },
+  publishMaxUnforwarded: { flag: '--publish-max-unforwarded', env: BUDGETS.publishUnforwarded.setting },
   maxPauses: { flag: '--max-pauses', env: CAPS.pauses.setting },
   maxSubscriptions: { flag: '--max-subscriptions', env: CAPS.subscriptions.setting },
   maxReplays: { flag: '--max-replays', env: CAPS.replays.setting },
@@ -373,6 +396,10 @@ export function normalizeConfig(options: HubOptions = {}, env: NodeJS.ProcessEnv
         : `must be at most the prefetch (${prefetch})`,
     );
   }
+  const publishMaxBytes = int('publishMaxBytes', BUDGETS.publishBytes.default, 1, 64 * 1024 ** 3);
+  if (publishMaxBytes < maxEventBytes) {
+    bad(pick('publishMaxBytes').setting, publishMaxBytes, `must be at least the max event size (${eventSetting}, ${maxEventBytes} bytes)`);
+  }
 
   const authPick = pick('auth');
   const auth = String(authPick.value ?? 'auto').toLowerCase() as AuthMode;
@@ -425,6 +452,9 @@ export function normalizeConfig(options: HubOptions = {}, env: NodeJS.ProcessEnv
     httpIdleTimeout: seconds('httpIdleTimeout', 120, 0, 86_400),
     httpKeepAliveTimeout: seconds('httpKeepAliveTimeout', 72, 1, 86_400),
     maxGrpcStreams: int('maxGrpcStreams', CAPS.grpcStreams.default, 1, 100_000),
+    publishMaxBytes,
+    publishMaxEvents: int('publishMaxEvents', BUDGETS.publishEvents.default, 1, 10_000_000),
+    publishMaxUnforwarded: int('publishMaxUnforwarded', BUDGETS.publishUnforwarded.default, 1, 100_000_000),
     maxPauses: int('maxPauses', CAPS.pauses.default, 1, 100_000),
     maxSubscriptions: int('maxSubscriptions', CAPS.subscriptions.default, 1, 10_000_000),
     maxReplays: int('maxReplays', CAPS.replays.default, 1, 1000),

@@ -10,7 +10,8 @@ import {
 import type { Logger } from 'pino';
 import type { Auth } from '../auth/auth.ts';
 import type { Principal } from '../auth/types.ts';
-/** What storing one event directly in the log came to: its offset (undefined when not known), a duplicate of an event already there, or a refusal. */ import type { DirectOutcome } from '../ingest/types.ts';
+import type { DirectOutcome } from '../ingest/types.ts';
+import { type BudgetClaimant, PROCESS_PUBLISH_BUDGET, type PublishBudget } from './publish-budget.ts';
 import { eventOfRequest, Undecodable, undecodableStatus } from './requests.ts';
 import { type GrpcStatus, heraldStatus, toGrpcStatus } from './status.ts';
 
@@ -19,7 +20,7 @@ export type { DirectOutcome };
 /** Stores events directly in the log (in order, one transaction per call when it can), hands them to the dispatcher, and resolves once the transaction committed (not waiting for RabbitMQ). */
 export type DirectAppend = (events: readonly HeraldEvent[], userId: string | undefined) => Promise<DirectOutcome[]>;
 
-/** The bounds of one PublishStream. */
+/** The bounds of one PublishStream (all streams together: PublishBudget). */
 export const PUBLISH_STREAM_LIMITS = {
   /** Events in one request; more ends the stream (RESOURCE_EXHAUSTED). */
   eventsPerRequest: 1000,
@@ -128,9 +129,21 @@ export interface PublishStreamContext {
   readonly auth: Auth;
   readonly logger: Logger;
   readonly maxEventBytes: number;
+  /**
+   * The room all streams of the hub share for the events they read and have not answered
+   * (HERALD_PUBLISH_MAX_BYTES, HERALD_PUBLISH_MAX_EVENTS). Default: one budget per process, of
+   * the table's size (BUDGETS).
+   */
+  readonly budget?: PublishBudget | undefined;
 }
 
 type PublishCall = grpc.ServerDuplexStream<StreamRequest | TooManyEvents | Undecodable, WirePublishStreamResponse>;
+
+/**
+ * Refusals that are the hub's trouble (the client sends the event again): the stream ends after
+ * answering one, and the events read after it are not answered, so they go again in order.
+ */
+const SEND_AGAIN = new Set<string>([ErrorCodes.UNAVAILABLE, ErrorCodes.CLOSED]);
 
 /** Longest `message` of a refusal. */
 const MAX_REFUSAL_CHARS = 500;
@@ -145,12 +158,18 @@ function sizeOf(r: WirePublishRequest): number {
 /**
  * One PublishStream: decodes and checks each event as Publish does, hands what arrived together to
  * `append` (one call at a time, so the stream's order is the log's), and answers each sequence
- * number once its call resolved. Reading stops while too much waits (PUBLISH_STREAM_LIMITS), and
- * while the client does not read the answers.
+ * number once its call resolved; after a refusal to send again (SEND_AGAIN) it ends the stream
+ * UNAVAILABLE, leaving what it read after unanswered. Reading stops while too much of this stream waits
+ * (PUBLISH_STREAM_LIMITS), while the events it read find no room in the hub's budget (held back,
+ * in order, until answers of any stream free some), and while the client does not read the answers.
  */
 export class PublishSession {
   private principal: Principal;
+  /** Read and not yet given room in the hub's budget, in order. */
+  private readonly held: Item[] = [];
+  /** Given room, waiting for the next append. */
   private readonly queue: Item[] = [];
+  /** Read and not answered: held, queued and in the append in flight. */
   private pendingEvents = 0;
   private pendingBytes = 0;
   private appending: Promise<void> | undefined;
@@ -163,6 +182,8 @@ export class PublishSession {
   private done = false;
   private readonly unwatch: () => void;
   private readonly peer: string;
+  private readonly budget: PublishBudget;
+  private readonly claimant: BudgetClaimant = { admit: (take) => this.admit(take) };
 
   constructor(
     private readonly call: PublishCall,
@@ -172,6 +193,7 @@ export class PublishSession {
   ) {
     this.principal = principal;
     this.peer = call.getPeer();
+    this.budget = ctx.budget ?? PROCESS_PUBLISH_BUDGET;
     // Revoking the token ends the stream; changed roles apply to the next events.
     this.unwatch = ctx.auth.watch(
       principal,
@@ -198,7 +220,7 @@ export class PublishSession {
     if (this.done || this.ending) return;
     this.ending = status;
     this.ended = true;
-    this.queue.length = 0;
+    this.dropUnsent();
     this.adjustReading();
     await this.appending;
     if (this.done) return;
@@ -210,7 +232,7 @@ export class PublishSession {
     if (this.done) return;
     this.done = true;
     this.unwatch();
-    this.queue.length = 0;
+    this.dropUnsent();
     this.ctx.logger.debug({ peer: this.peer }, 'grpc publish stream ended');
     this.onDone();
   }
@@ -234,10 +256,33 @@ export class PublishSession {
       const item = this.itemOf(m.seq + BigInt(i), r);
       this.pendingEvents += 1;
       this.pendingBytes += item.bytes;
-      this.queue.push(item);
+      this.held.push(item);
     });
+    this.budget.claim(this.claimant);
     this.adjustReading();
-    this.schedule();
+  }
+
+  /** Moves what fits in the hub's budget from `held` to the queue, in order; true once nothing is held. */
+  private admit(take: (bytes: number) => boolean): boolean {
+    let n = 0;
+    while (n < this.held.length && take((this.held[n] as Item).bytes)) n++;
+    if (n > 0) {
+      for (const item of this.held.splice(0, n)) this.queue.push(item);
+      this.schedule();
+      this.adjustReading();
+    }
+    return this.held.length === 0;
+  }
+
+  /** What was not appended is not answered (the client sends it again): its room goes back to the budget. */
+  private dropUnsent(): void {
+    let bytes = 0;
+    for (const item of this.queue) bytes += item.bytes;
+    const events = this.queue.length;
+    this.queue.length = 0;
+    this.held.length = 0;
+    this.budget.leave(this.claimant);
+    if (events > 0) this.budget.release(bytes, events);
   }
 
   /** Checks one event as Publish does: who may send it, then the envelope. */
@@ -257,12 +302,13 @@ export class PublishSession {
     }
   }
 
-  /** Reads while what waits is within bounds and the client reads its answers; otherwise lets HTTP/2 flow control hold the client. */
+  /** Reads while what waits is within bounds, has room in the budget, and the client reads its answers; otherwise lets HTTP/2 flow control hold the client. */
   private adjustReading(): void {
     if (this.done) return;
     const full =
       this.ending !== undefined ||
       this.writeBlocked ||
+      this.held.length > 0 ||
       this.pendingEvents >= PUBLISH_STREAM_LIMITS.pendingEvents ||
       this.pendingBytes >= PUBLISH_STREAM_LIMITS.pendingBytes;
     if (full && !this.paused) {
@@ -309,19 +355,28 @@ export class PublishSession {
     }
     const acks: WirePublishAck[] = [];
     let next = 0;
+    let bytes = 0;
+    let again: HeraldError | undefined;
     for (const item of items) {
       this.pendingEvents -= 1;
       this.pendingBytes -= item.bytes;
+      bytes += item.bytes;
       const outcome: DirectOutcome = item.event ? (outcomes[next++] as DirectOutcome) : { error: item.refused as HeraldError };
+      if (item.event && 'error' in outcome && SEND_AGAIN.has(outcome.error.code)) again ??= outcome.error;
       acks.push(ackOf(item, outcome));
     }
     if (!this.done && !this.call.write({ acks })) this.writeBlocked = true;
     this.adjustReading();
+    // The answers are out (or the stream is gone): their room goes to the streams in line.
+    this.budget.release(bytes, items.length);
+    // Storing what was read after an event to be sent again would put it in the log before that one.
+    if (again) void this.end(heraldStatus(ErrorCodes.UNAVAILABLE, again.message));
   }
 
   /** The client half-closed and everything it sent is answered: OK. */
   private finishIfIdle(): void {
-    if (!this.ended || this.ending || this.done || this.appending || this.scheduled || this.queue.length > 0) return;
+    if (!this.ended || this.ending || this.done || this.appending || this.scheduled || this.queue.length > 0 || this.held.length > 0)
+      return;
     this.close();
     this.call.end();
   }

@@ -23,9 +23,10 @@ import {
 import type { Logger } from 'pino';
 import { Auth } from '../auth/auth.ts';
 import type { Principal } from '../auth/types.ts';
-import { CAPS, capReached } from '../caps/index.ts';
+import { BUDGETS, CAPS, capReached } from '../caps/index.ts';
 import { assertSubscriptionName } from '../subscriptions/start-position.ts';
 import type { Consumer, DeliveredEvent, SubscriptionManager } from '../subscriptions/types.ts';
+import { PublishBudget, type PublishBudgetLimits } from './publish-budget.ts';
 import { type DirectAppend, PublishSession, publishStreamDecoder } from './publish-stream.ts';
 import { eventOfRequest, principalOfCall, tolerantDecoding, Undecodable, undecodableStatus } from './requests.ts';
 import { type GrpcStatus, heraldStatus, toGrpcStatus } from './status.ts';
@@ -51,6 +52,8 @@ export interface GrpcServerOptions {
   maxEventBytes?: number | undefined;
   /** Concurrent Subscribe and PublishStream streams (HERALD_MAX_GRPC_STREAMS); the next ends with RESOURCE_EXHAUSTED. Default 1000. */
   maxStreams?: number | undefined;
+  /** What every PublishStream together may hold unanswered (HERALD_PUBLISH_MAX_BYTES, _EVENTS). Default BUDGETS'. */
+  publishBudget?: PublishBudgetLimits | undefined;
   /** Authentication (metadata `authorization: Bearer <token>`) and the access rules. Default: off, every call allowed. */
   auth?: Auth | undefined;
 }
@@ -347,6 +350,9 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
   const { logger } = options;
   const maxEventBytes = options.maxEventBytes ?? DEFAULT_MAX_EVENT_BYTES;
   const maxStreams = options.maxStreams ?? CAPS.grpcStreams.default;
+  const budget = new PublishBudget(
+    options.publishBudget ?? { maxBytes: BUDGETS.publishBytes.default, maxEvents: BUDGETS.publishEvents.default },
+  );
   const sessions = new Set<SubscribeSession>();
   const publishSessions = new Set<PublishSession>();
   let server: grpc.Server | undefined;
@@ -429,7 +435,7 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
       return;
     }
     admit(call, 'publish stream', (principal) => {
-      const ctx = { append, auth, logger, maxEventBytes };
+      const ctx = { append, auth, logger, maxEventBytes, budget };
       const session: PublishSession = new PublishSession(call as never, ctx, principal, () => publishSessions.delete(session));
       publishSessions.add(session);
     });

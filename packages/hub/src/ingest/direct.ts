@@ -1,5 +1,6 @@
 import { ErrorCodes, HeraldError, type HeraldEvent, INGEST_EXCHANGE, toAmqp, ValidationError } from '@herald/core';
 import type { ConfirmChannel } from 'amqplib';
+import { BUDGETS } from '../caps/index.ts';
 import type { Store } from '../store/types.ts';
 import { isEncodingError } from './amqp-table.ts';
 import { type AppendHooks, appendAll, appendRun } from './append-run.ts';
@@ -18,6 +19,42 @@ export interface DirectContext {
   serially<T>(fn: () => Promise<T>): Promise<T>;
   /** Whether the store answered the last write (readiness). */
   storeAnswered(ok: boolean): void;
+  /**
+   * Events the direct path may have stored and not out on herald.events yet, per outlet
+   * (HERALD_PUBLISH_MAX_UNFORWARDED); past it append() refuses with UNAVAILABLE. Default the
+   * table's (BUDGETS.publishUnforwarded).
+   */
+  readonly maxUnforwarded?: number | undefined;
+}
+
+/** Events the direct path handed an outlet whose appended() has not settled: what waits for the flow. */
+const unforwarded = new WeakMap<IngestOutlet, { events: number }>();
+
+function backlogOf(outlet: IngestOutlet): { events: number } {
+  let b = unforwarded.get(outlet);
+  if (b === undefined) {
+    b = { events: 0 };
+    unforwarded.set(outlet, b);
+  }
+  return b;
+}
+
+/** Events the direct path stored and `outlet` has not out yet (for metrics and tests). */
+export function unforwardedEvents(outlet: IngestOutlet): number {
+  return unforwarded.get(outlet)?.events ?? 0;
+}
+
+/**
+ * The refusal of the events past the bound, once `waiting` wait for the outlet: UNAVAILABLE, since the flow cannot keep up (RabbitMQ
+ * unreachable or slow) and the caller sends them again later.
+ */
+function noRoom(waiting: number, max: number): HeraldError {
+  const setting = BUDGETS.publishUnforwarded.setting;
+  return new HeraldError(
+    ErrorCodes.UNAVAILABLE,
+    `${waiting} events stored through the direct path are not out on herald.events yet (RabbitMQ unreachable or slow): this hub stores no more of them until the flow catches up (at most ${max}, ${setting}); try again shortly`,
+    { details: { budget: 'publishUnforwarded', setting, max } },
+  );
 }
 
 /** A refusal as the direct path answers it: a HeraldError as it is, anything else INVALID_EVENT. */
@@ -26,7 +63,11 @@ function asHeraldError(err: unknown): HeraldError {
   return new ValidationError(ErrorCodes.INVALID_EVENT, errText(err), { cause: err });
 }
 
-/** Ingest.append(): see its contract in types.ts. */
+/**
+ * Ingest.append(): see its contract in types.ts. Of the events the outlet has no room for (it has
+ * `maxUnforwarded` of this path's events still to get out), the first ones that fit are stored and
+ * the rest refused UNAVAILABLE, in order.
+ */
 export async function directAppend(
   c: DirectContext,
   events: readonly HeraldEvent[],
@@ -44,8 +85,19 @@ export async function directAppend(
       outcomes[i] = { error: asHeraldError(err) };
     }
   });
-  const run = appendRun(accepted, sources);
+  const backlog = c.outlet && backlogOf(c.outlet);
+  const max = c.maxUnforwarded ?? BUDGETS.publishUnforwarded.default;
+  let run = appendRun<number>([], []);
   await c.serially(async () => {
+    // In the serial line, so what the calls before this one stored is counted.
+    const room = backlog ? Math.max(0, max - backlog.events) : accepted.length;
+    if (room < accepted.length) {
+      const error = noRoom((backlog?.events ?? 0) + room, max);
+      for (const i of sources.slice(room)) outcomes[i] = { error };
+      accepted.length = room;
+      sources.length = room;
+    }
+    run = appendRun(accepted, sources);
     try {
       await appendAll(c.store, run, {
         ...c.hooks,
@@ -58,8 +110,15 @@ export async function directAppend(
       throw new HeraldError(ErrorCodes.UNAVAILABLE, `the store is unavailable; try again shortly (${errText(err)})`, { cause: err });
     }
     c.storeAnswered(true);
-    // Handed over in the serial line, so the outlet sees runs in offset order; not awaited.
-    if (run.stored.length > 0) c.outlet?.appended(run.stored).catch(() => undefined);
+    // Handed over in the serial line, so the outlet sees runs in offset order; not awaited, counted until settled.
+    const n = run.stored.length;
+    if (n > 0 && c.outlet && backlog) {
+      backlog.events += n;
+      const settled = () => {
+        backlog.events -= n;
+      };
+      c.outlet.appended(run.stored).then(settled, settled);
+    }
   });
   const offsets = new Map<string, bigint>();
   for (const e of run.stored) offsets.set(e.id, e.offset);

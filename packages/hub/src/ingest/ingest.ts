@@ -134,6 +134,7 @@ class IngestPipeline implements Ingest {
       storeAnswered: (ok) => {
         this.storeHealthy = ok;
       },
+      maxUnforwarded: this.config.publishMaxUnforwarded,
     };
   }
 

@@ -70,7 +70,10 @@ export interface Ingest {
    * the store refuses for its data, is refused with its reason (not dead-lettered: the caller hears
    * of it); an id the log has is a duplicate. The caller has checked that its principal may publish
    * as each sender; `producer` names it for the catalog. Rejects with UNAVAILABLE when the store is
-   * unavailable or the hub is not ingesting (the caller retries).
+   * unavailable, the hub is not ingesting, or it is setting up its mode after a reconnect (the
+   * caller retries). When the flow has HERALD_PUBLISH_MAX_UNFORWARDED of this path's events still to
+   * get out (RabbitMQ unreachable or slow), the events past the bound are answered UNAVAILABLE each,
+   * in order after those stored.
    */
   append(events: readonly HeraldEvent[], producer: string | undefined): Promise<DirectOutcome[]>;
   /** Connected, consuming, and the store answered the last write. */
