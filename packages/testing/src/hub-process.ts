@@ -40,12 +40,14 @@ export const SOURCE_NODE_ARGS: readonly string[] = ['--conditions=herald-source'
  * Runs `node --conditions=herald-source --import tsx packages/cli/src/main.ts <args>` from the repository root with `env` added
  * to the environment. HERALD_* variables of the parent are removed first so the test decides.
  * HERALD_GRPC_PORT defaults to 0 (any free port) so that hubs of parallel tests do not collide;
- * `grpcPort()` tells the port a hub bound.
+ * `grpcPort()` tells the port a hub bound. HERALD_TEST_NODE_ARGS adds node arguments (space-separated,
+ * e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof` to profile the hubs of a bench).
  */
 export function spawnHerald(args: string[], env: Record<string, string>): HeraldProcess {
   const base: Record<string, string | undefined> = { ...process.env };
   for (const k of Object.keys(base)) if (k.startsWith('HERALD_') && !k.startsWith('HERALD_TEST_')) delete base[k];
-  const child = spawn(process.execPath, [...SOURCE_NODE_ARGS, 'packages/cli/src/main.ts', ...args], {
+  const extra = (process.env.HERALD_TEST_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
+  const child = spawn(process.execPath, [...extra, ...SOURCE_NODE_ARGS, 'packages/cli/src/main.ts', ...args], {
     cwd: repoRoot,
     env: { ...base, HERALD_GRPC_PORT: '0', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -6,9 +6,9 @@ const MAX_ROUTE_ENTRIES = 1_000_000;
 
 /**
  * The hub's in-memory receivers (DESIGN.md §2, §4): one per canonical selector of the durable
- * subscriptions, fed by the flow (dispatcher/flow.ts) with what it forwards live, each run once
- * RabbitMQ confirmed it (never before the flow's own receivers could have it, and never an event a
- * failed forward will send again under a pause created meanwhile), in offset order. A subscription is a
+ * subscriptions, fed by the flow (dispatcher/flow.ts) with what it forwards live, each run as it is
+ * handed to RabbitMQ (in the log already; a forward that fails is fed again, and a consumer skips
+ * by offset what it has), in dispatch order. A subscription is a
  * cursor over the log: a receiver copies nothing anywhere for a selector no consumer is waiting on,
  * and costs the broker nothing, however many subscriptions exist.
  *
