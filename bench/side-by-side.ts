@@ -1,7 +1,9 @@
 /**
  * The side-by-side part of `npm run bench`: raw amqplib, Herald through a hub in archive mode and
  * in router mode (PostgreSQL), a null router (plain amqplib forwarding herald.ingest to
- * herald.events, nothing stored), a durable gRPC subscription on the router hub, the SDK's hub
+ * herald.events, nothing stored), the same null router committing each batch to PostgreSQL through
+ * Herald's store before forwarding it (what keeping the log costs, apart from the rest of the
+ * hub), a durable gRPC subscription on the router hub, the SDK's hub
  * publisher over the router hub's gRPC PublishStream to a receiver queue of everything on
  * herald.events (bench/client/direct-run.ts: the hub stores each event itself, so it crosses
  * RabbitMQ once; a hub whose ingest cannot append directly passes it through herald.ingest, twice),
@@ -14,6 +16,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { availableParallelism } from 'node:os';
+import { fromAmqp } from '@herald/core';
 import {
   createTestDatabase,
   createTestVhost,
@@ -31,6 +34,7 @@ import { runJetStream } from '../packages/cli/src/bench/jetstream.ts';
 import { type BenchOptions, normalizeBenchOptions } from '../packages/cli/src/bench/options.ts';
 import { createPlan } from '../packages/cli/src/bench/plan.ts';
 import { type SummaryMeta, type SummaryRow, spread } from '../packages/cli/src/bench/summary.ts';
+import { openStore } from '../packages/hub/src/store/index.ts';
 import { runDirectPublish } from './client/direct-run.ts';
 import { nullRouter } from './hub/null-router.ts';
 
@@ -138,6 +142,19 @@ export async function sideBySide(o: SideBySideOptions): Promise<SideBySideResult
     const nullVhost = await own('bench-null');
     const stopNull = await nullRouter(nullVhost.url);
     cleanup.push(stopNull);
+    // The same, committing each batch to a log first through Herald's own store.
+    const nullLogVhost = await own('bench-null-log');
+    const logStore = await openStore({ url: (await ownDb('bench-null-log')).url });
+    cleanup.push(() => logStore.close());
+    await logStore.migrate();
+    if (!(await logStore.acquireWriterLease())) throw new Error('the null router’s log: no writer lease');
+    const stopNullLog = await nullRouter(nullLogVhost.url, async (batch) => {
+      const now = Date.now();
+      await logStore.append(
+        batch.map((m) => fromAmqp({ routingKey: m.fields.routingKey, content: m.content, properties: m.properties }, { now })),
+      );
+    });
+    cleanup.push(stopNullLog);
     const plan = (opts: BenchOptions) => createPlan(opts.senders, opts.types, opts.seed);
     const herald = async (opts: BenchOptions, id: string): Promise<RunFigures> => {
       const h = await runHerald(opts, plan(opts), id, quiet, '(bench vhost)');
@@ -150,6 +167,7 @@ export async function sideBySide(o: SideBySideOptions): Promise<SideBySideResult
       { name: 'Herald, hub in archive mode (PostgreSQL)', url: archiveVhost.url, hub: archiveHub, run: herald },
       { name: 'Herald, hub in router mode (PostgreSQL)', url: routerVhost.url, hub: routerHub, run: herald },
       { name: 'null router (amqplib, forwards only)', url: nullVhost.url, run: herald },
+      { name: 'null router committing each batch to PostgreSQL first (Herald’s store)', url: nullLogVhost.url, run: herald },
       {
         name: 'Herald, durable gRPC subscription (router hub)',
         url: routerVhost.url,

@@ -1,10 +1,8 @@
 import { type ChannelModel, type ConfirmChannel, connect, type Message } from 'amqplib';
-import { waitDrained } from './drain.ts';
-import { oneReceiverFigures } from './one-receiver.ts';
+import { OneReceiverRun } from './one-receiver-run.ts';
 import type { BenchOptions } from './options.ts';
-import { drive } from './pacer.ts';
-import { decodePayload, type EventPlan, encodePayload, eventAt, nowMs } from './plan.ts';
-import { type LatencySummary, ReceiverTally, SentTally } from './tally.ts';
+import type { EventPlan } from './plan.ts';
+import type { LatencySummary } from './tally.ts';
 
 /** What raw amqplib achieves on the same broker with the same load: the yardstick for Herald. */
 export interface BaselineFigures {
@@ -45,10 +43,7 @@ export async function runBaseline(
     const ch = await consumerConn.createChannel();
     await ch.assertQueue(queue, { durable: true });
     await ch.prefetch(opts.prefetch);
-    const sent = new SentTally(plan);
-    const tally = new ReceiverTally(plan, ['*:*']);
-    const senderIndex = new Map(plan.senders.map((s, i) => [s, i]));
-    const typeIndex = new Map(plan.types.map((t, i) => [t, i]));
+    const run = new OneReceiverRun(plan, runId);
     let toAck: Message | undefined;
     let unacked = 0;
     const flushAck = () => {
@@ -60,11 +55,7 @@ export async function runBaseline(
       queue,
       (msg) => {
         if (!msg) return;
-        const at = performance.now();
-        const p = decodePayload(msg.content);
-        const s = senderIndex.get(String(msg.properties.appId));
-        const t = typeIndex.get(String(msg.properties.type));
-        if (p && p.run === runId && s !== undefined && t !== undefined) tally.record(s, t, p.seq, (nowMs() - p.ts) * 1000, at);
+        run.count(String(msg.properties.appId), String(msg.properties.type), msg.content);
         // One ack (allUpTo) per batch read from the socket, or every half prefetch, not one per message.
         toAck = msg;
         if (++unacked === 1) setImmediate(flushAck);
@@ -84,34 +75,20 @@ export async function runBaseline(
       channels.push(await conn.createConfirmChannel());
     }
     log('baseline: publishing with raw amqplib');
-    const result = await drive({
-      rate: opts.rate,
-      stop: { total: opts.count, durationMs: opts.durationMs },
-      maxInFlight: opts.inFlight * plan.senders.length,
-      send(index) {
-        const ev = eventAt(plan, index);
-        const body = encodePayload({ run: runId, seq: ev.seq, ts: nowMs() }, opts.size);
-        return new Promise<void>((resolve, reject) => {
+    const result = await run.publish(opts, {
+      // A confirm channel answers through a callback: the broker's ack, or its nack as an error.
+      publish: (ev, body) =>
+        new Promise<void>((resolve, reject) => {
           channels[ev.sender]!.sendToQueue(
             queue,
             body,
             { persistent: true, contentType: 'application/json', appId: plan.senders[ev.sender], type: plan.types[ev.type] },
-            (err) => {
-              if (err) {
-                sent.fail(ev.sender, ev.seq);
-                reject(err);
-              } else {
-                sent.confirm(ev.sender, ev.type);
-                resolve();
-              }
-            },
+            (err) => (err ? reject(err) : resolve()),
           );
-        });
-      },
+        }),
     });
-    await waitDrained([{ tally, expected: sent.confirmed }], opts.drainTimeoutMs);
     flushAck();
-    return oneReceiverFigures(plan, sent, tally, result);
+    return run.figures(result);
   } finally {
     for (const c of publisherConns) await c.close().catch(() => {});
     try {

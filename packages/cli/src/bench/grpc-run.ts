@@ -1,12 +1,10 @@
-import { createPublisher, type Publisher } from '@herald/client';
+import { createPublisher } from '@herald/client';
 import { subscription } from '@herald/client/grpc';
 import type { BaselineFigures } from './baseline.ts';
-import { waitDrained } from './drain.ts';
-import { oneReceiverFigures } from './one-receiver.ts';
+import { SdkSenders, warmUp } from './drive.ts';
+import { OneReceiverRun } from './one-receiver-run.ts';
 import type { BenchOptions } from './options.ts';
-import { drive } from './pacer.ts';
-import { decodePayload, type EventPlan, encodePayload, eventAt, nowMs } from './plan.ts';
-import { ReceiverTally, SentTally } from './tally.ts';
+import type { EventPlan } from './plan.ts';
 
 /** Events a durable subscription may have delivered and not acknowledged, as the catch-up bench uses. */
 const MAX_IN_FLIGHT = 5000;
@@ -27,76 +25,37 @@ export async function runGrpcSubscription(
   grpcUrl: string,
   log: (line: string) => void,
 ): Promise<BaselineFigures> {
-  const sent = new SentTally(plan);
-  const tally = new ReceiverTally(plan, ['*:*']);
-  const senderIndex = new Map(plan.senders.map((s, i) => [s, i]));
-  const typeIndex = new Map(plan.types.map((t, i) => [t, i]));
-  const probeRun = `${runId}-probe`;
-  let probeSeen = false;
+  const run = new OneReceiverRun(plan, runId);
   const sub = subscription(`bench-${runId}`, '*:*', { url: grpcUrl, start: 'new', maxInFlight: MAX_IN_FLIGHT });
-  const publishers: Publisher[] = [];
+  const senders = new SdkSenders(plan, opts.inFlight);
   let readError: unknown;
   const reading = (async () => {
     for await (const event of sub) {
-      const at = performance.now();
-      const p = decodePayload(event.data);
+      run.count(event.sender, event.type, event.data);
       event.ack();
-      if (p === undefined) continue;
-      if (p.run === probeRun) probeSeen = true;
-      const s = senderIndex.get(event.sender);
-      const t = typeIndex.get(event.type);
-      if (p.run === runId && s !== undefined && t !== undefined) tally.record(s, t, p.seq, (nowMs() - p.ts) * 1000, at);
     }
   })().catch((err: unknown) => {
     readError = err;
   });
   try {
-    for (const sender of plan.senders) {
-      publishers.push(
-        createPublisher({
-          url: opts.url,
-          sender,
-          maxPending: opts.inFlight * 2,
-          connectionName: `herald-bench-grpc-${sender}-${process.pid}`,
-        }),
-      );
-    }
+    senders.open((sender, maxPending) =>
+      createPublisher({ url: opts.url, sender, maxPending, connectionName: `herald-bench-grpc-${sender}-${process.pid}` }),
+    );
     // The subscription exists once its first stream is open: probe until an event comes through.
-    const deadline = performance.now() + opts.warmupMs;
-    let probes = 0;
-    while (!probeSeen && performance.now() < deadline) {
-      probes += 1;
-      await publishers[0]!.publish('bench-probe', encodePayload({ run: probeRun, seq: probes, ts: nowMs() }, 0), {
-        contentType: 'application/json',
-      });
-      const next = performance.now() + 500;
-      while (!probeSeen && performance.now() < next) await new Promise((resolve) => setTimeout(resolve, 10));
-    }
-    if (!probeSeen) {
+    const through = await warmUp(runId, opts.warmupMs, {
+      publish: senders.probe,
+      seen: () => run.probeSeen,
+      everyMs: 500,
+    });
+    if (!through) {
       const why = readError instanceof Error ? `: ${readError.message}` : '';
       throw new Error(`no event reached durable subscription bench-${runId} on ${grpcUrl} within ${opts.warmupMs} ms${why}`);
     }
     log('grpc: publishing');
-    const result = await drive({
-      rate: opts.rate,
-      stop: { total: opts.count, durationMs: opts.durationMs },
-      maxInFlight: opts.inFlight * plan.senders.length,
-      send(index) {
-        const ev = eventAt(plan, index);
-        const body = encodePayload({ run: runId, seq: ev.seq, ts: nowMs() }, opts.size);
-        return publishers[ev.sender]!.publish(plan.types[ev.type]!, body, { contentType: 'application/json' }).then(
-          () => sent.confirm(ev.sender, ev.type),
-          (err: unknown) => {
-            sent.fail(ev.sender, ev.seq);
-            throw err;
-          },
-        );
-      },
-    });
-    await waitDrained([{ tally, expected: sent.confirmed }], opts.drainTimeoutMs);
-    return oneReceiverFigures(plan, sent, tally, result);
+    const result = await run.publish(opts, { publish: senders.publish });
+    return run.figures(result);
   } finally {
-    await Promise.allSettled(publishers.map((p) => p.close()));
+    await senders.close();
     await sub.close();
     await reading;
   }

@@ -1,10 +1,10 @@
-import { createPublisher, createSubscriber, type Publisher, type Subscriber } from '@herald/client';
-import type { DeliveredEvent } from '@herald/core';
+import { createPublisher, createSubscriber, type Subscriber } from '@herald/client';
 import { connect } from 'amqplib';
+import { DeliveryCounter } from './deliveries.ts';
 import { perSecond, waitDrained } from './drain.ts';
+import { publishPlan, SdkSenders, warmUp } from './drive.ts';
 import type { BenchOptions } from './options.ts';
-import { drive } from './pacer.ts';
-import { decodePayload, type EventPlan, encodePayload, eventAt, nowMs, typeIndexOf } from './plan.ts';
+import { type EventPlan, typeIndexOf } from './plan.ts';
 import { type ReceiverKind, receiverSpecs } from './receivers.ts';
 import { type ReceiverFigures, ReceiverTally, SentTally } from './tally.ts';
 
@@ -40,8 +40,6 @@ export class NoDeliveryError extends Error {
   }
 }
 
-const PROBE_TYPE = 'bench-probe';
-
 /**
  * Runs the five receivers and N publishers through the Herald SDK. The receivers' queues are named
  * `herald.bench.<run>.<kind>` and deleted afterwards, whatever happens; topology is never changed.
@@ -55,18 +53,15 @@ export async function runHerald(
   safeUrl: string,
 ): Promise<HeraldFigures> {
   const specs = receiverSpecs(plan).filter((r) => opts.receivers.includes(r.kind));
-  const senderIndex = new Map(plan.senders.map((s, i) => [s, i]));
-  const typeIndex = new Map(plan.types.map((t, i) => [t, i]));
-  const probeRun = `${runId}-probe`;
-  let probeSeen = false;
   const sent = new SentTally(plan);
-  const receivers = specs.map((spec) => ({
-    spec,
-    tally: new ReceiverTally(plan, spec.selector),
-    queue: `herald.bench.${runId}.${spec.kind}`,
-  }));
+  const receivers = specs.map((spec) => {
+    const tally = new ReceiverTally(plan, spec.selector);
+    return { spec, tally, counter: new DeliveryCounter(plan, runId, tally), queue: `herald.bench.${runId}.${spec.kind}` };
+  });
+  // The probe counts only when it reaches the receiver of everything.
+  const all = receivers.find((r) => r.spec.kind === 'all');
   const subscribers: Subscriber[] = [];
-  const publishers: Publisher[] = [];
+  const senders = new SdkSenders(plan, opts.inFlight);
   let progress: NodeJS.Timeout | undefined;
   // Ctrl-C must still delete the run's queues: they are durable and bound to herald.events, so a
   // leftover would fill up with every event of the vhost. The first signal stops sending and
@@ -81,20 +76,6 @@ export async function runHerald(
   process.on('SIGTERM', onSignal);
   try {
     for (const r of receivers) {
-      const all = r.spec.kind === 'all';
-      const handler = (event: DeliveredEvent) => {
-        const at = performance.now();
-        const p = decodePayload(event.data);
-        if (p === undefined) return;
-        if (p.run !== runId) {
-          if (all && p.run === probeRun) probeSeen = true;
-          return;
-        }
-        const s = senderIndex.get(event.sender);
-        const t = typeIndex.get(event.type);
-        if (s === undefined || t === undefined) return;
-        r.tally.record(s, t, p.seq, (nowMs() - p.ts) * 1000, at);
-      };
       subscribers.push(
         createSubscriber(
           {
@@ -105,7 +86,7 @@ export async function runHerald(
             concurrency: 1,
             connectionName: `herald-bench-${r.spec.kind}-${process.pid}`,
           },
-          handler,
+          (event) => r.counter.count(event.sender, event.type, event.data),
         ),
       );
     }
@@ -113,38 +94,23 @@ export async function runHerald(
     await Promise.all(subscribers.map((s) => s.queue)).catch((err: unknown) => {
       throw missingTopology(err, safeUrl) ?? err;
     });
-    for (const sender of plan.senders) {
-      publishers.push(
-        createPublisher({
-          url: opts.url,
-          sender,
-          maxPending: opts.inFlight * 2,
-          connectionName: `herald-bench-${sender}-${process.pid}`,
-        }),
-      );
-    }
+    senders.open((sender, maxPending) =>
+      createPublisher({ url: opts.url, sender, maxPending, connectionName: `herald-bench-${sender}-${process.pid}` }),
+    );
 
     // Warm-up: a probe must reach the `all` receiver, else the ingest → events path is missing
     // and the whole run would only measure loss.
-    const probeDeadline = performance.now() + opts.warmupMs;
-    let probes = 0;
-    let nextProbe = 0;
-    while (!probeSeen && !interrupted && performance.now() < probeDeadline) {
-      if (performance.now() >= nextProbe) {
-        probes += 1;
-        nextProbe = performance.now() + 1000;
-        await publishers[0]!
-          .publish(PROBE_TYPE, encodePayload({ run: probeRun, seq: probes, ts: nowMs() }, 0), {
-            contentType: 'application/json',
-          })
-          .catch((err: unknown) => {
-            throw missingTopology(err, safeUrl) ?? err;
-          });
-      }
-      await new Promise((resolve) => setTimeout(resolve, 10));
-    }
+    const through = await warmUp(runId, opts.warmupMs, {
+      publish: (type, body) =>
+        senders.probe(type, body).catch((err: unknown) => {
+          throw missingTopology(err, safeUrl) ?? err;
+        }),
+      seen: () => all?.counter.probeSeen ?? false,
+      everyMs: 1000,
+      aborted: () => interrupted,
+    });
     if (interrupted) throw new Error('interrupted');
-    if (!probeSeen) throw new NoDeliveryError(safeUrl, opts.warmupMs);
+    if (!through) throw new NoDeliveryError(safeUrl, opts.warmupMs);
 
     const startedAt = performance.now();
     if (!opts.quiet) {
@@ -156,22 +122,11 @@ export async function runHerald(
       progress.unref();
     }
     let firstError: unknown;
-    const result = await drive({
-      rate: opts.rate,
-      stop: { total: opts.count, durationMs: opts.durationMs },
-      maxInFlight: opts.inFlight * plan.senders.length,
+    const result = await publishPlan(opts, plan, runId, sent, {
+      publish: senders.publish,
       aborted: () => interrupted,
-      send(index) {
-        const ev = eventAt(plan, index);
-        const body = encodePayload({ run: runId, seq: ev.seq, ts: nowMs() }, opts.size);
-        return publishers[ev.sender]!.publish(plan.types[ev.type]!, body, { contentType: 'application/json' }).then(
-          () => sent.confirm(ev.sender, ev.type),
-          (err: unknown) => {
-            sent.fail(ev.sender, ev.seq);
-            firstError ??= err;
-            throw err;
-          },
-        );
+      onFailure: (_index, err) => {
+        firstError ??= err;
       },
     });
     if (firstError !== undefined)
@@ -203,7 +158,7 @@ export async function runHerald(
     if (progress) clearInterval(progress);
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
-    await Promise.allSettled(publishers.map((p) => p.close()));
+    await senders.close();
     await Promise.allSettled(subscribers.map((s) => s.close()));
     await deleteQueues(
       opts.url,

@@ -1,11 +1,8 @@
 import type * as Nats from 'nats';
 import type { BaselineFigures } from './baseline.ts';
-import { waitDrained } from './drain.ts';
-import { oneReceiverFigures } from './one-receiver.ts';
+import { OneReceiverRun } from './one-receiver-run.ts';
 import type { BenchOptions } from './options.ts';
-import { drive } from './pacer.ts';
-import { decodePayload, type EventPlan, encodePayload, eventAt, nowMs } from './plan.ts';
-import { ReceiverTally, SentTally } from './tally.ts';
+import type { EventPlan } from './plan.ts';
 
 /**
  * The `nats` client module (v2). Passed in rather than imported: it is a development dependency of
@@ -54,20 +51,13 @@ export async function runJetStream(
       deliver_policy: nats.DeliverPolicy.All,
       max_ack_pending: opts.prefetch * 4,
     });
-    const sent = new SentTally(plan);
-    const tally = new ReceiverTally(plan, ['*:*']);
-    const senderIndex = new Map(plan.senders.map((s, i) => [s, i]));
-    const typeIndex = new Map(plan.types.map((t, i) => [t, i]));
+    const run = new OneReceiverRun(plan, runId);
     const prefix = stream.length + 1;
     messages = await (await consumerConn.jetstream().consumers.get(stream, 'bench')).consume({ max_messages: opts.prefetch });
     const consuming = (async (msgs: Nats.ConsumerMessages) => {
       for await (const m of msgs) {
-        const at = performance.now();
-        const p = decodePayload(Buffer.from(m.data.buffer, m.data.byteOffset, m.data.byteLength));
         const [sender, type] = m.subject.slice(prefix).split('.');
-        const s = senderIndex.get(sender ?? '');
-        const t = typeIndex.get(type ?? '');
-        if (p && p.run === runId && s !== undefined && t !== undefined) tally.record(s, t, p.seq, (nowMs() - p.ts) * 1000, at);
+        run.count(sender ?? '', type ?? '', Buffer.from(m.data.buffer, m.data.byteOffset, m.data.byteLength));
         m.ack();
       }
     })(messages);
@@ -79,27 +69,15 @@ export async function runJetStream(
       publishers.push(conn.jetstream());
     }
     log('jetstream: publishing');
-    const result = await drive({
-      rate: opts.rate,
-      stop: { total: opts.count, durationMs: opts.durationMs },
-      maxInFlight: opts.inFlight * plan.senders.length,
-      send(index) {
-        const ev = eventAt(plan, index);
-        const body = encodePayload({ run: runId, seq: ev.seq, ts: nowMs() }, opts.size);
-        const subject = `${stream}.${plan.senders[ev.sender]}.${plan.types[ev.type]}`;
-        return publishers[ev.sender]!.publish(subject, body, { expect: { streamName: stream } }).then(
-          () => sent.confirm(ev.sender, ev.type),
-          (err: unknown) => {
-            sent.fail(ev.sender, ev.seq);
-            throw err;
-          },
-        );
-      },
+    const result = await run.publish(opts, {
+      publish: (ev, body) =>
+        publishers[ev.sender]!.publish(`${stream}.${plan.senders[ev.sender]}.${plan.types[ev.type]}`, body, {
+          expect: { streamName: stream },
+        }),
     });
-    await waitDrained([{ tally, expected: sent.confirmed }], opts.drainTimeoutMs);
     messages.stop();
     await consuming.catch(() => undefined);
-    return oneReceiverFigures(plan, sent, tally, result);
+    return run.figures(result);
   } finally {
     messages?.stop();
     for (const c of publisherConns) await c.close().catch(() => {});
