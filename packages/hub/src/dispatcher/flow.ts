@@ -200,10 +200,12 @@ export class LogFlow {
     if (last === undefined) return Promise.resolve();
     if (last.offset > this.head) this.head = last.offset;
     if (this.confirmed === undefined || this.suspended) return Promise.resolve();
-    if (this.freshEvents + events.length <= FRESH_MAX_EVENTS && this.freshBytes <= FRESH_MAX_BYTES) {
+    let bytes = 0;
+    for (const e of events) bytes += e.data.length;
+    if (this.freshEvents + events.length <= FRESH_MAX_EVENTS && this.freshBytes + bytes <= FRESH_MAX_BYTES) {
       this.fresh.push(events as StoredEvent[]);
       this.freshEvents += events.length;
-      for (const e of events) this.freshBytes += e.data.length;
+      this.freshBytes += bytes;
     }
     const done = this.caughtUp(last.offset);
     this.kick();

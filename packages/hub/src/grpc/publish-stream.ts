@@ -8,6 +8,7 @@ import {
   type WirePublishStreamResponse,
 } from '@herald/core';
 import type { Logger } from 'pino';
+import { amqpUsernameOf } from '../auth/amqp-permissions.ts';
 import type { Auth } from '../auth/auth.ts';
 import type { Principal } from '../auth/types.ts';
 import type { DirectOutcome } from '../ingest/types.ts';
@@ -340,7 +341,8 @@ export class PublishSession {
     const events: HeraldEvent[] = [];
     for (const item of items) if (item.event) events.push(item.event);
     const principal = this.principal;
-    const userId = principal.kind === 'user' ? principal.user.name : undefined;
+    // The catalog names producers by the RabbitMQ user they publish as, on every path.
+    const userId = principal.kind === 'user' ? amqpUsernameOf(principal.user.name) : undefined;
     let outcomes: DirectOutcome[] = [];
     if (events.length > 0) {
       try {

@@ -7,7 +7,12 @@ const counters = (): IngestStats => ({ stored: 0, duplicates: 0, dead: 0, batche
 
 test('after an append failed with the store unavailable, the next commit is reported uncertain, once', () => {
   let uncertain = 0;
-  const hooks = countingHooks(counters(), undefined, () => undefined, () => uncertain++);
+  const hooks = countingHooks(
+    counters(),
+    undefined,
+    () => undefined,
+    () => uncertain++,
+  );
   hooks.appended(0.001, 1, [], 0);
   assert.equal(uncertain, 0, 'no failure before: nothing to recheck');
   hooks.unavailable?.();
