@@ -7,7 +7,10 @@
  *   - raw: amqplib with publisher confirms to one durable queue and a consumer of it (one hop);
  *   - sdk-amqp: the SDK's createPublisher to herald.ingest → hub → herald.events → a receiver;
  *   - direct: the SDK's createHubPublisher over the hub's gRPC PublishStream → hub (stores it) →
- *     herald.events → a receiver (bench/client/direct-run.ts).
+ *     herald.events → a receiver (bench/client/direct-run.ts);
+ *   - log alone: Herald's store appending the same number of 1 KiB events to PostgreSQL in a
+ *     database of its own, one append of 500 after another, nothing else: what the log's commit
+ *     allows any path that stores each event before it is answered, on this machine.
  * Each round's figure is end-to-end events/s (first publish to last delivery); `ratio` is the
  * path's over raw's of the same round, and the summary gives medians [min–max] of the rounds.
  * `direct` says `stored through herald.ingest` when the answers carried no offsets (the hub's
@@ -21,11 +24,13 @@
 import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { createHubPublisher } from '@herald/client';
+import { createEvent } from '@herald/core';
 import { createTestDatabase, createTestVhost, freePort, startHubProcess } from '@herald/testing';
 import { runBaseline } from '../../packages/cli/src/bench/baseline.ts';
 import { runHerald } from '../../packages/cli/src/bench/herald-run.ts';
 import { type BenchOptions, normalizeBenchOptions } from '../../packages/cli/src/bench/options.ts';
 import { createPlan } from '../../packages/cli/src/bench/plan.ts';
+import { openStore } from '../../packages/hub/src/store/index.ts';
 import { runDirectPublish } from './direct-run.ts';
 
 const { values } = parseArgs({
@@ -62,6 +67,20 @@ const hub = await startHubProcess({
   HERALD_GRPC_PORT: String(grpcPort),
 });
 const grpcUrl = `127.0.0.1:${grpcPort}`;
+const logDb = await createTestDatabase('bench_direct_log');
+const logStore = await openStore({ url: logDb.url });
+await logStore.migrate();
+if (!(await logStore.acquireWriterLease())) throw new Error('no writer lease on the log-alone database');
+/** The log alone: `count` events of 1 KiB appended 500 at a time, one after another; events/s. */
+const appendAlone = async (): Promise<number> => {
+  const data = Buffer.from(JSON.stringify({ pad: 'x'.repeat(1000) }));
+  const started = performance.now();
+  for (let done = 0; done < count; done += 500) {
+    const n = Math.min(500, count - done);
+    await logStore.append(Array.from({ length: n }, () => createEvent({ sender: 'bench', type: 'bench.append', data })));
+  }
+  return count / ((performance.now() - started) / 1000);
+};
 try {
   // Whether the hub stores directly: the answer of one publish carries an offset then.
   const probe = createHubPublisher({ sender: 'bench', url: grpcUrl });
@@ -79,6 +98,7 @@ try {
       return h.receivers.find((r) => r.kind === 'all')?.throughput ?? Number.NaN;
     },
     direct: async () => (await runDirectPublish(opts(), plan(opts()), id(), grpcUrl, quiet)).endToEndThroughput,
+    'log alone': appendAlone,
   };
   const names = Object.keys(paths);
   const perRound: Record<string, number>[] = [];
@@ -99,7 +119,11 @@ try {
     rounds,
     direct: direct ? 'stored by the hub (one hop through RabbitMQ)' : 'stored through herald.ingest (the ingest has no direct append)',
     eventsPerSecond: Object.fromEntries(names.map((n) => [n, spread(of(n))])),
-    ratioToRaw: { 'sdk-amqp': spread(ratio('sdk-amqp'), 2), direct: spread(ratio('direct'), 2) },
+    ratioToRaw: {
+      'sdk-amqp': spread(ratio('sdk-amqp'), 2),
+      direct: spread(ratio('direct'), 2),
+      'log alone': spread(ratio('log alone'), 2),
+    },
     ratioDirectToSdkAmqp: spread(
       perRound.map((r) => (r.direct as number) / (r['sdk-amqp'] as number)),
       2,
@@ -109,6 +133,8 @@ try {
   process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
 } finally {
   await hub.kill('SIGTERM');
+  await logStore.close().catch(() => undefined);
+  await logDb.drop().catch(() => undefined);
   await vhost.delete().catch(() => undefined);
   await db.drop().catch(() => undefined);
 }

@@ -5,25 +5,15 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
 import { createHubPublisher } from '@herald/client';
-import {
-  ErrorCodes,
-  GRPC_SERVICE,
-  HeraldError,
-  INGEST_EXCHANGE,
-  PROTO_LOADER_OPTIONS,
-  PROTO_PATH,
-  uuidv7,
-  type WirePublishAck,
-  type WirePublishStreamResponse,
-} from '@herald/core';
+import { ErrorCodes, HeraldError, INGEST_EXCHANGE, uuidv7 } from '@herald/core';
 import { createRawPublisher, createTestDatabase, createTestVhost, type TestDatabase, type TestVhost, waitFor } from '@herald/testing';
 import { pino } from 'pino';
 import { normalizeConfig } from '../config/index.ts';
 import { createHub, type Hub } from '../hub.ts';
 import { openStore } from '../store/index.ts';
 import type { Store } from '../store/types.ts';
+import { openRawPublishStream } from './test-kit.ts';
 
 /** What the refusal says: the mode the direct path needs. */
 const REASON = /router mode/;
@@ -54,21 +44,14 @@ describe('PublishStream in archive mode (in-process hub, RabbitMQ, PostgreSQL)',
   });
 
   test('every event is answered refused CONFLICT with the reason, the stream ends OK, and none is stored', async () => {
-    const def = await protoLoader.load(PROTO_PATH, { ...PROTO_LOADER_OPTIONS });
-    const m = (def[GRPC_SERVICE] as grpc.ServiceDefinition).PublishStream as grpc.MethodDefinition<object, WirePublishStreamResponse>;
-    const client = new grpc.Client(url, grpc.credentials.createInsecure());
-    const call = client.makeBidiStreamRequest(m.path, m.requestSerialize, m.responseDeserialize, new grpc.Metadata());
-    const acks: WirePublishAck[] = [];
-    call.on('data', (r: WirePublishStreamResponse) => acks.push(...r.acks));
-    call.on('error', () => undefined);
-    const status = new Promise<grpc.StatusObject>((resolve) => call.on('status', resolve));
+    const { call, acks, status, close } = await openRawPublishStream(url);
     const ids = Array.from({ length: 4 }, () => uuidv7());
     const event = (id: string) => ({ id, sender: 'billing', type: 'archive.direct', data: Buffer.from('{}'), headers: {} });
     call.write({ seq: '1', events: ids.slice(0, 3).map(event) });
     call.write({ seq: '4', events: [event(ids[3] as string)] });
     call.end();
     const s = await status;
-    client.close();
+    close();
 
     assert.equal(s.code, grpc.status.OK, `the stream itself is not refused: ${s.details}`);
     assert.deepEqual(

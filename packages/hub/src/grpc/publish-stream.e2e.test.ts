@@ -11,19 +11,11 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { createHubPublisher, createSubscriber, type HubPublishReceipt } from '@herald/client';
 import { subscription } from '@herald/client/grpc';
-import {
-  type DeliveredEvent,
-  GRPC_SERVICE,
-  PROTO_LOADER_OPTIONS,
-  PROTO_PATH,
-  uuidv7,
-  type WirePublishAck,
-  type WirePublishRequest,
-  type WirePublishStreamResponse,
-} from '@herald/core';
+import { type DeliveredEvent, GRPC_SERVICE, PROTO_LOADER_OPTIONS, PROTO_PATH, uuidv7, type WirePublishRequest } from '@herald/core';
 import { type RouterHub, restClient, startRouterHub, waitFor } from '@herald/testing';
 import { openStore } from '../store/index.ts';
 import type { Store, StoredEvent } from '../store/types.ts';
+import { openRawPublishStream } from './test-kit.ts';
 
 const ADMIN = 'publish-stream-admin-token-0123456789';
 const MAX_EVENT_BYTES = 4096;
@@ -147,21 +139,9 @@ describe('PublishStream (e2e: hub process, auth required)', { timeout: 120_000 }
     const def = await protoLoader.load(PROTO_PATH, { ...PROTO_LOADER_OPTIONS });
     const service = def[GRPC_SERVICE] as grpc.ServiceDefinition;
     const encodeEvent = (service.Publish as grpc.MethodDefinition<WirePublishRequest, unknown>).requestSerialize;
-    const stream = service.PublishStream as grpc.MethodDefinition<unknown, WirePublishStreamResponse>;
-    const client = new grpc.Client(fx.grpc, grpc.credentials.createInsecure());
-    const metadata = new grpc.Metadata();
-    metadata.set('authorization', `Bearer ${token}`);
     // Raw bytes, so that one event can be garbage: field 1 = seq, field 2 = one event each.
-    const call = client.makeBidiStreamRequest(stream.path, (b: Buffer) => b, stream.responseDeserialize, metadata);
-    const acks = new Map<string, WirePublishAck>();
-    call.on('data', (m: WirePublishStreamResponse) => {
-      for (const a of m.acks) {
-        assert.ok(!acks.has(a.seq), `seq ${a.seq} answered once`);
-        acks.set(a.seq, a);
-      }
-    });
-    const status = new Promise<grpc.StatusObject>((resolve) => call.on('status', resolve));
-    call.on('error', () => undefined);
+    const raw = await openRawPublishStream(fx.grpc, { token, bytes: true });
+    const { call, status } = raw;
     const ev = (over: Partial<WirePublishRequest>): Buffer =>
       encodeEvent({
         id: uuidv7(),
@@ -191,10 +171,12 @@ describe('PublishStream (e2e: hub process, auth required)', { timeout: 120_000 }
       ]),
     );
     call.write(frame(20, [ev({ id: ok3 })]));
-    await waitFor('every seq answered', () => acks.size === 7, 20_000, 10);
+    await waitFor('every seq answered', () => raw.acks.length >= 7, 20_000, 10);
     call.end();
     assert.equal((await status).code, grpc.status.OK, 'the stream ends OK after a half-close');
-    client.close();
+    raw.close();
+    const acks = new Map(raw.acks.map((a) => [a.seq, a]));
+    assert.equal(acks.size, raw.acks.length, 'each seq answered once');
     const outcome = (seq: number) => acks.get(String(seq));
     for (const seq of [10, 15, 20]) assert.equal(outcome(seq)?.outcome, 'stored', `seq ${seq}: ${JSON.stringify(outcome(seq))}`);
     assert.deepEqual(
@@ -220,17 +202,10 @@ describe('PublishStream (e2e: hub process, auth required)', { timeout: 120_000 }
     await assert.rejects(bad.publish('ps.x', 1), (err: { code?: string }) => err.code === 'UNAUTHENTICATED');
     await bad.close();
 
-    const def = await protoLoader.load(PROTO_PATH, { ...PROTO_LOADER_OPTIONS });
-    const stream = (def[GRPC_SERVICE] as grpc.ServiceDefinition).PublishStream as grpc.MethodDefinition<object, WirePublishStreamResponse>;
-    const client = new grpc.Client(fx.grpc, grpc.credentials.createInsecure());
-    const metadata = new grpc.Metadata();
-    metadata.set('authorization', `Bearer ${token}`);
-    const call = client.makeBidiStreamRequest(stream.path, stream.requestSerialize, stream.responseDeserialize, metadata);
-    call.on('error', () => undefined);
-    const status = new Promise<grpc.StatusObject>((resolve) => call.on('status', resolve));
+    const { call, status, close } = await openRawPublishStream(fx.grpc, { token });
     call.write({ seq: '1', events: Array.from({ length: 1001 }, () => ({ sender: 'billing', type: 'ps.flood', headers: {} })) });
     const s = await status;
-    client.close();
+    close();
     assert.equal(s.code, grpc.status.RESOURCE_EXHAUSTED, s.details);
     assert.match(s.details, /at most 1000 events/);
   });

@@ -4,23 +4,13 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
 import { createHubPublisher } from '@herald/client';
-import {
-  ErrorCodes,
-  GRPC_SERVICE,
-  HeraldError,
-  type HeraldEvent,
-  PROTO_LOADER_OPTIONS,
-  PROTO_PATH,
-  uuidv7,
-  type WirePublishAck,
-  type WirePublishStreamResponse,
-} from '@herald/core';
+import { ErrorCodes, HeraldError, type HeraldEvent, uuidv7 } from '@herald/core';
 import { waitFor } from '@herald/testing';
 import { pino } from 'pino';
 import { type DirectOutcome, PUBLISH_STREAM_LIMITS } from './publish-stream.ts';
 import { createGrpcServer, type GrpcServer } from './server.ts';
+import { openRawPublishStream } from './test-kit.ts';
 
 describe('PublishStream over an in-memory log (gRPC server, SDK)', { timeout: 60_000 }, () => {
   let server: GrpcServer;
@@ -123,14 +113,7 @@ describe('PublishStream over an in-memory log (gRPC server, SDK)', { timeout: 60
   });
 
   test('stop(): the append in flight is answered, then the stream ends UNAVAILABLE', async () => {
-    const def = await protoLoader.load(PROTO_PATH, { ...PROTO_LOADER_OPTIONS });
-    const m = (def[GRPC_SERVICE] as grpc.ServiceDefinition).PublishStream as grpc.MethodDefinition<object, WirePublishStreamResponse>;
-    const client = new grpc.Client(url, grpc.credentials.createInsecure());
-    const call = client.makeBidiStreamRequest(m.path, m.requestSerialize, m.responseDeserialize, new grpc.Metadata());
-    const acks: WirePublishAck[] = [];
-    call.on('data', (r: WirePublishStreamResponse) => acks.push(...r.acks));
-    call.on('error', () => undefined);
-    const status = new Promise<grpc.StatusObject>((resolve) => call.on('status', resolve));
+    const { call, acks, status, close } = await openRawPublishStream(url);
     let open: () => void = () => {};
     gate = new Promise((r) => {
       open = r;
@@ -144,7 +127,7 @@ describe('PublishStream over an in-memory log (gRPC server, SDK)', { timeout: 60
     open();
     const s = await status;
     await stopping;
-    client.close();
+    close();
     assert.deepEqual(
       acks.map((a) => [a.seq, a.outcome]),
       [['7', 'stored']],
