@@ -116,7 +116,7 @@ describe('the flow from the log to herald.events (PostgreSQL, real RabbitMQ)', {
       if (o > highest) highest = o;
     }
     await waitFor('the listener saw every live event', () => new Set(live).size === want.length);
-    assert.deepEqual([...new Set(live)], want, 'reported once confirmed, in order');
+    assert.deepEqual([...new Set(live)], want, 'each reported as it went out, first sightings in order');
     await seen.close();
   });
 

@@ -25,23 +25,8 @@ export interface DirectContext {
    * table's (BUDGETS.publishUnforwarded).
    */
   readonly maxUnforwarded?: number | undefined;
-}
-
-/** Events the direct path handed an outlet whose appended() has not settled: what waits for the flow. */
-const unforwarded = new WeakMap<IngestOutlet, { events: number }>();
-
-function backlogOf(outlet: IngestOutlet): { events: number } {
-  let b = unforwarded.get(outlet);
-  if (b === undefined) {
-    b = { events: 0 };
-    unforwarded.set(outlet, b);
-  }
-  return b;
-}
-
-/** Events the direct path stored and `outlet` has not out yet (for metrics and tests). */
-export function unforwardedEvents(outlet: IngestOutlet): number {
-  return unforwarded.get(outlet)?.events ?? 0;
+  /** Events the direct path handed the outlet whose appended() has not settled: what waits for the flow. */
+  readonly unforwarded: { events: number };
 }
 
 /**
@@ -85,7 +70,7 @@ export async function directAppend(
       outcomes[i] = { error: asHeraldError(err) };
     }
   });
-  const backlog = c.outlet && backlogOf(c.outlet);
+  const backlog = c.outlet && c.unforwarded;
   const max = c.maxUnforwarded ?? BUDGETS.publishUnforwarded.default;
   let run = appendRun<number>([], []);
   await c.serially(async () => {

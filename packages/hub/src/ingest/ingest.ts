@@ -135,6 +135,7 @@ class IngestPipeline implements Ingest {
         this.storeHealthy = ok;
       },
       maxUnforwarded: this.config.publishMaxUnforwarded,
+      unforwarded: { events: 0 },
     };
   }
 
