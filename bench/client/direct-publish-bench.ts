@@ -31,6 +31,7 @@ import { runHerald } from '../../packages/cli/src/bench/herald-run.ts';
 import { type BenchOptions, normalizeBenchOptions } from '../../packages/cli/src/bench/options.ts';
 import { createPlan } from '../../packages/cli/src/bench/plan.ts';
 import { openStore } from '../../packages/hub/src/store/index.ts';
+import { alternatingRounds, spread } from '../alternating-rounds.ts';
 import { runDirectPublish } from './direct-run.ts';
 
 const { values } = parseArgs({
@@ -44,17 +45,6 @@ const rounds = Number(values.rounds ?? (values.quick ? 1 : 3));
 const count = Number(values.events ?? (values.quick ? 5000 : 20_000));
 const log = (line: string) => process.stderr.write(`${line}\n`);
 const quiet = () => {};
-
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length === 0
-    ? Number.NaN
-    : s.length % 2
-      ? (s[(s.length - 1) / 2] as number)
-      : ((s[s.length / 2 - 1] as number) + (s[s.length / 2] as number)) / 2;
-};
-const spread = (xs: number[], digits = 0) =>
-  `${median(xs).toFixed(digits)} [${Math.min(...xs).toFixed(digits)}–${Math.max(...xs).toFixed(digits)}]`;
 
 const vhost = await createTestVhost('bench-direct');
 const db = await createTestDatabase('bench_direct');
@@ -101,17 +91,7 @@ try {
     'log alone': appendAlone,
   };
   const names = Object.keys(paths);
-  const perRound: Record<string, number>[] = [];
-  for (let round = 0; round < rounds; round++) {
-    const order = [...names.slice(round % names.length), ...names.slice(0, round % names.length)];
-    const got: Record<string, number> = {};
-    for (const name of order) {
-      log(`round ${round + 1}: ${name}`);
-      got[name] = await (paths[name] as () => Promise<number>)();
-      log(`round ${round + 1}: ${name}: ${Math.round(got[name] as number)} events/s`);
-    }
-    perRound.push(got);
-  }
+  const perRound = await alternatingRounds(paths, rounds, log);
   const of = (name: string) => perRound.map((r) => r[name] as number);
   const ratio = (name: string) => perRound.map((r) => (r[name] as number) / (r.raw as number));
   const summary = {

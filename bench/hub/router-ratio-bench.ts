@@ -20,6 +20,7 @@ import { runHerald } from '../../packages/cli/src/bench/herald-run.ts';
 import { normalizeBenchOptions } from '../../packages/cli/src/bench/options.ts';
 import { createPlan } from '../../packages/cli/src/bench/plan.ts';
 import { openStore } from '../../packages/hub/src/store/index.ts';
+import { alternatingRounds, spread } from '../alternating-rounds.ts';
 import { nullRouter } from './null-router.ts';
 
 const { values } = parseArgs({ options: { rounds: { type: 'string', default: '3' }, count: { type: 'string', default: '40000' } } });
@@ -76,28 +77,12 @@ try {
     'router hub, prefetch 2000 (max event 128 KiB)': wideV.url,
   };
   const names = Object.keys(paths);
-  const perRound: Record<string, number>[] = [];
-  for (let round = 0; round < rounds; round++) {
-    const order = [...names.slice(round % names.length), ...names.slice(0, round % names.length)];
-    const got: Record<string, number> = {};
-    for (const name of order) {
-      const opts = normalizeBenchOptions(
-        { count: String(count), receivers: 'all', quiet: true },
-        { HERALD_AMQP_URL: paths[name] as string },
-      );
-      const r = await runHerald(opts, createPlan(opts.senders, opts.types, opts.seed), randomBytes(4).toString('hex'), () => {}, name);
-      const all = r.receivers.find((x) => x.kind === 'all');
-      got[name] = all?.throughput ?? Number.NaN;
-      log(`round ${round + 1}: ${name}: ${Math.round(got[name] as number)} events/s`);
-    }
-    perRound.push(got);
-  }
-  const median = (xs: number[]) => {
-    const s = [...xs].sort((a, b) => a - b);
-    return s.length % 2 ? (s[(s.length - 1) / 2] as number) : ((s[s.length / 2 - 1] as number) + (s[s.length / 2] as number)) / 2;
+  const run = (name: string) => async () => {
+    const opts = normalizeBenchOptions({ count: String(count), receivers: 'all', quiet: true }, { HERALD_AMQP_URL: paths[name] as string });
+    const r = await runHerald(opts, createPlan(opts.senders, opts.types, opts.seed), randomBytes(4).toString('hex'), () => {}, name);
+    return r.receivers.find((x) => x.kind === 'all')?.throughput ?? Number.NaN;
   };
-  const spread = (xs: number[], digits: number) =>
-    `${median(xs).toFixed(digits)} [${Math.min(...xs).toFixed(digits)}–${Math.max(...xs).toFixed(digits)}]`;
+  const perRound = await alternatingRounds(Object.fromEntries(names.map((n) => [n, run(n)])), rounds, log);
   const summary = {
     count,
     rounds,
