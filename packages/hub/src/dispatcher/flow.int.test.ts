@@ -135,6 +135,34 @@ describe('the flow from the log to herald.events (PostgreSQL, real RabbitMQ)', {
     await seen.close();
   });
 
+  test('recheckHead asks the store again until it answers', async () => {
+    assert.ok(flow);
+    let armed = false;
+    let failures = 0;
+    // The real store, whose next head read, once armed, fails once (a store that drops one query).
+    const flaky: typeof store = Object.create(store);
+    flaky.headOffset = () => (armed && failures++ === 0 ? Promise.reject(new Error('connection terminated')) : store.headOffset());
+    const second = new LogFlow({ amqpUrl: vhost.url, store: flaky, logger: logger() });
+    await second.start();
+    armed = true;
+    const seen = await collector(vhost.url, 'flow-recheck-again');
+    const unseen = await append(3);
+    const head = unseen[unseen.length - 1]?.offset ?? 0n;
+    second.recheckHead();
+    await waitFor('forwarded after the failed read', () => second.stats().dispatched === head, 10_000);
+    assert.ok(failures >= 2, 'the first read failed, a later one answered');
+    await second.stop();
+    const f = flow;
+    f.recheckHead(); // the suite's flow catches up too, before the tests after this one
+    await waitFor('the suite flow caught up', () => f.stats().dispatched === head);
+    const got = await seen.read();
+    assert.deepEqual(
+      [...new Set(got)],
+      unseen.map((e) => e.offset),
+    );
+    await seen.close();
+  });
+
   test('suspend, resume and moveTo skip what they are told to; clear stops forwarding and clears the checkpoint', async () => {
     assert.ok(flow);
     const seen = await collector(vhost.url, 'flow-modes');

@@ -219,6 +219,12 @@ export class LogFlow {
    */
   async suspend(): Promise<void> {
     if (this.suspended) return;
+    // The log may hold more than was handed over (a commit whose answer was lost): out before the drain.
+    const head = await this.store.headOffset();
+    if (head > this.head) {
+      this.head = head;
+      this.kick();
+    }
     if (this.confirmed !== undefined) await this.caughtUp(this.head);
     await this.idle();
     this.suspended = true;
@@ -259,7 +265,11 @@ export class LogFlow {
         this.head = head;
         if (this.confirmed !== undefined && !this.suspended) this.kick();
       },
-      (err) => this.log.warn({ err: errText(err) }, 'could not read the head of the log; it is read again on the next append'),
+      (err) => {
+        // Nothing newer may come to raise the head: ask again until the store answers.
+        this.log.warn({ err: errText(err) }, 'could not read the head of the log; trying again in 1 s');
+        setTimeout(() => this.recheckHead(), 1000).unref();
+      },
     );
   }
 

@@ -42,6 +42,18 @@ function noRoom(waiting: number, max: number): HeraldError {
   );
 }
 
+/**
+ * Counts `n` events in `backlog` until `out` settles. A function of its own, so that what waits
+ * holds the count alone, not the call's events (their bodies are the flow's to keep or read back).
+ */
+function track(backlog: { events: number }, n: number, out: Promise<void>): void {
+  backlog.events += n;
+  const settled = () => {
+    backlog.events -= n;
+  };
+  out.then(settled, settled);
+}
+
 /** A refusal as the direct path answers it: a HeraldError as it is, anything else INVALID_EVENT. */
 function asHeraldError(err: unknown): HeraldError {
   if (err instanceof HeraldError) return err;
@@ -96,14 +108,7 @@ export async function directAppend(
     }
     c.storeAnswered(true);
     // Handed over in the serial line, so the outlet sees runs in offset order; not awaited, counted until settled.
-    const n = run.stored.length;
-    if (n > 0 && c.outlet && backlog) {
-      backlog.events += n;
-      const settled = () => {
-        backlog.events -= n;
-      };
-      c.outlet.appended(run.stored).then(settled, settled);
-    }
+    if (run.stored.length > 0 && c.outlet && backlog) track(backlog, run.stored.length, c.outlet.appended(run.stored));
   });
   const offsets = new Map<string, bigint>();
   for (const e of run.stored) offsets.set(e.id, e.offset);

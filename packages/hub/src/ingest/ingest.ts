@@ -1,14 +1,15 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ErrorCodes, HeraldError, type HeraldEvent } from '@herald/core';
-import { type Channel, type ChannelModel, type ConfirmChannel, connect, type Message } from 'amqplib';
+import { type ChannelModel, connect, type Message } from 'amqplib';
 import type { Logger } from 'pino';
 import { type HubConfig, redactUrl } from '../config/index.ts';
-import type { Store } from '../store/types.ts';
+import type { Store, StoredEvent } from '../store/types.ts';
 import { type AppendHooks, type AppendRun, appendAll, appendRun, countingHooks } from './append-run.ts';
 import { DeadLetterDelivery, deadDelivery } from './dead-delivery.ts';
 import { amqpUser, eventDeadLetter } from './dead-letters.ts';
 import { decodeBatch } from './decode-batch.ts';
 import { type DirectContext, directAppend, publishToIngest } from './direct.ts';
+import { closeLink, type Link } from './link.ts';
 import { type IngestOutlet, setupArchive, setupRouter } from './mode-setup.ts';
 import { onBroker, StepError } from './steps.ts';
 import { ARCHIVE_QUEUE, declareShared, ROUTER_QUEUE } from './topology.ts';
@@ -44,24 +45,6 @@ export function createIngest(options: IngestOptions): Ingest {
 /** A promise wrapped so that async functions can hand it over without awaiting it (a returned promise is adopted). */
 interface Confirmation {
   confirmed: Promise<void>;
-}
-
-interface Link {
-  /** Consumes and acknowledges. */
-  conn: ChannelModel;
-  /** Publishes (dead letters, API events). */
-  pubConn: ChannelModel;
-  /** Consumes (or gets, while draining) and acknowledges. */
-  consumeCh: Channel;
-  /** Publishes dead letters and API events, with confirms. */
-  pubCh: ConfirmChannel;
-  gen: number;
-  /** The newest message whose batch is stored (and out) but not yet acknowledged. */
-  ackUpTo: Message | undefined;
-  /** Messages that ackUpTo covers. */
-  unacked: number;
-  /** Sends the coalesced ack when the window ends. */
-  ackTimer: NodeJS.Timeout | undefined;
 }
 
 class IngestPipeline implements Ingest {
@@ -182,14 +165,7 @@ class IngestPipeline implements Ingest {
       this.log.warn({ left: this.pending.length }, 'stopped with delivered messages not stored: RabbitMQ redelivers them');
     await this.lock;
     this.link = undefined;
-    if (link) {
-      // Closing the channels first flushes their acknowledgements (a connection close can overtake
-      // frames still queued on a channel), so nothing stored is redelivered needlessly.
-      await link.consumeCh.close().catch(() => undefined);
-      await link.pubCh.close().catch(() => undefined);
-      await link.conn.close().catch(() => undefined);
-      await link.pubConn.close().catch(() => undefined);
-    }
+    if (link) await closeLink(link);
     this.log.info(this.stats(), 'ingest stopped');
   }
 
@@ -236,9 +212,12 @@ class IngestPipeline implements Ingest {
       this.link = link;
       await onBroker(() => declareShared(consumeCh, this.config.queueType));
       this.settingUp = true;
-      await this.withLock(async () => undefined); // a direct append in the line finishes first
-      await this.setupMode(link);
-      this.settingUp = false;
+      try {
+        await this.withLock(async () => undefined); // a direct append in the line finishes first
+        await this.setupMode(link);
+      } finally {
+        this.settingUp = false;
+      }
       // From here on a lost channel or connection means: start over on a new connection.
       const lost = (why: string) => () => this.connectionLost(link, why);
       conn.on('close', lost('connection closed'));
@@ -462,7 +441,7 @@ class IngestPipeline implements Ingest {
     let delay = 50;
     let failing: 'store' | 'rabbitmq' | undefined;
     for (;;) {
-      if (link.gen !== this.gen) return false;
+      if (link.gen !== this.gen) return this.abandoned(run.stored);
       try {
         if (!appended) {
           await appendAll(this.store, run, hooks);
@@ -485,11 +464,17 @@ class IngestPipeline implements Ingest {
           );
           failing = side;
         }
-        if (this.stopping && Date.now() - this.stoppingSince > STOP_GRACE_MS) return false;
+        if (this.stopping && Date.now() - this.stoppingSince > STOP_GRACE_MS) return this.abandoned(run.stored);
         await sleep(delay);
         delay = Math.min(delay * 2, 2000);
         if (side === 'store') await this.store.ping().catch(() => undefined);
       }
     }
+  }
+
+  /** A batch given up after its append (its link gone, or the stop's grace over): the flow reads what it stored from the log. */
+  private abandoned(stored: readonly StoredEvent[]): false {
+    if (stored.length > 0) this.outlet?.recheckHead();
+    return false;
   }
 }

@@ -58,9 +58,14 @@ export async function setupRouter(m: ModeContext): Promise<void> {
     await onBroker(() => m.ch.unbindQueue(ARCHIVE_QUEUE, EVENTS_EXCHANGE, ALL));
     // Drained events were delivered by the archive binding: not forwarded again. Nothing else is
     // appended meanwhile (ingest does not consume yet, and refuses the direct path during setup).
+    // A drain cut short resumes too: what it took was delivered, the rest is left to the next setup.
     await outlet?.suspend();
-    const n = await m.drain(ARCHIVE_QUEUE);
-    await outlet?.resume();
+    let n = 0;
+    try {
+      n = await m.drain(ARCHIVE_QUEUE);
+    } finally {
+      await outlet?.resume();
+    }
     await deleteIfEmpty(m, ARCHIVE_QUEUE, n);
   }
   if (outlet && outlet.horizon() === undefined) await outlet.moveTo(await m.head());

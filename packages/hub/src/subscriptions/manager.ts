@@ -236,7 +236,8 @@ class Manager implements SubscriptionManager, ConsumerCore, PullCore {
     if (!set) return;
     for (const sub of set) {
       sub.active?.onLive(events);
-      if (sub.waiters.size > 0) sub.wakeWaiters();
+      // A waiting pull reads the log: after this turn, once the flow's horizon covers these events.
+      if (sub.waiters.size > 0) setImmediate(() => sub.wakeWaiters());
     }
   }
 
