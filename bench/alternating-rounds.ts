@@ -1,3 +1,5 @@
+import { spread as spreadOf } from '../packages/cli/src/bench/summary.ts';
+
 /**
  * Rounds in which every path runs once, one after the other, the order turned by one each round,
  * so each path meets the same moments of a noisy machine; and the "median [min–max]" the benches
@@ -25,13 +27,8 @@ export async function alternatingRounds(
   return perRound;
 }
 
-export function median(xs: readonly number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  if (s.length === 0) return Number.NaN;
-  return s.length % 2 ? (s[(s.length - 1) / 2] as number) : ((s[s.length / 2 - 1] as number) + (s[s.length / 2] as number)) / 2;
-}
-
-/** "median [min–max]" with `digits` decimals. */
+/** "median [min–max]" with `digits` decimals (summary.ts's spread). */
 export function spread(xs: readonly number[], digits = 0): string {
-  return `${median(xs).toFixed(digits)} [${Math.min(...xs).toFixed(digits)}–${Math.max(...xs).toFixed(digits)}]`;
+  const { median, min, max } = spreadOf(xs);
+  return `${median.toFixed(digits)} [${min.toFixed(digits)}–${max.toFixed(digits)}]`;
 }

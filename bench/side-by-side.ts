@@ -16,7 +16,6 @@
  */
 import { randomBytes } from 'node:crypto';
 import { availableParallelism } from 'node:os';
-import { fromAmqp } from '@herald/core';
 import {
   createTestDatabase,
   createTestVhost,
@@ -34,9 +33,8 @@ import { runJetStream } from '../packages/cli/src/bench/jetstream.ts';
 import { type BenchOptions, normalizeBenchOptions } from '../packages/cli/src/bench/options.ts';
 import { createPlan } from '../packages/cli/src/bench/plan.ts';
 import { type SummaryMeta, type SummaryRow, spread } from '../packages/cli/src/bench/summary.ts';
-import { openStore } from '../packages/hub/src/store/index.ts';
 import { runDirectPublish } from './client/direct-run.ts';
-import { nullRouter } from './hub/null-router.ts';
+import { nullRouter, nullRouterWithLog } from './hub/null-router.ts';
 
 export interface SideBySideOptions {
   rounds: number;
@@ -144,17 +142,7 @@ export async function sideBySide(o: SideBySideOptions): Promise<SideBySideResult
     cleanup.push(stopNull);
     // The same, committing each batch to a log first through Herald's own store.
     const nullLogVhost = await own('bench-null-log');
-    const logStore = await openStore({ url: (await ownDb('bench-null-log')).url });
-    cleanup.push(() => logStore.close());
-    await logStore.migrate();
-    if (!(await logStore.acquireWriterLease())) throw new Error('the null router’s log: no writer lease');
-    const stopNullLog = await nullRouter(nullLogVhost.url, async (batch) => {
-      const now = Date.now();
-      await logStore.append(
-        batch.map((m) => fromAmqp({ routingKey: m.fields.routingKey, content: m.content, properties: m.properties }, { now })),
-      );
-    });
-    cleanup.push(stopNullLog);
+    cleanup.push(await nullRouterWithLog(nullLogVhost.url, (await ownDb('bench-null-log')).url));
     const plan = (opts: BenchOptions) => createPlan(opts.senders, opts.types, opts.seed);
     const herald = async (opts: BenchOptions, id: string): Promise<RunFigures> => {
       const h = await runHerald(opts, plan(opts), id, quiet, '(bench vhost)');

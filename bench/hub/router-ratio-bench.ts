@@ -14,14 +14,12 @@
  */
 import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
-import { fromAmqp } from '@herald/core';
 import { createTestDatabase, createTestVhost, type HeraldProcess, startHubProcess } from '@herald/testing';
 import { runHerald } from '../../packages/cli/src/bench/herald-run.ts';
 import { normalizeBenchOptions } from '../../packages/cli/src/bench/options.ts';
 import { createPlan } from '../../packages/cli/src/bench/plan.ts';
-import { openStore } from '../../packages/hub/src/store/index.ts';
 import { alternatingRounds, spread } from '../alternating-rounds.ts';
-import { nullRouter } from './null-router.ts';
+import { nullRouter, nullRouterWithLog } from './null-router.ts';
 
 const { values } = parseArgs({ options: { rounds: { type: 'string', default: '3' }, count: { type: 'string', default: '40000' } } });
 const rounds = Number(values.rounds);
@@ -53,18 +51,7 @@ try {
   const nullV = await vhost('ratio-null');
   cleanup.push(await nullRouter(nullV.url));
   const logV = await vhost('ratio-null-log');
-  const logStore = await openStore({ url: (await database('ratio_null_log')).url });
-  cleanup.push(() => logStore.close());
-  await logStore.migrate();
-  if (!(await logStore.acquireWriterLease())) throw new Error('no writer lease on the null router’s log');
-  cleanup.push(
-    await nullRouter(logV.url, async (batch) => {
-      const now = Date.now();
-      await logStore.append(
-        batch.map((m) => fromAmqp({ routingKey: m.fields.routingKey, content: m.content, properties: m.properties }, { now })),
-      );
-    }),
-  );
+  cleanup.push(await nullRouterWithLog(logV.url, (await database('ratio_null_log')).url));
   const defaultsV = await vhost('ratio-router');
   await hub(defaultsV.url, {});
   const wideV = await vhost('ratio-router-2000');

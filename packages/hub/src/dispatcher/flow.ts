@@ -124,6 +124,10 @@ export class LogFlow {
   readonly send = (events: readonly StoredEvent[], options?: { replay?: string }): Promise<void> => {
     const confirmed = this.channel.publish(events, options?.replay);
     if (options?.replay === undefined && events.length > 0) {
+      // Dispatched (its run's held rows are written before this): within the horizon before the
+      // listeners hear of it, so a reader they wake finds it in the log.
+      const last = (events[events.length - 1] as StoredEvent).offset;
+      if (this.dispatched !== undefined && last > this.dispatched) this.dispatched = last;
       this.tellListeners(events);
       // Counted once confirmed. A failed release is the dispatcher's to retry: it does not hold up
       // the checkpoint (a failed live forward does, through step()'s own link on the same confirm).

@@ -95,10 +95,25 @@ export interface Accepted {
 }
 
 /**
- * Findings for accepted events that do not read back by id (the probe published after them is
- * stored, so they would be too). Resolves; a hub that does not answer is the invariant's business.
+ * The events an edge answered as accepted since the last check. takeUnstored() gives findings for
+ * those that do not read back by id (the probe published after them is stored, so they would be
+ * too) and starts the list over. Resolves; a hub that does not answer is the invariant's business.
  */
-export async function unstored(http: string, accepted: readonly Accepted[]): Promise<Finding[]> {
+export class AcceptedEvents {
+  private list: Accepted[] = [];
+
+  add(...accepted: Accepted[]): void {
+    for (const a of accepted) this.list.push(a);
+  }
+
+  takeUnstored(http: string): Promise<Finding[]> {
+    const list = this.list;
+    this.list = [];
+    return unstored(http, list);
+  }
+}
+
+async function unstored(http: string, accepted: readonly Accepted[]): Promise<Finding[]> {
   const findings: Finding[] = [];
   for (const a of accepted) {
     const r = await getText(`${http}/api/v1/events/by-id/${encodeURIComponent(a.id)}`);

@@ -4,7 +4,7 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { GRPC_ERROR_CODE_KEY, GRPC_SERVICE, PROTO_LOADER_OPTIONS, PROTO_PATH } from '@herald/core';
 import { bytesOf } from './boundary.ts';
-import { type Accepted, type FuzzHub, fuzzSettings, startFuzzHub, unstored } from './fuzz-kit.ts';
+import { AcceptedEvents, type FuzzHub, fuzzSettings, startFuzzHub } from './fuzz-kit.ts';
 import { fuzzEdge, type Outcome } from './fuzz-runner.ts';
 import { type GrpcInput, garbled, grpcInput } from './grpc-inputs.ts';
 
@@ -26,7 +26,7 @@ describe('fuzz: gRPC Publish and Subscribe, router hub on PostgreSQL', () => {
   let hub: FuzzHub | undefined;
   let client: grpc.Client;
   let service: grpc.ServiceDefinition;
-  let accepted: Accepted[] = [];
+  const accepted = new AcceptedEvents();
 
   before(async () => {
     console.log(
@@ -78,7 +78,7 @@ describe('fuzz: gRPC Publish and Subscribe, router hub on PostgreSQL', () => {
         { deadline: Date.now() + ANSWER_MS },
         (err, res) => {
           if (!err) {
-            if (index >= 0 && res?.id) accepted.push({ id: res.id, index, input, via: 'gRPC Publish' });
+            if (index >= 0 && res?.id) accepted.add({ id: res.id, index, input, via: 'gRPC Publish' });
             return resolve({ tally: 'Publish OK' });
           }
           const tally = `Publish ${statusName(err.code)} ${heraldCode(err.metadata)}`.trim();
@@ -171,11 +171,7 @@ describe('fuzz: gRPC Publish and Subscribe, router hub on PostgreSQL', () => {
         name: 'grpc',
         arbitrary: grpcInput,
         send: (input, index) => ('publish' in input ? publish(input, index) : subscribe(input)),
-        async afterCheck() {
-          const found = await unstored(h.fx.http, accepted);
-          accepted = [];
-          return found;
-        },
+        afterCheck: () => accepted.takeUnstored(h.fx.http),
       },
       settings,
     );

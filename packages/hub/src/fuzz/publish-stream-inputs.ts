@@ -1,6 +1,6 @@
 import { ErrorCodes, LIMITS } from '@herald/core';
 import fc from 'fast-check';
-import { PUBLISH_STREAM_LIMITS } from '../grpc/publish-stream.ts';
+import { MAX_U64, PUBLISH_STREAM_LIMITS } from '../grpc/publish-stream.ts';
 import { type BytesSpec, boundaryString, bytesSpec, deepJson, good } from './boundary.ts';
 import type { Garble } from './grpc-inputs.ts';
 
@@ -49,7 +49,6 @@ export interface StreamInput {
   readonly slowReader?: boolean | undefined;
 }
 
-const MAX_U64 = (1n << 64n) - 1n;
 const MAX_BODY = LIMITS.eventBytes.value;
 const SHORT = LIMITS.shortStringBytes.value;
 

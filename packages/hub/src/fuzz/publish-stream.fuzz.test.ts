@@ -14,10 +14,10 @@ import {
   type WirePublishAck,
   type WirePublishStreamResponse,
 } from '@herald/core';
-import { PUBLISH_STREAM_LIMITS } from '../grpc/publish-stream.ts';
+import { MAX_U64, PUBLISH_STREAM_LIMITS } from '../grpc/publish-stream.ts';
 import { grpcServerOptions } from '../grpc/server.ts';
 import { bytesOf } from './boundary.ts';
-import { type Accepted, type FuzzHub, fuzzSettings, startFuzzHub, unstored } from './fuzz-kit.ts';
+import { type Accepted, AcceptedEvents, type FuzzHub, fuzzSettings, startFuzzHub } from './fuzz-kit.ts';
 import { fuzzEdge, type Outcome } from './fuzz-runner.ts';
 import { garbled } from './grpc-inputs.ts';
 import {
@@ -44,7 +44,6 @@ const BROKEN = new Set<number>([grpc.status.INTERNAL, grpc.status.UNKNOWN, grpc.
 const READ_BACK = 2;
 /** The largest request grpc-js takes before it is parsed; a larger one ends the stream RESOURCE_EXHAUSTED. */
 const MAX_REQUEST_BYTES = grpcServerOptions(DEFAULT_MAX_EVENT_BYTES)['grpc.max_receive_message_length'] as number;
-const MAX_U64 = (1n << 64n) - 1n;
 
 const identity = (b: Buffer) => b;
 const statusName = (code: number) => grpc.status[code] ?? String(code);
@@ -70,7 +69,7 @@ describe('fuzz: gRPC PublishStream, router hub on PostgreSQL', () => {
   let hub: FuzzHub | undefined;
   let client: grpc.Client;
   let service: grpc.ServiceDefinition;
-  let accepted: Accepted[] = [];
+  const accepted = new AcceptedEvents();
   /** Answers by kind of event and outcome, for the summary: `bad refused INVALID_SENDER`, `hostile stored`. */
   const answered = new Map<string, number>();
 
@@ -214,7 +213,7 @@ describe('fuzz: gRPC PublishStream, router hub on PostgreSQL', () => {
         finished = true;
         clearTimeout(timer);
         clearInterval(stall);
-        accepted.push(...keep);
+        accepted.add(...keep);
         const tally = s.code === -1 ? 'PublishStream no status' : `PublishStream ${statusName(s.code)} ${heraldCode(s.metadata)}`.trim();
         const got = `${tally}: ${s.details.slice(0, 200)} (${answers.size} of ${sent.size} answered)`;
         const fail = (failure: string) => resolve({ tally, failure: `PublishStream → ${failure}`, detail: got, answered: answers.size });
@@ -279,11 +278,7 @@ describe('fuzz: gRPC PublishStream, router hub on PostgreSQL', () => {
           const o = await sendStream(input, index);
           return (await probe(index)) ?? o;
         },
-        async afterCheck() {
-          const found = await unstored(h.fx.http, accepted);
-          accepted = [];
-          return found;
-        },
+        afterCheck: () => accepted.takeUnstored(h.fx.http),
       },
       settings,
     );
@@ -313,8 +308,7 @@ describe('fuzz: gRPC PublishStream, router hub on PostgreSQL', () => {
         assert.equal(o.answered, events, 'every event answered once');
         assert.equal((await probe(0))?.failure, undefined);
         assert.deepEqual(await h.check(), [], 'the invariant');
-        assert.deepEqual(await unstored(h.fx.http, accepted), [], 'what was answered stored reads back');
-        accepted = [];
+        assert.deepEqual(await accepted.takeUnstored(h.fx.http), [], 'what was answered stored reads back');
       });
 
   test('a request of 5,000 events ends the stream RESOURCE_EXHAUSTED naming the bound; a fresh stream stores after it', async () => {

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { waitFor } from '@herald/testing';
 import { jsonText, RawJson } from './boundary.ts';
-import { type Accepted, type FuzzHub, fuzzSettings, getText, startFuzzHub, unstored } from './fuzz-kit.ts';
+import { AcceptedEvents, type FuzzHub, fuzzSettings, getText, startFuzzHub } from './fuzz-kit.ts';
 import { fuzzEdge, type Outcome } from './fuzz-runner.ts';
 import { Known, type Operation, operationsOf, type Pool, type RestInput, restInputs } from './openapi-inputs.ts';
 import { type HttpAnswer, paramText, pct, restClient } from './rest-client.ts';
@@ -56,7 +56,7 @@ describe('fuzz: REST requests generated from /openapi.json, router hub on Postgr
   let ops: Operation[] = [];
   /** Pauses created in this batch: resumed before the probe, which they could otherwise hold. */
   let activePauses: string[] = [];
-  let accepted: Accepted[] = [];
+  const accepted = new AcceptedEvents();
 
   const get = async (path: string) => client.send('GET', path, {}, undefined, ANSWER_MS);
   const postJson = async (path: string, body: unknown) =>
@@ -182,7 +182,7 @@ describe('fuzz: REST requests generated from /openapi.json, router hub on Postgr
     }
     if (op.path === '/api/v1/events') {
       remember('event', id);
-      if (index >= 0) accepted.push({ id, index, input, via: route });
+      if (index >= 0) accepted.add({ id, index, input, via: route });
     }
     return undefined;
   }
@@ -206,11 +206,7 @@ describe('fuzz: REST requests generated from /openapi.json, router hub on Postgr
           activePauses = [];
           return violations;
         },
-        async afterCheck() {
-          const found = await unstored(h.fx.http, accepted);
-          accepted = [];
-          return found;
-        },
+        afterCheck: () => accepted.takeUnstored(h.fx.http),
       },
       settings,
     );

@@ -8,7 +8,7 @@ export interface PublishBudgetLimits {
   readonly maxEvents: number;
 }
 
-/** What a budget holds, for metrics and tests. */
+/** What a budget holds, for tests. */
 export interface PublishBudgetStats {
   readonly maxBytes: number;
   readonly maxEvents: number;
@@ -116,8 +116,8 @@ export class PublishBudget {
   }
 }
 
-/** The budget of the streams whose server was given none: one per process, of the table's size. */
-export const PROCESS_PUBLISH_BUDGET = new PublishBudget({
+/** The table's sizes (HERALD_PUBLISH_MAX_BYTES, HERALD_PUBLISH_MAX_EVENTS at their defaults). */
+export const DEFAULT_PUBLISH_BUDGET_LIMITS: PublishBudgetLimits = {
   maxBytes: BUDGETS.publishBytes.default,
   maxEvents: BUDGETS.publishEvents.default,
-});
+};

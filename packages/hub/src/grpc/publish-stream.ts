@@ -12,7 +12,7 @@ import { amqpUsernameOf } from '../auth/amqp-permissions.ts';
 import type { Auth } from '../auth/auth.ts';
 import type { Principal } from '../auth/types.ts';
 import type { DirectOutcome } from '../ingest/types.ts';
-import { type BudgetClaimant, PROCESS_PUBLISH_BUDGET, type PublishBudget } from './publish-budget.ts';
+import type { BudgetClaimant, PublishBudget } from './publish-budget.ts';
 import { eventOfRequest, Undecodable, undecodableStatus } from './requests.ts';
 import { type GrpcStatus, heraldStatus, toGrpcStatus } from './status.ts';
 
@@ -44,7 +44,8 @@ export class TooManyEvents {
   constructor(readonly count: number) {}
 }
 
-const MAX_U64 = (1n << 64n) - 1n;
+/** The largest `seq` (uint64). */
+export const MAX_U64 = (1n << 64n) - 1n;
 
 /** A varint at `at` (within 2^53 for lengths and tags): [value, next position]. Throws when cut short. */
 function varint(buf: Buffer, at: number): [number, number] {
@@ -132,10 +133,9 @@ export interface PublishStreamContext {
   readonly maxEventBytes: number;
   /**
    * The room all streams of the hub share for the events they read and have not answered
-   * (HERALD_PUBLISH_MAX_BYTES, HERALD_PUBLISH_MAX_EVENTS). Default: one budget per process, of
-   * the table's size (BUDGETS).
+   * (HERALD_PUBLISH_MAX_BYTES, HERALD_PUBLISH_MAX_EVENTS): one per server.
    */
-  readonly budget?: PublishBudget | undefined;
+  readonly budget: PublishBudget;
 }
 
 type PublishCall = grpc.ServerDuplexStream<StreamRequest | TooManyEvents | Undecodable, WirePublishStreamResponse>;
@@ -194,7 +194,7 @@ export class PublishSession {
   ) {
     this.principal = principal;
     this.peer = call.getPeer();
-    this.budget = ctx.budget ?? PROCESS_PUBLISH_BUDGET;
+    this.budget = ctx.budget;
     // Revoking the token ends the stream; changed roles apply to the next events.
     this.unwatch = ctx.auth.watch(
       principal,

@@ -23,10 +23,10 @@ import {
 import type { Logger } from 'pino';
 import { Auth } from '../auth/auth.ts';
 import type { Principal } from '../auth/types.ts';
-import { BUDGETS, CAPS, capReached } from '../caps/index.ts';
+import { CAPS, capReached } from '../caps/index.ts';
 import { assertSubscriptionName } from '../subscriptions/start-position.ts';
 import type { Consumer, DeliveredEvent, SubscriptionManager } from '../subscriptions/types.ts';
-import { PublishBudget, type PublishBudgetLimits } from './publish-budget.ts';
+import { DEFAULT_PUBLISH_BUDGET_LIMITS, PublishBudget, type PublishBudgetLimits } from './publish-budget.ts';
 import { type DirectAppend, PublishSession, publishStreamDecoder } from './publish-stream.ts';
 import { eventOfRequest, principalOfCall, tolerantDecoding, Undecodable, undecodableStatus } from './requests.ts';
 import { type GrpcStatus, heraldStatus, toGrpcStatus } from './status.ts';
@@ -350,9 +350,7 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
   const { logger } = options;
   const maxEventBytes = options.maxEventBytes ?? DEFAULT_MAX_EVENT_BYTES;
   const maxStreams = options.maxStreams ?? CAPS.grpcStreams.default;
-  const budget = new PublishBudget(
-    options.publishBudget ?? { maxBytes: BUDGETS.publishBytes.default, maxEvents: BUDGETS.publishEvents.default },
-  );
+  const budget = new PublishBudget(options.publishBudget ?? DEFAULT_PUBLISH_BUDGET_LIMITS);
   const sessions = new Set<SubscribeSession>();
   const publishSessions = new Set<PublishSession>();
   let server: grpc.Server | undefined;

@@ -42,7 +42,7 @@ export { DEFAULT_DATA_DIR, openStore } from './open.ts';
 export { createPauseStore, type PauseStore } from './pause-store.ts';
 export { createReplayStore, type ReplayStore } from './replay-store.ts';
 export { type MatchingOffsets, matchingOffsetsSql } from './selector-sql.ts';
-export { createRepositories, eventQuerySql, queryMayHaveMore, SqlStore } from './sql-store.ts';
+export { eventQuerySql, queryMayHaveMore, SqlStore } from './sql-store.ts';
 export {
   createSubscriptionStore,
   type Lag,

@@ -205,9 +205,9 @@ export function repositoriesSuite(name: string, open: () => Promise<Store>, clea
         sel.canonical,
         `herald.sub.${sel.hash}`,
       ]);
-      assert.equal(await subs.delete('repo-a', sel), true);
-      assert.equal(await subs.delete('repo-a', sel), false);
-      assert.equal(await subs.delete('repo-b', sel), true);
+      assert.equal(await subs.delete('repo-a'), true);
+      assert.equal(await subs.delete('repo-a'), false);
+      assert.equal(await subs.delete('repo-b'), true);
       all = await subs.loadAll();
       assert.deepEqual(
         all.receivers.map((r) => [r.hash, r.selector.canonical, r.queue]),

@@ -41,7 +41,7 @@ export interface SubscriptionStore {
   /** Inserts the subscription; one statement. Resolves with the subscription as stored: the existing one when the name was taken (compare selectors). */
   insert(sub: SubscriptionRecord): Promise<SubscriptionRecord>;
   /** Removes the subscription. False when absent. */
-  delete(name: string, selector: Selector): Promise<boolean>;
+  delete(name: string): Promise<boolean>;
   /** Removes the row of an earlier version's receiver queue, once the queue is gone. */
   deleteReceiver(hash: string): Promise<void>;
   /** One UPDATE for many subscriptions; an offset never goes down. */

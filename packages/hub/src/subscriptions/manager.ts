@@ -236,8 +236,7 @@ class Manager implements SubscriptionManager, ConsumerCore, PullCore {
     if (!set) return;
     for (const sub of set) {
       sub.active?.onLive(events);
-      // A waiting pull reads the log: after this turn, once the flow's horizon covers these events.
-      if (sub.waiters.size > 0) setImmediate(() => sub.wakeWaiters());
+      if (sub.waiters.size > 0) sub.wakeWaiters();
     }
   }
 
@@ -389,7 +388,7 @@ class Manager implements SubscriptionManager, ConsumerCore, PullCore {
       const sub = this.subs.get(name);
       if (!sub) return false;
       sub.endConsumers('subscription deleted');
-      const deleted = await this.subStore.delete(name, sub.selector);
+      const deleted = await this.subStore.delete(name);
       this.subs.delete(name);
       this.metrics?.forgetSubscription(name);
       await this.replays.failAll(sub);
